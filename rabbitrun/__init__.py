@@ -1,0 +1,1 @@
+"""rabbitrun: Airflow-style DAGs, executed over RabbitMQ."""

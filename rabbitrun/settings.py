@@ -1,0 +1,287 @@
+"""Settings and load_settings(): the only reader of os.environ and rabbitrun.toml.
+
+Precedence: defaults -> ``$RABBITRUN_HOME/rabbitrun.toml`` -> environment
+``RABBITRUN__SECTION__KEY`` -> explicit overrides (CLI flags, tests). The
+result is one frozen object, passed down to whoever needs a section. An unknown
+key or a bad value raises :class:`ConfigError` naming the key, where it came
+from and the closest valid key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import socket
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from rabbitrun.errors import ConfigError
+
+ENV_PREFIX = "RABBITRUN__"
+HOME_ENV = "RABBITRUN_HOME"
+CONFIG_FILE = "rabbitrun.toml"
+
+
+class Secret(str):
+    """A string that masks itself in repr, so settings can be logged safely."""
+
+    def __repr__(self) -> str:
+        return "'***'" if self else "''"
+
+
+def mask_url(url: str) -> str:
+    """Replace the password of a URL with ``***`` for messages and listings."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(frozen=True)
+class CoreSettings:
+    dags_folder: str = ""  # default: $RABBITRUN_HOME/dags
+    load_examples: bool = True
+    default_queue: str = "default"
+    fernet_key: Secret = Secret("")
+    parallelism: int = 0  # 0: unlimited
+    task_queued_timeout_s: float = 600.0
+    # "fail" or "requeue" a task nobody claimed within task_queued_timeout_s
+    task_queued_timeout_action: str = "fail"
+    enable_xcom_pickling: bool = False
+    max_xcom_size: int = 1_048_576
+    xcom_backend: str = ""
+    sensitive_var_conn_names: tuple[str, ...] = (
+        "password", "secret", "passwd", "authorization", "api_key", "apikey", "access_token",
+    )
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: Secret = Secret("")  # default: sqlite:///$RABBITRUN_HOME/rabbitrun.db
+    pool_size: int = 5
+    max_overflow: int = 10
+    connect_timeout_s: float = 5.0
+    sqlite_busy_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    url: Secret = Secret("amqp://guest:guest@127.0.0.1:5672/")
+    prefix: str = ""
+    management_url: Secret = Secret("http://guest:guest@127.0.0.1:15672/")
+    topology_file: str = ""  # default: the packaged topology/default.toml
+    connect_timeout_s: float = 5.0
+    confirm_timeout_s: float = 10.0
+    heartbeat_s: int = 30
+    max_priority: int = 10
+    queue_type: str = "classic"  # or "quorum"
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    base_log_folder: str = ""  # default: $RABBITRUN_HOME/logs
+    level: str = "INFO"
+    log_format: str = "[%(asctime)s] {%(filename)s:%(lineno)d} %(levelname)s - %(message)s"
+    process_log_max_bytes: int = 10_485_760
+    process_log_backup_count: int = 5
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    scheduler_id: str = ""  # default: the host name; names the durable reply queue
+    poll_interval_s: float = 1.0  # for new runs and timers; results wake it at once
+    dag_dir_list_interval_s: float = 30.0
+    zombie_threshold_s: float = 60.0
+    publish_batch_size: int = 500
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    queues: tuple[str, ...] = ("default",)
+    concurrency: int = 16
+    hostname: str = ""  # default: worker@<host name>
+    shutdown_timeout_s: float = 60.0
+    heartbeat_interval_s: float = 5.0
+    # hard limit = soft limit (execution_timeout) + this grace, then SIGKILL
+    kill_grace_s: float = 10.0
+    # ack a long delivery once claimed so RabbitMQ's consumer_timeout cannot fire
+    ack_running_after_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    core: CoreSettings = field(default_factory=CoreSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    broker: BrokerSettings = field(default_factory=BrokerSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / CONFIG_FILE
+
+    def as_dict(self, *, masked: bool = True) -> dict[str, dict[str, Any]]:
+        """Effective values by section, secrets and URL passwords masked."""
+        out: dict[str, dict[str, Any]] = {}
+        for section in SECTIONS:
+            values = {}
+            for f in fields(getattr(self, section)):
+                value = getattr(getattr(self, section), f.name)
+                if masked and isinstance(value, Secret):
+                    value = mask_url(str(value)) if "://" in value else ("***" if value else "")
+                elif isinstance(value, Secret):
+                    value = str(value)
+                values[f.name] = list(value) if isinstance(value, tuple) else value
+            out[section] = values
+        return out
+
+
+SECTIONS: dict[str, type] = {
+    "core": CoreSettings,
+    "database": DatabaseSettings,
+    "broker": BrokerSettings,
+    "logging": LoggingSettings,
+    "scheduler": SchedulerSettings,
+    "worker": WorkerSettings,
+}
+
+
+def _closest(name: str, choices: list[str]) -> str:
+    match = difflib.get_close_matches(name, choices, n=1)
+    return f"; did you mean {match[0]!r}?" if match else f"; valid: {', '.join(sorted(choices))}"
+
+
+def _convert(section: str, key: str, raw: Any, annotation: str, source: str) -> Any:
+    """Coerce a TOML or environment value to the field's type, or name what is wrong."""
+    where = f"[{section}] {key} (from {source})"
+    try:
+        if annotation == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if annotation == "int":
+            if isinstance(raw, bool):
+                raise ValueError("expected an integer")
+            return int(raw)
+        if annotation == "float":
+            if isinstance(raw, bool):
+                raise ValueError("expected a number")
+            return float(raw)
+        if annotation.startswith("tuple"):
+            items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
+            return tuple(str(i).strip() for i in items if str(i).strip())
+        if annotation == "Secret":
+            return Secret(str(raw))
+        if not isinstance(raw, str | int | float):
+            raise ValueError("expected a string")
+        return str(raw)
+    except ValueError as exc:
+        raise ConfigError(f"bad value {raw!r} for {where}: {exc}", key=f"{section}.{key}", source=source) from exc
+
+
+def _apply(
+    layers: dict[str, dict[str, Any]], values: Mapping[str, Any], source: str, *, section_hint: str = ""
+) -> None:
+    for section, entries in values.items():
+        if section not in SECTIONS:
+            raise ConfigError(
+                f"unknown section [{section}] in {source}{_closest(section, list(SECTIONS))}",
+                key=section, source=source,
+            )
+        if not isinstance(entries, Mapping):
+            raise ConfigError(f"[{section}] in {source} must be a table", key=section, source=source)
+        known = {f.name: str(f.type) for f in fields(SECTIONS[section])}
+        for key, raw in entries.items():
+            if key not in known:
+                raise ConfigError(
+                    f"unknown setting [{section}] {key} in {source}{_closest(key, list(known))}",
+                    key=f"{section}.{key}", source=source,
+                )
+            layers.setdefault(section, {})[key] = _convert(section, key, raw, known[key], source)
+
+
+def _env_layer(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX):].lower().split("__")
+        if len(parts) != 2:
+            raise ConfigError(
+                f"environment variable {name} must look like RABBITRUN__SECTION__KEY", key=name, source="environment"
+            )
+        out.setdefault(parts[0], {})[parts[1]] = value
+    return out
+
+
+def default_hostname() -> str:
+    return socket.gethostname()
+
+
+def load_settings(
+    *,
+    home: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    read_file: bool = True,
+) -> Settings:
+    """Build the one settings object.
+
+    ``env`` defaults to ``os.environ``; tests pass a dict instead of editing the
+    process environment. ``overrides`` (CLI flags) win over everything.
+    """
+    environ = os.environ if env is None else env
+    home_path = Path(home or environ.get(HOME_ENV) or Path.home() / "rabbitrun").expanduser().absolute()
+    layers: dict[str, dict[str, Any]] = {}
+    config_file = home_path / CONFIG_FILE
+    if read_file and config_file.is_file():
+        try:
+            data = tomllib.loads(config_file.read_text())
+        except (tomllib.TOMLDecodeError, OSError) as exc:
+            raise ConfigError(f"cannot read {config_file}: {exc}", source=str(config_file)) from exc
+        _apply(layers, data, str(config_file))
+    _apply(layers, _env_layer(environ), "environment")
+    if overrides:
+        _apply(layers, overrides, "command line")
+    sections = {name: dataclasses.replace(cls(), **layers.get(name, {})) for name, cls in SECTIONS.items()}
+    settings = Settings(home=home_path, **sections)
+    return _fill_defaults(settings)
+
+
+def _fill_defaults(s: Settings) -> Settings:
+    """Defaults that depend on the home directory or the host."""
+    core = s.core if s.core.dags_folder else dataclasses.replace(s.core, dags_folder=str(s.home / "dags"))
+    db_url = s.database.url or Secret(f"sqlite:///{s.home / 'rabbitrun.db'}")
+    database = dataclasses.replace(s.database, url=Secret(db_url))
+    log_folder = s.logging.base_log_folder or str(s.home / "logs")
+    logging_ = dataclasses.replace(s.logging, base_log_folder=log_folder)
+    host = default_hostname()
+    scheduler = s.scheduler if s.scheduler.scheduler_id else dataclasses.replace(s.scheduler, scheduler_id=host)
+    worker = s.worker if s.worker.hostname else dataclasses.replace(s.worker, hostname=f"worker@{host}")
+    if s.worker.concurrency < 1:
+        raise ConfigError("[worker] concurrency must be at least 1", key="worker.concurrency")
+    if s.broker.queue_type not in ("classic", "quorum"):
+        raise ConfigError("[broker] queue_type must be 'classic' or 'quorum'", key="broker.queue_type")
+    if s.core.task_queued_timeout_action not in ("fail", "requeue"):
+        raise ConfigError(
+            "[core] task_queued_timeout_action must be 'fail' or 'requeue'", key="core.task_queued_timeout_action"
+        )
+    return dataclasses.replace(
+        s, core=core, database=database, logging=logging_, scheduler=scheduler, worker=worker
+    )
