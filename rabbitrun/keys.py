@@ -21,3 +21,9 @@ class TaskInstanceKey:
 
     def with_try(self, try_number: int) -> "TaskInstanceKey":
         return TaskInstanceKey(self.dag_id, self.task_id, self.run_id, self.map_index, try_number)
+
+
+def log_relpath(key: TaskInstanceKey) -> str:
+    """Where one attempt's log lives under the base log folder (Airflow's layout)."""
+    mapped = f"map_index={key.map_index}/" if key.map_index >= 0 else ""
+    return f"{key.dag_id}/{key.task_id}/{key.run_id}/{mapped}{key.try_number}.log"

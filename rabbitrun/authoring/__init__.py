@@ -1,1 +1,49 @@
-"""authoring"""
+"""The authoring API: what DAG files use (DAG, operators, @task, signals) and the DagBag that loads them.
+
+Pure Python: nothing here touches the broker or the database. The only I/O is
+importing DAG files and BashOperator's child process.
+"""
+
+from rabbitrun.authoring.baseoperator import BaseOperator, Context, Dependable
+from rabbitrun.authoring.dag import DAG, get_current_dag
+from rabbitrun.authoring.dagbag import EXAMPLES_PREFIX, DagBag, ImportErrorInfo
+from rabbitrun.authoring.decorators import DecoratedPythonOperator, TaskDecorator, XComArg, task
+from rabbitrun.authoring.operators import BashCommandFailed, BashOperator, PythonOperator
+from rabbitrun.authoring.signals import (
+    AirflowFailException,
+    AirflowSkipException,
+    AirflowTaskTimeout,
+    FailTask,
+    SkipTask,
+    TaskSignal,
+    TaskTimeout,
+)
+from rabbitrun.authoring.trigger_rules import Decision, TriggerRule, evaluate
+
+__all__ = [
+    "DAG",
+    "EXAMPLES_PREFIX",
+    "AirflowFailException",
+    "AirflowSkipException",
+    "AirflowTaskTimeout",
+    "BaseOperator",
+    "BashCommandFailed",
+    "BashOperator",
+    "Context",
+    "DagBag",
+    "Decision",
+    "DecoratedPythonOperator",
+    "Dependable",
+    "FailTask",
+    "ImportErrorInfo",
+    "PythonOperator",
+    "SkipTask",
+    "TaskDecorator",
+    "TaskSignal",
+    "TaskTimeout",
+    "TriggerRule",
+    "XComArg",
+    "evaluate",
+    "get_current_dag",
+    "task",
+]

@@ -1,0 +1,5 @@
+"""`python -m rabbitrun` runs the CLI."""
+
+from rabbitrun.cli.main import main
+
+main()

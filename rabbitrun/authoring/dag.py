@@ -1,0 +1,217 @@
+"""The DAG: a named graph of tasks plus the scheduling facts the scheduler needs.
+
+Operators attach themselves to the DAG that is "current" while they are
+created (``with DAG(...):``). That current DAG lives in a :mod:`contextvars`
+stack, the only mutable state here that is not on an instance, so DAG files
+imported in different contexts (threads, the DagBag's isolated import
+context) never see each other's DAGs.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+from collections.abc import Iterable, Mapping
+from contextvars import ContextVar, Token
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from rabbitrun.errors import DagDefinitionError, TaskNotFound
+
+if TYPE_CHECKING:
+    from rabbitrun.authoring.baseoperator import BaseOperator
+
+__all__ = ["DAG", "ID_PATTERN", "get_current_dag", "validate_id"]
+
+#: dag_id and task_id end up in file paths, queue payloads and URLs: keep them tame.
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+_current_dags: ContextVar[tuple[DAG, ...]] = ContextVar("rabbitrun_current_dags", default=())
+
+
+def get_current_dag() -> DAG | None:
+    """Return the innermost DAG entered with ``with`` in this context, if any."""
+    stack = _current_dags.get()
+    return stack[-1] if stack else None
+
+
+def validate_id(kind: str, value: object) -> str:
+    """Check a dag_id/task_id early so a bad id fails in the DAG file, not on the wire."""
+    if not isinstance(value, str) or not ID_PATTERN.match(value):
+        raise DagDefinitionError(
+            f"invalid {kind} {value!r}: use only letters, digits, '_', '.' and '-' (at least one character)"
+        )
+    return value
+
+
+class DAG:
+    """A directed acyclic graph of tasks, as in Airflow.
+
+    ``schedule`` is kept as given (None, a cron string, a preset such as
+    ``"@daily"`` or a timedelta); interpreting it is the scheduler's job.
+    """
+
+    def __init__(
+        self,
+        dag_id: str,
+        schedule: str | timedelta | None = None,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+        default_args: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        description: str = "",
+        tags: Iterable[str] = (),
+        catchup: bool = False,
+        max_active_runs: int = 16,
+        max_active_tasks: int = 16,
+    ) -> None:
+        self.dag_id = validate_id("dag_id", dag_id)
+        self.schedule = schedule
+        self.start_date = start_date
+        self.end_date = end_date
+        self.default_args: dict[str, Any] = dict(default_args or {})
+        self.params: dict[str, Any] = dict(params or {})
+        self.description = description
+        self.tags: list[str] = list(tags)
+        self.catchup = catchup
+        self.max_active_runs = _positive_int("max_active_runs", max_active_runs)
+        self.max_active_tasks = _positive_int("max_active_tasks", max_active_tasks)
+        #: The file reference relative to the dags folder; set by the DagBag.
+        self.fileloc: str = ""
+        self._task_dict: dict[str, BaseOperator] = {}
+        self._positions: dict[str, int] = {}
+        self._tokens: list[Token[tuple[DAG, ...]]] = []
+        if start_date and end_date and end_date < start_date:
+            raise DagDefinitionError(f"DAG {dag_id!r}: end_date {end_date} is before start_date {start_date}")
+
+    def __repr__(self) -> str:
+        return f"<DAG {self.dag_id} tasks={len(self._task_dict)}>"
+
+    # --- context manager ----------------------------------------------------
+
+    def __enter__(self) -> DAG:
+        self._tokens.append(_current_dags.set((*_current_dags.get(), self)))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _current_dags.reset(self._tokens.pop())
+
+    # --- tasks --------------------------------------------------------------
+
+    @property
+    def tasks(self) -> list[BaseOperator]:
+        """Tasks in definition order (dicts keep insertion order)."""
+        return list(self._task_dict.values())
+
+    @property
+    def task_dict(self) -> dict[str, BaseOperator]:
+        return dict(self._task_dict)
+
+    @property
+    def task_ids(self) -> list[str]:
+        return list(self._task_dict)
+
+    def has_task(self, task_id: str) -> bool:
+        return task_id in self._task_dict
+
+    def get_task(self, task_id: str) -> BaseOperator:
+        try:
+            return self._task_dict[task_id]
+        except KeyError:
+            raise TaskNotFound(self.dag_id, task_id) from None
+
+    def add_task(self, task: BaseOperator) -> None:
+        """Attach ``task``; called by the operator itself, rarely by users."""
+        existing = self._task_dict.get(task.task_id)
+        if existing is task:
+            return
+        if existing is not None:
+            raise DagDefinitionError(f"DAG {self.dag_id!r} already has a task with task_id {task.task_id!r}")
+        self._positions[task.task_id] = len(self._task_dict)
+        self._task_dict[task.task_id] = task
+
+    def unique_task_id(self, base: str) -> str:
+        """``base``, or ``base__1``, ``base__2``, ... as @task does for repeated calls."""
+        if base not in self._task_dict:
+            return base
+        n = 1
+        while f"{base}__{n}" in self._task_dict:
+            n += 1
+        return f"{base}__{n}"
+
+    @property
+    def roots(self) -> list[BaseOperator]:
+        """Tasks with no upstream: the ones a new run starts with."""
+        return [t for t in self._task_dict.values() if not t.upstream_task_ids]
+
+    @property
+    def leaves(self) -> list[BaseOperator]:
+        """Tasks with no downstream: the ones whose states decide the run's state."""
+        return [t for t in self._task_dict.values() if not t.downstream_task_ids]
+
+    # --- graph checks -------------------------------------------------------
+
+    def topological_sort(self) -> list[BaseOperator]:
+        """Tasks ordered so each comes after its upstream; ties keep definition order.
+
+        Raises DagDefinitionError naming one cycle, e.g. ``a -> b -> a``.
+        """
+        ids = list(self._task_dict)
+        remaining = {tid: len(t.upstream_task_ids & self._task_dict.keys()) for tid, t in self._task_dict.items()}
+        ready = [i for i, tid in enumerate(ids) if remaining[tid] == 0]  # a heap of definition positions
+        heapq.heapify(ready)
+        order: list[BaseOperator] = []
+        while ready:
+            task = self._task_dict[ids[heapq.heappop(ready)]]
+            order.append(task)
+            for down in task.downstream_task_ids & remaining.keys():
+                remaining[down] -= 1
+                if remaining[down] == 0:
+                    heapq.heappush(ready, self._position(down))
+        if len(order) < len(self._task_dict):
+            cycle = self._find_cycle({tid for tid, n in remaining.items() if n > 0})
+            raise DagDefinitionError(f"DAG {self.dag_id!r} has a cycle: {' -> '.join(cycle)}")
+        return order
+
+    def validate(self) -> None:
+        """Check what the scheduler relies on: known relatives and no cycle."""
+        for task in self._task_dict.values():
+            unknown = (task.upstream_task_ids | task.downstream_task_ids) - self._task_dict.keys()
+            if unknown:
+                raise DagDefinitionError(
+                    f"task {task.task_id!r} of DAG {self.dag_id!r} depends on tasks not in the DAG: {sorted(unknown)}"
+                )
+        self.topological_sort()
+
+    def _position(self, task_id: str) -> int:
+        """Definition order of a task (dicts keep insertion order)."""
+        return self._positions.get(task_id, len(self._positions))
+
+    def _find_cycle(self, candidates: set[str]) -> list[str]:
+        """Walk upstream inside the unsortable tasks until one repeats.
+
+        Every unsortable task has an unsortable upstream (that is why it was
+        never ready), so walking upstream always ends on a cycle; walking
+        downstream could dead-end at a task merely below a cycle.
+        """
+        start = min(candidates, key=self._position)
+        path: list[str] = [start]
+        seen = {start: 0}
+        while True:
+            nxt = min(self._task_dict[path[-1]].upstream_task_ids & candidates, key=self._position)
+            if nxt in seen:
+                cycle = [*path[seen[nxt] :], nxt]
+                return cycle[::-1]
+            seen[nxt] = len(path)
+            path.append(nxt)
+
+def _positive_int(name: str, value: int) -> int:
+    if not isinstance(value, int) or value < 1:
+        raise DagDefinitionError(f"{name} must be a positive integer, got {value!r}")
+    return value

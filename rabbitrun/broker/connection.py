@@ -1,0 +1,48 @@
+"""Robust, named connections to RabbitMQ.
+
+Every connection carries a name such as ``rabbitrun-worker w1@host`` so the
+management UI shows who is who. aio-pika's robust connection replays
+declarations and consumers after a reconnect; the first connect is retried
+with backoff for ``connect_timeout_s`` and then fails with the URL (password
+masked) instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aio_pika
+from aio_pika.abc import AbstractRobustConnection
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from rabbitrun.errors import BrokerUnavailable
+from rabbitrun.names import connection_name
+from rabbitrun.settings import BrokerSettings, mask_url
+
+_RETRYABLE = (OSError, asyncio.TimeoutError, ConnectionError, aio_pika.exceptions.AMQPConnectionError)
+
+
+async def connect(settings: BrokerSettings, role: str, who: str) -> AbstractRobustConnection:
+    """Open a robust connection named after ``role`` and ``who``, or raise BrokerUnavailable."""
+    url = str(settings.url)
+    name = connection_name(role, who)
+    try:
+        async for attempt in AsyncRetrying(
+            stop=stop_after_delay(settings.connect_timeout_s),
+            wait=wait_exponential(multiplier=0.1, max=1.0),
+            retry=retry_if_exception_type(_RETRYABLE),
+            reraise=True,
+        ):
+            with attempt:
+                return await aio_pika.connect_robust(
+                    url,
+                    client_properties={"connection_name": name},
+                    timeout=settings.connect_timeout_s,
+                    heartbeat=settings.heartbeat_s,
+                    reconnect_interval=1.0,
+                )
+    except aio_pika.exceptions.ProbableAuthenticationError as exc:
+        raise BrokerUnavailable(mask_url(url), "authentication failed (check user and password)") from exc
+    except _RETRYABLE as exc:
+        raise BrokerUnavailable(mask_url(url), str(exc) or type(exc).__name__) from exc
+    raise AssertionError("unreachable")

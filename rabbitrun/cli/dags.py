@@ -1,0 +1,73 @@
+"""`rabbitrun dags list | trigger`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from rabbitrun.cli.main import settings_from
+from rabbitrun.errors import EXIT_FAILURE, EXIT_OK, DagError
+
+
+@click.group()
+def dags() -> None:
+    """DAGs in the dags folder, and their runs."""
+
+
+@dags.command("list")
+@click.pass_context
+def list_(ctx: click.Context) -> None:
+    """List DAGs; import errors are reported (file, line, exception) below the DAGs that loaded."""
+    from rabbitrun import client
+
+    listing = client.list_dags(settings_from(ctx))
+    click.echo(f"{'dag_id':<32} {'file':<40} schedule")
+    for dag_id, ref, schedule in listing.dags:
+        click.echo(f"{dag_id:<32} {ref:<40} {schedule}")
+    if listing.import_errors:
+        click.echo(f"\n{len(listing.import_errors)} DAG file(s) failed to import:", err=True)
+        for ref, line, exception in listing.import_errors:
+            click.echo(f"  {ref}:{line if line else '?'}: {exception}", err=True)
+
+
+@dags.command("trigger")
+@click.argument("dag_id")
+@click.option("--run-id", help="Run id (default manual__<timestamp>).")
+@click.option("--conf", help="JSON object passed to the run as dag_run.conf / params.")
+@click.option("--wait", is_flag=True, help="Show progress until the run ends; exit 1 if it fails.")
+@click.option("--timeout", type=float, help="With --wait: give up after this many seconds.")
+@click.pass_context
+def trigger(ctx: click.Context, dag_id: str, run_id: str | None, conf: str | None, wait: bool,
+            timeout: float | None) -> None:
+    """Create a DAG run for the scheduler to execute."""
+    from rabbitrun import client
+
+    try:
+        conf_obj = json.loads(conf) if conf else {}
+    except json.JSONDecodeError as exc:
+        raise DagError(f"--conf is not valid JSON: {exc}") from exc
+    if not isinstance(conf_obj, dict):
+        raise DagError("--conf must be a JSON object")
+    settings = settings_from(ctx)
+    run_id = client.trigger(settings, dag_id, run_id=run_id, conf=conf_obj)
+    click.echo(f"triggered {dag_id} run_id={run_id}")
+    if not wait:
+        return
+    final = client.wait_for_run(settings, dag_id, run_id, on_progress=_show_progress(dag_id), timeout_s=timeout)
+    if sys.stderr.isatty():
+        click.echo("", err=True)
+    click.echo(f"{dag_id} {run_id}: {final.state}")
+    ctx.exit(EXIT_OK if final.state == "success" else EXIT_FAILURE)
+
+
+def _show_progress(dag_id: str):  # type: ignore[no-untyped-def]
+    tty = sys.stderr.isatty()
+
+    def show(p):  # type: ignore[no-untyped-def]
+        line = (f"{dag_id}: {p.state:<8} {p.done}/{p.total} done, {p.queued} queued, {p.running} running, "
+                f"{p.failed} failed")
+        click.echo(f"\r{line:<90}" if tty else line, err=True, nl=not tty)
+
+    return show

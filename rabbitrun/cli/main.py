@@ -1,0 +1,76 @@
+"""The `rabbitrun` command: the group, settings loading and the one error handler.
+
+A RabbitrunError becomes one line on stderr and its exit code; commands stay
+thin and import heavy modules inside their functions so `--help` is fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import click
+
+from rabbitrun.errors import EXIT_INTERNAL, RabbitrunError
+from rabbitrun.settings import Settings, load_settings
+
+
+def settings_from(ctx: click.Context, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Settings:
+    """Load the one settings object, with CLI flags as the highest layer."""
+    clean = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in (overrides or {}).items()}
+    return load_settings(overrides={s: kv for s, kv in clean.items() if kv})
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="rabbitrun")
+def cli() -> None:
+    """rabbitrun: Airflow-style DAGs, executed directly over RabbitMQ.
+
+    Settings come from $RABBITRUN_HOME/rabbitrun.toml and RABBITRUN__SECTION__KEY
+    environment variables. Exit codes: 0 ok, 1 failed run/task, 2 bad input,
+    3 broker or database unavailable, 4 internal error.
+    """
+
+
+def _register() -> None:
+    from rabbitrun.cli import config, dags, db, processes, tasks, topology
+
+    for group in (config.config, db.db, dags.dags, tasks.tasks, topology.topology):
+        cli.add_command(group)
+    for command in (processes.scheduler, processes.worker, processes.standalone):
+        cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except RabbitrunError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - process boundary: one line, not a traceback
+        click.echo(f"internal error: {type(exc).__name__}: {exc} (set RABBITRUN__LOGGING__LEVEL=DEBUG "
+                   "and report it)", err=True)
+        if load_settings_safe_debug():
+            raise
+        sys.exit(EXIT_INTERNAL)
+    else:
+        sys.exit(0)
+
+
+def load_settings_safe_debug() -> bool:
+    try:
+        return load_settings().logging.level.upper() == "DEBUG"
+    except RabbitrunError:
+        return False

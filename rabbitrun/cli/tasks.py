@@ -1,0 +1,70 @@
+"""`rabbitrun tasks run | states | logs`."""
+
+from __future__ import annotations
+
+import click
+
+from rabbitrun.cli.main import settings_from
+from rabbitrun.errors import EXIT_FAILURE
+
+
+@click.group()
+def tasks() -> None:
+    """Task instances: run one attempt, show states, read logs."""
+
+
+@tasks.command("run")
+@click.argument("dag_id")
+@click.argument("task_id")
+@click.argument("run_id")
+@click.option("--map-index", type=int, default=-1, show_default=True)
+@click.option("--try-number", type=int, help="Claim this queued try (default: start a new try).")
+@click.pass_context
+def run(ctx: click.Context, dag_id: str, task_id: str, run_id: str, map_index: int, try_number: int | None) -> None:
+    """Run one attempt in this process, the same code path a worker's task child uses."""
+    from rabbitrun import client
+    from rabbitrun.settings import default_hostname
+
+    outcome = client.run_task(settings_from(ctx), dag_id, task_id, run_id, map_index=map_index,
+                              try_number=try_number, hostname=default_hostname())
+    click.echo(f"{dag_id}.{task_id} {run_id} try={outcome.key.try_number}: {outcome.state}"
+               + (f" ({outcome.error})" if outcome.error else ""))
+    if outcome.exit_code:
+        ctx.exit(EXIT_FAILURE)
+
+
+@tasks.command("states")
+@click.argument("dag_id")
+@click.argument("run_id")
+@click.pass_context
+def states(ctx: click.Context, dag_id: str, run_id: str) -> None:
+    """State of every task instance of a run, with try number, times, host and reason."""
+    from rabbitrun import client
+
+    rows = client.task_states(settings_from(ctx), dag_id, run_id)
+    click.echo(f"{'task_id':<24} {'map':>4} {'state':<16} {'try':>3} {'start':<26} {'end':<26} "
+               f"{'duration':>9} {'hostname':<20} reason")
+    for r in rows:
+        start = r.start_date.isoformat(timespec="milliseconds") if r.start_date else "-"
+        end = r.end_date.isoformat(timespec="milliseconds") if r.end_date else "-"
+        dur = f"{r.duration:.3f}" if r.duration is not None else "-"
+        click.echo(f"{r.task_id:<24} {r.map_index:>4} {r.state:<16} {r.try_number:>3} {start:<26} {end:<26} "
+                   f"{dur:>9} {r.hostname or '-':<20} {r.reason or ''}")
+
+
+@tasks.command("logs")
+@click.argument("dag_id")
+@click.argument("task_id")
+@click.argument("run_id")
+@click.option("--try", "try_number", type=int, help="Try number (default: the latest).")
+@click.option("--map-index", type=int, default=-1)
+@click.pass_context
+def logs(ctx: click.Context, dag_id: str, task_id: str, run_id: str, try_number: int | None,
+         map_index: int) -> None:
+    """Print the log of one attempt."""
+    from rabbitrun import client
+
+    path, text = client.read_log(settings_from(ctx), dag_id, task_id, run_id, try_number=try_number,
+                                 map_index=map_index)
+    click.echo(f"*** {path}", err=True)
+    click.echo(text, nl=False)

@@ -1,0 +1,277 @@
+"""What the CLI asks of a running system: DB lifecycle, DAG listing, triggering and
+waiting, task states and logs, running one attempt, topology.
+
+Every function takes the settings and returns plain values, so tests call
+these directly and the CLI only parses and renders.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rabbitrun.errors import DagNotFound, DagRunNotFound, RabbitrunError, TaskNotFound
+from rabbitrun.keys import TaskInstanceKey, log_relpath
+from rabbitrun.settings import Settings
+
+
+def _sessions(settings: Settings) -> Any:
+    from rabbitrun.models.engine import make_engine, session_factory
+
+    return session_factory(make_engine(settings.database, pooled=False))
+
+
+def dagbag(settings: Settings) -> Any:
+    from rabbitrun.authoring import DagBag
+
+    return DagBag(Path(settings.core.dags_folder), include_examples=settings.core.load_examples)
+
+
+# --- db -----------------------------------------------------------------------------
+
+
+def db_init(settings: Settings) -> str:
+    from rabbitrun.models import migrate
+    from rabbitrun.models.engine import make_engine
+
+    Path(settings.core.dags_folder).mkdir(parents=True, exist_ok=True)
+    return migrate.upgrade(make_engine(settings.database, pooled=False))
+
+
+def db_check(settings: Settings) -> str:
+    from rabbitrun.models import migrate
+    from rabbitrun.models.engine import make_engine
+
+    return migrate.check(make_engine(settings.database, pooled=False))
+
+
+def db_reset(settings: Settings) -> str:
+    from rabbitrun.models import migrate
+    from rabbitrun.models.engine import make_engine
+
+    return migrate.reset(make_engine(settings.database, pooled=False))
+
+
+# --- dags -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DagListing:
+    dags: list[tuple[str, str, str]]  # dag_id, file ref, schedule
+    import_errors: list[tuple[str, int | None, str]]  # file, line, exception
+
+
+def list_dags(settings: Settings) -> DagListing:
+    bag = dagbag(settings)
+    dags = [(d, bag.file_ref(d), str(bag.dags[d].schedule)) for d in sorted(bag.dags)]
+    errors = [(ref, e.lineno, e.exception) for ref, e in sorted(bag.import_errors.items())]
+    return DagListing(dags, errors)
+
+
+def _known_dag(settings: Settings, dag_id: str) -> None:
+    """Accept a DAG the scheduler has registered, else parse the dags folder to be sure."""
+    from rabbitrun.models.tables import DagModel
+
+    with _sessions(settings)() as session:
+        if session.get(DagModel, dag_id) is not None:
+            return
+    bag = dagbag(settings)
+    if dag_id not in bag.dags:
+        raise DagNotFound(dag_id)
+
+
+def trigger(settings: Settings, dag_id: str, *, run_id: str | None = None, conf: dict[str, Any] | None = None) -> str:
+    """Create a QUEUED DAG run the scheduler will start; returns its run id."""
+    from sqlalchemy.exc import IntegrityError
+
+    from rabbitrun import scheduling
+    from rabbitrun.errors import DagError
+    from rabbitrun.models.engine import db_errors, make_engine, session_factory
+
+    engine = make_engine(settings.database, pooled=False)
+    with db_errors(engine):
+        _known_dag(settings, dag_id)
+        now = datetime.now(UTC)
+        run_id = run_id or f"manual__{now.isoformat(timespec='microseconds')}"
+        try:
+            with session_factory(engine)() as session:
+                scheduling.create_run(session, dag_id, run_id, conf or {}, now)
+        except IntegrityError as exc:
+            raise DagError(f"DAG run {run_id!r} of {dag_id!r} already exists") from exc
+    return run_id
+
+
+@dataclass(frozen=True, slots=True)
+class RunProgress:
+    state: str
+    total: int
+    done: int
+    running: int
+    failed: int
+    queued: int
+
+
+def run_progress(settings: Settings, dag_id: str, run_id: str, sessions: Any = None) -> RunProgress:
+    from sqlalchemy import func, select
+
+    from rabbitrun.models.tables import DagRun, TaskInstance
+    from rabbitrun.states import FINISHED_TASK_STATES, TaskState
+
+    with (sessions or _sessions(settings))() as session:
+        run = session.execute(
+            select(DagRun.state).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
+        ).scalar_one_or_none()
+        if run is None:
+            raise DagRunNotFound(dag_id, run_id)
+        counts = dict(session.execute(
+            select(TaskInstance.state, func.count()).where(TaskInstance.dag_id == dag_id,
+                                                           TaskInstance.run_id == run_id)
+            .group_by(TaskInstance.state)
+        ).all())
+    total = sum(counts.values())
+    done = sum(n for s, n in counts.items() if s in {x.value for x in FINISHED_TASK_STATES})
+    failed = counts.get(TaskState.FAILED.value, 0) + counts.get(TaskState.UPSTREAM_FAILED.value, 0)
+    return RunProgress(run, total, done, counts.get(TaskState.RUNNING.value, 0), failed,
+                       counts.get(TaskState.QUEUED.value, 0))
+
+
+def wait_for_run(settings: Settings, dag_id: str, run_id: str, *, on_progress: Callable[[RunProgress], None],
+                 poll_s: float = 0.1, timeout_s: float | None = None) -> RunProgress:
+    """Poll the run until it is success or failed, reporting progress whenever it changes."""
+    from rabbitrun.states import FINISHED_RUN_STATES
+
+    sessions = _sessions(settings)
+    deadline = time.monotonic() + timeout_s if timeout_s else None
+    last = None
+    while True:
+        progress = run_progress(settings, dag_id, run_id, sessions)
+        if progress != last:
+            on_progress(progress)
+            last = progress
+        if progress.state in {s.value for s in FINISHED_RUN_STATES}:
+            return progress
+        if deadline is not None and time.monotonic() > deadline:
+            raise RabbitrunError(f"DAG run {run_id} did not finish within {timeout_s:g}s")
+        time.sleep(poll_s)
+
+
+# --- tasks ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStateRow:
+    task_id: str
+    map_index: int
+    state: str
+    try_number: int
+    start_date: datetime | None
+    end_date: datetime | None
+    duration: float | None
+    hostname: str | None
+    reason: str | None
+
+
+def task_states(settings: Settings, dag_id: str, run_id: str) -> list[TaskStateRow]:
+    from sqlalchemy import select
+
+    from rabbitrun.models.tables import DagRun, TaskInstance
+
+    with _sessions(settings)() as session:
+        if session.execute(select(DagRun.id).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).first() is None:
+            raise DagRunNotFound(dag_id, run_id)
+        rows = session.execute(
+            select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
+            .order_by(TaskInstance.start_date.is_(None), TaskInstance.start_date, TaskInstance.task_id)
+        ).scalars().all()
+        return [TaskStateRow(t.task_id, t.map_index, t.state, t.try_number, t.start_date, t.end_date, t.duration,
+                             t.hostname, t.reason) for t in rows]
+
+
+def read_log(settings: Settings, dag_id: str, task_id: str, run_id: str, *, try_number: int | None = None,
+             map_index: int = -1) -> tuple[Path, str]:
+    """The local per-try log file of an attempt (the latest try when none is given)."""
+    from rabbitrun.models import attempts
+
+    if try_number is None:
+        with _sessions(settings)() as session:
+            ti = attempts.get_ti(session, TaskInstanceKey(dag_id, task_id, run_id, map_index))
+        if ti is None:
+            raise TaskNotFound(dag_id, task_id) if dag_id else DagRunNotFound(dag_id, run_id)
+        try_number = max(ti.try_number, 1)
+    path = Path(settings.logging.base_log_folder) / log_relpath(
+        TaskInstanceKey(dag_id, task_id, run_id, map_index, try_number))
+    if not path.is_file():
+        raise RabbitrunError(f"no log for {dag_id}.{task_id} run={run_id} try={try_number} at {path}")
+    return path, path.read_text(encoding="utf-8", errors="replace")
+
+
+def run_task(settings: Settings, dag_id: str, task_id: str, run_id: str, *, map_index: int = -1,
+             try_number: int | None = None, hostname: str) -> Any:
+    """Run one attempt here, through the runner the worker's child uses.
+
+    With no try number, a finished or never-queued task instance gets a new
+    try (QUEUED, try_number + 1) first, as `airflow tasks run` would.
+    """
+    from rabbitrun import runner
+    from rabbitrun.models import attempts
+    from rabbitrun.models.base import utcnow
+    from rabbitrun.states import CLAIMABLE_STATES, TaskState
+
+    bag = dagbag(settings)
+    bag.get_dag(dag_id).get_task(task_id)
+    sessions = _sessions(settings)
+    with sessions() as session:
+        ti = attempts.get_ti(session, TaskInstanceKey(dag_id, task_id, run_id, map_index))
+        if ti is None:
+            raise DagRunNotFound(dag_id, run_id)
+        if try_number is None:
+            if ti.state not in {s.value for s in CLAIMABLE_STATES}:
+                ti.try_number += 1
+                ti.state, ti.queued_at = TaskState.QUEUED.value, utcnow()
+                session.commit()
+            try_number = ti.try_number
+    key = TaskInstanceKey(dag_id, task_id, run_id, map_index, try_number)
+    return runner.run_attempt(settings, sessions, bag, key, hostname=hostname, in_process=True)
+
+
+# --- topology ---------------------------------------------------------------------------------
+
+
+def _topology(settings: Settings) -> Any:
+    from rabbitrun.broker.topology import load_topology
+
+    path = Path(settings.broker.topology_file) if settings.broker.topology_file else None
+    return load_topology(path, settings.broker)
+
+
+def declare_topology(settings: Settings, *, scheduler_id: str | None = None) -> Any:
+    import asyncio
+
+    from rabbitrun.broker.connection import connect
+    from rabbitrun.broker.topology import declare_topology as declare
+    from rabbitrun.names import Names
+
+    async def main() -> Any:
+        connection = await connect(settings.broker, "cli", "topology")
+        try:
+            channel = await connection.channel()
+            return await declare(channel, _topology(settings), Names(settings.broker.prefix),
+                                 scheduler_id=scheduler_id)
+        finally:
+            await connection.close()
+
+    return asyncio.run(main())
+
+
+def export_topology(settings: Settings, *, vhost: str = "/", scheduler_ids: tuple[str, ...] = ()) -> str:
+    from rabbitrun.broker.topology import export_definitions
+    from rabbitrun.names import Names
+
+    defs = export_definitions(_topology(settings), Names(settings.broker.prefix), vhost=vhost,
+                              scheduler_ids=scheduler_ids or (settings.scheduler.scheduler_id,))
+    return json.dumps(defs, indent=2, sort_keys=True)

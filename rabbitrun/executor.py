@@ -1,0 +1,78 @@
+"""Task instance -> envelope -> confirmed publish; results in from the reply queue.
+
+Publishes are pipelined: every envelope of a batch is in flight at once and the
+batch completes when the broker has answered each (confirm, nack or return).
+Results are notifications only: the DB already holds the outcome, so a result
+is acknowledged as soon as the scheduler has been told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+
+from rabbitrun import protocol
+from rabbitrun.broker.publisher import ConfirmedPublisher
+from rabbitrun.errors import BrokerError, ProtocolError
+from rabbitrun.names import Names, consumer_tag
+from rabbitrun.scheduling import PublishFailure
+from rabbitrun.settings import Settings
+
+log = logging.getLogger("rabbitrun.executor")
+
+
+class Executor:
+    def __init__(self, connection: AbstractRobustConnection, names: Names, settings: Settings) -> None:
+        self._connection, self._names, self._settings = connection, names, settings
+        self.scheduler_id = settings.scheduler.scheduler_id
+        self.reply_queue = names.reply_queue(self.scheduler_id)
+        self._publisher: ConfirmedPublisher | None = None
+        self._channel: AbstractChannel | None = None
+
+    async def start(self, on_result: Callable[[protocol.TaskResult], None]) -> None:
+        """Open the confirm channel and consume this scheduler's durable reply queue."""
+        self._publisher = await ConfirmedPublisher.open(self._connection, self._names,
+                                                        self._settings.broker.confirm_timeout_s)
+        self._channel = await self._connection.channel()
+        await self._channel.set_qos(prefetch_count=1000)
+        queue = await self._channel.get_queue(self.reply_queue, ensure=True)
+
+        async def handle(message: AbstractIncomingMessage) -> None:
+            try:
+                result = protocol.decode_result(message.body)
+            except ProtocolError as exc:
+                log.error("unreadable result on %s: %s; dead-lettering it", self.reply_queue, exc.reason)
+                await message.reject(requeue=False)
+                return
+            on_result(result)
+            await message.ack()
+
+        await queue.consume(handle, consumer_tag=consumer_tag("scheduler", self.scheduler_id, "replies"))
+
+    async def publish(self, envelopes: Sequence[protocol.TaskEnvelope]) -> list[PublishFailure]:
+        """Publish every envelope with confirms, concurrently; return the ones that failed."""
+        assert self._publisher is not None, "start() first"
+        max_priority = self._settings.broker.max_priority
+
+        async def one(envelope: protocol.TaskEnvelope) -> PublishFailure | None:
+            assert self._publisher is not None
+            try:
+                await self._publisher.publish(
+                    self._names.tasks_exchange, envelope.queue, protocol.encode_envelope(envelope),
+                    protocol.envelope_properties(envelope, self.reply_queue, max_priority),
+                )
+            except BrokerError as exc:
+                return PublishFailure(envelope, exc)
+            return None
+
+        results = await asyncio.gather(*(one(e) for e in envelopes))
+        return [r for r in results if r is not None]
+
+    async def close(self) -> None:
+        if self._publisher is not None:
+            await self._publisher.close()
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()

@@ -1,0 +1,331 @@
+"""Run ONE attempt in this process: claim, build the context, execute, record.
+
+This is the code path of both the worker's forked task child and
+``rabbitrun tasks run``. It never touches the broker: it talks to the
+metadata DB and writes the attempt's log file; the worker parent publishes.
+
+Time limits: SIGTERM (sent by the worker at the soft limit, or by an alarm
+armed here for in-process runs) raises :class:`TaskTimeout` inside the task
+once its ``execution_timeout`` has passed, so the task may clean up. A SIGTERM
+before that (worker shutdown) raises :class:`Terminated`, and the attempt is
+released back to QUEUED so the requeued delivery can run it elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from rabbitrun.authoring import DAG, BaseOperator, DagBag
+from rabbitrun.authoring.signals import FailTask, SkipTask, TaskTimeout
+from rabbitrun.errors import DagError, RabbitrunError
+from rabbitrun.keys import TaskInstanceKey, log_relpath
+from rabbitrun.models import attempts, xcom
+from rabbitrun.models.base import utcnow
+from rabbitrun.models.tables import DagRun, TaskInstance
+from rabbitrun.models.variables import get_connection_row, get_variable_row
+from rabbitrun.settings import Settings
+from rabbitrun.states import TaskState
+
+TASK_LOGGER = "rabbitrun.task"
+
+
+class Terminated(BaseException):
+    """SIGTERM before the time limit: the worker is shutting down. BaseException so
+    that a task's ``except Exception`` cannot swallow it."""
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    """What the runner decided; the worker turns it into a result message."""
+
+    key: TaskInstanceKey
+    state: str  # a TaskState, or "not_claimed" / "unknown"
+    claimed: bool
+    started_at: datetime | None
+    ended_at: datetime | None
+    error: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.state in (TaskState.SUCCESS, TaskState.SKIPPED) else 1
+
+
+# --- the runtime objects a task sees ------------------------------------------------
+
+
+class RuntimeTaskInstance:
+    """``context["ti"]``: the attempt as Airflow's TaskInstance presents it to a task."""
+
+    def __init__(self, key: TaskInstanceKey, task: BaseOperator, row: TaskInstance,
+                 sessions: sessionmaker[Session], settings: Settings) -> None:
+        self.key = key
+        self.task = task
+        self.dag_id, self.task_id, self.run_id = key.dag_id, key.task_id, key.run_id
+        self.map_index, self.try_number = key.map_index, key.try_number
+        self.max_tries = row.max_tries
+        self.hostname = row.hostname
+        self.queue = row.queue
+        self.log = logging.getLogger(TASK_LOGGER)
+        self._sessions = sessions
+        self._settings = settings
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        with self._sessions() as session:
+            xcom.set_xcom(session, self.key, key, value, allow_pickle=self._settings.core.enable_xcom_pickling,
+                          max_bytes=self._settings.core.max_xcom_size)
+            session.commit()
+
+    def xcom_pull(self, task_ids: str | Sequence[str] | None = None, key: str = xcom.RETURN_VALUE,
+                  dag_id: str | None = None, run_id: str | None = None, default: Any = None) -> Any:
+        """One task id -> its value; a list -> values in the order asked (None where missing)."""
+        ids = [self.task_id] if task_ids is None else [task_ids] if isinstance(task_ids, str) else list(task_ids)
+        with self._sessions() as session:
+            found = xcom.get_xcoms(session, dag_id or self.dag_id, run_id or self.run_id, ids, key,
+                                   allow_pickle=self._settings.core.enable_xcom_pickling)
+        values = [_value_for(found, tid, default) for tid in ids]
+        return values[0] if isinstance(task_ids, str) or task_ids is None else values
+
+    def __repr__(self) -> str:
+        return f"<TaskInstance {self.key}>"
+
+
+def _value_for(found: dict[tuple[str, int], Any], task_id: str, default: Any) -> Any:
+    mapped = sorted((mi, v) for (tid, mi), v in found.items() if tid == task_id and mi >= 0)
+    if mapped:
+        return [v for _, v in mapped]
+    return found.get((task_id, -1), default)
+
+
+class _VariableAccessor:
+    """``context["var"]["value"]`` / ``["json"]``, and ``var.value.name`` in templates."""
+
+    def __init__(self, sessions: sessionmaker[Session], as_json: bool) -> None:
+        self._sessions, self._json = sessions, as_json
+
+    def get(self, key: str, default_var: Any = None) -> Any:
+        with self._sessions() as session:
+            row = get_variable_row(session, key)
+        if row is None:
+            if default_var is not None:
+                return default_var
+            from rabbitrun.errors import VariableNotFound
+            raise VariableNotFound(key)
+        return json.loads(row.val) if self._json else row.val
+
+    def __getattr__(self, key: str) -> Any:
+        return self.get(key)
+
+
+class _ConnectionAccessor:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def get(self, conn_id: str) -> Any:
+        with self._sessions() as session:
+            row = get_connection_row(session, conn_id)
+        if row is None:
+            from rabbitrun.errors import ConnectionNotFound
+            raise ConnectionNotFound(conn_id)
+        return row
+
+    def __getattr__(self, conn_id: str) -> Any:
+        return self.get(conn_id)
+
+
+def build_context(ti: RuntimeTaskInstance, dag: DAG, run: DagRun, sessions: sessionmaker[Session]) -> dict[str, Any]:
+    conf = json.loads(run.conf or "{}")
+    params = {**(getattr(dag, "params", None) or {}), **(ti.task.params or {}), **conf}
+    logical_date = run.logical_date
+    return {
+        "ti": ti, "task_instance": ti, "task": ti.task, "dag": dag, "dag_run": run,
+        "run_id": run.run_id, "logical_date": logical_date, "ds": logical_date.strftime("%Y-%m-%d"),
+        "ds_nodash": logical_date.strftime("%Y%m%d"), "ts": logical_date.isoformat(),
+        "params": params, "conf": conf, "try_number": ti.try_number,
+        "var": {"value": _VariableAccessor(sessions, False), "json": _VariableAccessor(sessions, True)},
+        "conn": _ConnectionAccessor(sessions),
+    }
+
+
+# --- logging --------------------------------------------------------------------
+
+
+class _StreamToLogger:
+    """sys.stdout/sys.stderr replacement so print() lands in the attempt's log."""
+
+    def __init__(self, logger: logging.Logger, level: int) -> None:
+        self._logger, self._level, self._buf = logger, level, ""
+
+    def write(self, text: str) -> int:
+        self._buf += text
+        while "\n" in self._buf:
+            line, self._buf = self._buf.split("\n", 1)
+            self._logger.log(self._level, line)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._buf:
+            self._logger.log(self._level, self._buf)
+            self._buf = ""
+
+    def isatty(self) -> bool:
+        return False
+
+
+@contextmanager
+def attempt_log(settings: Settings, key: TaskInstanceKey) -> Iterator[Path]:
+    """Send the task logger, root logger and print() to the per-try log file."""
+    path = Path(settings.logging.base_log_folder) / log_relpath(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(settings.logging.log_format))
+    root = logging.getLogger()
+    old_level, old_out, old_err = root.level, sys.stdout, sys.stderr
+    root.addHandler(handler)
+    root.setLevel(settings.logging.level)
+    task_logger = logging.getLogger(TASK_LOGGER)
+    sys.stdout = _StreamToLogger(task_logger, logging.INFO)  # type: ignore[assignment]
+    sys.stderr = _StreamToLogger(task_logger, logging.WARNING)  # type: ignore[assignment]
+    try:
+        yield path
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = old_out, old_err
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        handler.close()
+
+
+# --- signals ----------------------------------------------------------------------
+
+
+@contextmanager
+def time_limit(timeout_s: float | None, *, arm_alarm: bool) -> Iterator[None]:
+    """Install the SIGTERM handler (and, in-process, an alarm at the soft limit)."""
+    started = time.monotonic()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        elapsed = time.monotonic() - started
+        if timeout_s is not None and (signum == signal.SIGALRM or elapsed >= timeout_s * 0.98):
+            raise TaskTimeout(f"Timeout after {elapsed:.1f}s (execution_timeout={timeout_s:g}s), PID: {os.getpid()}")
+        raise Terminated(f"received signal {signal.Signals(signum).name}")
+
+    old_term = signal.signal(signal.SIGTERM, on_signal)
+    old_alarm = signal.signal(signal.SIGALRM, on_signal)
+    if arm_alarm and timeout_s:
+        signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGALRM, old_alarm)
+
+
+# --- the attempt ---------------------------------------------------------------------
+
+
+def run_attempt(
+    settings: Settings, sessions: sessionmaker[Session], dagbag: DagBag, key: TaskInstanceKey,
+    *, hostname: str, in_process: bool,
+) -> AttemptOutcome:
+    """Claim ``key`` and run it to a recorded final state (or release it on shutdown)."""
+    with sessions() as session:
+        claim = attempts.claim(session, key, hostname=hostname, pid=os.getpid(), now=utcnow())
+    if not claim.won:
+        state = "unknown" if claim.state is None else "not_claimed"
+        why = "no such task instance" if claim.state is None else f"attempt is {claim.state} (try {claim.try_number})"
+        return AttemptOutcome(key, state, False, None, None, why)
+    started = utcnow()
+    with attempt_log(settings, key):
+        log = logging.getLogger(TASK_LOGGER)
+        log.info("Starting attempt %s of %s", key.try_number, key)
+        finish, error = _execute(settings, sessions, dagbag, key, hostname, in_process, log)
+        with sessions() as session:
+            recorded = _record(session, key, finish)
+        if recorded:
+            log.info("Marking task as %s. dag_id=%s, task_id=%s, run_id=%s, start_date=%s, end_date=%s",
+                     finish.state.upper(), key.dag_id, key.task_id, key.run_id, started.isoformat(),
+                     finish.ended_at.isoformat())
+        else:
+            log.warning("Attempt %s was already decided elsewhere; keeping that decision", key)
+    return AttemptOutcome(key, finish.state.value, True, started, finish.ended_at, error)
+
+
+def _record(session: Session, key: TaskInstanceKey, finish: attempts.Finish) -> bool:
+    if finish.state == TaskState.QUEUED:  # released on shutdown: the requeued delivery claims it again
+        attempts.record_attempt(session, key, "terminated", None, finish.ended_at, None, os.getpid(), finish.reason)
+        result = session.execute(
+            update(TaskInstance)
+            .where(TaskInstance.dag_id == key.dag_id, TaskInstance.task_id == key.task_id,
+                   TaskInstance.run_id == key.run_id, TaskInstance.map_index == key.map_index,
+                   TaskInstance.try_number == key.try_number, TaskInstance.state == TaskState.RUNNING.value)
+            .values(state=TaskState.QUEUED.value, reason=finish.reason, queued_at=finish.ended_at)
+        )
+        session.commit()
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+    return attempts.finish(session, key, finish)
+
+
+def _execute(
+    settings: Settings, sessions: sessionmaker[Session], dagbag: DagBag, key: TaskInstanceKey,
+    hostname: str, in_process: bool, log: logging.Logger,
+) -> tuple[attempts.Finish, str]:
+    """Run the operator; every way it can end becomes a Finish (a process boundary)."""
+    task: BaseOperator | None = None
+    max_tries = 0
+    try:
+        dag = dagbag.get_dag(key.dag_id)
+        task = dag.get_task(key.task_id)
+        with sessions() as session:
+            row = attempts.get_ti(session, key)
+            run = session.execute(
+                select(DagRun).where(DagRun.dag_id == key.dag_id, DagRun.run_id == key.run_id)
+            ).scalar_one()
+        assert row is not None
+        max_tries = row.max_tries
+        ti = RuntimeTaskInstance(key, task, row, sessions, settings)
+        context = build_context(ti, dag, run, sessions)
+        timeout = task.execution_timeout.total_seconds() if task.execution_timeout else None
+        with time_limit(timeout, arm_alarm=in_process):
+            result = task.execute(context)
+        if result is not None:
+            with sessions() as session:
+                xcom.set_xcom(session, key, xcom.RETURN_VALUE, result,
+                              allow_pickle=settings.core.enable_xcom_pickling, max_bytes=settings.core.max_xcom_size)
+                session.commit()
+        return attempts.Finish(TaskState.SUCCESS, utcnow()), ""
+    except SkipTask as exc:
+        log.info("Skipping task: %s", exc)
+        return attempts.Finish(TaskState.SKIPPED, utcnow(), str(exc) or "skipped"), ""
+    except Terminated as exc:
+        log.warning("Attempt released: %s (worker shutdown); the delivery goes back to the queue", exc)
+        return attempts.Finish(TaskState.QUEUED, utcnow(), f"released: {exc}"), str(exc)
+    except (DagError, RabbitrunError) as exc:
+        log.error("Task failed: %s", exc)
+        return attempts.failure_outcome(key.try_number, max_tries, None, str(exc), utcnow(), retry=False), str(exc)
+    except Exception as exc:  # noqa: BLE001 - process boundary: user code may raise anything
+        log.error("Task failed with exception\n%s", traceback.format_exc().rstrip())
+        reason = f"{type(exc).__name__}: {exc}"
+        retry = not isinstance(exc, FailTask)
+        delay = task.retry_delay_for(key.try_number) if task is not None else timedelta(0)
+        outcome = attempts.failure_outcome(key.try_number, max_tries, delay, reason, utcnow(), retry=retry)
+        if outcome.state == TaskState.UP_FOR_RETRY:
+            log.info("Marking task as UP_FOR_RETRY; next try at %s", outcome.next_retry_at)
+        return outcome, reason

@@ -1,0 +1,143 @@
+"""The scheduler's event-driven loop: results wake it, timers and a short poll cover the rest.
+
+A result from the reply queue marks its run dirty and wakes the loop at once,
+so downstream tasks are queued within milliseconds (DESIGN rule 5). New runs,
+due retries, stuck QUEUED tasks and zombies are found by a periodic full pass.
+DB work runs in a thread (:mod:`rabbitrun.scheduling`); publishing stays on
+the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from rabbitrun import protocol
+from rabbitrun.authoring import DagBag
+from rabbitrun.models.base import utcnow
+from rabbitrun.settings import Settings
+
+log = logging.getLogger("rabbitrun.scheduler")
+
+
+class Scheduler:
+    def __init__(self, settings: Settings) -> None:
+        from rabbitrun.models.engine import make_engine, session_factory
+
+        self.settings = settings
+        self.engine = make_engine(settings.database)
+        self.sessions = session_factory(self.engine)
+        self._wake = asyncio.Event()
+        self._dirty: set[tuple[str, str]] = set()
+        self._stopping = asyncio.Event()
+        self.dagbag: DagBag | None = None
+        self._last_parse = 0.0
+        self._last_full = 0.0
+
+    def on_result(self, result: protocol.TaskResult) -> None:
+        self._dirty.add((result.key.dag_id, result.key.run_id))
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self, ready: Any = None) -> int:
+        from rabbitrun.broker.connection import connect
+        from rabbitrun.broker.topology import declare_topology, load_topology
+        from rabbitrun.executor import Executor
+        from rabbitrun.models import migrate
+        from rabbitrun.names import Names
+
+        s = self.settings
+        await asyncio.to_thread(migrate.check, self.engine)
+        names = Names(s.broker.prefix)
+        connection = await connect(s.broker, "scheduler", s.scheduler.scheduler_id)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        try:
+            topology = load_topology(Path(s.broker.topology_file) if s.broker.topology_file else None, s.broker)
+            channel = await connection.channel()
+            await declare_topology(channel, topology, names, scheduler_id=s.scheduler.scheduler_id)
+            await channel.close()
+            executor = Executor(connection, names, s)
+            await executor.start(self.on_result)
+            await asyncio.to_thread(self._parse)
+            log.info("scheduler %s ready: reply queue %s", s.scheduler.scheduler_id, executor.reply_queue)
+            if ready is not None:
+                ready()
+            while not self._stopping.is_set():
+                await self._iterate(executor)
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=s.scheduler.poll_interval_s)
+                except TimeoutError:
+                    pass
+                self._wake.clear()
+            await executor.close()
+            return 0
+        finally:
+            await connection.close()
+            self.engine.dispose()
+
+    async def _iterate(self, executor: Any) -> None:
+        from rabbitrun import scheduling
+
+        now_mono = time.monotonic()
+        full = now_mono - self._last_full >= self.settings.scheduler.poll_interval_s
+        dirty, self._dirty = self._dirty, set()
+        if now_mono - self._last_parse >= self.settings.scheduler.dag_dir_list_interval_s:
+            await asyncio.to_thread(self._parse)
+        envelopes = await asyncio.to_thread(self._pass, None if full else dirty)
+        if full:
+            self._last_full = now_mono
+        if envelopes:
+            failures = await executor.publish(envelopes)
+            if failures:
+                await asyncio.to_thread(self._put_back, failures)
+                self._wake.set()
+
+    def _parse(self) -> None:
+        from rabbitrun import scheduling
+
+        if self.dagbag is None:
+            self.dagbag = DagBag(Path(self.settings.core.dags_folder), include_examples=self.settings.core.load_examples)
+        else:
+            self.dagbag.refresh()
+        for ref, err in self.dagbag.import_errors.items():
+            log.error("DAG file %s failed to import (line %s): %s", ref, err.lineno, err.exception)
+        with self.sessions() as session:
+            scheduling.sync_dags(session, self.dagbag, utcnow())
+        self._last_parse = time.monotonic()
+
+    def _pass(self, only: set[tuple[str, str]] | None) -> list[protocol.TaskEnvelope]:
+        """One scheduling pass; ``only`` limits it to runs that just got results."""
+        from rabbitrun import scheduling
+
+        assert self.dagbag is not None
+        s, now = self.settings, utcnow()
+        with self.sessions() as session:
+            if only is None:
+                for run in scheduling.start_queued_runs(session, self.dagbag, s, now):
+                    log.info("DAG run %s of %s started", run.run_id, run.dag_id)
+                scheduling.surface_stuck_queued(session, s, now)
+                scheduling.fail_zombies(session, s, now)
+            return scheduling.schedule(session, self.dagbag, s, now, only)
+
+    def _put_back(self, failures: list[Any]) -> None:
+        from rabbitrun import scheduling
+
+        with self.sessions() as session:
+            scheduling.put_back(session, failures, utcnow())
+
+
+def run_scheduler(settings: Settings, ready: Any = None) -> int:
+    """Blocking entry point for the CLI and tests."""
+    async def main() -> int:
+        return await Scheduler(settings).run(ready)
+
+    return asyncio.run(main())

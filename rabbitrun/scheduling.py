@@ -1,0 +1,262 @@
+"""What the scheduler decides, against the metadata DB: runs to start, task
+instances to queue, skip or fail, runs to finish, stuck and zombie attempts.
+
+Synchronous and broker-free so the scheduler loop can run it in a thread and
+tests can call it directly. It returns envelopes; the executor publishes them
+and reports back which failed (DESIGN rule 1: QUEUED only for a confirmed
+envelope, put back when the publish fails).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy.orm import Session
+
+from rabbitrun.authoring import DAG, DagBag, Decision, evaluate
+from rabbitrun.errors import DagNotFound, Unroutable
+from rabbitrun.keys import TaskInstanceKey
+from rabbitrun.models import attempts
+from rabbitrun.models.tables import DagImportErrorRow, DagModel, DagRun, TaskInstance
+from rabbitrun.protocol import TaskEnvelope
+from rabbitrun.settings import Settings
+from rabbitrun.states import FINISHED_TASK_STATES, DagRunState, TaskState
+
+log = logging.getLogger("rabbitrun.scheduler")
+
+_FAILED = {TaskState.FAILED.value, TaskState.UPSTREAM_FAILED.value}
+_FINISHED = {s.value for s in FINISHED_TASK_STATES}
+
+
+@dataclass(frozen=True, slots=True)
+class PublishFailure:
+    envelope: TaskEnvelope
+    error: Exception
+
+
+def sync_dags(session: Session, dagbag: DagBag, now: datetime) -> None:
+    """Mirror parsed DAGs and import errors into the DB, for `dags list` and triggering."""
+    for dag_id, dag in dagbag.dags.items():
+        row = session.get(DagModel, dag_id)
+        if row is None:
+            session.add(DagModel(dag_id=dag_id, fileloc=dag.fileloc, description=dag.description or None,
+                                 last_parsed_at=now))
+        else:
+            row.fileloc, row.last_parsed_at = dag.fileloc, now
+    session.execute(delete(DagImportErrorRow))
+    for ref, err in dagbag.import_errors.items():
+        session.add(DagImportErrorRow(filename=ref, lineno=err.lineno, exception=err.exception,
+                                      stacktrace=err.traceback, timestamp=now))
+    session.commit()
+
+
+def start_queued_runs(session: Session, dagbag: DagBag, settings: Settings, now: datetime) -> list[DagRun]:
+    """QUEUED runs -> RUNNING with one task instance per task; a run of an unknown DAG fails."""
+    runs = session.execute(select(DagRun).where(DagRun.state == DagRunState.QUEUED.value)).scalars().all()
+    started = []
+    for run in runs:
+        try:
+            dag = dagbag.get_dag(run.dag_id)
+        except DagNotFound:
+            log.error("run %s of DAG %s cannot start: the scheduler has no such DAG", run.run_id, run.dag_id)
+            run.state, run.end_date = DagRunState.FAILED.value, now
+            continue
+        run.state, run.start_date = DagRunState.RUNNING.value, now
+        for task in dag.tasks:
+            session.add(TaskInstance(
+                dag_id=run.dag_id, task_id=task.task_id, run_id=run.run_id, map_index=-1,
+                state=TaskState.NONE.value, try_number=0, max_tries=task.max_tries,
+                queue=task.queue or settings.core.default_queue, priority_weight=task.priority_weight,
+                operator=type(task).__name__,
+            ))
+        started.append(run)
+    session.commit()
+    return started
+
+
+def schedule(
+    session: Session, dagbag: DagBag, settings: Settings, now: datetime,
+    only: Iterable[tuple[str, str]] | None = None,
+) -> list[TaskEnvelope]:
+    """Evaluate running runs (all, or ``only`` these (dag_id, run_id)); queue what is ready."""
+    query = select(DagRun).where(DagRun.state == DagRunState.RUNNING.value)
+    if only is not None:
+        pairs = list(only)
+        if not pairs:
+            return []
+        query = query.where(tuple_(DagRun.dag_id, DagRun.run_id).in_(pairs))
+    runs = session.execute(query).scalars().all()
+    if not runs:
+        return []
+    tis_by_run = _load_tis(session, [(r.dag_id, r.run_id) for r in runs])
+    ready: list[tuple[TaskInstance, DAG]] = []
+    for run in runs:
+        try:
+            dag = dagbag.get_dag(run.dag_id)
+        except DagNotFound:
+            continue  # its file may be failing to import right now; keep the run and retry later
+        tis = tis_by_run.get((run.dag_id, run.run_id), [])
+        ready.extend((ti, dag) for ti in _evaluate_run(dag, tis, now))
+        _finish_run_if_done(run, dag, tis, now)
+    envelopes = _queue(session, _apply_parallelism(session, ready, settings), dagbag, settings, now)
+    session.commit()
+    return envelopes
+
+
+def _load_tis(session: Session, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[TaskInstance]]:
+    out: dict[tuple[str, str], list[TaskInstance]] = defaultdict(list)
+    for chunk_start in range(0, len(pairs), 500):
+        chunk = pairs[chunk_start:chunk_start + 500]
+        rows = session.execute(
+            select(TaskInstance).where(tuple_(TaskInstance.dag_id, TaskInstance.run_id).in_(chunk))
+        ).scalars()
+        for ti in rows:
+            out[(ti.dag_id, ti.run_id)].append(ti)
+    return out
+
+
+def _evaluate_run(dag: DAG, tis: list[TaskInstance], now: datetime) -> list[TaskInstance]:
+    """One pass in topological order settles skips and upstream failures; returns ready TIs."""
+    by_task = {ti.task_id: ti for ti in tis if ti.map_index == -1}
+    ready = []
+    for task in dag.topological_sort():
+        ti = by_task.get(task.task_id)
+        if ti is None:
+            continue
+        if ti.state == TaskState.SCHEDULED.value:  # its publish failed earlier: send it again
+            ready.append(ti)
+            continue
+        if ti.state == TaskState.UP_FOR_RETRY.value:
+            if ti.next_retry_at is None or ti.next_retry_at <= now:
+                ready.append(ti)
+            continue
+        if ti.state != TaskState.NONE.value:
+            continue
+        upstream = [TaskState(by_task[u].state) for u in task.upstream_task_ids if u in by_task]
+        decision = evaluate(task.trigger_rule, upstream)
+        if decision == Decision.RUN:
+            ready.append(ti)
+        elif decision == Decision.SKIP:
+            ti.state, ti.start_date, ti.end_date, ti.duration = TaskState.SKIPPED.value, now, now, 0.0
+        elif decision == Decision.UPSTREAM_FAILED:
+            ti.state, ti.end_date = TaskState.UPSTREAM_FAILED.value, now
+            ti.reason = "an upstream task failed"
+    return ready
+
+
+def _finish_run_if_done(run: DagRun, dag: DAG, tis: list[TaskInstance], now: datetime) -> None:
+    """Airflow's rule: a finished run failed when any leaf failed or is upstream_failed."""
+    if not tis or any(ti.state not in _FINISHED for ti in tis):
+        return
+    leaves = {t.task_id for t in dag.leaves}
+    failed = any(ti.state in _FAILED for ti in tis if ti.task_id in leaves)
+    run.state = (DagRunState.FAILED if failed else DagRunState.SUCCESS).value
+    run.end_date = now
+    log.info("DAG run %s of %s finished: %s", run.run_id, run.dag_id, run.state)
+
+
+def _apply_parallelism(
+    session: Session, ready: list[tuple[TaskInstance, DAG]], settings: Settings
+) -> list[tuple[TaskInstance, DAG]]:
+    ready.sort(key=lambda pair: -pair[0].priority_weight)  # priority_weight decides who gets slots
+    limit = settings.core.parallelism
+    if limit <= 0:
+        return ready
+    active = session.execute(
+        select(func.count()).select_from(TaskInstance).where(
+            TaskInstance.state.in_([TaskState.QUEUED.value, TaskState.RUNNING.value]))
+    ).scalar_one()
+    return ready[:max(0, limit - active)]
+
+
+def _queue(
+    session: Session, ready: list[tuple[TaskInstance, DAG]], dagbag: DagBag, settings: Settings, now: datetime
+) -> list[TaskEnvelope]:
+    envelopes = []
+    for ti, dag in ready:
+        task = dag.get_task(ti.task_id)
+        if ti.state != TaskState.SCHEDULED.value:
+            ti.try_number += 1
+        ti.state, ti.queued_at, ti.reason = TaskState.QUEUED.value, now, None
+        ti.envelope_id = uuid.uuid4().hex
+        ti.queue = task.queue or settings.core.default_queue
+        ti.hostname = ti.pid = ti.start_date = ti.end_date = ti.duration = None  # type: ignore[assignment]
+        timeout = task.execution_timeout.total_seconds() if task.execution_timeout else None
+        envelopes.append(TaskEnvelope(
+            id=ti.envelope_id,
+            key=TaskInstanceKey(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, ti.try_number),
+            dag_file=dagbag.file_ref(ti.dag_id), queue=ti.queue, priority=ti.priority_weight,
+            execution_timeout_s=timeout, enqueued_at=now,
+        ))
+    return envelopes
+
+
+def put_back(session: Session, failures: Sequence[PublishFailure], now: datetime) -> None:
+    """Publishing failed: unroutable -> fail fast with the reason; otherwise back to SCHEDULED."""
+    for failure in failures:
+        key = failure.envelope.key
+        ti = attempts.get_ti(session, key)
+        if ti is None or ti.envelope_id != failure.envelope.id or ti.state != TaskState.QUEUED.value:
+            continue
+        if isinstance(failure.error, Unroutable):
+            ti.state, ti.end_date, ti.reason = TaskState.FAILED.value, now, str(failure.error)
+            log.error("%s: %s", key, failure.error)
+        else:
+            ti.state, ti.reason = TaskState.SCHEDULED.value, f"publish failed: {failure.error}"
+            log.warning("%s: publish failed, will retry: %s", key, failure.error)
+    session.commit()
+
+
+def surface_stuck_queued(session: Session, settings: Settings, now: datetime) -> list[TaskEnvelope]:
+    """QUEUED longer than task_queued_timeout_s: never silent. Fail it, or re-publish it."""
+    cutoff = now - timedelta(seconds=settings.core.task_queued_timeout_s)
+    stuck = session.execute(
+        select(TaskInstance).where(TaskInstance.state == TaskState.QUEUED.value, TaskInstance.queued_at < cutoff)
+    ).scalars().all()
+    envelopes = []
+    for ti in stuck:
+        reason = (f"stuck in queued for over {settings.core.task_queued_timeout_s:g}s: no worker claimed it "
+                  f"(is a worker consuming queue {ti.queue!r}?)")
+        log.warning("%s.%s run=%s try=%s: %s", ti.dag_id, ti.task_id, ti.run_id, ti.try_number, reason)
+        if settings.core.task_queued_timeout_action == "requeue":
+            ti.state, ti.reason = TaskState.SCHEDULED.value, reason
+        else:
+            ti.state, ti.end_date, ti.reason = TaskState.FAILED.value, now, reason
+    session.commit()
+    return envelopes
+
+
+def fail_zombies(session: Session, settings: Settings, now: datetime) -> list[tuple[str, str]]:
+    """RUNNING attempts whose worker stopped heartbeating: fail or retry them."""
+    cutoff = now - timedelta(seconds=settings.scheduler.zombie_threshold_s)
+    zombies = session.execute(
+        select(TaskInstance).where(TaskInstance.state == TaskState.RUNNING.value,
+                                   TaskInstance.last_heartbeat_at < cutoff)
+    ).scalars().all()
+    touched = []
+    for ti in zombies:
+        key = TaskInstanceKey(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, ti.try_number)
+        reason = (f"zombie: no heartbeat from {ti.hostname} (pid {ti.pid}) for over "
+                  f"{settings.scheduler.zombie_threshold_s:g}s")
+        outcome = attempts.failure_outcome(ti.try_number, ti.max_tries, None, reason, now)
+        if attempts.finish(session, key, outcome):
+            log.warning("%s: %s -> %s", key, reason, outcome.state)
+            touched.append((ti.dag_id, ti.run_id))
+    return touched
+
+
+def create_run(
+    session: Session, dag_id: str, run_id: str, conf: dict[str, object], now: datetime, run_type: str = "manual",
+) -> DagRun:
+    run = DagRun(dag_id=dag_id, run_id=run_id, state=DagRunState.QUEUED.value, run_type=run_type,
+                 logical_date=now, conf=json.dumps(conf), queued_at=now)
+    session.add(run)
+    session.commit()
+    return run

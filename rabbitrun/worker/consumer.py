@@ -1,0 +1,225 @@
+"""The worker's AMQP consumer: the one place that acks, requeues or dead-letters.
+
+What to do with a delivery is decided by :func:`decide`, a pure function of how
+the task child ended; this module then performs it in the order DESIGN rule 3
+asks for: the attempt is durable in the DB, the result is published with a
+confirm, and only then is the delivery acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+from sqlalchemy.orm import Session, sessionmaker
+
+from rabbitrun import protocol
+from rabbitrun.errors import BrokerError, ProtocolError
+from rabbitrun.keys import TaskInstanceKey
+from rabbitrun.models import attempts
+from rabbitrun.models.base import utcnow
+from rabbitrun.names import REASON_HEADER, Names
+from rabbitrun.states import FINISHED_TASK_STATES, TaskState
+from rabbitrun.broker.publisher import ConfirmedPublisher
+from rabbitrun.worker.supervisor import ChildReport, Supervisor, ts_to_dt
+
+log = logging.getLogger("rabbitrun.worker")
+
+
+class Action(StrEnum):
+    PUBLISH_AND_ACK = "publish_and_ack"  # attempt finished and recorded by the child
+    RECORD_AND_ACK = "record_and_ack"  # child died without recording: the parent records it
+    ACK = "ack"  # duplicate or redelivery of an attempt already claimed or finished (rule 2)
+    REQUEUE = "requeue"  # released on shutdown: another worker runs it
+    DEAD_LETTER = "dead_letter"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    reason: str = ""
+
+
+def decide(report: ChildReport) -> Decision:
+    """Pure: what to do with a delivery once its child has exited."""
+    state = report.state
+    if state is None or state == "crashed":
+        return Decision(Action.RECORD_AND_ACK, report.death_reason())
+    if state == "rejected":
+        return Decision(Action.DEAD_LETTER, report.outcome.get("error", "rejected") if report.outcome else "rejected")
+    if state == "unknown":
+        return Decision(Action.DEAD_LETTER, "unknown task instance: no such DAG run / task in the metadata DB")
+    if state == "not_claimed":
+        return Decision(Action.ACK, report.outcome.get("error", "") if report.outcome else "")
+    if state == TaskState.QUEUED:
+        return Decision(Action.REQUEUE, "released on worker shutdown")
+    if state in {s.value for s in FINISHED_TASK_STATES} | {TaskState.UP_FOR_RETRY.value}:
+        return Decision(Action.PUBLISH_AND_ACK)
+    return Decision(Action.RECORD_AND_ACK, f"unexpected outcome {state!r}")
+
+
+class Consumer:
+    """Consumes task queues with prefetch = concurrency and runs each delivery in a child."""
+
+    def __init__(self, *, names: Names, supervisor: Supervisor, publisher: ConfirmedPublisher,
+                 sessions: sessionmaker[Session], hostname: str, concurrency: int,
+                 ack_running_after_s: float) -> None:
+        self._names, self._supervisor, self._publisher = names, supervisor, publisher
+        self._sessions, self._hostname = sessions, hostname
+        self._slots = asyncio.Semaphore(concurrency)
+        self._ack_running_after_s = ack_running_after_s
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.stats: dict[str, int] = {}
+
+    @property
+    def busy(self) -> int:
+        return len(self._tasks)
+
+    def on_message(self, message: AbstractIncomingMessage) -> Any:
+        """aio-pika callback: run each delivery as its own asyncio task."""
+        task = asyncio.get_running_loop().create_task(self._handle(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return None
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait for in-flight deliveries; True when all finished in time."""
+        if not self._tasks:
+            return True
+        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)
+        return not pending
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        try:
+            envelope = protocol.decode_envelope(message.body)
+        except ProtocolError as exc:
+            await self._dead_letter(message, exc.reason)
+            return
+        async with self._slots:  # local concurrency bound, also for deliveries acked early
+            early_ack = asyncio.get_running_loop().call_later(
+                self._ack_running_after_s, lambda: asyncio.ensure_future(self._ack_if_running(message, envelope))
+            )
+            try:
+                report = await self._supervisor.run(envelope)
+            finally:
+                early_ack.cancel()
+        await self._settle(message, envelope, report)
+
+    async def _settle(self, message: AbstractIncomingMessage, envelope: protocol.TaskEnvelope,
+                      report: ChildReport) -> None:
+        decision = decide(report)
+        self._count(decision.action)
+        key = envelope.key
+        if decision.action == Action.DEAD_LETTER:
+            await self._dead_letter(message, decision.reason)
+            return
+        if decision.action == Action.ACK:
+            log.info("%s: not running again (%s)", key, decision.reason)
+            await _ack(message)
+            return
+        if decision.action == Action.REQUEUE:
+            log.info("%s: %s; requeueing the delivery", key, decision.reason)
+            await _nack(message, requeue=True)
+            return
+        if decision.action == Action.RECORD_AND_ACK:
+            recorded = await asyncio.to_thread(self._record_death, key, decision.reason)
+            log.error("%s: %s", key, decision.reason)
+            if not recorded:  # never claimed: give another worker a chance, once
+                if message.redelivered:
+                    await self._dead_letter(message, f"task process failed before claiming: {decision.reason}")
+                else:
+                    await _nack(message, requeue=True)
+                return
+            report.outcome = {"state": recorded, "error": decision.reason}
+        await self._publish_result(message, envelope, report)
+        await _ack(message)
+
+    def _record_death(self, key: TaskInstanceKey, reason: str) -> str | None:
+        """The child could not record its end: fail (or retry) its claimed attempt here."""
+        with self._sessions() as session:
+            ti = attempts.get_ti(session, key)
+            if ti is None or ti.state != TaskState.RUNNING or ti.try_number != key.try_number:
+                return None
+            # retry_delay lives in the DAG, which this lean parent does not import: retry at once
+            outcome = attempts.failure_outcome(key.try_number, ti.max_tries, None, reason, utcnow())
+            if attempts.finish(session, key, outcome):
+                return outcome.state.value
+            return None
+
+    async def _publish_result(self, message: AbstractIncomingMessage, envelope: protocol.TaskEnvelope,
+                              report: ChildReport) -> None:
+        if not message.reply_to:
+            return
+        outcome = report.outcome or {}
+        result = protocol.TaskResult(
+            envelope_id=envelope.id, key=envelope.key, state=str(outcome.get("state")),
+            exit_code=report.exit_status, hostname=self._hostname,
+            started_at=ts_to_dt(outcome.get("started_at")), ended_at=ts_to_dt(outcome.get("ended_at")),
+            error=str(outcome.get("error") or ""),
+        )
+        try:
+            await self._publisher.publish("", message.reply_to, protocol.encode_result(result),
+                                          protocol.result_properties(result))
+        except BrokerError as exc:
+            # the DB already holds the outcome; the scheduler's periodic pass will see it
+            log.warning("%s: result not delivered to %s (%s)", envelope.key, message.reply_to, exc)
+
+    async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
+        """Republish the raw body to the DLX with the reason header, then ack (logged once)."""
+        log.error("dead-lettering message %s from %s: %s", message.message_id, message.routing_key, reason)
+        self._count(Action.DEAD_LETTER)
+        headers = dict(message.headers or {})
+        headers[REASON_HEADER] = reason[:1000]
+        headers["x-rabbitrun-original-queue"] = message.routing_key or ""
+        props = {"content_type": message.content_type, "delivery_mode": 2, "message_id": message.message_id,
+                 "correlation_id": message.correlation_id, "app_id": "rabbitrun"}
+        try:
+            await self._publisher.publish(self._names.dead_letter_exchange, message.routing_key or "",
+                                          message.body, {k: v for k, v in props.items() if v is not None},
+                                          headers=headers)
+        except BrokerError as exc:
+            log.error("cannot dead-letter (%s); rejecting to the queue's dead-letter exchange instead", exc)
+            await message.reject(requeue=False)
+            return
+        await _ack(message)
+
+    async def _ack_if_running(self, message: AbstractIncomingMessage, envelope: protocol.TaskEnvelope) -> None:
+        """Long task: ack once its claim is durable so RabbitMQ's consumer_timeout cannot fire.
+
+        From here on the attempt is recoverable from the DB alone: the worker's
+        heartbeat keeps it alive and the scheduler retries it if the heartbeat stops.
+        """
+        def claimed() -> bool:
+            with self._sessions() as session:
+                ti = attempts.get_ti(session, envelope.key)
+                return bool(ti and ti.state == TaskState.RUNNING and ti.try_number == envelope.key.try_number)
+
+        if await asyncio.to_thread(claimed):
+            log.info("%s: running longer than %ss, acknowledging its delivery early", envelope.key,
+                     self._ack_running_after_s)
+            await _ack(message)
+
+    def _count(self, action: Action) -> None:
+        self.stats[action.value] = self.stats.get(action.value, 0) + 1
+
+
+async def _ack(message: AbstractIncomingMessage) -> None:
+    if message.processed:  # acked early for a long task
+        return
+    try:
+        await message.ack()
+    except Exception as exc:  # noqa: BLE001 - channel gone: the broker requeues it, rule 2 keeps it single
+        log.warning("ack of %s failed (%s); the broker will redeliver it", message.delivery_tag, exc)
+
+
+async def _nack(message: AbstractIncomingMessage, *, requeue: bool) -> None:
+    if message.processed:
+        return
+    try:
+        await message.nack(requeue=requeue)
+    except Exception as exc:  # noqa: BLE001 - channel gone: requeued by the broker anyway
+        log.warning("nack of %s failed (%s)", message.delivery_tag, exc)

@@ -1,0 +1,148 @@
+"""Assemble and run a worker: zygote first, then the asyncio consumer; signals and shutdown.
+
+Order matters: the zygote is forked before aio-pika, SQLAlchemy or any thread
+exist in this process, so what it forks from is lean and single-threaded.
+
+Shutdown: the first SIGTERM/SIGINT is warm (stop consuming at once, let running
+tasks finish for ``shutdown_timeout_s``, then SIGTERM them: they release their
+attempts and the deliveries are requeued); a second one is cold (terminate the
+running tasks now). A clean warm shutdown exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rabbitrun.settings import Settings
+from rabbitrun.worker.supervisor import Supervisor
+
+log = logging.getLogger("rabbitrun.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    hostname: str
+    queues: tuple[str, ...]
+    concurrency: int
+
+
+def options_from(settings: Settings) -> WorkerOptions:
+    w = settings.worker
+    return WorkerOptions(w.hostname, w.queues, w.concurrency)
+
+
+def run_worker(settings: Settings, ready: Any = None) -> int:
+    """Blocking entry point used by the CLI and tests; returns the exit code."""
+    options = options_from(settings)
+    supervisor = Supervisor(settings, options.hostname)
+    supervisor.start_zygote()  # before any import that starts threads
+    try:
+        return asyncio.run(_serve(settings, options, supervisor, ready))
+    finally:
+        supervisor.stop()
+
+
+async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervisor, ready: Any) -> int:
+    from rabbitrun.broker.connection import connect
+    from rabbitrun.broker.publisher import ConfirmedPublisher
+    from rabbitrun.broker.topology import declare_topology, load_topology
+    from rabbitrun.models.engine import make_engine, session_factory
+    from rabbitrun.names import Names, consumer_tag
+    from rabbitrun.worker.consumer import Consumer
+
+    loop = asyncio.get_running_loop()
+    supervisor.attach(loop)
+    names = Names(settings.broker.prefix)
+    engine = make_engine(settings.database)
+    sessions = session_factory(engine)
+    connection = await connect(settings.broker, "worker", options.hostname)
+    stop = _ShutdownSignals(loop)
+    try:
+        topology = load_topology(Path(settings.broker.topology_file) if settings.broker.topology_file else None,
+                                 settings.broker)
+        setup_channel = await connection.channel()
+        await declare_topology(setup_channel, topology, names)
+        await setup_channel.close()
+        publisher = await ConfirmedPublisher.open(connection, names, settings.broker.confirm_timeout_s)
+        consumer = Consumer(names=names, supervisor=supervisor, publisher=publisher, sessions=sessions,
+                            hostname=options.hostname, concurrency=options.concurrency,
+                            ack_running_after_s=settings.worker.ack_running_after_s)
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=options.concurrency)  # DESIGN rule 4
+        queues = []
+        for name in options.queues:
+            queue = await channel.get_queue(names.task_queue(name), ensure=True)
+            tag = consumer_tag("worker", options.hostname, name)
+            await queue.consume(consumer.on_message, consumer_tag=tag)
+            queues.append((queue, tag))
+        heartbeat = loop.create_task(_heartbeat(supervisor, sessions, settings.worker.heartbeat_interval_s))
+        log.info("worker %s ready: queues=%s concurrency=%s zygote pid=%s", options.hostname,
+                 ",".join(options.queues), options.concurrency, supervisor.zygote_pid)
+        if ready is not None:
+            ready()
+        await stop.first.wait()
+        log.info("warm shutdown: no new tasks; waiting up to %ss for %s running", settings.worker.shutdown_timeout_s,
+                 consumer.busy)
+        for queue, tag in queues:
+            await queue.cancel(tag)
+        drained = await _drain_or_cold(consumer, stop, settings.worker.shutdown_timeout_s)
+        if not drained:
+            log.warning("terminating %s running task(s); their deliveries go back to the queue",
+                        supervisor.terminate_all(signal.SIGTERM))
+            if not await consumer.drain(settings.worker.kill_grace_s):
+                supervisor.terminate_all(signal.SIGKILL)
+                await consumer.drain(5.0)
+        heartbeat.cancel()
+        await channel.close()
+        await publisher.close()
+        return 0
+    finally:
+        await connection.close()
+        engine.dispose()
+
+
+async def _drain_or_cold(consumer: Any, stop: "_ShutdownSignals", timeout_s: float) -> bool:
+    drain = asyncio.ensure_future(consumer.drain(timeout_s))
+    cold = asyncio.ensure_future(stop.second.wait())
+    done, _ = await asyncio.wait({drain, cold}, return_when=asyncio.FIRST_COMPLETED)
+    cold.cancel()
+    if drain in done:
+        return bool(drain.result())
+    drain.cancel()
+    log.warning("cold shutdown requested")
+    return False
+
+
+async def _heartbeat(supervisor: Supervisor, sessions: Any, interval_s: float) -> None:
+    from rabbitrun.models import attempts
+    from rabbitrun.models.base import utcnow
+
+    def beat() -> None:
+        ids = [envelope.id for envelope, _ in supervisor.running()]
+        with sessions() as session:
+            attempts.heartbeat(session, ids, utcnow())
+
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await asyncio.to_thread(beat)
+        except Exception as exc:  # noqa: BLE001 - a DB blip must not stop the worker; next beat retries
+            log.warning("heartbeat failed: %s", exc)
+
+
+class _ShutdownSignals:
+    """First SIGTERM/SIGINT sets ``first`` (warm), the next sets ``second`` (cold)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.first, self.second = asyncio.Event(), asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal)
+
+    def _on_signal(self) -> None:
+        (self.second if self.first.is_set() else self.first).set()
+

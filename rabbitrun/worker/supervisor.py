@@ -1,0 +1,177 @@
+"""The asyncio side of the process model: hands envelopes to the zygote, enforces
+time limits on the children and collects how each one ended.
+
+Soft limit (``execution_timeout``) -> SIGTERM to the child's process group, which
+the runner turns into TaskTimeout inside the task; hard limit (soft limit +
+``kill_grace_s``) -> SIGKILL. A child that dies without reporting (SIGKILL, OOM
+killer) is reported as such; the caller records it in the DB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from rabbitrun import protocol
+from rabbitrun.settings import Settings
+from rabbitrun.worker.zygote import ZygoteHandle, start_zygote, write_frame
+
+log = logging.getLogger("rabbitrun.worker")
+
+
+@dataclass
+class ChildReport:
+    """How one task child ended: its own outcome frame (if it got to write one) and its exit status."""
+
+    envelope_id: str
+    outcome: dict[str, Any] | None = None
+    exit_status: int | None = None  # negative: killed by that signal
+    pid: int | None = None
+    timed_out: str = ""  # "soft" or "hard" when the worker enforced a limit
+
+    @property
+    def state(self) -> str | None:
+        return self.outcome["state"] if self.outcome else None
+
+    def death_reason(self) -> str:
+        if self.timed_out == "hard":
+            return "hard time limit exceeded: task process killed with SIGKILL"
+        status = self.exit_status
+        if status is not None and status < 0:
+            return f"task process was killed by {signal.Signals(-status).name} (e.g. OOM killer or kill -9)"
+        return f"task process exited with code {status} without reporting an outcome"
+
+
+@dataclass
+class _Running:
+    envelope: protocol.TaskEnvelope
+    report: ChildReport
+    done: asyncio.Future[ChildReport]
+    started_at: float = 0.0
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+
+class Supervisor:
+    """Owns the zygote; one ``run()`` call per task, awaited until the child is reaped."""
+
+    def __init__(self, settings: Settings, hostname: str) -> None:
+        self._settings, self._hostname = settings, hostname
+        self._zygote: ZygoteHandle | None = None
+        self._running: dict[str, _Running] = {}
+        self._buffer = bytearray()
+
+    def start_zygote(self) -> None:
+        """Fork the zygote; must run before any thread exists in this process."""
+        self._zygote = start_zygote(self._settings, self._hostname)
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self._zygote is not None
+        loop.add_reader(self._zygote.event_fd, self._on_events)
+
+    @property
+    def zygote_pid(self) -> int | None:
+        return self._zygote.pid if self._zygote else None
+
+    def running(self) -> list[tuple[protocol.TaskEnvelope, int | None]]:
+        return [(r.envelope, r.report.pid) for r in self._running.values()]
+
+    async def run(self, envelope: protocol.TaskEnvelope) -> ChildReport:
+        assert self._zygote is not None
+        loop = asyncio.get_running_loop()
+        entry = _Running(envelope, ChildReport(envelope.id), loop.create_future())
+        self._running[envelope.id] = entry
+        os.write(self._zygote.command_fd, protocol.encode_frame("run", **protocol.frame_fields(envelope)))
+        try:
+            return await entry.done
+        finally:
+            for timer in entry.timers:
+                timer.cancel()
+            self._running.pop(envelope.id, None)
+
+    def _on_events(self) -> None:
+        assert self._zygote is not None
+        try:
+            data = os.read(self._zygote.event_fd, 65536)
+        except BlockingIOError:
+            return
+        if not data:
+            log.error("the zygote (pid %s) is gone; no task can start", self._zygote.pid)
+            asyncio.get_running_loop().remove_reader(self._zygote.event_fd)
+            for entry in self._running.values():
+                if not entry.done.done():
+                    entry.done.set_result(entry.report)
+            return
+        self._buffer.extend(data)
+        for frame in protocol.split_frames(self._buffer):
+            entry = self._running.get(frame.get("id", ""))
+            if entry is not None:
+                self._apply(entry, frame)
+
+    def _apply(self, entry: _Running, frame: dict[str, Any]) -> None:
+        kind = frame["k"]
+        if kind == "started":
+            entry.report.pid = frame["pid"]
+            entry.started_at = asyncio.get_running_loop().time()
+            self._arm_limits(entry)
+        elif kind == "outcome":
+            entry.report.outcome = frame
+        elif kind == "exited":
+            entry.report.exit_status = frame["status"]
+            if not entry.done.done():
+                entry.done.set_result(entry.report)
+
+    def _arm_limits(self, entry: _Running) -> None:
+        timeout = entry.envelope.execution_timeout_s
+        if not timeout:
+            return
+        loop = asyncio.get_running_loop()
+        entry.timers.append(loop.call_later(timeout, self._signal, entry, signal.SIGTERM, "soft"))
+        entry.timers.append(
+            loop.call_later(timeout + self._settings.worker.kill_grace_s, self._signal, entry, signal.SIGKILL, "hard")
+        )
+
+    def _signal(self, entry: _Running, sig: signal.Signals, limit: str) -> None:
+        if entry.done.done() or entry.report.pid is None:
+            return
+        if limit:
+            entry.report.timed_out = limit
+            log.warning("%s: %s time limit reached, sending %s", entry.envelope.key, limit, sig.name)
+        try:
+            os.killpg(entry.report.pid, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError:  # not yet its own group leader: signal the process itself
+            os.kill(entry.report.pid, sig)
+
+    def terminate_all(self, sig: signal.Signals = signal.SIGTERM) -> int:
+        """Signal every running child (shutdown); returns how many were signalled."""
+        count = 0
+        for entry in list(self._running.values()):
+            if entry.report.pid is not None and not entry.done.done():
+                self._signal(entry, sig, "")
+                count += 1
+        return count
+
+    def stop(self) -> None:
+        """Tell the zygote to exit and reap it."""
+        if self._zygote is None:
+            return
+        try:
+            write_frame(self._zygote.command_fd, "stop")
+            os.close(self._zygote.command_fd)
+        except OSError:
+            pass
+        try:
+            os.waitpid(self._zygote.pid, 0)
+        except ChildProcessError:
+            pass
+        self._zygote = None
+
+
+def ts_to_dt(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, UTC) if value is not None else None

@@ -1,0 +1,213 @@
+"""The zygote: a single-threaded, pre-warmed process that forks one child per task.
+
+The asyncio consumer cannot fork safely (aio-pika and the DB pool use threads
+and locks), so it forks this process first, before importing them. The zygote
+imports the runner, SQLAlchemy and every DAG file once, freezes the GC so
+children share those pages copy-on-write, and then only forks: a task pays
+neither an interpreter start, nor imports, nor a DAG parse (DESIGN.md,
+Worker process model).
+
+Pipes: the parent writes ``run``/``stop`` frames to the zygote; the zygote
+writes ``started``/``exited`` frames back, and each child writes its own
+``claimed``/``outcome`` frames straight to that same pipe (each frame is one
+``write`` under PIPE_BUF, so frames from many writers never interleave).
+The child never uses a connection of its parent: it builds its own engine.
+"""
+
+from __future__ import annotations
+
+import errno
+import gc
+import logging
+import os
+import selectors
+import signal
+import sys
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from rabbitrun import protocol
+from rabbitrun.settings import Settings
+
+PIPE_BUF = 4096
+log = logging.getLogger("rabbitrun.worker.zygote")
+
+
+@dataclass(frozen=True, slots=True)
+class ZygoteHandle:
+    pid: int
+    command_fd: int  # parent writes frames here
+    event_fd: int  # parent reads frames here
+
+
+def start_zygote(settings: Settings, hostname: str) -> ZygoteHandle:
+    """Fork the zygote. Call before the caller starts any thread."""
+    cmd_r, cmd_w = os.pipe()
+    evt_r, evt_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the zygote
+        os.close(cmd_w)
+        os.close(evt_r)
+        code = 0
+        try:
+            _Zygote(settings, hostname, cmd_r, evt_w).serve()
+        except BaseException:  # noqa: BLE001 - process boundary
+            traceback.print_exc()
+            code = 70
+        os._exit(code)
+    os.close(cmd_r)
+    os.close(evt_w)
+    os.set_blocking(evt_r, False)
+    return ZygoteHandle(pid, cmd_w, evt_r)
+
+
+def write_frame(fd: int, kind: str, **fields: Any) -> None:
+    frame = protocol.encode_frame(kind, **fields)
+    if len(frame) > PIPE_BUF:  # keep writes atomic; only the error text can be long
+        fields["error"] = str(fields.get("error", ""))[:1000]
+        frame = protocol.encode_frame(kind, **fields)
+    os.write(fd, frame)
+
+
+class _Zygote:
+    def __init__(self, settings: Settings, hostname: str, cmd_fd: int, evt_fd: int) -> None:
+        self.settings, self.hostname = settings, hostname
+        self.cmd_fd, self.evt_fd = cmd_fd, evt_fd
+        self.children: dict[int, str] = {}  # pid -> envelope id
+        self.buffer = bytearray()
+
+    def serve(self) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides about shutdown
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        os.set_blocking(wake_r, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self._warm_up()
+        selector = selectors.DefaultSelector()
+        selector.register(self.cmd_fd, selectors.EVENT_READ, "cmd")
+        selector.register(wake_r, selectors.EVENT_READ, "wake")
+        while True:
+            for sel_key, _ in selector.select(timeout=1.0):
+                if sel_key.data == "wake":
+                    _drain(wake_r)
+                elif not self._read_commands():
+                    self._kill_children()
+                    return
+            self._reap()
+
+    def _warm_up(self) -> None:
+        """Import what tasks need and parse every DAG once, then freeze the heap."""
+        from rabbitrun import runner  # noqa: F401 - imported for the children
+        from rabbitrun.authoring import DagBag
+        from rabbitrun.models.engine import make_engine, session_factory
+
+        self._make_engine, self._session_factory = make_engine, session_factory
+        self.dagbag = DagBag(_dags_folder(self.settings), include_examples=self.settings.core.load_examples)
+        for ref, err in self.dagbag.import_errors.items():
+            log.warning("DAG file %s failed to import: %s", ref, err.exception)
+        gc.collect()
+        gc.freeze()  # children inherit these objects; don't let their GC touch (and copy) the pages
+
+    def _read_commands(self) -> bool:
+        try:
+            data = os.read(self.cmd_fd, 65536)
+        except InterruptedError:
+            return True
+        if not data:  # the parent is gone
+            return False
+        self.buffer.extend(data)
+        for frame in protocol.split_frames(self.buffer):
+            if frame["k"] == "run":
+                self._fork_child(frame)
+            elif frame["k"] == "refresh":
+                self.dagbag.refresh()
+            elif frame["k"] == "stop":
+                return False
+        return True
+
+    def _fork_child(self, frame: dict[str, Any]) -> None:
+        envelope = protocol.envelope_from_frame(frame)
+        pid = os.fork()
+        if pid == 0:
+            code = 70
+            try:
+                code = self._child(envelope)
+            except BaseException:  # noqa: BLE001 - process boundary: report, never raise past fork
+                write_frame(self.evt_fd, "outcome", id=envelope.id, state="crashed", claimed=False,
+                            started_at=None, ended_at=None, error=traceback.format_exc()[-1000:])
+            finally:
+                os._exit(code)
+        self.children[pid] = envelope.id
+        write_frame(self.evt_fd, "started", id=envelope.id, pid=pid)
+
+    def _child(self, envelope: protocol.TaskEnvelope) -> int:
+        from rabbitrun import runner
+        from rabbitrun.errors import DagError
+
+        os.setpgid(0, 0)  # own process group: a time limit also reaches the task's subprocesses
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
+        os.close(self.cmd_fd)
+        try:
+            self._ensure_dag(envelope)
+        except DagError as exc:
+            write_frame(self.evt_fd, "outcome", id=envelope.id, state="rejected", claimed=False,
+                        started_at=None, ended_at=None, error=str(exc))
+            return 2
+        engine = self._make_engine(self.settings.database, pooled=False)
+        outcome = runner.run_attempt(self.settings, self._session_factory(engine), self.dagbag, envelope.key,
+                                     hostname=self.hostname, in_process=False)
+        write_frame(self.evt_fd, "outcome", id=envelope.id, state=outcome.state, claimed=outcome.claimed,
+                    started_at=_ts(outcome.started_at), ended_at=_ts(outcome.ended_at), error=outcome.error)
+        sys.stdout.flush()
+        return outcome.exit_code
+
+    def _ensure_dag(self, envelope: protocol.TaskEnvelope) -> None:
+        """Import the envelope's DAG file when this zygote did not load it (new or changed file)."""
+        dag_id = envelope.key.dag_id
+        if dag_id not in self.dagbag.dags or self.dagbag.file_ref(dag_id) != envelope.dag_file:
+            self.dagbag.load_file(envelope.dag_file)
+        self.dagbag.get_dag(dag_id).get_task(envelope.key.task_id)
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            envelope_id = self.children.pop(pid, None)
+            if envelope_id is not None:
+                write_frame(self.evt_fd, "exited", id=envelope_id, pid=pid, status=os.waitstatus_to_exitcode(status))
+
+    def _kill_children(self) -> None:
+        """The parent died: its unacked deliveries go back to the queue, so stop their tasks."""
+        for pid in list(self.children):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError as exc:
+                if exc.errno != errno.ESRCH:
+                    raise
+
+
+def _ts(value: Any) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except (BlockingIOError, InterruptedError):
+        pass
+
+
+def _dags_folder(settings: Settings) -> Any:
+    from pathlib import Path
+
+    return Path(settings.core.dags_folder)
