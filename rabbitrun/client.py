@@ -259,8 +259,7 @@ def declare_topology(settings: Settings, *, scheduler_id: str | None = None) -> 
     async def main() -> Any:
         connection = await connect(settings.broker, "cli", "topology")
         try:
-            channel = await connection.channel()
-            return await declare(channel, _topology(settings), Names(settings.broker.prefix),
+            return await declare(connection, _topology(settings), Names(settings.broker.prefix),
                                  scheduler_id=scheduler_id)
         finally:
             await connection.close()

@@ -195,8 +195,8 @@ def attempt_log(settings: Settings, key: TaskInstanceKey) -> Iterator[Path]:
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(settings.logging.log_format))
     root = logging.getLogger()
-    old_level, old_out, old_err = root.level, sys.stdout, sys.stderr
-    root.addHandler(handler)
+    old_level, old_out, old_err, old_handlers = root.level, sys.stdout, sys.stderr, root.handlers[:]
+    root.handlers[:] = [handler]  # the attempt's lines go to its file, not to the worker's stderr
     root.setLevel(settings.logging.level)
     task_logger = logging.getLogger(TASK_LOGGER)
     sys.stdout = _StreamToLogger(task_logger, logging.INFO)  # type: ignore[assignment]
@@ -207,7 +207,7 @@ def attempt_log(settings: Settings, key: TaskInstanceKey) -> Iterator[Path]:
         sys.stdout.flush()
         sys.stderr.flush()
         sys.stdout, sys.stderr = old_out, old_err
-        root.removeHandler(handler)
+        root.handlers[:] = old_handlers
         root.setLevel(old_level)
         handler.close()
 

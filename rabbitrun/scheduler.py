@@ -62,9 +62,7 @@ class Scheduler:
             loop.add_signal_handler(sig, self.stop)
         try:
             topology = load_topology(Path(s.broker.topology_file) if s.broker.topology_file else None, s.broker)
-            channel = await connection.channel()
-            await declare_topology(channel, topology, names, scheduler_id=s.scheduler.scheduler_id)
-            await channel.close()
+            await declare_topology(connection, topology, names, scheduler_id=s.scheduler.scheduler_id)
             executor = Executor(connection, names, s)
             await executor.start(self.on_result)
             await asyncio.to_thread(self._parse)

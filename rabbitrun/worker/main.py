@@ -65,9 +65,7 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
     try:
         topology = load_topology(Path(settings.broker.topology_file) if settings.broker.topology_file else None,
                                  settings.broker)
-        setup_channel = await connection.channel()
-        await declare_topology(setup_channel, topology, names)
-        await setup_channel.close()
+        await declare_topology(connection, topology, names)
         publisher = await ConfirmedPublisher.open(connection, names, settings.broker.confirm_timeout_s)
         consumer = Consumer(names=names, supervisor=supervisor, publisher=publisher, sessions=sessions,
                             hostname=options.hostname, concurrency=options.concurrency,
