@@ -153,8 +153,8 @@ def _evaluate_run(dag: DAG, tis: list[TaskInstance], now: datetime) -> list[Task
 
 def _finish_run_if_done(run: DagRun, dag: DAG, tis: list[TaskInstance], now: datetime) -> None:
     """Airflow's rule: a finished run failed when any leaf failed or is upstream_failed."""
-    if not tis or any(ti.state not in _FINISHED for ti in tis):
-        return
+    if any(ti.state not in _FINISHED for ti in tis):
+        return  # (a DAG without tasks finishes at once, as in Airflow)
     leaves = {t.task_id for t in dag.leaves}
     failed = any(ti.state in _FAILED for ti in tis if ti.task_id in leaves)
     run.state = (DagRunState.FAILED if failed else DagRunState.SUCCESS).value

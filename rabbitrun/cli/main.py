@@ -47,7 +47,7 @@ _register()
 
 def main() -> None:
     try:
-        cli.main(standalone_mode=False)
+        code = cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(1)
@@ -65,8 +65,8 @@ def main() -> None:
         if load_settings_safe_debug():
             raise
         sys.exit(EXIT_INTERNAL)
-    else:
-        sys.exit(0)
+    else:  # with standalone_mode=False click returns ctx.exit()'s code instead of exiting
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 def load_settings_safe_debug() -> bool:
