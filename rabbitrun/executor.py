@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
@@ -22,6 +23,7 @@ from rabbitrun.scheduling import PublishFailure
 from rabbitrun.settings import Settings
 
 log = logging.getLogger("rabbitrun.executor")
+NO_CONSUMER_WARN_EVERY_S = 30.0
 
 
 class Executor:
@@ -31,6 +33,7 @@ class Executor:
         self.reply_queue = names.reply_queue(self.scheduler_id)
         self._publisher: ConfirmedPublisher | None = None
         self._channel: AbstractChannel | None = None
+        self._warned: dict[str, float] = {}
 
     async def start(self, on_result: Callable[[protocol.TaskResult], None]) -> None:
         """Open the confirm channel and consume this scheduler's durable reply queue."""
@@ -69,7 +72,28 @@ class Executor:
             return None
 
         results = await asyncio.gather(*(one(e) for e in envelopes))
-        return [r for r in results if r is not None]
+        failures = [r for r in results if r is not None]
+        failed_ids = {f.envelope.id for f in failures}
+        await self._warn_unconsumed({e.queue for e in envelopes if e.id not in failed_ids})
+        return failures
+
+    async def _warn_unconsumed(self, queues: set[str]) -> None:
+        """Say at once when a task went to a queue no worker consumes (DESIGN rule 1: never silent)."""
+        now = time.monotonic()
+        for queue in queues:
+            if now - self._warned.get(queue, -NO_CONSUMER_WARN_EVERY_S) < NO_CONSUMER_WARN_EVERY_S:
+                continue
+            assert self._channel is not None
+            try:
+                declared = await self._channel.declare_queue(self._names.task_queue(queue), passive=True)
+            except Exception as exc:  # noqa: BLE001 - a diagnostic must never break publishing
+                log.debug("cannot check consumers of %s: %s", queue, exc)
+                continue
+            result = declared.declaration_result
+            if result.consumer_count == 0:
+                self._warned[queue] = now
+                log.warning("queue %r has no consumer (%s messages ready): start a worker with --queues %s; "
+                            "tasks stay queued until task_queued_timeout", queue, result.message_count, queue)
 
     async def close(self) -> None:
         if self._publisher is not None:

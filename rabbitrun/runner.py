@@ -216,20 +216,24 @@ def attempt_log(settings: Settings, key: TaskInstanceKey) -> Iterator[Path]:
 
 
 @contextmanager
-def time_limit(timeout_s: float | None, *, arm_alarm: bool) -> Iterator[None]:
-    """Install the SIGTERM handler (and, in-process, an alarm at the soft limit)."""
-    started = time.monotonic()
+def time_limit(timeout_s: float | None, *, arm_alarm: bool, started: float) -> Iterator[None]:
+    """Install the SIGTERM handler (and, in-process, an alarm at the soft limit).
+
+    ``started`` is the monotonic time the worker's clock for this attempt began
+    (the fork): a SIGTERM at or after ``started + timeout_s`` is the soft
+    limit; an earlier one is a shutdown.
+    """
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         elapsed = time.monotonic() - started
-        if timeout_s is not None and (signum == signal.SIGALRM or elapsed >= timeout_s * 0.98):
+        if timeout_s is not None and (signum == signal.SIGALRM or elapsed >= timeout_s - 0.05):
             raise TaskTimeout(f"Timeout after {elapsed:.1f}s (execution_timeout={timeout_s:g}s), PID: {os.getpid()}")
         raise Terminated(f"received signal {signal.Signals(signum).name}")
 
     old_term = signal.signal(signal.SIGTERM, on_signal)
     old_alarm = signal.signal(signal.SIGALRM, on_signal)
     if arm_alarm and timeout_s:
-        signal.setitimer(signal.ITIMER_REAL, timeout_s)
+        signal.setitimer(signal.ITIMER_REAL, max(0.001, started + timeout_s - time.monotonic()))
     try:
         yield
     finally:
@@ -243,9 +247,14 @@ def time_limit(timeout_s: float | None, *, arm_alarm: bool) -> Iterator[None]:
 
 def run_attempt(
     settings: Settings, sessions: sessionmaker[Session], dagbag: DagBag, key: TaskInstanceKey,
-    *, hostname: str, in_process: bool,
+    *, hostname: str, in_process: bool, clock_start: float | None = None,
 ) -> AttemptOutcome:
-    """Claim ``key`` and run it to a recorded final state (or release it on shutdown)."""
+    """Claim ``key`` and run it to a recorded final state (or release it on shutdown).
+
+    ``clock_start``: when the worker started timing this attempt (monotonic);
+    defaults to now for in-process runs.
+    """
+    clock_start = time.monotonic() if clock_start is None else clock_start
     with sessions() as session:
         claim = attempts.claim(session, key, hostname=hostname, pid=os.getpid(), now=utcnow())
     if not claim.won:
@@ -256,7 +265,7 @@ def run_attempt(
     with attempt_log(settings, key):
         log = logging.getLogger(TASK_LOGGER)
         log.info("Starting attempt %s of %s", key.try_number, key)
-        finish, error = _execute(settings, sessions, dagbag, key, hostname, in_process, log)
+        finish, error = _execute(settings, sessions, dagbag, key, in_process, clock_start, log)
         with sessions() as session:
             recorded = _record(session, key, finish)
         if recorded:
@@ -285,7 +294,7 @@ def _record(session: Session, key: TaskInstanceKey, finish: attempts.Finish) -> 
 
 def _execute(
     settings: Settings, sessions: sessionmaker[Session], dagbag: DagBag, key: TaskInstanceKey,
-    hostname: str, in_process: bool, log: logging.Logger,
+    in_process: bool, clock_start: float, log: logging.Logger,
 ) -> tuple[attempts.Finish, str]:
     """Run the operator; every way it can end becomes a Finish (a process boundary)."""
     task: BaseOperator | None = None
@@ -303,7 +312,7 @@ def _execute(
         ti = RuntimeTaskInstance(key, task, row, sessions, settings)
         context = build_context(ti, dag, run, sessions)
         timeout = task.execution_timeout.total_seconds() if task.execution_timeout else None
-        with time_limit(timeout, arm_alarm=in_process):
+        with time_limit(timeout, arm_alarm=in_process, started=clock_start):
             result = task.execute(context)
         if result is not None:
             with sessions() as session:

@@ -83,7 +83,6 @@ class Scheduler:
             self.engine.dispose()
 
     async def _iterate(self, executor: Any) -> None:
-        from rabbitrun import scheduling
 
         now_mono = time.monotonic()
         full = now_mono - self._last_full >= self.settings.scheduler.poll_interval_s

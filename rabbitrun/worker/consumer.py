@@ -12,6 +12,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from rabbitrun import protocol
 from rabbitrun.errors import BrokerError, ProtocolError
-from rabbitrun.keys import TaskInstanceKey
+from rabbitrun.keys import TaskInstanceKey, log_relpath
 from rabbitrun.models import attempts
 from rabbitrun.models.base import utcnow
 from rabbitrun.names import REASON_HEADER, Names
@@ -67,8 +68,9 @@ class Consumer:
 
     def __init__(self, *, names: Names, supervisor: Supervisor, publisher: ConfirmedPublisher,
                  sessions: sessionmaker[Session], hostname: str, concurrency: int,
-                 ack_running_after_s: float) -> None:
+                 ack_running_after_s: float, log_folder: Path) -> None:
         self._names, self._supervisor, self._publisher = names, supervisor, publisher
+        self._log_folder = log_folder
         self._sessions, self._hostname = sessions, hostname
         self._slots = asyncio.Semaphore(concurrency)
         self._ack_running_after_s = ack_running_after_s
@@ -146,9 +148,20 @@ class Consumer:
                 return None
             # retry_delay lives in the DAG, which this lean parent does not import: retry at once
             outcome = attempts.failure_outcome(key.try_number, ti.max_tries, None, reason, utcnow())
-            if attempts.finish(session, key, outcome):
-                return outcome.state.value
-            return None
+            if not attempts.finish(session, key, outcome):
+                return None
+        self._append_to_attempt_log(key, f"ERROR - {reason}; marking the attempt {outcome.state.value}")
+        return outcome.state.value
+
+    def _append_to_attempt_log(self, key: TaskInstanceKey, line: str) -> None:
+        """The child could not write its own last words: the parent adds them to the per-try log."""
+        path = self._log_folder / log_relpath(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(f"[{utcnow().isoformat(timespec='milliseconds')}] {{worker}} {line}\n")
+        except OSError as exc:
+            log.warning("%s: cannot append to %s: %s", key, path, exc)
 
     async def _publish_result(self, message: AbstractIncomingMessage, envelope: protocol.TaskEnvelope,
                               report: ChildReport) -> None:

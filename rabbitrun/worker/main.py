@@ -69,7 +69,8 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
         publisher = await ConfirmedPublisher.open(connection, names, settings.broker.confirm_timeout_s)
         consumer = Consumer(names=names, supervisor=supervisor, publisher=publisher, sessions=sessions,
                             hostname=options.hostname, concurrency=options.concurrency,
-                            ack_running_after_s=settings.worker.ack_running_after_s)
+                            ack_running_after_s=settings.worker.ack_running_after_s,
+                            log_folder=Path(settings.logging.base_log_folder))
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=options.concurrency)  # DESIGN rule 4
         queues = []

@@ -10,6 +10,7 @@ killer) is reported as such; the caller records it in the DB.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import signal
@@ -62,8 +63,9 @@ class Supervisor:
     def __init__(self, settings: Settings, hostname: str) -> None:
         self._settings, self._hostname = settings, hostname
         self._zygote: ZygoteHandle | None = None
-        self._running: dict[str, _Running] = {}
+        self._running: dict[str, _Running] = {}  # by run token: one per delivery, even for duplicates
         self._buffer = bytearray()
+        self._tokens = itertools.count(1)
 
     def start_zygote(self) -> None:
         """Fork the zygote; must run before any thread exists in this process."""
@@ -83,15 +85,17 @@ class Supervisor:
     async def run(self, envelope: protocol.TaskEnvelope) -> ChildReport:
         assert self._zygote is not None
         loop = asyncio.get_running_loop()
+        token = f"{next(self._tokens)}"
         entry = _Running(envelope, ChildReport(envelope.id), loop.create_future())
-        self._running[envelope.id] = entry
-        os.write(self._zygote.command_fd, protocol.encode_frame("run", **protocol.frame_fields(envelope)))
+        self._running[token] = entry
+        os.write(self._zygote.command_fd,
+                 protocol.encode_frame("run", token=token, **protocol.frame_fields(envelope)))
         try:
             return await entry.done
         finally:
             for timer in entry.timers:
                 timer.cancel()
-            self._running.pop(envelope.id, None)
+            self._running.pop(token, None)
 
     def _on_events(self) -> None:
         assert self._zygote is not None

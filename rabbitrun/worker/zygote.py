@@ -23,6 +23,7 @@ import os
 import selectors
 import signal
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -74,7 +75,7 @@ class _Zygote:
     def __init__(self, settings: Settings, hostname: str, cmd_fd: int, evt_fd: int) -> None:
         self.settings, self.hostname = settings, hostname
         self.cmd_fd, self.evt_fd = cmd_fd, evt_fd
-        self.children: dict[int, str] = {}  # pid -> envelope id
+        self.children: dict[int, str] = {}  # pid -> run token (one per delivery)
         self.buffer = bytearray()
 
     def serve(self) -> None:
@@ -130,20 +131,22 @@ class _Zygote:
 
     def _fork_child(self, frame: dict[str, Any]) -> None:
         envelope = protocol.envelope_from_frame(frame)
+        token = str(frame["token"])
         pid = os.fork()
         if pid == 0:
             code = 70
+            clock_start = time.monotonic()  # the supervisor's time limits count from (just after) here
             try:
-                code = self._child(envelope)
+                code = self._child(envelope, token, clock_start)
             except BaseException:  # noqa: BLE001 - process boundary: report, never raise past fork
-                write_frame(self.evt_fd, "outcome", id=envelope.id, state="crashed", claimed=False,
+                write_frame(self.evt_fd, "outcome", id=token, state="crashed", claimed=False,
                             started_at=None, ended_at=None, error=traceback.format_exc()[-1000:])
             finally:
                 os._exit(code)
-        self.children[pid] = envelope.id
-        write_frame(self.evt_fd, "started", id=envelope.id, pid=pid)
+        self.children[pid] = token
+        write_frame(self.evt_fd, "started", id=token, pid=pid)
 
-    def _child(self, envelope: protocol.TaskEnvelope) -> int:
+    def _child(self, envelope: protocol.TaskEnvelope, token: str, clock_start: float) -> int:
         from rabbitrun import runner
         from rabbitrun.errors import DagError
 
@@ -155,13 +158,13 @@ class _Zygote:
         try:
             self._ensure_dag(envelope)
         except DagError as exc:
-            write_frame(self.evt_fd, "outcome", id=envelope.id, state="rejected", claimed=False,
+            write_frame(self.evt_fd, "outcome", id=token, state="rejected", claimed=False,
                         started_at=None, ended_at=None, error=str(exc))
             return 2
         engine = self._make_engine(self.settings.database, pooled=False)
         outcome = runner.run_attempt(self.settings, self._session_factory(engine), self.dagbag, envelope.key,
-                                     hostname=self.hostname, in_process=False)
-        write_frame(self.evt_fd, "outcome", id=envelope.id, state=outcome.state, claimed=outcome.claimed,
+                                     hostname=self.hostname, in_process=False, clock_start=clock_start)
+        write_frame(self.evt_fd, "outcome", id=token, state=outcome.state, claimed=outcome.claimed,
                     started_at=_ts(outcome.started_at), ended_at=_ts(outcome.ended_at), error=outcome.error)
         sys.stdout.flush()
         return outcome.exit_code
@@ -181,9 +184,9 @@ class _Zygote:
                 return
             if pid == 0:
                 return
-            envelope_id = self.children.pop(pid, None)
-            if envelope_id is not None:
-                write_frame(self.evt_fd, "exited", id=envelope_id, pid=pid, status=os.waitstatus_to_exitcode(status))
+            token = self.children.pop(pid, None)
+            if token is not None:
+                write_frame(self.evt_fd, "exited", id=token, pid=pid, status=os.waitstatus_to_exitcode(status))
 
     def _kill_children(self) -> None:
         """The parent died: its unacked deliveries go back to the queue, so stop their tasks."""

@@ -11,28 +11,11 @@ import aio_pika
 import msgpack
 import pytest
 
-from rabbitrun import client
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import TaskAttempt, XComRow
 from rabbitrun.names import REASON_HEADER, Names
-from tests.conftest import Env, amqp_url, wait_until
-
-
-def run_dag(env: Env, dag_id: str, timeout_s: float = 60, **conf: object) -> tuple[str, client.RunProgress]:
-    settings = env.settings()
-    out_dir = env.home.parent / "out"
-    run_id = client.trigger(settings, dag_id, conf={"out_dir": str(out_dir), **conf})
-    final = client.wait_for_run(settings, dag_id, run_id, on_progress=lambda p: None, timeout_s=timeout_s)
-    return run_id, final
-
-
-def states(env: Env, dag_id: str, run_id: str) -> dict[str, client.TaskStateRow]:
-    return {r.task_id: r for r in client.task_states(env.settings(), dag_id, run_id)}
-
-
-def lines(env: Env, name: str) -> list[str]:
-    path = env.home.parent / "out" / f"{name}.lines"
-    return path.read_text().splitlines() if path.exists() else []
+from tests.conftest import Env, amqp_url
+from tests.helpers import lines, run_dag, states
 
 
 @pytest.fixture

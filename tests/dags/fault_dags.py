@@ -1,0 +1,109 @@
+"""DAGs for the fault tests: each task appends one line per run to a file, so tests count effects."""
+
+import os
+import signal
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from rabbitrun import DAG, TaskTimeout, task
+
+
+def append(context, name):
+    out = Path(context["params"]["out_dir"]) / f"{name}.lines"
+    with out.open("a") as fh:
+        fh.write(f"{context['ti'].task_id} {context['run_id']} try={context['ti'].try_number} pid={os.getpid()}\n")
+
+
+with DAG("sleepers", default_args={"retries": 2, "retry_delay": timedelta(0)}) as sleepers:
+    # ten tasks that each sleep `sleep_s` (conf) and then record their one side effect
+
+    @task
+    def nap(i, **context):
+        time.sleep(float(context["params"].get("sleep_s", 3)))
+        append(context, f"nap{i}")
+
+    for i in range(10):
+        nap.override(task_id=f"nap{i}")(i)
+
+
+with DAG("timeouts") as timeouts:
+
+    @task(execution_timeout=timedelta(seconds=1))
+    def soft(**context):
+        try:
+            time.sleep(30)
+        except TaskTimeout:
+            append(context, "soft_cleanup")  # the task sees the soft limit and may clean up
+            raise
+
+    @task(execution_timeout=timedelta(seconds=1))
+    def hard(**context):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # ignores the soft limit: gets SIGKILL
+        append(context, "hard_started")
+        time.sleep(30)
+        append(context, "hard_finished")
+
+    soft()
+    hard()
+
+
+with DAG("long_running") as long_running:
+
+    @task
+    def long_task(**context):
+        time.sleep(float(context["params"].get("sleep_s", 15)))
+        append(context, "long_task")
+
+    long_task()
+
+
+with DAG("self_kill", default_args={"retries": 1, "retry_delay": timedelta(0)}) as self_kill:
+
+    @task
+    def die_once(**context):
+        append(context, "die_once")
+        if context["ti"].try_number == 1:
+            os.kill(os.getpid(), signal.SIGKILL)  # like the OOM killer
+        return "survived"
+
+    die_once()
+
+
+with DAG("stuck_queue") as stuck_queue:
+
+    @task(queue="high_priority")
+    def never_consumed(**context):
+        append(context, "never_consumed")
+
+    never_consumed()
+
+
+with DAG("chain3") as chain3:
+
+    @task
+    def first(**context):
+        time.sleep(float(context["params"].get("sleep_s", 0)))
+        append(context, "first")
+
+    @task
+    def second(**context):
+        time.sleep(float(context["params"].get("sleep_s", 0)))
+        append(context, "second")
+
+    @task
+    def third(**context):
+        append(context, "third")
+
+    first() >> second() >> third()
+
+
+with DAG("many", default_args={"retries": 3, "retry_delay": timedelta(0)}) as many:
+
+    @task
+    def tiny(i, **context):
+        time.sleep(float(context["params"].get("sleep_s", 0)))
+        append(context, f"tiny{i}")
+
+    for i in range(int(os.environ.get("RABBITRUN_TEST_MANY", "40"))):
+        tiny.override(task_id=f"tiny{i}")(i)

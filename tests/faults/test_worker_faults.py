@@ -1,0 +1,192 @@
+"""Faults around the worker: SIGKILL, graceful and cold shutdown, time limits, dying task
+processes, duplicates. Real processes, real broker, real DB; side effects are counted."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import signal
+import time
+
+import aio_pika
+
+from rabbitrun import protocol
+from rabbitrun.keys import TaskInstanceKey
+from rabbitrun.models.engine import make_engine, session_factory
+from rabbitrun.models.tables import TaskAttempt, TaskInstance
+from rabbitrun.names import Names
+from tests.conftest import Env, wait_until
+from tests.helpers import lines, run_dag, states, trigger, wait
+
+
+def fast_zombies(env: Env) -> None:
+    env.vars.update({
+        "RABBITRUN__WORKER__HEARTBEAT_INTERVAL_S": "0.5",
+        "RABBITRUN__SCHEDULER__ZOMBIE_THRESHOLD_S": "3",
+    })
+
+
+def running_count(env: Env, dag_id: str, run_id: str) -> int:
+    return sum(1 for r in states(env, dag_id, run_id).values() if r.state == "running")
+
+
+def attempts_of(env: Env, run_id: str) -> list[tuple[str, int, str]]:
+    engine = make_engine(env.settings().database, pooled=False)
+    with session_factory(engine)() as session:
+        return sorted((a.task_id, a.try_number, a.state) for a in session.query(TaskAttempt).filter_by(run_id=run_id))
+
+
+def test_sigkilled_worker_tasks_finish_elsewhere_once_each(env: Env) -> None:
+    fast_zombies(env)
+    env.scheduler()
+    doomed = env.worker()
+    run_id = trigger(env, "sleepers", sleep_s=4)
+    wait_until(lambda: running_count(env, "sleepers", run_id) == 2, 30, what="two tasks running on the doomed worker")
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait()
+    env.vars["RABBITRUN__WORKER__HOSTNAME"] = f"w2-{env.prefix}@test"
+    env.worker()
+    final = wait(env, "sleepers", run_id, timeout_s=120)
+    assert final.state == "success", env.logs()
+    rows = states(env, "sleepers", run_id)
+    assert all(r.state == "success" for r in rows.values())
+    for i in range(10):  # each nap finished exactly once (the killed ones never got to append)
+        assert len(lines(env, f"nap{i}")) == 1, (i, lines(env, f"nap{i}"))
+    killed = [r for r in rows.values() if r.try_number == 2]
+    assert len(killed) == 2  # the two attempts running at the kill were retried as try 2
+    zombie_tries = [a for a in attempts_of(env, run_id) if a[1] == 1 and a[2] == "up_for_retry"]
+    assert len(zombie_tries) == 2
+
+
+def test_warm_shutdown_lets_running_tasks_finish_and_exits_zero(env: Env) -> None:
+    env.scheduler()
+    worker = env.worker()
+    run_id = trigger(env, "chain3", sleep_s=2)
+    wait_until(lambda: lines(env, "first") or running_count(env, "chain3", run_id), 30, what="first task running")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    log = worker.log_path.read_text()  # type: ignore[attr-defined]
+    assert "warm shutdown" in log
+    first_done = states(env, "chain3", run_id)["first"]
+    assert first_done.state == "success"  # finished during the warm shutdown
+    assert len(lines(env, "first")) == 1
+    assert not lines(env, "second")  # no new delivery was taken after SIGTERM
+    env.vars["RABBITRUN__WORKER__HOSTNAME"] = f"w2-{env.prefix}@test"
+    env.worker()
+    assert wait(env, "chain3", run_id, timeout_s=60).state == "success"
+    assert [len(lines(env, n)) for n in ("first", "second", "third")] == [1, 1, 1]
+
+
+def test_shutdown_timeout_terminates_and_requeues_unfinished_tasks(env: Env) -> None:
+    env.vars["RABBITRUN__WORKER__SHUTDOWN_TIMEOUT_S"] = "1"
+    env.scheduler()
+    worker = env.worker()
+    run_id = trigger(env, "long_running", sleep_s=20)
+    wait_until(lambda: running_count(env, "long_running", run_id) == 1, 30, what="long task running")
+    started = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    assert time.monotonic() - started < 15
+    row = states(env, "long_running", run_id)["long_task"]
+    assert row.state == "queued" and row.try_number == 1  # released, not failed: it runs elsewhere
+    env.vars["RABBITRUN__WORKER__HOSTNAME"] = f"w2-{env.prefix}@test"
+    env.worker()
+    wait_until(lambda: running_count(env, "long_running", run_id) == 1, 30, what="requeued task running again")
+    assert ("long_task", 1, "terminated") in attempts_of(env, run_id)
+
+
+def test_second_sigterm_is_a_cold_shutdown(env: Env) -> None:
+    env.vars["RABBITRUN__WORKER__SHUTDOWN_TIMEOUT_S"] = "60"
+    env.scheduler()
+    worker = env.worker()
+    run_id = trigger(env, "long_running", sleep_s=30)
+    wait_until(lambda: running_count(env, "long_running", run_id) == 1, 30, what="long task running")
+    worker.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    started = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=30)
+    assert time.monotonic() - started < 15
+    assert "cold shutdown" in worker.log_path.read_text()  # type: ignore[attr-defined]
+    assert not lines(env, "long_task")
+
+
+def test_soft_and_hard_time_limits_fail_the_attempt_with_the_reason(env: Env) -> None:
+    env.vars["RABBITRUN__WORKER__KILL_GRACE_S"] = "1"
+    env.scheduler()
+    env.worker()
+    run_id, final = run_dag(env, "timeouts", timeout_s=60)
+    rows = states(env, "timeouts", run_id)
+    assert final.state == "failed"
+    assert rows["soft"].state == "failed" and "TaskTimeout" in (rows["soft"].reason or "")
+    assert len(lines(env, "soft_cleanup")) == 1  # the task caught the soft limit and cleaned up
+    assert rows["hard"].state == "failed" and "hard time limit" in (rows["hard"].reason or "")
+    assert lines(env, "hard_started") and not lines(env, "hard_finished")
+    log_dir = env.settings().logging.base_log_folder
+    assert "hard time limit" in open(f"{log_dir}/timeouts/hard/{run_id}/1.log").read()
+    assert "Timeout after" in open(f"{log_dir}/timeouts/soft/{run_id}/1.log").read()
+    _, again = run_dag(env, "chain3")  # the slots were freed
+    assert again.state == "success"
+
+
+def test_task_process_killed_is_recorded_and_retried(env: Env) -> None:
+    env.scheduler()
+    env.worker()
+    run_id, final = run_dag(env, "self_kill")
+    assert final.state == "success", env.logs()
+    row = states(env, "self_kill", run_id)["die_once"]
+    assert (row.state, row.try_number) == ("success", 2)
+    tries = attempts_of(env, run_id)
+    assert tries[0][:2] == ("die_once", 1) and tries[0][2] == "up_for_retry"
+    engine = make_engine(env.settings().database, pooled=False)
+    with session_factory(engine)() as session:
+        assert session.query(TaskInstance).filter_by(run_id=run_id, state="running").count() == 0
+        reason = session.query(TaskAttempt).filter_by(run_id=run_id, try_number=1).one().reason
+    assert "SIGKILL" in (reason or "")
+
+
+def test_duplicate_envelope_runs_the_task_once(env: Env) -> None:
+    """Publish the same envelope a second time by hand, and again after the task finished."""
+    env.scheduler()
+    env.worker()
+    run_id, final = run_dag(env, "chain3")
+    assert final.state == "success"
+    engine = make_engine(env.settings().database, pooled=False)
+    with session_factory(engine)() as session:
+        ti = session.get(TaskInstance, ("chain3", "first", run_id, -1))
+        envelope = protocol.TaskEnvelope(id=ti.envelope_id, key=TaskInstanceKey("chain3", "first", run_id, -1, 1),
+                                         dag_file="fault_dags.py", queue="default")
+    names = Names(env.prefix)
+
+    async def publish_twice() -> None:
+        conn = await aio_pika.connect(env.vars["RABBITRUN__BROKER__URL"])
+        async with conn:
+            ch = await conn.channel()
+            for _ in range(2):
+                await ch.default_exchange.publish(aio_pika.Message(protocol.encode_envelope(envelope)),
+                                                  routing_key=names.task_queue("default"))
+
+    asyncio.run(publish_twice())
+    worker_log = env.children[1].log_path  # type: ignore[attr-defined]
+    wait_until(lambda: worker_log.read_text().count("not running again") >= 2, 20, what="duplicates acked")
+    assert len(lines(env, "first")) == 1
+    assert states(env, "chain3", run_id)["first"].try_number == 1
+
+
+def test_zombie_detected_when_heartbeat_stops(env: Env) -> None:
+    """A worker frozen by SIGSTOP keeps its AMQP connection open for a while but stops heartbeating."""
+    fast_zombies(env)
+    env.scheduler()
+    frozen = env.worker()
+    run_id = trigger(env, "long_running", sleep_s=60)
+    wait_until(lambda: running_count(env, "long_running", run_id) == 1, 30, what="long task running")
+    os.kill(frozen.pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: states(env, "long_running", run_id)["long_task"].state == "failed", 30,
+                   what="zombie failed by the scheduler")
+        assert "zombie" in (states(env, "long_running", run_id)["long_task"].reason or "")
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+    counts = collections.Counter(r.state for r in states(env, "long_running", run_id).values())
+    assert counts["running"] == 0
