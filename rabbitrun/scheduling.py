@@ -184,7 +184,8 @@ def _queue(
         task = dag.get_task(ti.task_id)
         if ti.state != TaskState.SCHEDULED.value:
             ti.try_number += 1
-        ti.state, ti.queued_at, ti.reason = TaskState.QUEUED.value, now, None
+            ti.reason = None  # a re-published SCHEDULED task keeps the reason it was re-published for
+        ti.state, ti.queued_at = TaskState.QUEUED.value, now
         ti.envelope_id = uuid.uuid4().hex
         ti.queue = task.queue or settings.core.default_queue
         ti.hostname = ti.pid = ti.start_date = ti.end_date = ti.duration = None  # type: ignore[assignment]

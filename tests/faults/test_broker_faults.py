@@ -1,0 +1,213 @@
+"""Faults around the broker and the scheduler: closed connections, a broker restart, a
+scheduler restart, RabbitMQ's consumer_timeout, stuck QUEUED tasks and poison messages."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import subprocess
+
+import aio_pika
+import msgpack
+import pytest
+
+from rabbitrun import protocol
+from rabbitrun.keys import TaskInstanceKey
+from rabbitrun.names import REASON_HEADER, Names
+from tests.conftest import Env, rabbitmqctl, wait_until
+from tests.helpers import lines, run_dag, states, trigger, wait
+
+
+def running(env: Env, dag_id: str, run_id: str, task_id: str) -> bool:
+    row = states(env, dag_id, run_id).get(task_id)  # absent until the scheduler starts the run
+    return row is not None and row.state == "running"
+
+
+def test_closed_broker_connections_recover_without_losing_or_doubling(env: Env, vhost: str) -> None:
+    env.scheduler()
+    env.worker()
+    run_id = trigger(env, "chain3", sleep_s=2)
+    wait_until(lambda: running(env, "chain3", run_id, "first"), 30, what="first task running")
+    rabbitmqctl("close_all_connections", "--vhost", vhost, "test: closing connections mid-run")
+    final = wait(env, "chain3", run_id, timeout_s=90)
+    assert final.state == "success", env.logs()
+    assert [len(lines(env, n)) for n in ("first", "second", "third")] == [1, 1, 1]
+    assert all(p.poll() is None for p in env.children)  # both reconnected on their own
+    rabbitmqctl("close_all_connections", "--vhost", vhost, "test: closing connections between runs")
+    _, again = run_dag(env, "chain3", timeout_s=90)
+    assert again.state == "success", env.logs()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_broker_restart_mid_run_finishes_the_run(env: Env) -> None:
+    env.scheduler()
+    env.worker()
+    run_id = trigger(env, "chain3", sleep_s=3)
+    wait_until(lambda: running(env, "chain3", run_id, "first"), 30, what="first task running")
+    try:
+        rabbitmqctl("stop_app")
+    finally:
+        rabbitmqctl("start_app")  # always give the shared broker back
+    rabbitmqctl("await_startup")
+    final = wait(env, "chain3", run_id, timeout_s=120)
+    assert final.state == "success", env.logs()
+    assert [len(lines(env, n)) for n in ("first", "second", "third")] == [1, 1, 1]
+
+
+def test_scheduler_restart_mid_run_adopts_the_run(env: Env) -> None:
+    scheduler = env.scheduler()
+    env.worker()
+    run_id = trigger(env, "chain3", sleep_s=2)
+    wait_until(lambda: running(env, "chain3", run_id, "first"), 30, what="first task running")
+    scheduler.send_signal(signal.SIGKILL)
+    scheduler.wait()
+    # the result of `first` arrives while no scheduler runs: it waits in the durable reply queue
+    wait_until(lambda: states(env, "chain3", run_id)["first"].state == "success", 30, what="first finished")
+    assert states(env, "chain3", run_id)["second"].state == "none"
+    env.scheduler()
+    final = wait(env, "chain3", run_id, timeout_s=60)
+    assert final.state == "success", env.logs()
+    assert [len(lines(env, n)) for n in ("first", "second", "third")] == [1, 1, 1]
+    assert all(r.try_number == 1 for r in states(env, "chain3", run_id).values())
+
+
+@pytest.fixture
+def short_consumer_timeout() -> object:
+    """Lower RabbitMQ's consumer_timeout to 5 s for one test and restore the previous value."""
+    before = rabbitmqctl("eval", "application:get_env(rabbit, consumer_timeout).").strip()
+    rabbitmqctl("eval", "application:set_env(rabbit, consumer_timeout, 5000).")
+    yield
+    match = re.fullmatch(r"\{ok,(\d+)\}", before)
+    if match:
+        rabbitmqctl("eval", f"application:set_env(rabbit, consumer_timeout, {match[1]}).")
+    else:
+        rabbitmqctl("eval", "application:unset_env(rabbit, consumer_timeout).")
+
+
+def unacked(vhost: str, queue: str) -> int:
+    out = rabbitmqctl("list_queues", "-p", vhost, "--no-table-headers", "name", "messages_unacknowledged")
+    counts = dict(line.split("\t") for line in out.strip().splitlines() if "\t" in line)
+    return int(counts.get(queue, 0))
+
+
+def long_task_runs_once(env: Env, vhost: str, sleep_s: float) -> None:
+    env.vars["RABBITRUN__WORKER__ACK_RUNNING_AFTER_S"] = "2"
+    env.scheduler()
+    worker = env.worker()
+    run_id = trigger(env, "long_running", sleep_s=sleep_s)
+    queue = Names(env.prefix).task_queue("default")
+    wait_until(lambda: running(env, "long_running", run_id, "long_task"), 30, what="long task running")
+    assert unacked(vhost, queue) == 1  # held unacked while young...
+    # ...and acked once its claim is durable, long before consumer_timeout (5 s) could fire
+    wait_until(lambda: unacked(vhost, queue) == 0, 10, what="delivery acked early")
+    assert running(env, "long_running", run_id, "long_task")
+    final = wait(env, "long_running", run_id, timeout_s=sleep_s + 60)
+    assert final.state == "success", env.logs()
+    assert len(lines(env, "long_task")) == 1
+    assert states(env, "long_running", run_id)["long_task"].try_number == 1
+    assert "acknowledging its delivery early" in worker.log_path.read_text()  # type: ignore[attr-defined]
+    _, after = run_dag(env, "chain3")  # and the worker keeps consuming
+    assert after.state == "success"
+    assert worker.poll() is None
+
+
+def test_task_longer_than_consumer_timeout_runs_exactly_once(
+    env: Env, vhost: str, short_consumer_timeout: object
+) -> None:
+    long_task_runs_once(env, vhost, 15)
+
+
+@pytest.mark.slow
+def test_task_outliving_the_brokers_timeout_check_runs_exactly_once(
+    env: Env, vhost: str, short_consumer_timeout: object
+) -> None:
+    """RabbitMQ evaluates consumer_timeout about once a minute: outlive that check for real."""
+    long_task_runs_once(env, vhost, 75)
+
+
+@pytest.mark.parametrize("action,expected", [("fail", "failed"), ("requeue", "queued")])
+def test_task_on_queue_without_consumer_is_surfaced(env: Env, action: str, expected: str) -> None:
+    env.vars["RABBITRUN__CORE__TASK_QUEUED_TIMEOUT_S"] = "2"
+    env.vars["RABBITRUN__CORE__TASK_QUEUED_TIMEOUT_ACTION"] = action
+    scheduler = env.scheduler()
+    env.worker()  # consumes `default` only
+    run_id = trigger(env, "stuck_queue")
+
+    def surfaced() -> bool:
+        row = states(env, "stuck_queue", run_id).get("never_consumed")
+        return row is not None and row.state == expected and "stuck in queued" in (row.reason or "")
+
+    wait_until(surfaced, 30, what=f"stuck task {expected} with a reason")
+    log = scheduler.log_path.read_text()  # type: ignore[attr-defined]
+    assert "queue 'high_priority' has no consumer" in log
+    assert "stuck in queued" in log
+    cli = env.cli("tasks", "states", "stuck_queue", run_id)
+    assert "high_priority" in cli.stdout
+    assert not lines(env, "never_consumed")
+
+
+def test_poison_messages_are_dead_lettered_and_the_worker_survives(env: Env) -> None:
+    env.scheduler()
+    env.worker()
+    names = Names(env.prefix)
+    good = dict(protocol.TaskEnvelope(id="e1", key=TaskInstanceKey("chain3", "first", "no-such-run"),
+                                      dag_file="fault_dags.py", queue="default").to_wire())
+    poison = {
+        "garbage": b"\x00\xff garbage",
+        "version": msgpack.packb({**good, "v": 99}),
+        "missing": msgpack.packb({k: v for k, v in good.items() if k != "task_id"}),
+        "escape": msgpack.packb({**good, "dag_file": "../../etc/passwd"}),
+        "unknown_dag": msgpack.packb({**good, "dag_id": "no_such_dag", "dag_file": "no_such_file.py"}),
+        "unknown_run": msgpack.packb(good),
+        "oversized": msgpack.packb({**good, "pad": "x" * (protocol.MAX_MESSAGE_BYTES + 10)}),
+    }
+
+    async def publish_and_collect() -> dict[bytes, str]:
+        conn = await aio_pika.connect(env.vars["RABBITRUN__BROKER__URL"],
+                                      client_properties={"connection_name": "test poison"})
+        async with conn:
+            ch = await conn.channel()
+            for body in poison.values():
+                await ch.default_exchange.publish(aio_pika.Message(body), routing_key=names.task_queue("default"))
+            dead = await ch.get_queue(names.dead_letter_queue)
+            got: dict[bytes, str] = {}
+            for _ in range(400):
+                msg = await dead.get(fail=False)
+                if msg is not None:
+                    got[msg.body] = str(msg.headers[REASON_HEADER])
+                    await msg.ack()
+                if len(got) == len(poison):
+                    break
+                await asyncio.sleep(0.05)
+            return got
+
+    dead = asyncio.run(publish_and_collect())
+    reasons = {name: dead.get(body, "<not dead-lettered>") for name, body in poison.items()}
+    assert "not valid msgpack" in reasons["garbage"], env.logs()
+    assert "unsupported protocol version: 99" in reasons["version"]
+    assert "missing field 'task_id'" in reasons["missing"]
+    assert "escapes the dags folder" in reasons["escape"]
+    assert "no_such_dag" in reasons["unknown_dag"]
+    assert "unknown task instance" in reasons["unknown_run"]
+    assert "exceeds" in reasons["oversized"]
+    _, final = run_dag(env, "chain3")
+    assert final.state == "success"
+    assert [len(lines(env, n)) for n in ("first", "second", "third")] == [1, 1, 1]
+
+
+def test_unreachable_broker_and_database_fail_fast_with_a_clear_message(env: Env) -> None:
+    env.vars["RABBITRUN__BROKER__URL"] = "amqp://guest:secretpw@127.0.0.1:5999/"
+    env.vars["RABBITRUN__BROKER__CONNECT_TIMEOUT_S"] = "2"
+    out = env.cli("worker", timeout_s=30)
+    assert out.returncode == 3
+    assert "cannot connect to RabbitMQ at amqp://guest:***@127.0.0.1:5999/" in out.stderr
+    assert "secretpw" not in out.stderr and "Traceback" not in out.stderr
+    env.vars["RABBITRUN__DATABASE__URL"] = "postgresql+psycopg://postgres:dbpw@127.0.0.1:5998/x"
+    out = env.cli("dags", "trigger", "chain3", timeout_s=30)
+    assert out.returncode == 3
+    assert "postgres:***@127.0.0.1:5998" in out.stderr and "dbpw" not in out.stderr
+    assert "Traceback" not in out.stderr
+    bad = env.cli("tasks", "run", "no_such_dag", "t", "r")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert subprocess  # CLI runs are subprocesses: what a user sees
