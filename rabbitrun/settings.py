@@ -108,6 +108,7 @@ class SchedulerSettings:
 class WorkerSettings:
     queues: tuple[str, ...] = ("default",)
     concurrency: int = 16
+    autoscale: str = ""  # "MAX,MIN": grow and shrink task processes with the backlog
     hostname: str = ""  # default: worker@<host name>
     shutdown_timeout_s: float = 60.0
     heartbeat_interval_s: float = 5.0

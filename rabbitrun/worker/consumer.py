@@ -26,6 +26,7 @@ from rabbitrun.models.base import utcnow
 from rabbitrun.names import REASON_HEADER, Names
 from rabbitrun.states import FINISHED_TASK_STATES, TaskState
 from rabbitrun.broker.publisher import ConfirmedPublisher
+from rabbitrun.worker.pool import Slots
 from rabbitrun.worker.supervisor import ChildReport, Supervisor, ts_to_dt
 
 log = logging.getLogger("rabbitrun.worker")
@@ -72,7 +73,7 @@ class Consumer:
         self._names, self._supervisor, self._publisher = names, supervisor, publisher
         self._log_folder = log_folder
         self._sessions, self._hostname = sessions, hostname
-        self._slots = asyncio.Semaphore(concurrency)
+        self.slots = Slots(concurrency)
         self._ack_running_after_s = ack_running_after_s
         self._tasks: set[asyncio.Task[None]] = set()
         self.stats: dict[str, int] = {}
@@ -101,7 +102,7 @@ class Consumer:
         except ProtocolError as exc:
             await self._dead_letter(message, exc.reason)
             return
-        async with self._slots:  # local concurrency bound, also for deliveries acked early
+        async with self.slots:  # local concurrency bound, also for deliveries acked early
             early_ack = asyncio.get_running_loop().call_later(
                 self._ack_running_after_s, lambda: asyncio.ensure_future(self._ack_if_running(message, envelope))
             )

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rabbitrun.settings import Settings
+from rabbitrun.worker.pool import AutoscaleLimits, autoscale, lookahead_prefetch
 from rabbitrun.worker.supervisor import Supervisor
 
 log = logging.getLogger("rabbitrun.worker")
@@ -29,11 +30,13 @@ class WorkerOptions:
     hostname: str
     queues: tuple[str, ...]
     concurrency: int
+    autoscale: AutoscaleLimits | None
 
 
 def options_from(settings: Settings) -> WorkerOptions:
     w = settings.worker
-    return WorkerOptions(w.hostname, w.queues, w.concurrency)
+    limits = AutoscaleLimits.parse(w.autoscale) if w.autoscale else None
+    return WorkerOptions(w.hostname, w.queues, limits.minimum if limits else w.concurrency, limits)
 
 
 def run_worker(settings: Settings, ready: Any = None) -> int:
@@ -72,14 +75,19 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
                             ack_running_after_s=settings.worker.ack_running_after_s,
                             log_folder=Path(settings.logging.base_log_folder))
         channel = await connection.channel()
-        await channel.set_qos(prefetch_count=options.concurrency)  # DESIGN rule 4
+        prefetch = lookahead_prefetch(options.autoscale, options.concurrency) if options.autoscale else options.concurrency
+        await channel.set_qos(prefetch_count=prefetch)  # DESIGN rule 4: prefetch = concurrency
         queues = []
         for name in options.queues:
             queue = await channel.get_queue(names.task_queue(name), ensure=True)
             tag = consumer_tag("worker", options.hostname, name)
             await queue.consume(consumer.on_message, consumer_tag=tag)
             queues.append((queue, tag))
-        heartbeat = loop.create_task(_heartbeat(supervisor, sessions, settings.worker.heartbeat_interval_s))
+        background = [loop.create_task(_heartbeat(supervisor, sessions, settings.worker.heartbeat_interval_s))]
+        if options.autoscale is not None:
+            background.append(loop.create_task(_autoscale(options.autoscale, consumer, channel, queues)))
+        for task in background:
+            task.add_done_callback(_log_crash)
         log.info("worker %s ready: queues=%s concurrency=%s zygote pid=%s", options.hostname,
                  ",".join(options.queues), options.concurrency, supervisor.zygote_pid)
         if ready is not None:
@@ -96,7 +104,8 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
             if not await consumer.drain(settings.worker.kill_grace_s):
                 supervisor.terminate_all(signal.SIGKILL)
                 await consumer.drain(5.0)
-        heartbeat.cancel()
+        for task in background:
+            task.cancel()
         await channel.close()
         await publisher.close()
         return 0
@@ -115,6 +124,31 @@ async def _drain_or_cold(consumer: Any, stop: "_ShutdownSignals", timeout_s: flo
     drain.cancel()
     log.warning("cold shutdown requested")
     return False
+
+
+def _log_crash(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s stopped: %r", task.get_coro(), task.exception())
+
+
+async def _autoscale(limits: AutoscaleLimits, consumer: Any, channel: Any, queues: list[tuple[Any, str]]) -> None:
+    """Grow/shrink the slots; prefetch follows: basic.qos applies to new consumers, so re-consume
+    (unacked deliveries of a cancelled consumer stay valid on the channel and are acked as usual)."""
+
+    async def ready_messages() -> int:
+        total = 0
+        for queue, _ in queues:
+            declared = await channel.declare_queue(queue.name, passive=True)
+            total += declared.declaration_result.message_count or 0
+        return total
+
+    async def set_prefetch(count: int) -> None:
+        await channel.set_qos(prefetch_count=count)
+        for queue, tag in queues:
+            await queue.cancel(tag)
+            await queue.consume(consumer.on_message, consumer_tag=tag)
+
+    await autoscale(limits, consumer.slots, ready_messages, set_prefetch)
 
 
 async def _heartbeat(supervisor: Supervisor, sessions: Any, interval_s: float) -> None:

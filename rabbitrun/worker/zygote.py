@@ -105,7 +105,13 @@ class _Zygote:
         from rabbitrun.authoring import DagBag
         from rabbitrun.models.engine import make_engine, session_factory
 
-        self._make_engine, self._session_factory = make_engine, session_factory
+        # One engine, created and warmed here: children inherit its initialised dialect and
+        # compiled-statement cache (no per-task SQL compilation), but no connection: the pool
+        # is emptied before any fork, and each child starts a fresh pool of its own.
+        self.engine = make_engine(self.settings.database)
+        self.sessions = session_factory(self.engine)
+        _warm_statement_cache(self.sessions)
+        self.engine.dispose()
         self.dagbag = DagBag(_dags_folder(self.settings), include_examples=self.settings.core.load_examples)
         for ref, err in self.dagbag.import_errors.items():
             log.warning("DAG file %s failed to import: %s", ref, err.exception)
@@ -155,14 +161,14 @@ class _Zygote:
             signal.signal(sig, signal.SIG_DFL)
         signal.set_wakeup_fd(-1)
         os.close(self.cmd_fd)
+        self.engine.dispose(close=False)  # a new pool for this child; one connection serves the attempt
         try:
             self._ensure_dag(envelope)
         except DagError as exc:
             write_frame(self.evt_fd, "outcome", id=token, state="rejected", claimed=False,
                         started_at=None, ended_at=None, error=str(exc))
             return 2
-        engine = self._make_engine(self.settings.database, pooled=False)
-        outcome = runner.run_attempt(self.settings, self._session_factory(engine), self.dagbag, envelope.key,
+        outcome = runner.run_attempt(self.settings, self.sessions, self.dagbag, envelope.key,
                                      hostname=self.hostname, in_process=False, clock_start=clock_start)
         write_frame(self.evt_fd, "outcome", id=token, state=outcome.state, claimed=outcome.claimed,
                     started_at=_ts(outcome.started_at), ended_at=_ts(outcome.ended_at), error=outcome.error)
@@ -196,6 +202,26 @@ class _Zygote:
             except OSError as exc:
                 if exc.errno != errno.ESRCH:
                     raise
+
+
+def _warm_statement_cache(sessions: Any) -> None:
+    """Run the runner's statements once against a key that cannot exist, so they are compiled
+    before the fork. A DB that is down here is not fatal: children then compile on their own."""
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.orm import configure_mappers
+
+    from rabbitrun.keys import TaskInstanceKey
+    from rabbitrun.models import attempts
+    from rabbitrun.models.base import utcnow
+
+    configure_mappers()
+    key = TaskInstanceKey("~warmup~", "~warmup~", "~warmup~")  # "~" is not allowed in dag ids
+    try:
+        with sessions() as session:
+            attempts.claim(session, key, hostname="", pid=0, now=utcnow())
+            attempts.finish(session, key, attempts.Finish(attempts.TaskState.SUCCESS, utcnow()))
+    except SQLAlchemyError as exc:
+        log.warning("could not warm the statement cache: %s", exc)
 
 
 def _ts(value: Any) -> float | None:

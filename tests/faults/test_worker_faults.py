@@ -190,3 +190,25 @@ def test_zombie_detected_when_heartbeat_stops(env: Env) -> None:
         os.kill(frozen.pid, signal.SIGCONT)
     counts = collections.Counter(r.state for r in states(env, "long_running", run_id).values())
     assert counts["running"] == 0
+
+
+def max_overlap(rows: list[tuple[float, float]]) -> int:
+    events = sorted([(s, 1) for s, _ in rows] + [(e, -1) for _, e in rows])
+    best = current = 0
+    for _, delta in events:
+        current += delta
+        best = max(best, current)
+    return best
+
+
+def test_autoscale_grows_with_the_backlog_and_shrinks_when_idle(env: Env) -> None:
+    env.scheduler()
+    worker = env.worker("--autoscale", "4,1")
+    run_id, final = run_dag(env, "sleepers", timeout_s=90, sleep_s=1.5)
+    assert final.state == "success", env.logs()
+    rows = states(env, "sleepers", run_id).values()
+    overlap = max_overlap([(r.start_date.timestamp(), r.end_date.timestamp()) for r in rows])
+    assert 2 <= overlap <= 4  # grew past MIN, never past MAX
+    log_path = worker.log_path  # type: ignore[attr-defined]
+    assert "autoscale: 1 -> " in log_path.read_text()
+    wait_until(lambda: " -> 1 task processes" in log_path.read_text(), 20, what="shrink back to MIN")
