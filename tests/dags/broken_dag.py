@@ -1,6 +1,12 @@
-"""A DAG file that raises on import: the scheduler and `dags list` must survive it."""
+"""A DAG file that raises while being imported (line 8), for import error tests."""
 
-from rabbitrun import DAG
+from rabbitrun.authoring import DAG
 
-with DAG("never_loads") as dag:
-    raise ZeroDivisionError("broken on purpose at import time")
+
+def compute() -> float:
+    """The deepest frame of the failure is here."""
+    return 1 / 0
+
+
+with DAG("test_broken") as dag:
+    compute()
