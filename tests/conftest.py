@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-TEST_DAGS = REPO / "tests" / "dags"
+TEST_DAGS = REPO / "tests" / "system_dags"  # DAGs of the system and fault suites
 PG_URL = os.environ.get("RABBITRUN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 AMQP_BASE = "amqp://guest:guest@127.0.0.1:5672/"
 RUN_ID = uuid.uuid4().hex[:8]
