@@ -28,12 +28,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from rabbitrun.authoring import DAG, BaseOperator, DagBag
 from rabbitrun.authoring.signals import FailTask, SkipTask, TaskTimeout
-from rabbitrun.errors import DagError, RabbitrunError
+from rabbitrun.errors import DagError, RabbitrunError, XComError
 from rabbitrun.keys import TaskInstanceKey, log_relpath
 from rabbitrun.models import attempts, xcom
 from rabbitrun.models.base import utcnow
@@ -72,15 +72,15 @@ class AttemptOutcome:
 class RuntimeTaskInstance:
     """``context["ti"]``: the attempt as Airflow's TaskInstance presents it to a task."""
 
-    def __init__(self, key: TaskInstanceKey, task: BaseOperator, row: TaskInstance,
+    def __init__(self, key: TaskInstanceKey, task: BaseOperator, claim: attempts.Claim, hostname: str,
                  sessions: sessionmaker[Session], settings: Settings) -> None:
         self.key = key
         self.task = task
         self.dag_id, self.task_id, self.run_id = key.dag_id, key.task_id, key.run_id
         self.map_index, self.try_number = key.map_index, key.try_number
-        self.max_tries = row.max_tries
-        self.hostname = row.hostname
-        self.queue = row.queue
+        self.max_tries = claim.max_tries
+        self.hostname = hostname
+        self.queue = claim.queue
         self.log = logging.getLogger(TASK_LOGGER)
         self._sessions = sessions
         self._settings = settings
@@ -265,9 +265,10 @@ def run_attempt(
     with attempt_log(settings, key):
         log = logging.getLogger(TASK_LOGGER)
         log.info("Starting attempt %s of %s", key.try_number, key)
-        finish, error = _execute(settings, sessions, dagbag, key, in_process, clock_start, log)
+        finish, error, value = _execute(settings, sessions, dagbag, key, claim, hostname, in_process,
+                                        clock_start, log)
         with sessions() as session:
-            recorded = _record(session, key, finish)
+            finish, error, recorded = _record(session, settings, key, finish, error, value, started)
         if recorded:
             log.info("Marking task as %s. dag_id=%s, task_id=%s, run_id=%s, start_date=%s, end_date=%s",
                      finish.state.upper(), key.dag_id, key.task_id, key.run_id, started.isoformat(),
@@ -277,7 +278,14 @@ def run_attempt(
     return AttemptOutcome(key, finish.state.value, True, started, finish.ended_at, error)
 
 
-def _record(session: Session, key: TaskInstanceKey, finish: attempts.Finish) -> bool:
+_NO_VALUE = object()
+
+
+def _record(
+    session: Session, settings: Settings, key: TaskInstanceKey, finish: attempts.Finish, error: str,
+    value: Any, started: datetime,
+) -> tuple[attempts.Finish, str, bool]:
+    """Write the final state and the return value's XCom in one transaction (one commit)."""
     if finish.state == TaskState.QUEUED:  # released on shutdown: the requeued delivery claims it again
         attempts.record_attempt(session, key, "terminated", None, finish.ended_at, None, os.getpid(), finish.reason)
         result = session.execute(
@@ -288,53 +296,54 @@ def _record(session: Session, key: TaskInstanceKey, finish: attempts.Finish) -> 
             .values(state=TaskState.QUEUED.value, reason=finish.reason, queued_at=finish.ended_at)
         )
         session.commit()
-        return bool(result.rowcount)  # type: ignore[attr-defined]
-    return attempts.finish(session, key, finish)
+        return finish, error, bool(result.rowcount)  # type: ignore[attr-defined]
+    if value is not _NO_VALUE:
+        try:
+            xcom.set_xcom(session, key, xcom.RETURN_VALUE, value, allow_pickle=settings.core.enable_xcom_pickling,
+                          max_bytes=settings.core.max_xcom_size)
+        except XComError as exc:
+            session.rollback()
+            logging.getLogger(TASK_LOGGER).error("Task failed: %s", exc)
+            finish, error = attempts.Finish(TaskState.FAILED, utcnow(), str(exc)), str(exc)
+    return finish, error, attempts.finish(session, key, finish, started_at=started)
 
 
 def _execute(
     settings: Settings, sessions: sessionmaker[Session], dagbag: DagBag, key: TaskInstanceKey,
-    in_process: bool, clock_start: float, log: logging.Logger,
-) -> tuple[attempts.Finish, str]:
-    """Run the operator; every way it can end becomes a Finish (a process boundary)."""
+    claim: attempts.Claim, hostname: str, in_process: bool, clock_start: float, log: logging.Logger,
+) -> tuple[attempts.Finish, str, Any]:
+    """Run the operator; every way it can end becomes a Finish (a process boundary).
+
+    Returns the finish, a short error, and the return value (``_NO_VALUE`` when
+    there is none to push), which is recorded with the final state.
+    """
     task: BaseOperator | None = None
-    max_tries = 0
     try:
         dag = dagbag.get_dag(key.dag_id)
         task = dag.get_task(key.task_id)
-        with sessions() as session:
-            row = attempts.get_ti(session, key)
-            run = session.execute(
-                select(DagRun).where(DagRun.dag_id == key.dag_id, DagRun.run_id == key.run_id)
-            ).scalar_one()
-        assert row is not None
-        max_tries = row.max_tries
-        ti = RuntimeTaskInstance(key, task, row, sessions, settings)
-        context = build_context(ti, dag, run, sessions)
+        assert claim.run is not None
+        ti = RuntimeTaskInstance(key, task, claim, hostname, sessions, settings)
+        context = build_context(ti, dag, claim.run, sessions)
         timeout = task.execution_timeout.total_seconds() if task.execution_timeout else None
         with time_limit(timeout, arm_alarm=in_process, started=clock_start):
             result = task.execute(context)
-        if result is not None:
-            with sessions() as session:
-                xcom.set_xcom(session, key, xcom.RETURN_VALUE, result,
-                              allow_pickle=settings.core.enable_xcom_pickling, max_bytes=settings.core.max_xcom_size)
-                session.commit()
-        return attempts.Finish(TaskState.SUCCESS, utcnow()), ""
+        return attempts.Finish(TaskState.SUCCESS, utcnow()), "", _NO_VALUE if result is None else result
     except SkipTask as exc:
         log.info("Skipping task: %s", exc)
-        return attempts.Finish(TaskState.SKIPPED, utcnow(), str(exc) or "skipped"), ""
+        return attempts.Finish(TaskState.SKIPPED, utcnow(), str(exc) or "skipped"), "", _NO_VALUE
     except Terminated as exc:
         log.warning("Attempt released: %s (worker shutdown); the delivery goes back to the queue", exc)
-        return attempts.Finish(TaskState.QUEUED, utcnow(), f"released: {exc}"), str(exc)
+        return attempts.Finish(TaskState.QUEUED, utcnow(), f"released: {exc}"), str(exc), _NO_VALUE
     except (DagError, RabbitrunError) as exc:
         log.error("Task failed: %s", exc)
-        return attempts.failure_outcome(key.try_number, max_tries, None, str(exc), utcnow(), retry=False), str(exc)
+        return (attempts.failure_outcome(key.try_number, claim.max_tries, None, str(exc), utcnow(), retry=False),
+                str(exc), _NO_VALUE)
     except Exception as exc:  # noqa: BLE001 - process boundary: user code may raise anything
         log.error("Task failed with exception\n%s", traceback.format_exc().rstrip())
         reason = f"{type(exc).__name__}: {exc}"
         retry = not isinstance(exc, FailTask)
         delay = task.retry_delay_for(key.try_number) if task is not None else timedelta(0)
-        outcome = attempts.failure_outcome(key.try_number, max_tries, delay, reason, utcnow(), retry=retry)
+        outcome = attempts.failure_outcome(key.try_number, claim.max_tries, delay, reason, utcnow(), retry=retry)
         if outcome.state == TaskState.UP_FOR_RETRY:
             log.info("Marking task as UP_FOR_RETRY; next try at %s", outcome.next_retry_at)
-        return outcome, reason
+        return outcome, reason, _NO_VALUE

@@ -109,6 +109,8 @@ class WorkerSettings:
     queues: tuple[str, ...] = ("default",)
     concurrency: int = 16
     autoscale: str = ""  # "MAX,MIN": grow and shrink task processes with the backlog
+    # task processes forked and connected to the DB ahead of time, so a delivery starts at once
+    spare_processes: int = 2
     hostname: str = ""  # default: worker@<host name>
     shutdown_timeout_s: float = 60.0
     heartbeat_interval_s: float = 5.0

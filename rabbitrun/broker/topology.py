@@ -156,7 +156,8 @@ def mismatch_from(text: str) -> TopologyMismatch | None:
     m = _MISMATCH.search(text.strip().rstrip("'\""))
     if m is None:
         return None
-    return TopologyMismatch(m["kind"], m["name"], m["arg"], m["existing"], m["wanted"])
+    existing = "(not set)" if m["existing"] == "none" else m["existing"]
+    return TopologyMismatch(m["kind"], m["name"], m["arg"], existing, m["wanted"])
 
 
 async def declare_topology(connection: AbstractConnection, topology: Topology, names: Names, *,

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models.base import utcnow
-from rabbitrun.models.tables import TaskAttempt, TaskInstance, XComRow
+from rabbitrun.models.tables import DagRun, TaskAttempt, TaskInstance, XComRow
 from rabbitrun.states import CLAIMABLE_STATES, TaskState
 
 
@@ -37,38 +37,49 @@ def get_ti(session: Session, key: TaskInstanceKey) -> TaskInstance | None:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """Outcome of a claim: won, or lost with the state that made it lose."""
+    """Outcome of a claim: won (with what the attempt needs to run), or lost with the state
+    that made it lose."""
 
     won: bool
     state: str | None  # current state when lost; None when the row does not exist
     try_number: int | None = None
+    max_tries: int = 0
+    queue: str = ""
+    run: DagRun | None = None
 
 
-def claim(session: Session, key: TaskInstanceKey, *, hostname: str, pid: int, now: datetime) -> Claim:
+def claim(session: Session, key: TaskInstanceKey, *, hostname: str, pid: int, now: datetime,
+          commit: bool = True) -> Claim:
     """QUEUED -> RUNNING for exactly this try_number, in one statement; commits.
 
-    The previous XComs of the task instance are removed in the same
-    transaction, so a cleared and re-run task replaces them instead of
-    appending duplicates.
+    The same transaction reads the DAG run (for the task's context) and removes
+    the task instance's previous XComs, so a cleared and re-run task replaces
+    them instead of appending duplicates: one round trip of work, one commit.
     """
-    result = session.execute(
+    won = session.execute(
         update(TaskInstance)
         .where(*_pk(key), TaskInstance.try_number == key.try_number,
                TaskInstance.state.in_([s.value for s in CLAIMABLE_STATES]))
         .values(state=TaskState.RUNNING.value, start_date=now, end_date=None, duration=None,
                 hostname=hostname, pid=pid, last_heartbeat_at=now, reason=None, next_retry_at=None)
+        .returning(TaskInstance.max_tries, TaskInstance.queue)
         .execution_options(synchronize_session=False)
-    )
-    if result.rowcount == 1:  # type: ignore[attr-defined]
+    ).first()
+    if won is not None:
+        run = session.execute(
+            select(DagRun).where(DagRun.dag_id == key.dag_id, DagRun.run_id == key.run_id)
+        ).scalar_one()
         session.execute(
             delete(XComRow).where(
                 XComRow.dag_id == key.dag_id, XComRow.task_id == key.task_id,
                 XComRow.run_id == key.run_id, XComRow.map_index == key.map_index,
             )
         )
-        session.commit()
-        return Claim(True, TaskState.RUNNING.value, key.try_number)
-    session.rollback()
+        if commit:
+            session.commit()
+        return Claim(True, TaskState.RUNNING.value, key.try_number, won[0], won[1], run)
+    if commit:
+        session.rollback()
     row = session.execute(
         select(TaskInstance.state, TaskInstance.try_number).where(*_pk(key))
     ).first()
@@ -99,12 +110,32 @@ class Finish:
     next_retry_at: datetime | None = None
 
 
-def finish(session: Session, key: TaskInstanceKey, outcome: Finish, *, expect: TaskState = TaskState.RUNNING) -> bool:
+def finish(session: Session, key: TaskInstanceKey, outcome: Finish, *, expect: TaskState = TaskState.RUNNING,
+           started_at: datetime | None = None, commit: bool = True) -> bool:
     """RUNNING -> final state for this try_number; records the attempt row. Commits.
 
     Returns False when the attempt was already decided elsewhere (e.g. the
-    scheduler failed it as a zombie): the first decision stands.
+    scheduler failed it as a zombie): the first decision stands. Whoever knows
+    when the attempt started (the runner) passes ``started_at`` and saves a read.
     """
+    if started_at is not None:
+        row = session.execute(
+            update(TaskInstance)
+            .where(*_pk(key), TaskInstance.try_number == key.try_number, TaskInstance.state == expect.value)
+            .values(state=outcome.state.value, end_date=outcome.ended_at, reason=outcome.reason,
+                    duration=max(0.0, (outcome.ended_at - started_at).total_seconds()),
+                    next_retry_at=outcome.next_retry_at)
+            .returning(TaskInstance.hostname, TaskInstance.pid)
+            .execution_options(synchronize_session=False)
+        ).first()
+        if row is None:
+            session.rollback()
+            return False
+        record_attempt(session, key, outcome.state.value, started_at, outcome.ended_at, row[0], row[1],
+                       outcome.reason)
+        if commit:
+            session.commit()
+        return True
     ti = session.execute(
         select(TaskInstance).where(*_pk(key), TaskInstance.try_number == key.try_number,
                                    TaskInstance.state == expect.value).with_for_update()

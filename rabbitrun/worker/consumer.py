@@ -102,15 +102,26 @@ class Consumer:
         except ProtocolError as exc:
             await self._dead_letter(message, exc.reason)
             return
-        async with self.slots:  # local concurrency bound, also for deliveries acked early
-            early_ack = asyncio.get_running_loop().call_later(
+        loop = asyncio.get_running_loop()
+        settled: list[asyncio.Task[None]] = []
+
+        def on_reported(report: ChildReport) -> None:
+            # the child's outcome is durable in the DB: publish and ack now, don't wait for its exit
+            if report.outcome is not None and decide(report).action == Action.PUBLISH_AND_ACK:
+                settled.append(loop.create_task(self._settle(message, envelope, report)))
+
+        async with self.slots:  # local concurrency bound (held until the process exits)
+            early_ack = loop.call_later(
                 self._ack_running_after_s, lambda: asyncio.ensure_future(self._ack_if_running(message, envelope))
             )
             try:
-                report = await self._supervisor.run(envelope)
+                report = await self._supervisor.run(envelope, on_reported)
             finally:
                 early_ack.cancel()
-        await self._settle(message, envelope, report)
+        if settled:
+            await settled[0]
+        else:
+            await self._settle(message, envelope, report)
 
     async def _settle(self, message: AbstractIncomingMessage, envelope: protocol.TaskEnvelope,
                       report: ChildReport) -> None:

@@ -14,6 +14,7 @@ import itertools
 import logging
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -50,9 +51,12 @@ class ChildReport:
 
 @dataclass
 class _Running:
+    """One task child: ``reported`` resolves at its outcome frame (or exit), ``done`` at its exit."""
+
     envelope: protocol.TaskEnvelope
     report: ChildReport
     done: asyncio.Future[ChildReport]
+    reported: asyncio.Future[ChildReport]
     started_at: float = 0.0
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
 
@@ -82,11 +86,16 @@ class Supervisor:
     def running(self) -> list[tuple[protocol.TaskEnvelope, int | None]]:
         return [(r.envelope, r.report.pid) for r in self._running.values()]
 
-    async def run(self, envelope: protocol.TaskEnvelope) -> ChildReport:
+    async def run(self, envelope: protocol.TaskEnvelope,
+                  on_reported: Callable[[ChildReport], None] | None = None) -> ChildReport:
+        """Run one task child to its exit. ``on_reported`` is called as soon as the child has
+        reported its outcome (its DB writes are done), which may be before it has exited."""
         assert self._zygote is not None
         loop = asyncio.get_running_loop()
         token = f"{next(self._tokens)}"
-        entry = _Running(envelope, ChildReport(envelope.id), loop.create_future())
+        entry = _Running(envelope, ChildReport(envelope.id), loop.create_future(), loop.create_future())
+        if on_reported is not None:
+            entry.reported.add_done_callback(lambda f: on_reported(f.result()))
         self._running[token] = entry
         os.write(self._zygote.command_fd,
                  protocol.encode_frame("run", token=token, **protocol.frame_fields(envelope)))
@@ -107,8 +116,8 @@ class Supervisor:
             log.error("the zygote (pid %s) is gone; no task can start", self._zygote.pid)
             asyncio.get_running_loop().remove_reader(self._zygote.event_fd)
             for entry in self._running.values():
-                if not entry.done.done():
-                    entry.done.set_result(entry.report)
+                _resolve(entry.reported, entry.report)
+                _resolve(entry.done, entry.report)
             return
         self._buffer.extend(data)
         for frame in protocol.split_frames(self._buffer):
@@ -124,10 +133,11 @@ class Supervisor:
             self._arm_limits(entry)
         elif kind == "outcome":
             entry.report.outcome = frame
+            _resolve(entry.reported, entry.report)
         elif kind == "exited":
             entry.report.exit_status = frame["status"]
-            if not entry.done.done():
-                entry.done.set_result(entry.report)
+            _resolve(entry.reported, entry.report)
+            _resolve(entry.done, entry.report)
 
     def _arm_limits(self, entry: _Running) -> None:
         timeout = entry.envelope.execution_timeout_s
@@ -175,6 +185,11 @@ class Supervisor:
         except ChildProcessError:
             pass
         self._zygote = None
+
+
+def _resolve(future: asyncio.Future[ChildReport], report: ChildReport) -> None:
+    if not future.done():
+        future.set_result(report)
 
 
 def ts_to_dt(value: float | None) -> datetime | None:

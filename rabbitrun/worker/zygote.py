@@ -77,6 +77,9 @@ class _Zygote:
         self.cmd_fd, self.evt_fd = cmd_fd, evt_fd
         self.children: dict[int, str] = {}  # pid -> run token (one per delivery)
         self.buffer = bytearray()
+        self.spares: list[_Spare] = []
+        self.dead_spares: set[int] = set()
+        self.spare_count = max(0, settings.worker.spare_processes)
 
     def serve(self) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides about shutdown
@@ -117,6 +120,7 @@ class _Zygote:
             log.warning("DAG file %s failed to import: %s", ref, err.exception)
         gc.collect()
         gc.freeze()  # children inherit these objects; don't let their GC touch (and copy) the pages
+        self._fill_spares()
 
     def _read_commands(self) -> bool:
         try:
@@ -136,32 +140,77 @@ class _Zygote:
         return True
 
     def _fork_child(self, frame: dict[str, Any]) -> None:
-        envelope = protocol.envelope_from_frame(frame)
+        """Hand the envelope to a spare child (forked and connected in advance), then replace it."""
         token = str(frame["token"])
+        spare = self._take_spare()
+        os.write(spare.assign_fd, protocol.encode_frame("run", token=token, envelope=frame["envelope"]))
+        os.close(spare.assign_fd)
+        self.children[spare.pid] = token
+        write_frame(self.evt_fd, "started", id=token, pid=spare.pid)
+        self._fill_spares()
+
+    def _take_spare(self) -> _Spare:
+        while self.spares:
+            spare = self.spares.pop(0)
+            if spare.pid in self.dead_spares:  # died while idle (e.g. the DB refused it): discard
+                self.dead_spares.discard(spare.pid)
+                os.close(spare.assign_fd)
+                continue
+            return spare
+        return self._fork_spare()
+
+    def _fill_spares(self) -> None:
+        while len(self.spares) < self.spare_count:
+            self.spares.append(self._fork_spare())
+
+    def _fork_spare(self) -> _Spare:
+        """Fork a child that connects to the DB now and waits for its one envelope.
+
+        Fork, process set-up and the DB connection are paid before a task
+        arrives, so they stay off the critical path of a delivery.
+        """
+        assign_r, assign_w = os.pipe()
         pid = os.fork()
         if pid == 0:
+            os.close(assign_w)
             code = 70
-            clock_start = time.monotonic()  # the supervisor's time limits count from (just after) here
+            token = ""
             try:
-                code = self._child(envelope, token, clock_start)
+                self._become_child()
+                frame = _read_one_frame(assign_r)
+                if frame is None:  # the zygote is gone or replaced this spare
+                    os._exit(0)
+                clock_start = time.monotonic()  # the supervisor's time limits count from (just after) here
+                token = str(frame["token"])
+                code = self._child(protocol.envelope_from_frame(frame), token, clock_start)
             except BaseException:  # noqa: BLE001 - process boundary: report, never raise past fork
-                write_frame(self.evt_fd, "outcome", id=token, state="crashed", claimed=False,
-                            started_at=None, ended_at=None, error=traceback.format_exc()[-1000:])
+                if token:
+                    write_frame(self.evt_fd, "outcome", id=token, state="crashed", claimed=False,
+                                started_at=None, ended_at=None, error=traceback.format_exc()[-1000:])
             finally:
                 os._exit(code)
-        self.children[pid] = token
-        write_frame(self.evt_fd, "started", id=token, pid=pid)
+        os.close(assign_r)
+        return _Spare(pid, assign_w)
 
-    def _child(self, envelope: protocol.TaskEnvelope, token: str, clock_start: float) -> int:
-        from rabbitrun import runner
-        from rabbitrun.errors import DagError
-
+    def _become_child(self) -> None:
         os.setpgid(0, 0)  # own process group: a time limit also reaches the task's subprocesses
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         signal.set_wakeup_fd(-1)
         os.close(self.cmd_fd)
-        self.engine.dispose(close=False)  # a new pool for this child; one connection serves the attempt
+        for spare in self.spares:
+            os.close(spare.assign_fd)
+        self.engine.dispose(close=False)  # a pool of this child's own; never the zygote's connections
+        try:
+            with self.engine.connect():  # connect now: the pooled connection then serves the attempt
+                pass
+        except Exception as exc:  # noqa: BLE001 - the attempt will connect again and report the error
+            log.warning("spare task process could not pre-connect to the DB: %s", exc)
+
+    def _child(self, envelope: protocol.TaskEnvelope, token: str, clock_start: float) -> int:
+        from rabbitrun import runner
+        from rabbitrun.errors import DagError
+
         try:
             self._ensure_dag(envelope)
         except DagError as exc:
@@ -193,9 +242,13 @@ class _Zygote:
             token = self.children.pop(pid, None)
             if token is not None:
                 write_frame(self.evt_fd, "exited", id=token, pid=pid, status=os.waitstatus_to_exitcode(status))
+            elif any(spare.pid == pid for spare in self.spares):
+                self.dead_spares.add(pid)
 
     def _kill_children(self) -> None:
         """The parent died: its unacked deliveries go back to the queue, so stop their tasks."""
+        for spare in self.spares:
+            os.close(spare.assign_fd)  # idle spares read EOF and exit
         for pid in list(self.children):
             try:
                 os.killpg(pid, signal.SIGKILL)
@@ -205,23 +258,56 @@ class _Zygote:
 
 
 def _warm_statement_cache(sessions: Any) -> None:
-    """Run the runner's statements once against a key that cannot exist, so they are compiled
-    before the fork. A DB that is down here is not fatal: children then compile on their own."""
+    """Run a whole attempt's statements once on throwaway rows in a transaction that is rolled
+    back, so they are compiled before the fork and no child pays SQL compilation. A DB that is
+    down here is not fatal: children then compile on their own."""
     from sqlalchemy.exc import SQLAlchemyError
     from sqlalchemy.orm import configure_mappers
 
     from rabbitrun.keys import TaskInstanceKey
-    from rabbitrun.models import attempts
+    from rabbitrun.models import attempts, xcom
     from rabbitrun.models.base import utcnow
+    from rabbitrun.models.tables import DagRun, TaskInstance
+    from rabbitrun.states import TaskState
 
     configure_mappers()
     key = TaskInstanceKey("~warmup~", "~warmup~", "~warmup~")  # "~" is not allowed in dag ids
+    now = utcnow()
     try:
         with sessions() as session:
-            attempts.claim(session, key, hostname="", pid=0, now=utcnow())
-            attempts.finish(session, key, attempts.Finish(attempts.TaskState.SUCCESS, utcnow()))
+            session.add(DagRun(dag_id=key.dag_id, run_id=key.run_id, state="running", logical_date=now))
+            session.flush()
+            session.add(TaskInstance(dag_id=key.dag_id, task_id=key.task_id, run_id=key.run_id, map_index=-1,
+                                     state=TaskState.QUEUED.value, try_number=1, queue="~"))
+            session.flush()
+            attempts.claim(session, key, hostname="", pid=0, now=now, commit=False)
+            xcom.set_xcom(session, key, xcom.RETURN_VALUE, 1, allow_pickle=False, max_bytes=0)
+            attempts.finish(session, key, attempts.Finish(TaskState.SUCCESS, now), started_at=now, commit=False)
+            attempts.claim(session, key.with_try(2), hostname="", pid=0, now=now, commit=False)  # the losing path
+            session.rollback()
     except SQLAlchemyError as exc:
         log.warning("could not warm the statement cache: %s", exc)
+
+
+@dataclass(frozen=True, slots=True)
+class _Spare:
+    pid: int
+    assign_fd: int  # the zygote writes the one envelope this child will run, then closes it
+
+
+def _read_one_frame(fd: int) -> dict[str, Any] | None:
+    buffer = bytearray()
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except InterruptedError:
+            continue
+        if not data:
+            return None
+        buffer.extend(data)
+        frames = protocol.split_frames(buffer)
+        if frames:
+            return frames[0]
 
 
 def _ts(value: Any) -> float | None:
