@@ -20,7 +20,24 @@ from rabbitrun.authoring import (
     task,
 )
 
+
+# Data access needs SQLAlchemy: load it on first use, so `rabbitrun --help` and DAG parsing stay light.
+_LAZY = {"Connection": "rabbitrun.connections", "Variable": "rabbitrun.runtime", "XCom": "rabbitrun.runtime",
+         "mask_secret": "rabbitrun.secrets"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'rabbitrun' has no attribute {name!r}")
+
 __all__ = [
+    "Connection",
+    "Variable",
+    "XCom",
+    "mask_secret",
     "DAG",
     "AirflowFailException",
     "AirflowSkipException",

@@ -274,3 +274,67 @@ def export_topology(settings: Settings, *, vhost: str = "/", scheduler_ids: tupl
     defs = export_definitions(_topology(settings), Names(settings.broker.prefix), vhost=vhost,
                               scheduler_ids=scheduler_ids or (settings.scheduler.scheduler_id,))
     return json.dumps(defs, indent=2, sort_keys=True)
+
+
+# --- variables, connections, keys, cleanup ---------------------------------------------------
+
+
+def data_access(settings: Settings) -> Any:
+    from rabbitrun import runtime
+
+    return runtime.build(settings, _sessions(settings))
+
+
+def ensure_fernet_key(settings: Settings) -> str | None:
+    """On a home without a key, generate one into rabbitrun.toml (mode 0600); returns the file written."""
+    from rabbitrun.secrets import generate_key
+
+    if settings.core.fernet_key:
+        return None
+    path = settings.config_file
+    text = path.read_text() if path.exists() else ""
+    if "fernet_key" in text:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    block = f'\n[core]\nfernet_key = "{generate_key()}"\n' if "[core]" not in text else None
+    if block is None:
+        text = text.replace("[core]", f'[core]\nfernet_key = "{generate_key()}"', 1)
+    else:
+        text += block
+    path.write_text(text)
+    path.chmod(0o600)
+    return str(path)
+
+
+def rotate_fernet_key(settings: Settings) -> tuple[int, int]:
+    access = data_access(settings)
+    return access.variables.rotate(), access.connections.rotate()
+
+
+def clean_db(settings: Settings, before: datetime, tables: list[str], *, dry_run: bool) -> dict[str, int]:
+    """Delete rows older than ``before`` from the named tables (xcom, task_attempt, dag_run)."""
+    from rabbitrun.errors import ConfigError
+    from rabbitrun.models import xcom
+    from rabbitrun.models.tables import DagRun, TaskAttempt
+
+    cleaners = {
+        "xcom": lambda s: xcom.clean(s, before, dry_run=dry_run),
+        "task_attempt": lambda s: _clean(s, TaskAttempt, TaskAttempt.end_date < before, dry_run),
+        "dag_run": lambda s: _clean(s, DagRun, (DagRun.end_date < before) & DagRun.state.in_(("success", "failed")),
+                                    dry_run),
+    }
+    unknown = [t for t in tables if t not in cleaners]
+    if unknown:
+        raise ConfigError(f"cannot clean table(s) {unknown}; choose from {sorted(cleaners)}", key="--tables")
+    with _sessions(settings)() as session:
+        return {t: cleaners[t](session) for t in tables}
+
+
+def _clean(session: Any, model: Any, condition: Any, dry_run: bool) -> int:
+    from sqlalchemy import delete, func, select
+
+    count = int(session.execute(select(func.count()).select_from(model).where(condition)).scalar_one())
+    if not dry_run:
+        session.execute(delete(model).where(condition))
+        session.commit()
+    return count

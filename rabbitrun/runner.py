@@ -13,6 +13,7 @@ released back to QUEUED so the requeued delivery can run it elsewhere.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -38,11 +39,13 @@ from rabbitrun.keys import TaskInstanceKey, log_relpath
 from rabbitrun.models import attempts, xcom
 from rabbitrun.models.base import utcnow
 from rabbitrun.models.tables import DagRun, TaskInstance
-from rabbitrun.models.variables import get_connection_row, get_variable_row
+from rabbitrun import runtime
+from rabbitrun.secrets import SecretsMasker, reset_masker, use_masker
 from rabbitrun.settings import Settings
 from rabbitrun.states import TaskState
 
 TASK_LOGGER = "rabbitrun.task"
+_NO_VALUE: Any = object()
 
 
 class Terminated(BaseException):
@@ -73,7 +76,7 @@ class RuntimeTaskInstance:
     """``context["ti"]``: the attempt as Airflow's TaskInstance presents it to a task."""
 
     def __init__(self, key: TaskInstanceKey, task: BaseOperator, claim: attempts.Claim, hostname: str,
-                 sessions: sessionmaker[Session], settings: Settings) -> None:
+                 access: runtime.DataAccess) -> None:
         self.key = key
         self.task = task
         self.dag_id, self.task_id, self.run_id = key.dag_id, key.task_id, key.run_id
@@ -82,22 +85,23 @@ class RuntimeTaskInstance:
         self.hostname = hostname
         self.queue = claim.queue
         self.log = logging.getLogger(TASK_LOGGER)
-        self._sessions = sessions
-        self._settings = settings
+        self._access = access
 
     def xcom_push(self, key: str, value: Any) -> None:
-        with self._sessions() as session:
-            xcom.set_xcom(session, self.key, key, value, allow_pickle=self._settings.core.enable_xcom_pickling,
-                          max_bytes=self._settings.core.max_xcom_size)
+        core = self._access.settings.core
+        with self._access.sessions() as session:
+            xcom.set_xcom(session, self.key, key, value, allow_pickle=core.enable_xcom_pickling,
+                          max_bytes=core.max_xcom_size, backend=self._access.xcom_backend)
             session.commit()
 
     def xcom_pull(self, task_ids: str | Sequence[str] | None = None, key: str = xcom.RETURN_VALUE,
                   dag_id: str | None = None, run_id: str | None = None, default: Any = None) -> Any:
         """One task id -> its value; a list -> values in the order asked (None where missing)."""
         ids = [self.task_id] if task_ids is None else [task_ids] if isinstance(task_ids, str) else list(task_ids)
-        with self._sessions() as session:
+        with self._access.sessions() as session:
             found = xcom.get_xcoms(session, dag_id or self.dag_id, run_id or self.run_id, ids, key,
-                                   allow_pickle=self._settings.core.enable_xcom_pickling)
+                                   allow_pickle=self._access.settings.core.enable_xcom_pickling,
+                                   backend=self._access.xcom_backend)
         values = [_value_for(found, tid, default) for tid in ids]
         return values[0] if isinstance(task_ids, str) or task_ids is None else values
 
@@ -115,40 +119,32 @@ def _value_for(found: dict[tuple[str, int], Any], task_id: str, default: Any) ->
 class _VariableAccessor:
     """``context["var"]["value"]`` / ``["json"]``, and ``var.value.name`` in templates."""
 
-    def __init__(self, sessions: sessionmaker[Session], as_json: bool) -> None:
-        self._sessions, self._json = sessions, as_json
+    def __init__(self, access: runtime.DataAccess, as_json: bool) -> None:
+        self._access, self._json = access, as_json
 
-    def get(self, key: str, default_var: Any = None) -> Any:
-        with self._sessions() as session:
-            row = get_variable_row(session, key)
-        if row is None:
-            if default_var is not None:
-                return default_var
-            from rabbitrun.errors import VariableNotFound
-            raise VariableNotFound(key)
-        return json.loads(row.val) if self._json else row.val
+    def get(self, key: str, default_var: Any = _NO_VALUE) -> Any:
+        if default_var is _NO_VALUE:
+            return self._access.variables.get(key, deserialize_json=self._json)
+        return self._access.variables.get(key, default_var, deserialize_json=self._json)
 
     def __getattr__(self, key: str) -> Any:
         return self.get(key)
 
 
 class _ConnectionAccessor:
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
-        self._sessions = sessions
+    """``context["conn"].my_db`` / ``.get("my_db")``."""
+
+    def __init__(self, access: runtime.DataAccess) -> None:
+        self._access = access
 
     def get(self, conn_id: str) -> Any:
-        with self._sessions() as session:
-            row = get_connection_row(session, conn_id)
-        if row is None:
-            from rabbitrun.errors import ConnectionNotFound
-            raise ConnectionNotFound(conn_id)
-        return row
+        return self._access.connections.get(conn_id)
 
     def __getattr__(self, conn_id: str) -> Any:
         return self.get(conn_id)
 
 
-def build_context(ti: RuntimeTaskInstance, dag: DAG, run: DagRun, sessions: sessionmaker[Session]) -> dict[str, Any]:
+def build_context(ti: RuntimeTaskInstance, dag: DAG, run: DagRun, access: runtime.DataAccess) -> dict[str, Any]:
     conf = json.loads(run.conf or "{}")
     params = {**(getattr(dag, "params", None) or {}), **(ti.task.params or {}), **conf}
     logical_date = run.logical_date
@@ -157,8 +153,8 @@ def build_context(ti: RuntimeTaskInstance, dag: DAG, run: DagRun, sessions: sess
         "run_id": run.run_id, "logical_date": logical_date, "ds": logical_date.strftime("%Y-%m-%d"),
         "ds_nodash": logical_date.strftime("%Y%m%d"), "ts": logical_date.isoformat(),
         "params": params, "conf": conf, "try_number": ti.try_number,
-        "var": {"value": _VariableAccessor(sessions, False), "json": _VariableAccessor(sessions, True)},
-        "conn": _ConnectionAccessor(sessions),
+        "var": {"value": _VariableAccessor(access, False), "json": _VariableAccessor(access, True)},
+        "conn": _ConnectionAccessor(access),
     }
 
 
@@ -188,12 +184,13 @@ class _StreamToLogger:
 
 
 @contextmanager
-def attempt_log(settings: Settings, key: TaskInstanceKey) -> Iterator[Path]:
-    """Send the task logger, root logger and print() to the per-try log file."""
+def attempt_log(settings: Settings, key: TaskInstanceKey, masker: SecretsMasker) -> Iterator[Path]:
+    """Send the task logger, root logger and print() to the per-try log file, secrets masked."""
     path = Path(settings.logging.base_log_folder) / log_relpath(key)
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(settings.logging.log_format))
+    handler.addFilter(masker.filter())
     root = logging.getLogger()
     old_level, old_out, old_err, old_handlers = root.level, sys.stdout, sys.stderr, root.handlers[:]
     root.handlers[:] = [handler]  # the attempt's lines go to its file, not to the worker's stderr
@@ -262,27 +259,41 @@ def run_attempt(
         why = "no such task instance" if claim.state is None else f"attempt is {claim.state} (try {claim.try_number})"
         return AttemptOutcome(key, state, False, None, None, why)
     started = utcnow()
-    with attempt_log(settings, key):
+    masker = SecretsMasker()
+    access = runtime.build(settings, sessions, masker)
+    tokens = runtime.activate(access), use_masker(masker)
+    try:
+        return _run_claimed(settings, access, masker, dagbag, key, claim, hostname, in_process, clock_start,
+                            started)
+    finally:
+        reset_masker(tokens[1])
+        runtime.deactivate(tokens[0])
+
+
+def _run_claimed(
+    settings: Settings, access: runtime.DataAccess, masker: SecretsMasker, dagbag: DagBag, key: TaskInstanceKey,
+    claim: attempts.Claim, hostname: str, in_process: bool, clock_start: float, started: datetime,
+) -> AttemptOutcome:
+    sessions = access.sessions
+    with attempt_log(settings, key, masker):
         log = logging.getLogger(TASK_LOGGER)
         log.info("Starting attempt %s of %s", key.try_number, key)
-        finish, error, value = _execute(settings, sessions, dagbag, key, claim, hostname, in_process,
-                                        clock_start, log)
+        finish, error, value = _execute(access, dagbag, key, claim, hostname, in_process, clock_start, log)
+        if finish.reason:  # `tasks states` shows the reason: it must not carry a secret either
+            finish = dataclasses.replace(finish, reason=masker.redact(finish.reason))
         with sessions() as session:
-            finish, error, recorded = _record(session, settings, key, finish, error, value, started)
+            finish, error, recorded = _record(session, access, key, finish, error, value, started)
         if recorded:
             log.info("Marking task as %s. dag_id=%s, task_id=%s, run_id=%s, start_date=%s, end_date=%s",
                      finish.state.upper(), key.dag_id, key.task_id, key.run_id, started.isoformat(),
                      finish.ended_at.isoformat())
         else:
             log.warning("Attempt %s was already decided elsewhere; keeping that decision", key)
-    return AttemptOutcome(key, finish.state.value, True, started, finish.ended_at, error)
-
-
-_NO_VALUE = object()
+    return AttemptOutcome(key, finish.state.value, True, started, finish.ended_at, masker.redact(error))
 
 
 def _record(
-    session: Session, settings: Settings, key: TaskInstanceKey, finish: attempts.Finish, error: str,
+    session: Session, access: runtime.DataAccess, key: TaskInstanceKey, finish: attempts.Finish, error: str,
     value: Any, started: datetime,
 ) -> tuple[attempts.Finish, str, bool]:
     """Write the final state and the return value's XCom in one transaction (one commit)."""
@@ -299,8 +310,9 @@ def _record(
         return finish, error, bool(result.rowcount)  # type: ignore[attr-defined]
     if value is not _NO_VALUE:
         try:
-            xcom.set_xcom(session, key, xcom.RETURN_VALUE, value, allow_pickle=settings.core.enable_xcom_pickling,
-                          max_bytes=settings.core.max_xcom_size)
+            core = access.settings.core
+            xcom.set_xcom(session, key, xcom.RETURN_VALUE, value, allow_pickle=core.enable_xcom_pickling,
+                          max_bytes=core.max_xcom_size, backend=access.xcom_backend)
         except XComError as exc:
             session.rollback()
             logging.getLogger(TASK_LOGGER).error("Task failed: %s", exc)
@@ -309,7 +321,7 @@ def _record(
 
 
 def _execute(
-    settings: Settings, sessions: sessionmaker[Session], dagbag: DagBag, key: TaskInstanceKey,
+    access: runtime.DataAccess, dagbag: DagBag, key: TaskInstanceKey,
     claim: attempts.Claim, hostname: str, in_process: bool, clock_start: float, log: logging.Logger,
 ) -> tuple[attempts.Finish, str, Any]:
     """Run the operator; every way it can end becomes a Finish (a process boundary).
@@ -322,8 +334,8 @@ def _execute(
         dag = dagbag.get_dag(key.dag_id)
         task = dag.get_task(key.task_id)
         assert claim.run is not None
-        ti = RuntimeTaskInstance(key, task, claim, hostname, sessions, settings)
-        context = build_context(ti, dag, claim.run, sessions)
+        ti = RuntimeTaskInstance(key, task, claim, hostname, access)
+        context = build_context(ti, dag, claim.run, access)
         timeout = task.execution_timeout.total_seconds() if task.execution_timeout else None
         with time_limit(timeout, arm_alarm=in_process, started=clock_start):
             result = task.execute(context)

@@ -23,6 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 from rabbitrun.errors import ConfigError
 
 ENV_PREFIX = "RABBITRUN__"
+VAR_PREFIX = "RABBITRUN_VAR_"
+CONN_PREFIX = "RABBITRUN_CONN_"
 HOME_ENV = "RABBITRUN_HOME"
 CONFIG_FILE = "rabbitrun.toml"
 
@@ -129,6 +131,9 @@ class Settings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    # RABBITRUN_VAR_<KEY> / RABBITRUN_CONN_<CONN_ID>, keyed in lower case: they win over the DB
+    env_variables: Mapping[str, str] = field(default_factory=dict, repr=False)
+    env_connections: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def config_file(self) -> Path:
@@ -233,6 +238,10 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
     return out
 
 
+def _prefixed(environ: Mapping[str, str], prefix: str) -> dict[str, str]:
+    return {name[len(prefix):].lower(): value for name, value in environ.items() if name.startswith(prefix)}
+
+
 def default_hostname() -> str:
     return socket.gethostname()
 
@@ -263,7 +272,8 @@ def load_settings(
     if overrides:
         _apply(layers, overrides, "command line")
     sections = {name: dataclasses.replace(cls(), **layers.get(name, {})) for name, cls in SECTIONS.items()}
-    settings = Settings(home=home_path, **sections)
+    settings = Settings(home=home_path, **sections,
+                        env_variables=_prefixed(environ, VAR_PREFIX), env_connections=_prefixed(environ, CONN_PREFIX))
     return _fill_defaults(settings)
 
 

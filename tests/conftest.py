@@ -100,7 +100,7 @@ class Env:
     def settings(self) -> Any:
         from rabbitrun.settings import load_settings
 
-        return load_settings(env=self.vars, read_file=False)
+        return load_settings(env=self.vars)  # the home is this test's own: its rabbitrun.toml too
 
     def cli(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "rabbitrun", *args], env=self.vars, capture_output=True,

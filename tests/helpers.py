@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from rabbitrun import client
+from rabbitrun import client, scheduling
+from rabbitrun.models.base import utcnow
+from rabbitrun.models.engine import make_engine, session_factory
 from tests.conftest import Env
 
 
@@ -27,3 +29,20 @@ def states(env: Env, dag_id: str, run_id: str) -> dict[str, client.TaskStateRow]
 def lines(env: Env, name: str) -> list[str]:
     path = env.home.parent / "out" / f"{name}.lines"
     return path.read_text().splitlines() if path.exists() else []
+
+
+def queue_run(env: Env, dag_id: str) -> str:
+    """Create a run and queue its ready tasks the way the scheduler does, without a broker."""
+    settings = env.settings()
+    run_id = client.trigger(settings, dag_id, conf={"out_dir": str(env.home.parent / "out")})
+    bag = client.dagbag(settings)
+    with session_factory(make_engine(settings.database, pooled=False))() as session:
+        scheduling.start_queued_runs(session, bag, settings, utcnow())
+        scheduling.schedule(session, bag, settings, utcnow())
+    return run_id
+
+
+def schedule_again(env: Env) -> None:
+    settings = env.settings()
+    with session_factory(make_engine(settings.database, pooled=False))() as session:
+        scheduling.schedule(session, client.dagbag(settings), settings, utcnow())

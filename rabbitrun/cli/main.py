@@ -34,11 +34,12 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from rabbitrun.cli import config, dags, db, processes, tasks, topology
+    from rabbitrun.cli import config, connections, dags, db, processes, tasks, topology, variables
 
-    for group in (config.config, db.db, dags.dags, tasks.tasks, topology.topology):
+    for group in (config.config, db.db, dags.dags, tasks.tasks, topology.topology, variables.variables,
+                  connections.connections):
         cli.add_command(group)
-    for command in (processes.scheduler, processes.worker, processes.standalone):
+    for command in (processes.scheduler, processes.worker, processes.standalone, connections.rotate_fernet_key):
         cli.add_command(command)
 
 

@@ -6,25 +6,74 @@ without guessing.
 
 from __future__ import annotations
 
+import base64
+import importlib
 import json
 import pickle
 from collections.abc import Sequence
-from typing import Any
+from datetime import date, datetime, timedelta
+from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from rabbitrun.errors import XComError
+from rabbitrun.errors import ConfigError, XComError
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models.base import utcnow
 from rabbitrun.models.tables import XComRow
+from rabbitrun.settings import Settings
 
 RETURN_VALUE = "return_value"
 
 
+_TAG = "__rabbitrun_type__"
+
+
+def _tag(value: Any) -> Any:
+    """JSON-safe form that keeps types JSON would lose (tuple, set, datetime, date, timedelta, bytes)."""
+    if isinstance(value, tuple):
+        return {_TAG: "tuple", "v": [_tag(v) for v in value]}
+    if isinstance(value, set | frozenset):
+        return {_TAG: "set", "v": [_tag(v) for v in sorted(value, key=repr)]}
+    if isinstance(value, datetime):
+        return {_TAG: "datetime", "v": value.isoformat()}
+    if isinstance(value, date):
+        return {_TAG: "date", "v": value.isoformat()}
+    if isinstance(value, timedelta):
+        return {_TAG: "timedelta", "v": value.total_seconds()}
+    if isinstance(value, bytes):
+        return {_TAG: "bytes", "v": base64.b64encode(value).decode()}
+    if isinstance(value, list):
+        return [_tag(v) for v in value]
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise TypeError("dict keys must be strings")
+        return {k: _tag(v) for k, v in value.items()}
+    return value
+
+
+def _untag(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_untag(v) for v in value]
+    if isinstance(value, dict):
+        kind = value.get(_TAG)
+        if kind is None:
+            return {k: _untag(v) for k, v in value.items()}
+        raw = value["v"]
+        decoders = {
+            "tuple": lambda: tuple(_untag(v) for v in raw), "set": lambda: {_untag(v) for v in raw},
+            "datetime": lambda: datetime.fromisoformat(raw), "date": lambda: date.fromisoformat(raw),
+            "timedelta": lambda: timedelta(seconds=raw), "bytes": lambda: base64.b64decode(raw),
+        }
+        if kind not in decoders:
+            raise XComError(f"unknown XCom type tag {kind!r}")
+        return decoders[kind]()
+    return value
+
+
 def serialize(value: Any, *, allow_pickle: bool) -> tuple[bytes, str]:
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode(), "json"
+        return json.dumps(_tag(value), separators=(",", ":"), allow_nan=False).encode(), "json"
     except (TypeError, ValueError) as exc:
         if allow_pickle:
             return pickle.dumps(value), "pickle"
@@ -36,7 +85,7 @@ def serialize(value: Any, *, allow_pickle: bool) -> tuple[bytes, str]:
 
 def deserialize(data: bytes, value_type: str, *, allow_pickle: bool) -> Any:
     if value_type == "json":
-        return json.loads(data)
+        return _untag(json.loads(data))
     if value_type == "pickle":
         if not allow_pickle:
             raise XComError("XCom value is pickled but pickling is disabled (core.enable_xcom_pickling)")
@@ -44,11 +93,34 @@ def deserialize(data: bytes, value_type: str, *, allow_pickle: bool) -> Any:
     raise XComError(f"unknown XCom value type {value_type!r}")
 
 
+class XComBackend(Protocol):
+    """Where XCom values live. ``store`` returns the bytes for the DB row and their type tag;
+    ``load`` turns a row back into the value. Configure with ``[core] xcom_backend``."""
+
+    def store(self, value: Any, *, key: str, ti: TaskInstanceKey) -> tuple[bytes, str]: ...
+
+    def load(self, data: bytes, value_type: str) -> Any: ...
+
+
+class DatabaseXComBackend:
+    """The default: the value itself, type-tagged JSON (pickle only when enabled), in the DB row."""
+
+    def __init__(self, allow_pickle: bool) -> None:
+        self.allow_pickle = allow_pickle
+
+    def store(self, value: Any, *, key: str, ti: TaskInstanceKey) -> tuple[bytes, str]:
+        return serialize(value, allow_pickle=self.allow_pickle)
+
+    def load(self, data: bytes, value_type: str) -> Any:
+        return deserialize(data, value_type, allow_pickle=self.allow_pickle)
+
+
 def set_xcom(
-    session: Session, ti: TaskInstanceKey, key: str, value: Any, *, allow_pickle: bool, max_bytes: int
+    session: Session, ti: TaskInstanceKey, key: str, value: Any, *, allow_pickle: bool, max_bytes: int,
+    backend: XComBackend | None = None,
 ) -> None:
     """Insert or replace one XCom of a task instance (no commit)."""
-    data, value_type = serialize(value, allow_pickle=allow_pickle)
+    data, value_type = (backend or DatabaseXComBackend(allow_pickle)).store(value, key=key, ti=ti)
     if max_bytes and len(data) > max_bytes:
         raise XComError(
             f"XCom {key!r} of task {ti.dag_id}.{ti.task_id} is {len(data)} bytes, over the "
@@ -68,7 +140,8 @@ def set_xcom(
 
 
 def get_xcoms(
-    session: Session, dag_id: str, run_id: str, task_ids: Sequence[str], key: str, *, allow_pickle: bool
+    session: Session, dag_id: str, run_id: str, task_ids: Sequence[str], key: str, *, allow_pickle: bool,
+    backend: XComBackend | None = None,
 ) -> dict[tuple[str, int], Any]:
     """Values by (task_id, map_index) for the given task ids and key."""
     rows = session.execute(
@@ -77,4 +150,29 @@ def get_xcoms(
             XComRow.key == key,
         )
     ).all()
-    return {(r[0], r[1]): deserialize(r[2], r[3], allow_pickle=allow_pickle) for r in rows}
+    loader = backend or DatabaseXComBackend(allow_pickle)
+    return {(r[0], r[1]): loader.load(r[2], r[3]) for r in rows}
+
+
+def load_backend(dotted_path: str, settings: Settings) -> XComBackend:
+    """Instantiate ``[core] xcom_backend`` ("package.module.Class"); empty means the DB backend."""
+    if not dotted_path:
+        return DatabaseXComBackend(settings.core.enable_xcom_pickling)
+    module_name, _, class_name = dotted_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"[core] xcom_backend {dotted_path!r} cannot be imported: {exc}",
+                          key="core.xcom_backend") from exc
+    backend: XComBackend = cls(settings)
+    return backend
+
+
+def clean(session: Session, before: datetime, *, dry_run: bool) -> int:
+    """Delete XComs older than ``before`` (rows counted, not deleted, on a dry run)."""
+    query = select(func.count()).select_from(XComRow).where(XComRow.timestamp < before)
+    count = int(session.execute(query).scalar_one())
+    if not dry_run:
+        session.execute(delete(XComRow).where(XComRow.timestamp < before))
+        session.commit()
+    return count

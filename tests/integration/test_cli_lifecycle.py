@@ -5,21 +5,8 @@ from __future__ import annotations
 
 import json
 
-from rabbitrun import client, scheduling
-from rabbitrun.models.base import utcnow
-from rabbitrun.models.engine import make_engine, session_factory
 from tests.conftest import Env
-
-
-def queue_run(env: Env, dag_id: str) -> str:
-    """Create a run and queue its roots the way the scheduler does, without a broker."""
-    settings = env.settings()
-    run_id = client.trigger(settings, dag_id, conf={"out_dir": str(env.home.parent / "out")})
-    bag = client.dagbag(settings)
-    with session_factory(make_engine(settings.database, pooled=False))() as session:
-        scheduling.start_queued_runs(session, bag, settings, utcnow())
-        scheduling.schedule(session, bag, settings, utcnow())
-    return run_id
+from tests.helpers import queue_run
 
 
 def test_config_show_masks_passwords_and_reports_sources(env: Env) -> None:

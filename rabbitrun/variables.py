@@ -1,0 +1,111 @@
+"""Variables: read, write, list, import/export and rotate, encrypted at rest, masked when sensitive.
+
+Lookup order: ``RABBITRUN_VAR_<KEY>`` (environment, wins) -> metadata DB.
+One :class:`VariableStore` serves one task attempt (or one CLI call), and caches
+what it read: a variable read twice in one attempt hits the DB once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from rabbitrun.errors import VariableNotFound
+from rabbitrun.models.tables import VariableRow
+from rabbitrun.models.variables import delete_variable_row, get_variable_row, put_variable_row
+from rabbitrun.secrets import Cipher, SecretsMasker, is_sensitive
+from rabbitrun.settings import Settings
+
+_MISSING: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class VariableInfo:
+    key: str
+    value: str
+    description: str | None
+    is_encrypted: bool
+
+
+class VariableStore:
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session], cipher: Cipher,
+                 masker: SecretsMasker | None = None) -> None:
+        self._settings, self._sessions, self._cipher, self._masker = settings, sessions, cipher, masker
+        self._cache: dict[str, str | None] = {}
+
+    def _raw(self, key: str) -> str | None:
+        env = self._settings.env_variables.get(key.lower())
+        if env is not None:
+            return env
+        if key not in self._cache:
+            with self._sessions() as session:
+                row = get_variable_row(session, key)
+                self._cache[key] = (None if row is None else
+                                    self._cipher.decrypt(row.val, encrypted=row.is_encrypted, what=f"variable {key}"))
+        return self._cache[key]
+
+    def get(self, key: str, default_var: Any = _MISSING, deserialize_json: bool = False) -> Any:
+        value = self._raw(key)
+        if value is None:
+            if default_var is not _MISSING:
+                return default_var
+            raise VariableNotFound(key)
+        if self._masker is not None and is_sensitive(key, self._settings.core.sensitive_var_conn_names):
+            self._masker.add(value)
+        return json.loads(value) if deserialize_json else value
+
+    def set(self, key: str, value: Any, serialize_json: bool = False, description: str | None = None) -> None:
+        text = json.dumps(value) if serialize_json else str(value)
+        stored, encrypted = self._cipher.encrypt(text)
+        with self._sessions() as session:
+            put_variable_row(session, key, stored, description=description, is_encrypted=encrypted)
+            session.commit()
+        self._cache[key] = text
+
+    def delete(self, key: str) -> bool:
+        with self._sessions() as session:
+            deleted = delete_variable_row(session, key)
+            session.commit()
+        self._cache.pop(key, None)
+        return deleted
+
+    def list(self) -> list[VariableInfo]:
+        with self._sessions() as session:
+            rows = session.execute(select(VariableRow).order_by(VariableRow.key)).scalars().all()
+            return [VariableInfo(r.key, self._cipher.decrypt(r.val, encrypted=r.is_encrypted,
+                                                             what=f"variable {r.key}"),
+                                 r.description, r.is_encrypted) for r in rows]
+
+    def export(self) -> dict[str, Any]:
+        """{key: value}; JSON-looking values are exported as JSON, like `airflow variables export`."""
+        out: dict[str, Any] = {}
+        for info in self.list():
+            try:
+                out[info.key] = json.loads(info.value)
+            except ValueError:
+                out[info.key] = info.value
+        return out
+
+    def import_(self, data: dict[str, Any]) -> int:
+        for key, value in data.items():
+            self.set(key, value, serialize_json=not isinstance(value, str))
+        return len(data)
+
+    def rotate(self) -> int:
+        """Re-encrypt every row with the first key; returns how many rows were rewritten."""
+        with self._sessions() as session:
+            rows = session.execute(select(VariableRow)).scalars().all()
+            for row in rows:
+                row.val, row.is_encrypted = self._cipher.rotate(row.val, encrypted=row.is_encrypted,
+                                                                what=f"variable {row.key}")
+            session.commit()
+            return len(rows)
+
+
+def masked_value(key: str, value: str, settings: Settings) -> str:
+    """What a listing may show of a variable."""
+    return "***" if is_sensitive(key, settings.core.sensitive_var_conn_names) else value

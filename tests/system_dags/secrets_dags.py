@@ -1,0 +1,42 @@
+"""DAGs for the Variables / Connections / XCom / masking tests."""
+
+import datetime
+import logging
+
+from rabbitrun import DAG, Connection, Variable, mask_secret, task
+
+with DAG("secrets_dag") as secrets_dag:
+
+    @task
+    def leak(**context):
+        password = context["conn"].secret_db.password
+        print(f"connecting with {password}")
+        logging.getLogger("user.code").info("api key is %s", Variable.get("api_key"))
+        context["ti"].log.info("via accessor: %s", context["var"]["value"].get("api_key"))
+        mask_secret("topsecret-xyz")
+        print("registered topsecret-xyz")
+        raise ValueError(f"failed with topsecret-xyz and {Connection.get('secret_db').password}")
+
+    @task
+    def read_vars(**context):
+        first = Variable.get("color")
+        second = context["var"]["value"].get("color")
+        cfg = context["var"]["json"].get("cfg", {"default": True})
+        return {"color": first, "again": second, "cfg": cfg, "missing": Variable.get("nope", default_var="dflt")}
+
+    @task
+    def make_types():
+        return {"t": (1, 2), "when": datetime.datetime(2026, 1, 2, 3, 4, tzinfo=datetime.UTC), "s": {3}}
+
+    @task
+    def check_types(value):
+        return [type(value["t"]).__name__, type(value["when"]).__name__, type(value["s"]).__name__]
+
+    @task
+    def big():
+        return "x" * 5000
+
+    leak()
+    read_vars()
+    check_types(make_types())
+    big()
