@@ -210,6 +210,16 @@ def read_log(settings: Settings, dag_id: str, task_id: str, run_id: str, *, try_
     return path, path.read_text(encoding="utf-8", errors="replace")
 
 
+def latest_try(settings: Settings, dag_id: str, task_id: str, run_id: str, map_index: int = -1) -> int:
+    from rabbitrun.models import attempts
+
+    with _sessions(settings)() as session:
+        ti = attempts.get_ti(session, TaskInstanceKey(dag_id, task_id, run_id, map_index))
+    if ti is None:
+        raise TaskNotFound(dag_id, task_id)
+    return max(ti.try_number, 1)
+
+
 def run_task(settings: Settings, dag_id: str, task_id: str, run_id: str, *, map_index: int = -1,
              try_number: int | None = None, hostname: str) -> Any:
     """Run one attempt here, through the runner the worker's child uses.

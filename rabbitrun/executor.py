@@ -17,7 +17,8 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 
 from rabbitrun import protocol
 from rabbitrun.broker.publisher import ConfirmedPublisher
-from rabbitrun.errors import BrokerError, ProtocolError
+from rabbitrun.errors import BrokerError, ProtocolError, Unroutable
+from rabbitrun.metrics import Metrics
 from rabbitrun.names import Names, consumer_tag
 from rabbitrun.scheduling import PublishFailure
 from rabbitrun.settings import Settings
@@ -27,8 +28,10 @@ NO_CONSUMER_WARN_EVERY_S = 30.0
 
 
 class Executor:
-    def __init__(self, connection: AbstractRobustConnection, names: Names, settings: Settings) -> None:
+    def __init__(self, connection: AbstractRobustConnection, names: Names, settings: Settings,
+                 metrics: Metrics | None = None) -> None:
         self._connection, self._names, self._settings = connection, names, settings
+        self._metrics = metrics
         self.scheduler_id = settings.scheduler.scheduler_id
         self.reply_queue = names.reply_queue(self.scheduler_id)
         self._publisher: ConfirmedPublisher | None = None
@@ -68,7 +71,11 @@ class Executor:
                     protocol.envelope_properties(envelope, self.reply_queue, max_priority),
                 )
             except BrokerError as exc:
+                if self._metrics is not None:
+                    (self._metrics.publish_returns if isinstance(exc, Unroutable) else self._metrics.publish_nacks).inc()
                 return PublishFailure(envelope, exc)
+            if self._metrics is not None:
+                self._metrics.publish_confirms.inc()
             return None
 
         results = await asyncio.gather(*(one(e) for e in envelopes))

@@ -55,6 +55,10 @@ class Names:
     def reply_queue(self, scheduler_id: str) -> str:
         return self._n(f"{ROOT}.replies.{scheduler_id}")
 
+    def control_queue(self, hostname: str) -> str:
+        """A worker's exclusive queue for inspect/control requests."""
+        return self._n(f"{ROOT}.control.{hostname}")
+
     def logical_queue(self, amqp_queue: str) -> str | None:
         """Inverse of :meth:`task_queue`; None when the name is not a task queue."""
         head = self.task_queue("")
@@ -69,3 +73,34 @@ def connection_name(role: str, who: str) -> str:
 def consumer_tag(role: str, who: str, queue: str) -> str:
     """Consumer tag shown in the management UI, e.g. ``rabbitrun-worker w1@host default``."""
     return f"{ROOT}-{role} {who} {queue}"
+
+
+# --- routing keys on the control and events exchanges (topic) ----------------------------
+
+CONTROL_BROADCAST = "broadcast"
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"  # RabbitMQ's direct reply-to pseudo queue
+
+
+def _word(text: str) -> str:
+    """One topic-routing-key word: dots would split it."""
+    return text.replace(".", "_")
+
+
+def control_key(hostname: str) -> str:
+    return f"worker.{_word(hostname)}"
+
+
+def heartbeat_key(hostname: str) -> str:
+    return f"worker.{_word(hostname)}.heartbeat"
+
+
+def task_event_key(dag_id: str, task_id: str, event: str) -> str:
+    return f"task.{_word(dag_id)}.{_word(task_id)}.{event}"
+
+
+def log_key(dag_id: str, task_id: str) -> str:
+    return f"log.{_word(dag_id)}.{_word(task_id)}"
+
+
+def task_events_pattern(dag_id: str | None) -> str:
+    return f"task.{_word(dag_id)}.#" if dag_id else "task.#"

@@ -293,6 +293,25 @@ def frame_fields(envelope: TaskEnvelope) -> dict[str, Any]:
     return {"envelope": envelope.to_wire()}
 
 
+# --- control requests/replies and events (small maps, version-tagged) ----------------------------
+
+CONTROL_MESSAGE_TYPE = "rabbitrun.control"
+EVENT_MESSAGE_TYPE = "rabbitrun.event"
+
+
+def encode_message(kind: str, **fields: Any) -> bytes:
+    """A control request or reply, or an event: ``{"v": 1, "kind": ..., **fields}``."""
+    return _pack({"v": VERSION, "kind": kind, **fields})
+
+
+def decode_message(body: bytes) -> dict[str, Any]:
+    """Decode a control/event message; raises ProtocolError when it is not one."""
+    obj = _unpack(body)
+    if not isinstance(obj.get("kind"), str):
+        raise InvalidEnvelope("missing field 'kind'")
+    return obj
+
+
 __all__ = [
     "CONTENT_TYPE", "VERSION", "TaskEnvelope", "TaskResult", "amqp_priority",
     "check_dag_file", "decode_envelope", "decode_result", "encode_envelope", "encode_frame",

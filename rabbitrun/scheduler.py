@@ -37,6 +37,10 @@ class Scheduler:
         self.dagbag: DagBag | None = None
         self._last_parse = 0.0
         self._last_full = 0.0
+        self.workers: dict[str, float] = {}  # hostname -> monotonic time of its last heartbeat
+        from rabbitrun.metrics import Metrics
+
+        self.metrics = Metrics()
 
     def on_result(self, result: protocol.TaskResult) -> None:
         self._dirty.add((result.key.dag_id, result.key.run_id))
@@ -63,8 +67,12 @@ class Scheduler:
         try:
             topology = load_topology(Path(s.broker.topology_file) if s.broker.topology_file else None, s.broker)
             await declare_topology(connection, topology, names, scheduler_id=s.scheduler.scheduler_id)
-            executor = Executor(connection, names, s)
+            executor = Executor(connection, names, s, self.metrics)
             await executor.start(self.on_result)
+            await self._watch_workers(connection, names)
+            if s.metrics.scheduler_port >= 0:
+                port = self.metrics.serve(s.metrics.scheduler_port, s.metrics.host)
+                log.info("metrics on http://%s:%s/metrics", s.metrics.host, port)
             await asyncio.to_thread(self._parse)
             log.info("scheduler %s ready: reply queue %s", s.scheduler.scheduler_id, executor.reply_queue)
             if ready is not None:
@@ -82,9 +90,42 @@ class Scheduler:
             await connection.close()
             self.engine.dispose()
 
+    async def _watch_workers(self, connection: Any, names: Any) -> None:
+        """Worker heartbeats from the events exchange: who is alive, logged when it changes."""
+        from rabbitrun.errors import ProtocolError
+
+        channel = await connection.channel()
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        for key in ("worker.*.heartbeat", "worker.*.worker_offline"):
+            await queue.bind(names.events_exchange, routing_key=key)
+
+        async def on_event(message: Any) -> None:
+            try:
+                event = protocol.decode_message(message.body)
+            except ProtocolError:
+                return
+            host = str(event.get("hostname"))
+            if event["kind"] == "worker_offline":
+                if self.workers.pop(host, None) is not None:
+                    log.info("worker %s went offline (shutdown)", host)
+                return
+            if host not in self.workers:
+                log.info("worker %s online (queues %s)", host, ",".join(event.get("queues", [])))
+            self.workers[host] = time.monotonic()
+
+        await queue.consume(on_event, no_ack=True)
+
+    def _forget_silent_workers(self) -> None:
+        limit = 3 * self.settings.worker.heartbeat_interval_s
+        for host, seen in list(self.workers.items()):
+            if time.monotonic() - seen > limit:
+                del self.workers[host]
+                log.warning("worker %s stopped sending heartbeats (%.0fs): considered offline", host, limit)
+
     async def _iterate(self, executor: Any) -> None:
 
         now_mono = time.monotonic()
+        self._forget_silent_workers()
         full = now_mono - self._last_full >= self.settings.scheduler.poll_interval_s
         dirty, self._dirty = self._dirty, set()
         if now_mono - self._last_parse >= self.settings.scheduler.dag_dir_list_interval_s:
@@ -123,7 +164,12 @@ class Scheduler:
                     log.info("DAG run %s of %s started", run.run_id, run.dag_id)
                 scheduling.surface_stuck_queued(session, s, now)
                 scheduling.fail_zombies(session, s, now)
-            return scheduling.schedule(session, self.dagbag, s, now, only)
+            envelopes = scheduling.schedule(session, self.dagbag, s, now, only)
+            if only is None:
+                counts = scheduling.state_counts(session)
+                self.metrics.tasks_queued.set(counts.get("queued", 0) + len(envelopes))
+                self.metrics.tasks_running.set(counts.get("running", 0))
+            return envelopes
 
     def _put_back(self, failures: list[Any]) -> None:
         from rabbitrun import scheduling

@@ -261,3 +261,8 @@ def create_run(
     session.add(run)
     session.commit()
     return run
+
+
+def state_counts(session: Session) -> dict[str, int]:
+    rows = session.execute(select(TaskInstance.state, func.count()).group_by(TaskInstance.state)).all()
+    return {state: int(count) for state, count in rows}

@@ -123,6 +123,14 @@ class WorkerSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    # Prometheus endpoint: -1 off, 0 any free port (logged), else that port
+    scheduler_port: int = -1
+    worker_port: int = -1
+    host: str = "0.0.0.0"
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     core: CoreSettings = field(default_factory=CoreSettings)
@@ -131,6 +139,7 @@ class Settings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     # RABBITRUN_VAR_<KEY> / RABBITRUN_CONN_<CONN_ID>, keyed in lower case: they win over the DB
     env_variables: Mapping[str, str] = field(default_factory=dict, repr=False)
     env_connections: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -162,6 +171,7 @@ SECTIONS: dict[str, type] = {
     "logging": LoggingSettings,
     "scheduler": SchedulerSettings,
     "worker": WorkerSettings,
+    "metrics": MetricsSettings,
 }
 
 

@@ -34,12 +34,13 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from rabbitrun.cli import config, connections, dags, db, processes, tasks, topology, variables
+    from rabbitrun.cli import config, connections, dags, db, inspect, processes, status, tasks, topology, variables
 
     for group in (config.config, db.db, dags.dags, tasks.tasks, topology.topology, variables.variables,
-                  connections.connections):
+                  connections.connections, inspect.inspect, inspect.control, status.broker):
         cli.add_command(group)
-    for command in (processes.scheduler, processes.worker, processes.standalone, connections.rotate_fernet_key):
+    for command in (processes.scheduler, processes.worker, processes.standalone, connections.rotate_fernet_key,
+                    status.status, status.health, status.events):
         cli.add_command(command)
 
 

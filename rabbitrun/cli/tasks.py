@@ -58,13 +58,32 @@ def states(ctx: click.Context, dag_id: str, run_id: str) -> None:
 @click.argument("run_id")
 @click.option("--try", "try_number", type=int, help="Try number (default: the latest).")
 @click.option("--map-index", type=int, default=-1)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines of a running attempt until it ends.")
 @click.pass_context
 def logs(ctx: click.Context, dag_id: str, task_id: str, run_id: str, try_number: int | None,
-         map_index: int) -> None:
-    """Print the log of one attempt."""
-    from rabbitrun import client
+         map_index: int, follow: bool) -> None:
+    """Print the log of one attempt: the local file, else asked from the worker that ran it."""
+    import asyncio
 
-    path, text = client.read_log(settings_from(ctx), dag_id, task_id, run_id, try_number=try_number,
-                                 map_index=map_index)
-    click.echo(f"*** {path}", err=True)
+    from rabbitrun import client, control_client
+    from rabbitrun.errors import RabbitrunError
+
+    settings = settings_from(ctx)
+    try:
+        path, text = client.read_log(settings, dag_id, task_id, run_id, try_number=try_number, map_index=map_index)
+        click.echo(f"*** {path}", err=True)
+    except RabbitrunError as missing:
+        tries = try_number or client.latest_try(settings, dag_id, task_id, run_id, map_index)
+        remote = asyncio.run(control_client.remote_log(settings, dag_id, task_id, run_id, tries, map_index))
+        if remote is None and not follow:
+            raise missing
+        text = remote or ""
+        if remote is not None:
+            click.echo("*** fetched from a live worker over the control exchange", err=True)
     click.echo(text, nl=False)
+    if follow:
+        seen = set(text.splitlines())
+        final = asyncio.run(control_client.follow(
+            settings, dag_id, task_id, run_id,
+            lambda lines: [click.echo(line) for line in lines if line not in seen]))
+        click.echo(f"*** attempt ended: {final}", err=True)

@@ -23,13 +23,18 @@ from rabbitrun.errors import BrokerError, ProtocolError
 from rabbitrun.keys import TaskInstanceKey, log_relpath
 from rabbitrun.models import attempts
 from rabbitrun.models.base import utcnow
-from rabbitrun.names import REASON_HEADER, Names
+from rabbitrun.names import REASON_HEADER, Names, task_event_key
 from rabbitrun.states import FINISHED_TASK_STATES, TaskState
+from rabbitrun.broker.events import EventPublisher
 from rabbitrun.broker.publisher import ConfirmedPublisher
+from rabbitrun.metrics import Metrics
 from rabbitrun.worker.pool import Slots
 from rabbitrun.worker.supervisor import ChildReport, Supervisor, ts_to_dt
 
 log = logging.getLogger("rabbitrun.worker")
+
+
+_EVENT_FOR_STATE = {"success": "succeeded", "failed": "failed", "up_for_retry": "retried", "skipped": "skipped"}
 
 
 class Action(StrEnum):
@@ -69,9 +74,12 @@ class Consumer:
 
     def __init__(self, *, names: Names, supervisor: Supervisor, publisher: ConfirmedPublisher,
                  sessions: sessionmaker[Session], hostname: str, concurrency: int,
-                 ack_running_after_s: float, log_folder: Path) -> None:
+                 ack_running_after_s: float, log_folder: Path, events: EventPublisher | None = None,
+                 metrics: Metrics | None = None) -> None:
         self._names, self._supervisor, self._publisher = names, supervisor, publisher
         self._log_folder = log_folder
+        self._events, self._metrics = events, metrics
+        self.reserved: dict[str, protocol.TaskEnvelope] = {}  # received, waiting for a slot
         self._sessions, self._hostname = sessions, hostname
         self.slots = Slots(concurrency)
         self._ack_running_after_s = ack_running_after_s
@@ -104,13 +112,22 @@ class Consumer:
             return
         loop = asyncio.get_running_loop()
         settled: list[asyncio.Task[None]] = []
+        self._event(envelope, "received", redelivered=bool(message.redelivered))
+        if message.redelivered and self._metrics is not None:
+            self._metrics.redeliveries.inc()
 
         def on_reported(report: ChildReport) -> None:
             # the child's outcome is durable in the DB: publish and ack now, don't wait for its exit
             if report.outcome is not None and decide(report).action == Action.PUBLISH_AND_ACK:
                 settled.append(loop.create_task(self._settle(message, envelope, report)))
 
-        async with self.slots:  # local concurrency bound (held until the process exits)
+        self.reserved[envelope.id] = envelope
+        try:
+            await self.slots.__aenter__()
+        finally:
+            self.reserved.pop(envelope.id, None)
+        try:  # local concurrency bound (the slot is held until the process exits)
+            self._started(envelope)
             early_ack = loop.call_later(
                 self._ack_running_after_s, lambda: asyncio.ensure_future(self._ack_if_running(message, envelope))
             )
@@ -118,10 +135,47 @@ class Consumer:
                 report = await self._supervisor.run(envelope, on_reported)
             finally:
                 early_ack.cancel()
+        finally:
+            await self.slots.__aexit__()
+            if self._metrics is not None:
+                self._metrics.tasks_running.dec()
         if settled:
             await settled[0]
         else:
             await self._settle(message, envelope, report)
+
+    def _event(self, envelope: protocol.TaskEnvelope, event: str, **fields: Any) -> None:
+        if self._events is not None:
+            key = envelope.key
+            self._events.emit(task_event_key(key.dag_id, key.task_id, event), event, dag_id=key.dag_id,
+                              task_id=key.task_id, run_id=key.run_id, map_index=key.map_index,
+                              try_number=key.try_number, envelope_id=envelope.id, **fields)
+
+    def _started(self, envelope: protocol.TaskEnvelope) -> None:
+        self._event(envelope, "started")
+        if self._metrics is not None:
+            lag_s = max(0.0, (utcnow() - envelope.enqueued_at).total_seconds())
+            self._metrics.queue_lag.labels(envelope.queue).observe(lag_s)
+            self._metrics.tasks_running.inc()
+
+    def _finished(self, envelope: protocol.TaskEnvelope, report: ChildReport, decision: Decision) -> None:
+        if report.timed_out:
+            self._event(envelope, "timed_out", limit=report.timed_out)
+        if decision.action == Action.REQUEUE:
+            self._event(envelope, "revoked", reason=decision.reason)
+            return
+        state = str((report.outcome or {}).get("state"))
+        event = _EVENT_FOR_STATE.get(state)
+        if event is None:
+            return
+        outcome = report.outcome or {}
+        self._event(envelope, event, state=state, error=str(outcome.get("error") or "")[:500])
+        if self._metrics is not None:
+            key = envelope.key
+            self._metrics.task_outcomes.labels(key.dag_id, key.task_id, state).inc()
+            if outcome.get("started_at") and outcome.get("ended_at"):
+                self._metrics.task_duration.labels(key.dag_id, key.task_id).observe(
+                    max(0.0, outcome["ended_at"] - outcome["started_at"]))
 
     async def _settle(self, message: AbstractIncomingMessage, envelope: protocol.TaskEnvelope,
                       report: ChildReport) -> None:
@@ -136,6 +190,7 @@ class Consumer:
             await _ack(message)
             return
         if decision.action == Action.REQUEUE:
+            self._finished(envelope, report, decision)
             log.info("%s: %s; requeueing the delivery", key, decision.reason)
             await _nack(message, requeue=True)
             return
@@ -149,6 +204,7 @@ class Consumer:
                     await _nack(message, requeue=True)
                 return
             report.outcome = {"state": recorded, "error": decision.reason}
+        self._finished(envelope, report, decision)
         await self._publish_result(message, envelope, report)
         await _ack(message)
 
@@ -197,6 +253,8 @@ class Consumer:
         """Republish the raw body to the DLX with the reason header, then ack (logged once)."""
         log.error("dead-lettering message %s from %s: %s", message.message_id, message.routing_key, reason)
         self._count(Action.DEAD_LETTER)
+        if self._metrics is not None:
+            self._metrics.dead_lettered.inc()
         headers = dict(message.headers or {})
         headers[REASON_HEADER] = reason[:1000]
         headers["x-rabbitrun-original-queue"] = message.routing_key or ""

@@ -55,8 +55,14 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
     from rabbitrun.broker.publisher import ConfirmedPublisher
     from rabbitrun.broker.topology import declare_topology, load_topology
     from rabbitrun.models.engine import make_engine, session_factory
-    from rabbitrun.names import Names, consumer_tag
+    from rabbitrun.broker.events import EventPublisher
+    from rabbitrun.metrics import Metrics
+    from rabbitrun.names import Names, heartbeat_key
+    from rabbitrun.settings import mask_url
+    from rabbitrun.worker.commands import WorkerParts, build_handlers
     from rabbitrun.worker.consumer import Consumer
+    from rabbitrun.worker.control import ControlServer
+    from rabbitrun.worker.livelogs import ship_live_logs
 
     loop = asyncio.get_running_loop()
     supervisor.attach(loop)
@@ -70,24 +76,33 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
                                  settings.broker)
         await declare_topology(connection, topology, names)
         publisher = await ConfirmedPublisher.open(connection, names, settings.broker.confirm_timeout_s)
+        events = EventPublisher(names, options.hostname)
+        metrics = Metrics()
         consumer = Consumer(names=names, supervisor=supervisor, publisher=publisher, sessions=sessions,
                             hostname=options.hostname, concurrency=options.concurrency,
                             ack_running_after_s=settings.worker.ack_running_after_s,
-                            log_folder=Path(settings.logging.base_log_folder))
+                            log_folder=Path(settings.logging.base_log_folder), events=events, metrics=metrics)
         channel = await connection.channel()
         prefetch = lookahead_prefetch(options.autoscale, options.concurrency) if options.autoscale else options.concurrency
         await channel.set_qos(prefetch_count=prefetch)  # DESIGN rule 4: prefetch = concurrency
-        queues = []
+        parts = WorkerParts(settings, names, options.hostname, channel, consumer, supervisor, stop.first,
+                            connection_url=mask_url(str(settings.broker.url)), prefetch=prefetch)
         for name in options.queues:
-            queue = await channel.get_queue(names.task_queue(name), ensure=True)
-            tag = consumer_tag("worker", options.hostname, name)
-            await queue.consume(consumer.on_message, consumer_tag=tag)
-            queues.append((queue, tag))
-        background = [loop.create_task(_heartbeat(supervisor, sessions, settings.worker.heartbeat_interval_s))]
+            await parts.add_consumer(name)
+        control = ControlServer(names, options.hostname, build_handlers(parts))
+        await control.start(connection)
+        await events.open(connection)
+        background = [loop.create_task(_heartbeat(supervisor, sessions, settings.worker.heartbeat_interval_s)),
+                      loop.create_task(_announce(parts, events, settings.worker.heartbeat_interval_s)),
+                      loop.create_task(ship_live_logs(supervisor, events, Path(settings.logging.base_log_folder)))]
         if options.autoscale is not None:
-            background.append(loop.create_task(_autoscale(options.autoscale, consumer, channel, queues)))
+            background.append(loop.create_task(_autoscale(options.autoscale, parts)))
         for task in background:
             task.add_done_callback(_log_crash)
+        if settings.metrics.worker_port >= 0:
+            metrics.pool_size.set(options.concurrency)
+            port = metrics.serve(settings.metrics.worker_port, settings.metrics.host)
+            log.info("metrics on http://%s:%s/metrics", settings.metrics.host, port)
         log.info("worker %s ready: queues=%s concurrency=%s zygote pid=%s", options.hostname,
                  ",".join(options.queues), options.concurrency, supervisor.zygote_pid)
         if ready is not None:
@@ -95,8 +110,9 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
         await stop.first.wait()
         log.info("warm shutdown: no new tasks; waiting up to %ss for %s running", settings.worker.shutdown_timeout_s,
                  consumer.busy)
-        for queue, tag in queues:
-            await queue.cancel(tag)
+        await control.close()
+        for name in list(parts.queues):
+            await parts.cancel_consumer(name)
         drained = await _drain_or_cold(consumer, stop, settings.worker.shutdown_timeout_s)
         if not drained:
             log.warning("terminating %s running task(s); their deliveries go back to the queue",
@@ -106,6 +122,8 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
                 await consumer.drain(5.0)
         for task in background:
             task.cancel()
+        events.emit(heartbeat_key(options.hostname), "worker_offline")
+        await events.close()
         await channel.close()
         await publisher.close()
         return 0
@@ -131,24 +149,24 @@ def _log_crash(task: asyncio.Task[Any]) -> None:
         log.error("background task %s stopped: %r", task.get_coro(), task.exception())
 
 
-async def _autoscale(limits: AutoscaleLimits, consumer: Any, channel: Any, queues: list[tuple[Any, str]]) -> None:
-    """Grow/shrink the slots; prefetch follows: basic.qos applies to new consumers, so re-consume
-    (unacked deliveries of a cancelled consumer stay valid on the channel and are acked as usual)."""
-
+async def _autoscale(limits: AutoscaleLimits, parts: Any) -> None:
     async def ready_messages() -> int:
         total = 0
-        for queue, _ in queues:
-            declared = await channel.declare_queue(queue.name, passive=True)
+        for queue, _ in list(parts.queues.values()):
+            declared = await parts.channel.declare_queue(queue.name, passive=True)
             total += declared.declaration_result.message_count or 0
         return total
 
-    async def set_prefetch(count: int) -> None:
-        await channel.set_qos(prefetch_count=count)
-        for queue, tag in queues:
-            await queue.cancel(tag)
-            await queue.consume(consumer.on_message, consumer_tag=tag)
+    await autoscale(limits, parts.consumer.slots, ready_messages, parts.set_prefetch)
 
-    await autoscale(limits, consumer.slots, ready_messages, set_prefetch)
+
+async def _announce(parts: Any, events: Any, interval_s: float) -> None:
+    """Worker heartbeats on the events exchange: the scheduler and `rabbitrun status` see who is alive."""
+    from rabbitrun.names import heartbeat_key
+
+    while True:
+        events.emit(heartbeat_key(parts.hostname), "heartbeat", **parts.summary())
+        await asyncio.sleep(interval_s)
 
 
 async def _heartbeat(supervisor: Supervisor, sessions: Any, interval_s: float) -> None:

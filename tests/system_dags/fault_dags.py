@@ -107,3 +107,15 @@ with DAG("many", default_args={"retries": 3, "retry_delay": timedelta(0)}) as ma
 
     for i in range(int(os.environ.get("RABBITRUN_TEST_MANY", "40"))):
         tiny.override(task_id=f"tiny{i}")(i)
+
+
+with DAG("chatty") as chatty:
+
+    @task
+    def talk(**context):
+        for i in range(int(context["params"].get("ticks", 8))):
+            context["ti"].log.info("tick %s", i)
+            time.sleep(0.5)
+        append(context, "talk")
+
+    talk()

@@ -1,0 +1,239 @@
+"""The operator's side of a running system over AMQP and the management API: inspect/control
+requests to workers, live events and log lines, broker checks and status.
+
+Replies to control requests come back through RabbitMQ's direct reply-to, so
+asking needs no queue of its own; events are read from an exclusive queue bound
+on the events exchange for as long as the command runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+
+from rabbitrun import protocol
+from rabbitrun.broker.connection import connect
+from rabbitrun.errors import ProtocolError
+from rabbitrun.names import (
+    APP_ID, CONTROL_BROADCAST, DIRECT_REPLY_TO, Names, control_key, log_key, task_events_pattern,
+)
+from rabbitrun.settings import Settings
+
+
+async def control(settings: Settings, command: str, args: dict[str, Any] | None = None, *,
+                  destination: str | None = None, timeout_s: float = 2.0) -> list[dict[str, Any]]:
+    """Send one command to all workers (or ``destination``) and collect replies for ``timeout_s``."""
+    names = Names(settings.broker.prefix)
+    connection = await connect(settings.broker, "cli", f"{command}")
+    replies: list[dict[str, Any]] = []
+    done = asyncio.Event()
+    correlation_id = uuid.uuid4().hex
+    try:
+        channel = await connection.channel()
+        reply_queue = await channel.get_queue(DIRECT_REPLY_TO, ensure=False)
+
+        async def on_reply(message: AbstractIncomingMessage) -> None:
+            if message.correlation_id != correlation_id:
+                return
+            try:
+                replies.append(protocol.decode_message(message.body))
+            except ProtocolError:
+                return
+            if destination is not None:
+                done.set()
+
+        await reply_queue.consume(on_reply, no_ack=True)
+        exchange = await channel.get_exchange(names.control_exchange, ensure=False)
+        body = protocol.encode_message(command, args=args or {})
+        await exchange.publish(
+            aio_pika.Message(body, reply_to=DIRECT_REPLY_TO, correlation_id=correlation_id, app_id=APP_ID,
+                             content_type=protocol.CONTENT_TYPE, type=protocol.CONTROL_MESSAGE_TYPE,
+                             expiration=timeout_s),
+            routing_key=control_key(destination) if destination else CONTROL_BROADCAST)
+        try:
+            await asyncio.wait_for(done.wait(), timeout_s)
+        except TimeoutError:
+            pass
+    finally:
+        await connection.close()
+    return sorted(replies, key=lambda r: str(r.get("hostname")))
+
+
+async def tail(settings: Settings, patterns: list[str], on_event: Callable[[str, dict[str, Any]], bool | None],
+               *, duration_s: float | None = None) -> None:
+    """Deliver events matching the topic ``patterns`` until ``on_event`` returns True or time is up."""
+    names = Names(settings.broker.prefix)
+    connection = await connect(settings.broker, "cli", "events")
+    finished = asyncio.Event()
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        for pattern in patterns:
+            await queue.bind(names.events_exchange, routing_key=pattern)
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            try:
+                event = protocol.decode_message(message.body)
+            except ProtocolError:
+                return
+            if on_event(message.routing_key or "", event):
+                finished.set()
+
+        await queue.consume(on_message, no_ack=True)
+        try:
+            await asyncio.wait_for(finished.wait(), duration_s)
+        except TimeoutError:
+            pass
+    finally:
+        await connection.close()
+
+
+def follow_patterns(dag_id: str, task_id: str) -> list[str]:
+    return [log_key(dag_id, task_id), task_events_pattern(dag_id)]
+
+
+async def broker_check(settings: Settings) -> list[str]:
+    """Problems with the broker and the declared topology (empty when healthy)."""
+    from rabbitrun.broker.topology import ExchangeObj, QueueObj, load_topology, object_specs
+
+    names = Names(settings.broker.prefix)
+    topology = load_topology(Path(settings.broker.topology_file) if settings.broker.topology_file else None,
+                             settings.broker)
+    problems = []
+    connection = await connect(settings.broker, "cli", "check")
+    try:
+        for obj in object_specs(topology, names):
+            if not isinstance(obj, ExchangeObj | QueueObj):
+                continue
+            channel = await connection.channel()
+            try:
+                if isinstance(obj, ExchangeObj):
+                    await channel.get_exchange(obj.name, ensure=True)
+                else:
+                    await channel.declare_queue(obj.name, passive=True)
+            except aio_pika.exceptions.ChannelClosed:
+                kind = "exchange" if isinstance(obj, ExchangeObj) else "queue"
+                problems.append(f"{kind} {obj.name} is missing (run `rabbitrun topology declare`)")
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+    finally:
+        await connection.close()
+    return problems
+
+
+async def workers_online(settings: Settings, listen_s: float) -> dict[str, dict[str, Any]]:
+    """Workers heard on the events exchange within ``listen_s`` (their heartbeat period + margin)."""
+    seen: dict[str, dict[str, Any]] = {}
+
+    def on_event(_key: str, event: dict[str, Any]) -> None:
+        if event.get("kind") == "heartbeat":
+            seen[str(event.get("hostname"))] = {**event, "last_heartbeat_at": time.time()}
+
+    await tail(settings, ["worker.*.heartbeat"], on_event, duration_s=listen_s)
+    return seen
+
+
+async def status(settings: Settings, *, listen_s: float | None = None) -> dict[str, Any]:
+    """Queues (management API, or a reduced AMQP view when it is unreachable), live workers, DB counts."""
+    from rabbitrun.broker.management import ManagementClient, ManagementUnavailable, vhost_of
+    from rabbitrun.broker.topology import QueueObj, load_topology, object_specs
+
+    names = Names(settings.broker.prefix)
+    topology = load_topology(Path(settings.broker.topology_file) if settings.broker.topology_file else None,
+                             settings.broker)
+    wanted = [o.name for o in object_specs(topology, names) if isinstance(o, QueueObj)]
+    result: dict[str, Any] = {"management_api": "ok", "queues": []}
+    try:
+        queues = ManagementClient(str(settings.broker.management_url)).queues(vhost_of(str(settings.broker.url)))
+        for q in queues:
+            if q["name"] in wanted or q["name"].startswith(names.reply_queue("")):
+                stats = q.get("message_stats") or {}
+                result["queues"].append({
+                    "name": q["name"], "ready": q.get("messages_ready", 0),
+                    "unacked": q.get("messages_unacknowledged", 0), "consumers": q.get("consumers", 0),
+                    "publish_rate": (stats.get("publish_details") or {}).get("rate", 0.0),
+                    "deliver_rate": (stats.get("deliver_get_details") or {}).get("rate", 0.0)})
+    except ManagementUnavailable as exc:
+        result["management_api"] = f"unavailable ({exc}); showing depth and consumers over AMQP, no rates"
+        result["queues"] = await _queues_over_amqp(settings, wanted)
+    result["workers"] = await workers_online(settings, listen_s or settings.worker.heartbeat_interval_s + 0.5)
+    result["task_instances"] = await asyncio.to_thread(_db_counts, settings)
+    return result
+
+
+async def _queues_over_amqp(settings: Settings, wanted: list[str]) -> list[dict[str, Any]]:
+    connection = await connect(settings.broker, "cli", "status")
+    out = []
+    try:
+        for name in wanted:
+            channel = await connection.channel()
+            try:
+                declared = await channel.declare_queue(name, passive=True)
+                ok = declared.declaration_result
+                out.append({"name": name, "ready": ok.message_count, "unacked": None,
+                            "consumers": ok.consumer_count, "publish_rate": None, "deliver_rate": None})
+            except aio_pika.exceptions.ChannelClosed:
+                out.append({"name": name, "missing": True})
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+    finally:
+        await connection.close()
+    return out
+
+
+def _db_counts(settings: Settings) -> dict[str, Any]:
+    from sqlalchemy import func, select
+
+    from rabbitrun.errors import RabbitrunError
+    from rabbitrun.models.engine import db_errors, make_engine, session_factory
+    from rabbitrun.models.tables import TaskInstance
+
+    engine = make_engine(settings.database, pooled=False)
+    try:
+        with db_errors(engine), session_factory(engine)() as session:
+            rows = session.execute(select(TaskInstance.state, func.count()).group_by(TaskInstance.state)).all()
+        return {state: count for state, count in rows}
+    except RabbitrunError as exc:
+        return {"error": str(exc)}
+
+
+async def remote_log(settings: Settings, dag_id: str, task_id: str, run_id: str, try_number: int,
+                     map_index: int = -1, timeout_s: float = 2.0) -> str | None:
+    """Ask live workers for an attempt's log file (for a machine that does not have it)."""
+    args = {"dag_id": dag_id, "task_id": task_id, "run_id": run_id, "try_number": try_number, "map_index": map_index}
+    for reply in await control(settings, "read_log", args, timeout_s=timeout_s):
+        if reply.get("ok") and reply.get("data"):
+            return str(reply["data"])
+    return None
+
+
+_FINAL_EVENTS = {"succeeded", "failed", "retried", "skipped", "revoked"}
+
+
+async def follow(settings: Settings, dag_id: str, task_id: str, run_id: str,
+                 on_lines: Callable[[list[str]], None], *, timeout_s: float | None = None) -> str | None:
+    """Stream live log lines of the running attempt until its final task event; returns that event."""
+    final: list[str] = []
+
+    def on_event(_key: str, event: dict[str, Any]) -> bool:
+        if event.get("run_id") != run_id or event.get("task_id") != task_id:
+            return False
+        if event.get("kind") == "log":
+            on_lines(list(event.get("lines") or []))
+            return False
+        if event.get("kind") in _FINAL_EVENTS:
+            final.append(str(event["kind"]))
+            return True
+        return False
+
+    await tail(settings, follow_patterns(dag_id, task_id), on_event, duration_s=timeout_s)
+    return final[0] if final else None

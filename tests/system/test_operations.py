@@ -1,0 +1,180 @@
+"""Operating rabbitrun like a RabbitMQ shop: inspect/control over AMQP, events, live logs,
+status, health, metrics and names in the management UI. Real workers, real broker."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+
+from rabbitrun.broker.management import ManagementClient
+from tests.conftest import Env, wait_until
+from tests.helpers import run_dag, states, trigger, wait
+
+
+def hostnames(env: Env) -> tuple[str, str]:
+    return f"w1-{env.prefix}@test", f"w2-{env.prefix}@test"
+
+
+def start_two_workers(env: Env, *extra: str) -> tuple[str, str]:
+    w1, w2 = hostnames(env)
+    for host in (w1, w2):
+        env.vars["RABBITRUN__WORKER__HOSTNAME"] = host
+        env.worker(*extra)
+    return w1, w2
+
+
+def ask(env: Env, *args: str) -> list[dict[str, Any]]:
+    out = env.cli(*args, "--json", "--timeout", "2")
+    assert out.returncode == 0, out.stderr
+    return list(json.loads(out.stdout))
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_inspect_and_control_two_workers_with_destination(env: Env) -> None:
+    env.scheduler()
+    w1, w2 = start_two_workers(env)
+    assert sorted(r["hostname"] for r in ask(env, "inspect", "ping")) == sorted([w1, w2])
+    only = ask(env, "inspect", "ping", "--destination", w2)
+    assert [(r["hostname"], r["data"]) for r in only] == [(w2, "pong")]
+    stats = ask(env, "inspect", "stats", "-d", w1)[0]["data"]
+    assert {"tasks", "concurrency", "prefetch", "processes", "uptime_s", "broker", "rss_bytes"} <= set(stats)
+    assert stats["concurrency"] == 2 and stats["rss_bytes"] > 0 and "***" in stats["broker"] or "guest" not in stats[
+        "broker"]
+    run_id = trigger(env, "long_running", sleep_s=6)
+    wait_until(lambda: states(env, "long_running", run_id).get("long_task") and
+               states(env, "long_running", run_id)["long_task"].state == "running", 30, what="running")
+    active = [t for r in ask(env, "inspect", "active") for t in r["data"]]
+    assert [(t["task_id"], t["run_id"]) for t in active] == [("long_task", run_id)] and active[0]["pid"] > 0
+    queues = ask(env, "inspect", "active-queues", "-d", w1)[0]["data"]
+    assert [q["name"] for q in queues] == ["default"]
+    assert "long_running" in ask(env, "inspect", "registered", "-d", w1)[0]["data"]
+    grown = ask(env, "control", "pool-grow", "3", "-d", w1)[0]["data"]
+    assert grown == 5 and ask(env, "inspect", "stats", "-d", w1)[0]["data"]["prefetch"] == 5
+    assert ask(env, "control", "pool-shrink", "4", "-d", w1)[0]["data"] == 1
+    nobody = env.cli("inspect", "ping", "--destination", "ghost@nowhere", "--timeout", "1")
+    assert nobody.returncode == 1 and "worker 'ghost@nowhere' replied" in nobody.stderr
+    stopped = env.cli("control", "shutdown", "-d", w2)
+    assert stopped.returncode == 0
+    wait_until(lambda: env.children[2].poll() is not None, 30, what="w2 exits")
+    assert env.children[2].returncode == 0
+    assert wait(env, "long_running", run_id, 60).state == "success"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_add_and_cancel_consumer_change_what_a_worker_consumes(env: Env, vhost: str) -> None:
+    env.scheduler()
+    w1, _ = start_two_workers(env)
+    api = ManagementClient("http://guest:guest@127.0.0.1:15672/")
+
+    def tags() -> set[str]:
+        return {c["consumer_tag"] for c in api.consumers(vhost) if c["queue"]["name"].startswith(env.prefix)}
+
+    assert ask(env, "control", "add-consumer", "high_priority", "-d", w1)[0]["data"] == ["default", "high_priority"]
+    wait_until(lambda: f"rabbitrun-worker {w1} high_priority" in tags(), 15, interval_s=0.5, what="consumer in API")
+    _, final = run_dag(env, "stuck_queue")  # its task goes to high_priority: now it runs
+    assert final.state == "success"
+    assert ask(env, "control", "cancel-consumer", "high_priority", "-d", w1)[0]["data"] == ["default"]
+    wait_until(lambda: f"rabbitrun-worker {w1} high_priority" not in tags(), 15, interval_s=0.5, what="cancelled")
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_events_tail_sees_the_lifecycle_in_order_and_follow_sees_live_lines(env: Env) -> None:
+    env.scheduler()
+    env.worker()
+    tail = subprocess.Popen([sys.executable, "-m", "rabbitrun", "events", "--dag", "chain3", "--json",
+                             "--duration", "20"], env=env.vars, stdout=subprocess.PIPE, text=True)
+    time.sleep(2)
+    run_id, final = run_dag(env, "chain3")
+    assert final.state == "success"
+    tail.terminate()
+    out, _ = tail.communicate(timeout=20)
+    seen = [(e["task_id"], e["kind"]) for e in map(json.loads, out.splitlines()) if e.get("run_id") == run_id]
+    for task_id in ("first", "second", "third"):
+        assert [k for t, k in seen if t == task_id] == ["received", "started", "succeeded"]
+    assert seen.index(("first", "succeeded")) < seen.index(("second", "received"))
+
+    run_id = trigger(env, "chatty", ticks=8)
+    wait_until(lambda: states(env, "chatty", run_id).get("talk") and
+               states(env, "chatty", run_id)["talk"].state == "running", 30, what="chatty running")
+    follow = subprocess.Popen([sys.executable, "-m", "rabbitrun", "tasks", "logs", "chatty", "talk", run_id,
+                               "--follow"], env=env.vars, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert follow.stdout is not None
+    line = ""
+    while "tick 5" not in line:
+        line = follow.stdout.readline()
+        assert line, "follow ended before tick 5"
+    assert states(env, "chatty", run_id)["talk"].state == "running"  # seen live, before the end
+    rest, err = follow.communicate(timeout=30)
+    assert "tick 7" in rest and "attempt ended: succeeded" in err
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_metrics_move_after_tasks_run(env: Env) -> None:
+    env.vars["RABBITRUN__METRICS__WORKER_PORT"] = "0"
+    env.vars["RABBITRUN__METRICS__SCHEDULER_PORT"] = "0"
+    scheduler = env.scheduler()
+    worker = env.worker()
+
+    def port_of(proc: Any) -> int:
+        text = wait_until(lambda: re.search(r"metrics on http://[^:]+:(\d+)/metrics", proc.log_path.read_text()),
+                          10, what="metrics port")
+        return int(text.group(1))
+
+    def scrape(port: int) -> str:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+
+    wport, sport = port_of(worker), port_of(scheduler)
+    success = 'rabbitrun_task_outcomes_total{dag_id="chain3",state="success",task_id="first"}'
+    assert success not in scrape(wport)
+    _, final = run_dag(env, "chain3")
+    assert final.state == "success"
+    text = scrape(wport)
+    assert f"{success} 1.0" in text
+    assert re.search(r'rabbitrun_task_queue_lag_seconds_count\{queue="default"\} 3\.0', text)
+    assert "rabbitrun_worker_pool_size 2.0" in text
+    assert re.search(r"rabbitrun_publish_confirms_total [3-9]", scrape(sport))
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_status_health_and_management_ui_names(env: Env, vhost: str) -> None:
+    env.scheduler()
+    worker_host = env.vars["RABBITRUN__WORKER__HOSTNAME"]
+    env.worker()
+    run_dag(env, "chain3")
+
+    def current_status() -> dict[str, Any] | None:
+        out = env.cli("status", "--json")
+        assert out.returncode == 0, out.stderr
+        status = json.loads(out.stdout)
+        default = next(q for q in status["queues"] if q["name"].endswith("rabbitrun.q.default"))
+        return status if default["consumers"] == 1 else None  # management stats refresh every ~5 s
+
+    status = wait_until(current_status, 30, interval_s=1, what="status showing the consumer")
+    assert status["management_api"] == "ok"
+    assert worker_host in status["workers"]
+    assert status["task_instances"]["success"] == 3
+    env.vars["RABBITRUN__BROKER__MANAGEMENT_URL"] = "http://guest:guest@127.0.0.1:1/"
+    reduced = env.cli("status")
+    assert reduced.returncode == 0, reduced.stderr
+    assert "management API: unavailable" in reduced.stdout and "success 3" in reduced.stdout
+    assert "rabbitrun.q.default" in reduced.stdout
+    assert env.cli("health").returncode == 0 and env.cli("broker", "check").returncode == 0
+    env.vars["RABBITRUN__BROKER__PREFIX"] = "never-declared"
+    bad = env.cli("broker", "check")
+    assert bad.returncode == 3 and "never-declared.rabbitrun.tasks is missing" in bad.stderr
+
+    api = ManagementClient("http://guest:guest@127.0.0.1:15672/")
+    names = {c.get("client_properties", {}).get("connection_name") for c in api.connections()
+             if c.get("vhost") == vhost}
+    assert f"rabbitrun-worker {worker_host}" in names
+    assert f"rabbitrun-scheduler sched-{env.prefix}" in names
+    tags = {c["consumer_tag"] for c in api.consumers(vhost)}
+    assert f"rabbitrun-worker {worker_host} default" in tags
+    assert f"rabbitrun-scheduler sched-{env.prefix} replies" in tags
