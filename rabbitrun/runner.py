@@ -252,13 +252,14 @@ def run_attempt(
     defaults to now for in-process runs.
     """
     clock_start = time.monotonic() if clock_start is None else clock_start
+    claimed_at = utcnow()  # start_date: duration = end_date - start_date, as in Airflow
     with sessions() as session:
-        claim = attempts.claim(session, key, hostname=hostname, pid=os.getpid(), now=utcnow())
+        claim = attempts.claim(session, key, hostname=hostname, pid=os.getpid(), now=claimed_at)
     if not claim.won:
         state = "unknown" if claim.state is None else "not_claimed"
         why = "no such task instance" if claim.state is None else f"attempt is {claim.state} (try {claim.try_number})"
         return AttemptOutcome(key, state, False, None, None, why)
-    started = utcnow()
+    started = claimed_at
     masker = SecretsMasker()
     access = runtime.build(settings, sessions, masker)
     tokens = runtime.activate(access), use_masker(masker)
