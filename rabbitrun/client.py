@@ -141,7 +141,7 @@ def run_progress(settings: Settings, dag_id: str, run_id: str, sessions: Any = N
 
 
 def wait_for_run(settings: Settings, dag_id: str, run_id: str, *, on_progress: Callable[[RunProgress], None],
-                 poll_s: float = 0.1, timeout_s: float | None = None) -> RunProgress:
+                 poll_s: float = 0.05, timeout_s: float | None = None) -> RunProgress:
     """Poll the run until it is success or failed, reporting progress whenever it changes."""
     from rabbitrun.states import FINISHED_RUN_STATES
 

@@ -18,10 +18,12 @@ from typing import Any
 
 from rabbitrun import protocol
 from rabbitrun.authoring import DagBag
+from rabbitrun.errors import RabbitrunError
 from rabbitrun.models.base import utcnow
 from rabbitrun.settings import Settings
 
 log = logging.getLogger("rabbitrun.scheduler")
+_FINAL = {"success", "failed", "skipped"}
 
 
 class Scheduler:
@@ -33,6 +35,7 @@ class Scheduler:
         self.sessions = session_factory(self.engine)
         self._wake = asyncio.Event()
         self._dirty: set[tuple[str, str]] = set()
+        self._maybe_done: set[tuple[str, str]] = set()
         self._stopping = asyncio.Event()
         self.dagbag: DagBag | None = None
         self._last_parse = 0.0
@@ -43,8 +46,20 @@ class Scheduler:
         self.metrics = Metrics()
 
     def on_result(self, result: protocol.TaskResult) -> None:
-        self._dirty.add((result.key.dag_id, result.key.run_id))
+        """A result only wakes the loop; the DB says what happened. A finished leaf task cannot make
+        anything ready, so its run only needs the cheap "is it done?" check, not a full evaluation."""
+        run = (result.key.dag_id, result.key.run_id)
+        if result.state in _FINAL and self._is_leaf(result.key.dag_id, result.key.task_id):
+            self._maybe_done.add(run)
+        else:
+            self._dirty.add(run)
         self._wake.set()
+
+    def _is_leaf(self, dag_id: str, task_id: str) -> bool:
+        try:
+            return self.dagbag is not None and not self.dagbag.get_dag(dag_id).get_task(task_id).downstream_task_ids
+        except RabbitrunError:
+            return False
 
     def stop(self) -> None:
         self._stopping.set()
@@ -79,10 +94,7 @@ class Scheduler:
                 ready()
             while not self._stopping.is_set():
                 await self._iterate(executor)
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=s.scheduler.poll_interval_s)
-                except TimeoutError:
-                    pass
+                await self._wait_for_work()
                 self._wake.clear()
             await executor.close()
             return 0
@@ -122,12 +134,33 @@ class Scheduler:
                 del self.workers[host]
                 log.warning("worker %s stopped sending heartbeats (%.0fs): considered offline", host, limit)
 
+    async def _wait_for_work(self) -> None:
+        """Until a result arrives, the poll interval passes, or a new run was triggered (checked
+        every ``new_run_check_s`` with one indexed query, so `dags trigger` starts at once)."""
+        deadline = time.monotonic() + self.settings.scheduler.poll_interval_s
+        while time.monotonic() < deadline and not self._wake.is_set():
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.scheduler.new_run_check_s)
+            except TimeoutError:
+                if await asyncio.to_thread(self._queued_runs_exist):
+                    self._last_full = 0.0  # a full pass starts the new run now
+                    return
+
+    def _queued_runs_exist(self) -> bool:
+        from rabbitrun import scheduling
+
+        with self.sessions() as session:
+            return scheduling.queued_runs_exist(session)
+
     async def _iterate(self, executor: Any) -> None:
 
         now_mono = time.monotonic()
         self._forget_silent_workers()
         full = now_mono - self._last_full >= self.settings.scheduler.poll_interval_s
         dirty, self._dirty = self._dirty, set()
+        maybe_done, self._maybe_done = self._maybe_done - dirty, set()
+        if maybe_done and not full:
+            await asyncio.to_thread(self._finish_runs, maybe_done)
         if now_mono - self._last_parse >= self.settings.scheduler.dag_dir_list_interval_s:
             await asyncio.to_thread(self._parse)
         envelopes = await asyncio.to_thread(self._pass, None if full else dirty)
@@ -170,6 +203,13 @@ class Scheduler:
                 self.metrics.tasks_queued.set(counts.get("queued", 0) + len(envelopes))
                 self.metrics.tasks_running.set(counts.get("running", 0))
             return envelopes
+
+    def _finish_runs(self, runs: set[tuple[str, str]]) -> None:
+        from rabbitrun import scheduling
+
+        assert self.dagbag is not None
+        with self.sessions() as session:
+            scheduling.finish_runs_if_done(session, self.dagbag, runs, utcnow())
 
     def _put_back(self, failures: list[Any]) -> None:
         from rabbitrun import scheduling

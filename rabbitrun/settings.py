@@ -93,6 +93,7 @@ class LoggingSettings:
     base_log_folder: str = ""  # default: $RABBITRUN_HOME/logs
     level: str = "INFO"
     log_format: str = "[%(asctime)s] {%(filename)s:%(lineno)d} %(levelname)s - %(message)s"
+    process_log_file: str = ""  # scheduler/worker log file (rotated); empty: stderr
     process_log_max_bytes: int = 10_485_760
     process_log_backup_count: int = 5
 
@@ -100,7 +101,8 @@ class LoggingSettings:
 @dataclass(frozen=True)
 class SchedulerSettings:
     scheduler_id: str = ""  # default: the host name; names the durable reply queue
-    poll_interval_s: float = 1.0  # for new runs and timers; results wake it at once
+    poll_interval_s: float = 1.0  # full pass: timers, stuck and zombie checks; results wake it at once
+    new_run_check_s: float = 0.05  # how often a cheap query looks for newly triggered runs
     dag_dir_list_interval_s: float = 30.0
     zombie_threshold_s: float = 60.0
     publish_batch_size: int = 500

@@ -94,7 +94,7 @@ def build_handlers(parts: WorkerParts) -> dict[str, Any]:
 
     async def stats(_: Mapping[str, Any]) -> dict[str, Any]:
         return {
-            "tasks": dict(parts.consumer.stats),
+            "tasks": dict(parts.consumer.outcomes), "deliveries": dict(parts.consumer.stats),
             "concurrency": parts.consumer.slots.capacity, "prefetch": parts.prefetch,
             "busy": parts.consumer.slots.busy,
             "processes": [pid for _, pid in parts.supervisor.running() if pid],

@@ -80,6 +80,7 @@ class Consumer:
         self._log_folder = log_folder
         self._events, self._metrics = events, metrics
         self.reserved: dict[str, protocol.TaskEnvelope] = {}  # received, waiting for a slot
+        self.outcomes: dict[str, int] = {}  # finished attempts by state, for `inspect stats`
         self._sessions, self._hostname = sessions, hostname
         self.slots = Slots(concurrency)
         self._ack_running_after_s = ack_running_after_s
@@ -169,6 +170,7 @@ class Consumer:
         if event is None:
             return
         outcome = report.outcome or {}
+        self.outcomes[state] = self.outcomes.get(state, 0) + 1
         self._event(envelope, event, state=state, error=str(outcome.get("error") or "")[:500])
         if self._metrics is not None:
             key = envelope.key

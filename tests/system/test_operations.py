@@ -45,6 +45,7 @@ def test_inspect_and_control_two_workers_with_destination(env: Env) -> None:
     assert [(r["hostname"], r["data"]) for r in only] == [(w2, "pong")]
     stats = ask(env, "inspect", "stats", "-d", w1)[0]["data"]
     assert {"tasks", "concurrency", "prefetch", "processes", "uptime_s", "broker", "rss_bytes"} <= set(stats)
+    assert stats["tasks"] == {}  # nothing ran yet; counts by outcome appear below
     assert stats["concurrency"] == 2 and stats["rss_bytes"] > 0 and "***" in stats["broker"] or "guest" not in stats[
         "broker"]
     run_id = trigger(env, "long_running", sleep_s=6)
@@ -65,6 +66,9 @@ def test_inspect_and_control_two_workers_with_destination(env: Env) -> None:
     wait_until(lambda: env.children[2].poll() is not None, 30, what="w2 exits")
     assert env.children[2].returncode == 0
     assert wait(env, "long_running", run_id, 60).state == "success"
+    before = ask(env, "inspect", "stats", "-d", w1)[0]["data"]["tasks"].get("success", 0)
+    assert run_dag(env, "chain3")[1].state == "success"  # only w1 is left to run it
+    assert ask(env, "inspect", "stats", "-d", w1)[0]["data"]["tasks"]["success"] == before + 3
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -113,6 +117,12 @@ def test_events_tail_sees_the_lifecycle_in_order_and_follow_sees_live_lines(env:
     assert states(env, "chatty", run_id)["talk"].state == "running"  # seen live, before the end
     rest, err = follow.communicate(timeout=30)
     assert "tick 7" in rest and "attempt ended: succeeded" in err
+
+    # a machine without the file (another log folder) gets the finished attempt's log from the worker
+    env.vars["RABBITRUN__LOGGING__BASE_LOG_FOLDER"] = str(env.home / "elsewhere")
+    remote = env.cli("tasks", "logs", "chatty", "talk", run_id)
+    assert remote.returncode == 0, remote.stderr
+    assert "fetched from a live worker" in remote.stderr and "tick 7" in remote.stdout
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)

@@ -59,3 +59,4 @@ def test_prefetch_looks_one_delivery_ahead_up_to_max() -> None:
 
     assert lookahead_prefetch(LIMITS, 2) == 3
     assert lookahead_prefetch(LIMITS, 8) == 8
+
