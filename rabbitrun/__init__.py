@@ -22,7 +22,7 @@ from rabbitrun.authoring import (
 
 
 # Data access needs SQLAlchemy: load it on first use, so `rabbitrun --help` and DAG parsing stay light.
-_LAZY = {"Connection": "rabbitrun.connections", "Variable": "rabbitrun.runtime", "XCom": "rabbitrun.runtime",
+_LAZY = {"Connection": "rabbitrun.connections", "Variable": "rabbitrun.variables", "XCom": "rabbitrun.runtime",
          "mask_secret": "rabbitrun.secrets"}
 
 

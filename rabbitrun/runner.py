@@ -128,6 +128,8 @@ class _VariableAccessor:
         return self._access.variables.get(key, default_var, deserialize_json=self._json)
 
     def __getattr__(self, key: str) -> Any:
+        if key.startswith("__"):  # copy/pickle/template engines probe dunders: not a variable lookup
+            raise AttributeError(key)
         return self.get(key)
 
 
@@ -141,6 +143,8 @@ class _ConnectionAccessor:
         return self._access.connections.get(conn_id)
 
     def __getattr__(self, conn_id: str) -> Any:
+        if conn_id.startswith("__"):  # copy/pickle/template engines probe dunders: not a connection lookup
+            raise AttributeError(conn_id)
         return self.get(conn_id)
 
 

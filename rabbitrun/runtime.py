@@ -19,7 +19,9 @@ from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models import xcom
 from rabbitrun.secrets import Cipher, SecretsMasker
 from rabbitrun.settings import Settings, load_settings
-from rabbitrun.variables import _MISSING, VariableStore
+from rabbitrun.variables import Variable, VariableStore
+
+__all__ = ["DataAccess", "Variable", "XCom", "activate", "build", "current", "deactivate"]
 
 
 @dataclass(frozen=True)
@@ -51,30 +53,18 @@ def deactivate(token: contextvars.Token[DataAccess | None]) -> None:
 
 
 def current() -> DataAccess:
+    """The running attempt's data access; outside an attempt, a fresh one from this process's settings.
+
+    The fallback is built per call and never stored: a scheduler parsing a DAG file that reads a
+    Variable at the top level must see the value of now, not of its first parse.
+    """
     access = _current.get()
     if access is None:
         from rabbitrun.models.engine import make_engine, session_factory
 
         settings = load_settings()
         access = build(settings, session_factory(make_engine(settings.database, pooled=False)))
-        _current.set(access)
     return access
-
-
-class Variable:
-    """Airflow's ``Variable``: ``Variable.get("key", default_var=..., deserialize_json=...)``."""
-
-    @staticmethod
-    def get(key: str, default_var: Any = _MISSING, deserialize_json: bool = False) -> Any:
-        return current().variables.get(key, default_var, deserialize_json)
-
-    @staticmethod
-    def set(key: str, value: Any, serialize_json: bool = False, description: str | None = None) -> None:
-        current().variables.set(key, value, serialize_json, description)
-
-    @staticmethod
-    def delete(key: str) -> bool:
-        return current().variables.delete(key)
 
 
 class XCom:

@@ -16,6 +16,7 @@ import contextvars
 import logging
 import re
 from collections.abc import Iterable
+from urllib.parse import quote
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
@@ -87,10 +88,11 @@ class SecretsMasker:
         self._pattern: re.Pattern[str] | None = None
 
     def add(self, value: object) -> None:
+        """Hide ``value``, and its percent-encoded and repr forms (a password inside a URI or a dict)."""
         text = str(value) if value is not None else ""
         if len(text) < _MIN_SECRET_LEN or text in self._values:
             return
-        self._values.add(text)
+        self._values.update({text, quote(text, safe=""), repr(text)[1:-1]})
         alternatives = sorted(self._values, key=len, reverse=True)  # longest first: no partial leftovers
         self._pattern = re.compile("|".join(re.escape(v) for v in alternatives))
 
@@ -116,6 +118,8 @@ class _MaskingFilter(logging.Filter):
             record.exc_text, record.exc_info = self._masker.redact(text), None
         elif record.exc_text:
             record.exc_text = self._masker.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self._masker.redact(record.stack_info)
         return True
 
 

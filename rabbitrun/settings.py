@@ -64,6 +64,8 @@ class CoreSettings:
     sensitive_var_conn_names: tuple[str, ...] = (
         "password", "secret", "passwd", "authorization", "api_key", "apikey", "access_token",
     )
+    # connection types accepted besides the built-in list (rabbitrun.connections.KNOWN_CONN_TYPES)
+    extra_conn_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from rabbitrun.errors import VariableNotFound
+from rabbitrun.errors import SecretsError, VariableNotFound
 from rabbitrun.models.tables import VariableRow
 from rabbitrun.models.variables import delete_variable_row, get_variable_row, put_variable_row
 from rabbitrun.secrets import Cipher, SecretsMasker, is_sensitive
@@ -54,17 +54,39 @@ class VariableStore:
             if default_var is not _MISSING:
                 return default_var
             raise VariableNotFound(key)
+        self._mask_if_sensitive(key, value)
+        if not deserialize_json:
+            return value
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise SecretsError(f"variable {key} is not valid JSON (read it without deserialize_json)") from exc
+
+    def _mask_if_sensitive(self, key: str, value: str) -> None:
         if self._masker is not None and is_sensitive(key, self._settings.core.sensitive_var_conn_names):
             self._masker.add(value)
-        return json.loads(value) if deserialize_json else value
 
     def set(self, key: str, value: Any, serialize_json: bool = False, description: str | None = None) -> None:
-        text = json.dumps(value) if serialize_json else str(value)
-        stored, encrypted = self._cipher.encrypt(text)
+        self.set_many({key: (value, serialize_json, description)})
+
+    def set_many(self, entries: dict[str, tuple[Any, bool, str | None]]) -> None:
+        """Write {key: (value, serialize_json, description)} in one transaction: all or nothing."""
+        texts: dict[str, str] = {}
+        for key, (value, serialize_json, _) in entries.items():
+            if not key:
+                raise SecretsError("a variable key must not be empty")
+            try:
+                texts[key] = json.dumps(value) if serialize_json else str(value)
+            except (TypeError, ValueError) as exc:
+                raise SecretsError(f"variable {key}: value is not JSON-serialisable ({exc})") from exc
         with self._sessions() as session:
-            put_variable_row(session, key, stored, description=description, is_encrypted=encrypted)
+            for key, text in texts.items():
+                stored, encrypted = self._cipher.encrypt(text)
+                put_variable_row(session, key, stored, description=entries[key][2], is_encrypted=encrypted)
             session.commit()
-        self._cache[key] = text
+        for key, text in texts.items():
+            self._cache[key] = text
+            self._mask_if_sensitive(key, text)
 
     def delete(self, key: str) -> bool:
         with self._sessions() as session:
@@ -91,8 +113,8 @@ class VariableStore:
         return out
 
     def import_(self, data: dict[str, Any]) -> int:
-        for key, value in data.items():
-            self.set(key, value, serialize_json=not isinstance(value, str))
+        """{key: value}: strings stored as they are, anything else as JSON; all or nothing."""
+        self.set_many({key: (value, not isinstance(value, str), None) for key, value in data.items()})
         return len(data)
 
     def rotate(self) -> int:
@@ -104,6 +126,32 @@ class VariableStore:
                                                                 what=f"variable {row.key}")
             session.commit()
             return len(rows)
+
+
+class Variable:
+    """Airflow's ``Variable``: ``Variable.get("key", default_var=..., deserialize_json=...)``.
+
+    In a task it uses the running attempt's sessions, cipher and cache (set by the
+    runner in a context variable); elsewhere, this process's settings.
+    """
+
+    @staticmethod
+    def get(key: str, default_var: Any = _MISSING, deserialize_json: bool = False) -> Any:
+        from rabbitrun.runtime import current  # runtime builds the stores from this module
+
+        return current().variables.get(key, default_var, deserialize_json)
+
+    @staticmethod
+    def set(key: str, value: Any, serialize_json: bool = False, description: str | None = None) -> None:
+        from rabbitrun.runtime import current
+
+        current().variables.set(key, value, serialize_json, description)
+
+    @staticmethod
+    def delete(key: str) -> bool:
+        from rabbitrun.runtime import current
+
+        return current().variables.delete(key)
 
 
 def masked_value(key: str, value: str, settings: Settings) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from rabbitrun.errors import XComError
 from rabbitrun.keys import TaskInstanceKey
-from rabbitrun.models.xcom import DatabaseXComBackend
+from rabbitrun.models.xcom import REF, DatabaseXComBackend
 from rabbitrun.settings import Settings
 
 
@@ -34,10 +34,10 @@ class FileXComBackend:
         path = self.folder / ti.dag_id / ti.run_id.replace("/", "_") / ti.task_id / f"{uuid.uuid4().hex}.{value_type}"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-        return json.dumps({"path": str(path), "type": value_type, "bytes": len(data)}).encode(), "ref"
+        return json.dumps({"path": str(path), "type": value_type, "bytes": len(data)}).encode(), REF
 
     def load(self, data: bytes, value_type: str) -> Any:
-        if value_type != "ref":
+        if value_type != REF:
             return self._inner.load(data, value_type)
         ref = json.loads(data)
         try:

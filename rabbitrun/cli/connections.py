@@ -6,7 +6,7 @@ import json
 
 import click
 
-from rabbitrun.cli.main import settings_from
+from rabbitrun.cli.main import read_json_object, settings_from, write_json
 
 
 @click.group()
@@ -81,12 +81,8 @@ def delete(ctx: click.Context, conn_id: str) -> None:
 def import_(ctx: click.Context, file: str) -> None:
     """Import {"conn_id": {"conn_type": ..., "host": ...}, ...} from a JSON file."""
     from rabbitrun import client
-    from rabbitrun.errors import ConfigError
 
-    try:
-        data = json.loads(open(file, encoding="utf-8").read())
-    except ValueError as exc:
-        raise ConfigError(f"{file} is not valid JSON: {exc}") from exc
+    data = read_json_object(file)
     click.echo(f"{client.data_access(settings_from(ctx)).connections.import_(data)} connection(s) imported")
 
 
@@ -98,8 +94,7 @@ def export(ctx: click.Context, file: str) -> None:
     from rabbitrun import client
 
     data = client.data_access(settings_from(ctx)).connections.export()
-    with open(file, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
+    write_json(file, data)
     click.echo(f"{len(data)} connection(s) exported to {file}")
 
 

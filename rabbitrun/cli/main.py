@@ -22,6 +22,29 @@ def settings_from(ctx: click.Context, overrides: Mapping[str, Mapping[str, Any]]
     return load_settings(overrides={s: kv for s, kv in clean.items() if kv})
 
 
+def read_json_object(path: str) -> dict[str, Any]:
+    """A JSON object from a file given on the command line, or a ConfigError naming the file."""
+    import json
+
+    from rabbitrun.errors import ConfigError
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path} is not a readable JSON file: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object")
+    return data
+
+
+def write_json(path: str, data: object) -> None:
+    import json
+
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="rabbitrun")
 def cli() -> None:

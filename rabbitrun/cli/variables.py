@@ -6,7 +6,7 @@ import json
 
 import click
 
-from rabbitrun.cli.main import settings_from
+from rabbitrun.cli.main import read_json_object, settings_from, write_json
 
 
 @click.group()
@@ -22,8 +22,12 @@ def variables() -> None:
 @click.pass_context
 def set_(ctx: click.Context, key: str, value: str, description: str | None, as_json: bool) -> None:
     from rabbitrun import client
+    from rabbitrun.errors import ConfigError
 
-    parsed = json.loads(value) if as_json else value
+    try:
+        parsed = json.loads(value) if as_json else value
+    except ValueError as exc:
+        raise ConfigError(f"--json given but the value of {key} is not valid JSON: {exc}", key=key) from exc
     client.data_access(settings_from(ctx)).variables.set(key, parsed, serialize_json=as_json, description=description)
     click.echo(f"variable {key} set")
 
@@ -69,14 +73,8 @@ def delete(ctx: click.Context, key: str) -> None:
 def import_(ctx: click.Context, file: str) -> None:
     """Import {"key": value, ...} from a JSON file."""
     from rabbitrun import client
-    from rabbitrun.errors import ConfigError
 
-    try:
-        data = json.loads(open(file, encoding="utf-8").read())
-    except ValueError as exc:
-        raise ConfigError(f"{file} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{file} must hold a JSON object of key -> value")
+    data = read_json_object(file)
     click.echo(f"{client.data_access(settings_from(ctx)).variables.import_(data)} variable(s) imported")
 
 
@@ -88,6 +86,5 @@ def export(ctx: click.Context, file: str) -> None:
     from rabbitrun import client
 
     data = client.data_access(settings_from(ctx)).variables.export()
-    with open(file, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
+    write_json(file, data)
     click.echo(f"{len(data)} variable(s) exported to {file}")

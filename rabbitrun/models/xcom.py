@@ -12,6 +12,7 @@ import json
 import pickle
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import delete, func, select
@@ -24,6 +25,7 @@ from rabbitrun.models.tables import XComRow
 from rabbitrun.settings import Settings
 
 RETURN_VALUE = "return_value"
+REF = "ref"  # value_type of a row whose value a backend stores elsewhere (see FileXComBackend)
 
 
 _TAG = "__rabbitrun_type__"
@@ -48,6 +50,8 @@ def _tag(value: Any) -> Any:
     if isinstance(value, dict):
         if not all(isinstance(k, str) for k in value):
             raise TypeError("dict keys must be strings")
+        if _TAG in value:  # a user dict that looks like a tag: escape it rather than misread it
+            return {_TAG: "dict", "v": [[k, _tag(v)] for k, v in value.items()]}
         return {k: _tag(v) for k, v in value.items()}
     return value
 
@@ -64,6 +68,7 @@ def _untag(value: Any) -> Any:
             "tuple": lambda: tuple(_untag(v) for v in raw), "set": lambda: {_untag(v) for v in raw},
             "datetime": lambda: datetime.fromisoformat(raw), "date": lambda: date.fromisoformat(raw),
             "timedelta": lambda: timedelta(seconds=raw), "bytes": lambda: base64.b64decode(raw),
+            "dict": lambda: {k: _untag(v) for k, v in raw},
         }
         if kind not in decoders:
             raise XComError(f"unknown XCom type tag {kind!r}")
@@ -169,10 +174,27 @@ def load_backend(dotted_path: str, settings: Settings) -> XComBackend:
 
 
 def clean(session: Session, before: datetime, *, dry_run: bool) -> int:
-    """Delete XComs older than ``before`` (rows counted, not deleted, on a dry run)."""
+    """Delete XComs older than ``before`` (rows counted, not deleted, on a dry run).
+
+    Rows of type ``ref`` (a backend kept the value elsewhere) whose reference is a
+    JSON object with a ``path`` lose that file too, so cleaning frees the space.
+    """
     query = select(func.count()).select_from(XComRow).where(XComRow.timestamp < before)
     count = int(session.execute(query).scalar_one())
     if not dry_run:
+        refs = session.execute(select(XComRow.value).where(XComRow.timestamp < before,
+                                                           XComRow.value_type == REF)).scalars().all()
         session.execute(delete(XComRow).where(XComRow.timestamp < before))
         session.commit()
+        for ref in refs:  # after the commit: a failed delete must not lose the value of a kept row
+            _remove_ref_file(ref)
     return count
+
+
+def _remove_ref_file(ref: bytes) -> None:
+    try:
+        path = json.loads(ref).get("path")
+    except (ValueError, AttributeError):
+        return
+    if isinstance(path, str):
+        Path(path).unlink(missing_ok=True)

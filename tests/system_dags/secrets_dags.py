@@ -36,7 +36,42 @@ with DAG("secrets_dag") as secrets_dag:
     def big():
         return "x" * 5000
 
+    @task
+    def p1():
+        return 1
+
+    @task
+    def p2():
+        return 2
+
+    @task
+    def pull_many(**context):
+        return context["ti"].xcom_pull(task_ids=["p2", "p1", "no_such_task"])
+
+    @task
+    def push_by_try(**context):
+        ti = context["ti"]
+        ti.xcom_push(f"try{ti.try_number}", ti.try_number)
+        return ti.try_number
+
     leak()
     read_vars()
     check_types(make_types())
     big()
+    p1()
+    p2()
+    pull_many()
+    push_by_try()
+
+
+with DAG("xcom_file_dag") as xcom_file_dag:
+
+    @task
+    def produce_big():
+        return {"blob": "y" * 20000, "when": datetime.datetime(2026, 5, 1, tzinfo=datetime.UTC)}
+
+    @task
+    def consume_big(value):
+        return {"length": len(value["blob"]), "when_type": type(value["when"]).__name__}
+
+    consume_big(produce_big())
