@@ -283,7 +283,8 @@ def _run_claimed(
     with attempt_log(settings, key, masker):
         log = logging.getLogger(TASK_LOGGER)
         log.info("Starting attempt %s of %s", key.try_number, key)
-        finish, error, value = _execute(access, dagbag, key, claim, hostname, in_process, clock_start, log)
+        seen: dict[str, Any] = {}  # the task and context, once built, for the callbacks
+        finish, error, value = _execute(access, dagbag, key, claim, hostname, in_process, clock_start, log, seen)
         if finish.reason:  # `tasks states` shows the reason: it must not carry a secret either
             finish = dataclasses.replace(finish, reason=masker.redact(finish.reason))
         with sessions() as session:
@@ -292,9 +293,28 @@ def _run_claimed(
             log.info("Marking task as %s. dag_id=%s, task_id=%s, run_id=%s, start_date=%s, end_date=%s",
                      finish.state.upper(), key.dag_id, key.task_id, key.run_id, started.isoformat(),
                      finish.ended_at.isoformat())
+            _run_callback(seen, finish.state, error, log)
         else:
             log.warning("Attempt %s was already decided elsewhere; keeping that decision", key)
     return AttemptOutcome(key, finish.state.value, True, started, finish.ended_at, masker.redact(error))
+
+
+_CALLBACKS = {TaskState.SUCCESS: "on_success_callback", TaskState.FAILED: "on_failure_callback",
+              TaskState.UP_FOR_RETRY: "on_retry_callback"}
+
+
+def _run_callback(seen: dict[str, Any], state: TaskState, error: str, log: logging.Logger) -> None:
+    """Run the task's callback for this outcome once, after it is recorded: a failing callback is
+    logged and never changes the outcome (Airflow's rule)."""
+    name = _CALLBACKS.get(state)
+    task, context = seen.get("task"), seen.get("context")
+    callback = getattr(task, name, None) if name else None
+    if callback is None or context is None:
+        return
+    try:
+        callback({**context, "exception": error or None, "state": state.value})
+    except Exception:  # noqa: BLE001 - user callback: logged, never changes the recorded outcome
+        log.exception("%s of %s failed; the task outcome (%s) stands", name, task, state.value)
 
 
 def _record(
@@ -328,6 +348,7 @@ def _record(
 def _execute(
     access: runtime.DataAccess, dagbag: DagBag, key: TaskInstanceKey,
     claim: attempts.Claim, hostname: str, in_process: bool, clock_start: float, log: logging.Logger,
+    seen: dict[str, Any],
 ) -> tuple[attempts.Finish, str, Any]:
     """Run the operator; every way it can end becomes a Finish (a process boundary).
 
@@ -341,6 +362,7 @@ def _execute(
         assert claim.run is not None
         ti = RuntimeTaskInstance(key, task, claim, hostname, access)
         context = build_context(ti, dag, claim.run, access)
+        seen.update(task=task, context=context)
         timeout = task.execution_timeout.total_seconds() if task.execution_timeout else None
         with time_limit(timeout, arm_alarm=in_process, started=clock_start):
             result = task.execute(context)

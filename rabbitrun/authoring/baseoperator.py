@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -107,8 +107,15 @@ class BaseOperator(metaclass=_OperatorMeta):
         params: Mapping[str, Any] | None = None,
         owner: str = "rabbitrun",
         doc: str = "",
+        on_success_callback: Callable[[Context], Any] | None = None,
+        on_failure_callback: Callable[[Context], Any] | None = None,
+        on_retry_callback: Callable[[Context], Any] | None = None,
     ) -> None:
         self.task_id = validate_id("task_id", task_id)
+        # called once by the runner after the outcome is recorded; their errors never change it
+        self.on_success_callback = on_success_callback
+        self.on_failure_callback = on_failure_callback
+        self.on_retry_callback = on_retry_callback
         self.retries = _non_negative_int("retries", retries)
         self.retry_delay: timedelta = _as_timedelta("retry_delay", retry_delay) or timedelta(0)
         self.retry_exponential_backoff = bool(retry_exponential_backoff)
