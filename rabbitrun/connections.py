@@ -31,6 +31,9 @@ KNOWN_CONN_TYPES = frozenset({
     "oracle", "postgres", "postgresql", "redis", "rediss", "s3", "samba", "sftp", "slack", "smtp", "smtps",
     "snowflake", "sqlite", "ssh", "trino", "presto", "vertica", "wasb", "webhdfs",
 })
+# extra fields hidden in listings and task logs (besides [core] sensitive_var_conn_names in logs)
+SENSITIVE_EXTRA_KEYS = ("password", "secret", "passwd", "authorization", "api_key", "apikey", "access_token",
+                        "private_key", "token")
 
 
 @dataclass(frozen=True)
@@ -119,8 +122,6 @@ class Connection:
         return current().connections.get(conn_id)
 
 
-SENSITIVE_EXTRA_KEYS = ("password", "secret", "passwd", "authorization", "api_key", "apikey", "access_token",
-                        "private_key", "token")
 _FIELDS = {f.name for f in fields(Connection)} - {"conn_id"}
 
 

@@ -30,6 +30,7 @@ from types import FrameType
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from rabbitrun.authoring import DAG, BaseOperator, DagBag
@@ -38,6 +39,7 @@ from rabbitrun.errors import DagError, RabbitrunError, XComError
 from rabbitrun.keys import TaskInstanceKey, log_relpath
 from rabbitrun.models import attempts, xcom
 from rabbitrun.models.base import utcnow
+from rabbitrun.models.engine import retrying
 from rabbitrun.models.tables import DagRun, TaskInstance
 from rabbitrun import runtime
 from rabbitrun.secrets import SecretsMasker, reset_masker, use_masker
@@ -257,8 +259,13 @@ def run_attempt(
     """
     clock_start = time.monotonic() if clock_start is None else clock_start
     claimed_at = utcnow()  # start_date: duration = end_date - start_date, as in Airflow
-    with sessions() as session:
-        claim = attempts.claim(session, key, hostname=hostname, pid=os.getpid(), now=claimed_at)
+    try:
+        for attempt in retrying(settings.database):
+            with attempt, sessions() as session:
+                claim = attempts.claim(session, key, hostname=hostname, pid=os.getpid(), now=claimed_at)
+    except DBAPIError as exc:  # the DB is down at task start: say so at once, never hang
+        reason = f"metadata database unavailable at task start: {str(exc.orig or exc).strip().splitlines()[0]}"
+        return AttemptOutcome(key, "db_unavailable", False, None, None, reason)
     if not claim.won:
         state = "unknown" if claim.state is None else "not_claimed"
         why = "no such task instance" if claim.state is None else f"attempt is {claim.state} (try {claim.try_number})"
@@ -287,8 +294,9 @@ def _run_claimed(
         finish, error, value = _execute(access, dagbag, key, claim, hostname, in_process, clock_start, log, seen)
         if finish.reason:  # `tasks states` shows the reason: it must not carry a secret either
             finish = dataclasses.replace(finish, reason=masker.redact(finish.reason))
-        with sessions() as session:
-            finish, error, recorded = _record(session, access, key, finish, error, value, started)
+        for attempt in retrying(settings.database):  # finish is conditional on RUNNING: safe to repeat
+            with attempt, sessions() as session:
+                finish, error, recorded = _record(session, access, key, finish, error, value, started)
         if recorded:
             log.info("Marking task as %s. dag_id=%s, task_id=%s, run_id=%s, start_date=%s, end_date=%s",
                      finish.state.upper(), key.dag_id, key.task_id, key.run_id, started.isoformat(),

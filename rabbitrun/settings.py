@@ -73,7 +73,10 @@ class DatabaseSettings:
     url: Secret = Secret("")  # default: sqlite:///$RABBITRUN_HOME/rabbitrun.db
     pool_size: int = 5
     max_overflow: int = 10
+    pool_recycle_s: int = 1800  # PostgreSQL: replace pooled connections older than this
+    pool_pre_ping: bool = True  # PostgreSQL: test a pooled connection before use
     connect_timeout_s: float = 5.0
+    retry_attempts: int = 3  # transient errors (dropped connection, serialization failure)
     sqlite_busy_timeout_s: float = 30.0
 
 

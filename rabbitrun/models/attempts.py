@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -59,7 +59,10 @@ def claim(session: Session, key: TaskInstanceKey, *, hostname: str, pid: int, no
     won = session.execute(
         update(TaskInstance)
         .where(*_pk(key), TaskInstance.try_number == key.try_number,
-               TaskInstance.state.in_([s.value for s in CLAIMABLE_STATES]))
+               # ... or already ours: a retry after a commit whose answer was lost wins again
+               or_(TaskInstance.state.in_([s.value for s in CLAIMABLE_STATES]),
+                   and_(TaskInstance.state == TaskState.RUNNING.value, TaskInstance.pid == pid,
+                        TaskInstance.hostname == hostname, TaskInstance.start_date == now)))
         .values(state=TaskState.RUNNING.value, start_date=now, end_date=None, duration=None,
                 hostname=hostname, pid=pid, last_heartbeat_at=now, reason=None, next_retry_at=None)
         .returning(TaskInstance.max_tries, TaskInstance.queue)

@@ -45,7 +45,8 @@ def make_engine(db: DatabaseSettings, *, pooled: bool = True) -> Engine:
         return engine
     if url.get_backend_name() == "postgresql":
         kwargs["connect_args"] = {"connect_timeout": max(1, int(db.connect_timeout_s))}
-        kwargs["pool_pre_ping"] = True
+        kwargs["pool_pre_ping"] = db.pool_pre_ping
+        kwargs["pool_recycle"] = db.pool_recycle_s
     if pooled:
         kwargs.update(pool_size=db.pool_size, max_overflow=db.max_overflow)
     else:
@@ -73,3 +74,19 @@ def db_errors(engine: Engine) -> Iterator[None]:
         if exc.connection_invalidated:
             raise DatabaseUnavailable(masked(engine), "connection lost") from exc
         raise
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A dropped connection or a serialization failure/deadlock: worth one more try."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return code in ("40001", "40P01", "57P01", "08006", "08003", "08000")
+
+
+def retrying(db: DatabaseSettings) -> Any:
+    """tenacity policy for one DB unit of work (the caller makes it safe to repeat)."""
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+    return Retrying(retry=retry_if_exception(is_transient), stop=stop_after_attempt(max(1, db.retry_attempts)),
+                    wait=wait_exponential(multiplier=0.05, max=1.0), reraise=True)

@@ -58,6 +58,8 @@ def decide(report: ChildReport) -> Decision:
         return Decision(Action.RECORD_AND_ACK, report.death_reason())
     if state == "rejected":
         return Decision(Action.DEAD_LETTER, report.outcome.get("error", "rejected") if report.outcome else "rejected")
+    if state == "db_unavailable":
+        return Decision(Action.REQUEUE, report.outcome.get("error", "") if report.outcome else "db unavailable")
     if state == "unknown":
         return Decision(Action.DEAD_LETTER, "unknown task instance: no such DAG run / task in the metadata DB")
     if state == "not_claimed":
@@ -193,7 +195,9 @@ class Consumer:
             return
         if decision.action == Action.REQUEUE:
             self._finished(envelope, report, decision)
-            log.info("%s: %s; requeueing the delivery", key, decision.reason)
+            log.warning("%s: %s; requeueing the delivery", key, decision.reason)
+            if report.state == "db_unavailable":
+                await asyncio.sleep(2.0)  # don't spin on a database that is down
             await _nack(message, requeue=True)
             return
         if decision.action == Action.RECORD_AND_ACK:

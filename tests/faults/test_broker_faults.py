@@ -211,3 +211,31 @@ def test_unreachable_broker_and_database_fail_fast_with_a_clear_message(env: Env
     bad = env.cli("tasks", "run", "no_such_dag", "t", "r")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
     assert subprocess  # CLI runs are subprocesses: what a user sees
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_database_down_at_task_start_is_reported_and_the_delivery_kept(env: Env) -> None:
+    """The worker's DB is unreachable: the attempt is not run, the reason is logged at once, the
+    delivery goes back to the queue (nothing lost), and the worker keeps running."""
+    env.scheduler()
+    env.vars["RABBITRUN__DATABASE__URL"] = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
+    env.vars["RABBITRUN__DATABASE__CONNECT_TIMEOUT_S"] = "1"
+    worker = env.worker()
+    names = Names(env.prefix)
+    envelope = protocol.TaskEnvelope(id="db-down", key=TaskInstanceKey("chain3", "first", "r1"),
+                                     dag_file="fault_dags.py", queue="default")
+
+    async def publish() -> None:
+        conn = await aio_pika.connect(env.vars["RABBITRUN__BROKER__URL"])
+        async with conn:
+            ch = await conn.channel()
+            await ch.default_exchange.publish(aio_pika.Message(protocol.encode_envelope(envelope)),
+                                              routing_key=names.task_queue("default"))
+
+    asyncio.run(publish())
+    log_path = worker.log_path  # type: ignore[attr-defined]
+    wait_until(lambda: "metadata database unavailable at task start" in log_path.read_text(), 20,
+               what="a clear reason in the worker log")
+    assert worker.poll() is None
+    wait_until(lambda: "requeueing the delivery" in log_path.read_text(), 10, what="the delivery requeued")
+    assert "Traceback" not in log_path.read_text()
