@@ -8,6 +8,7 @@ these directly and the CLI only parses and renders.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -311,8 +312,10 @@ def ensure_fernet_key(settings: Settings) -> str | None:
         text = text.replace("[core]", f'[core]\nfernet_key = "{generate_key()}"', 1)
     else:
         text += block
-    path.write_text(text)
-    path.chmod(0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others, not even briefly
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    path.chmod(0o600)  # an existing file keeps its mode on open: tighten it too
     return str(path)
 
 
