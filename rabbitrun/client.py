@@ -351,3 +351,104 @@ def _clean(session: Any, model: Any, condition: Any, dry_run: bool) -> int:
         session.execute(delete(model).where(condition))
         session.commit()
     return count
+
+
+# --- run management (issue 7) -------------------------------------------------------------------
+
+
+def set_paused(settings: Settings, dag_id: str, paused: bool) -> None:
+    """Paused DAGs keep their runs but start no new ones until unpaused (as in Airflow)."""
+    from rabbitrun.models.tables import DagModel
+
+    with _sessions(settings)() as session:
+        row = session.get(DagModel, dag_id)
+        if row is None:
+            bag = dagbag(settings)
+            if dag_id not in bag.dags:
+                raise DagNotFound(dag_id)
+            row = DagModel(dag_id=dag_id, fileloc=bag.file_ref(dag_id))
+            session.add(row)
+        row.is_paused = paused
+        session.commit()
+
+
+def clear_tasks(settings: Settings, dag_id: str, *, task_regex: str = ".*", run_id: str | None = None,
+                downstream: bool = False, dry_run: bool = False) -> list[tuple[str, str]]:
+    """Reset matching finished task instances (and optionally their downstream) so they run again
+    with a new try; their runs go back to running. Returns (run_id, task_id) pairs cleared."""
+    import re
+
+    from sqlalchemy import select
+
+    from rabbitrun.models.tables import DagRun, TaskInstance
+    from rabbitrun.states import DagRunState, TaskState
+
+    dag = dagbag(settings).get_dag(dag_id)
+    pattern = re.compile(task_regex)
+    chosen = {t.task_id for t in dag.tasks if pattern.search(t.task_id)}
+    if downstream:
+        todo = list(chosen)
+        while todo:
+            for child in dag.get_task(todo.pop()).downstream_task_ids:
+                if child not in chosen:
+                    chosen.add(child)
+                    todo.append(child)
+    cleared: list[tuple[str, str]] = []
+    with _sessions(settings)() as session:
+        query = select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.task_id.in_(chosen),
+                                           TaskInstance.state.notin_([TaskState.RUNNING.value, TaskState.QUEUED.value]))
+        if run_id:
+            query = query.where(TaskInstance.run_id == run_id)
+        for ti in session.execute(query).scalars():
+            cleared.append((ti.run_id, ti.task_id))
+            if not dry_run:  # try_number is kept: the next queueing makes it try_number + 1
+                ti.state, ti.end_date, ti.reason, ti.next_retry_at = TaskState.NONE.value, None, None, None
+                ti.max_tries = ti.try_number + dag.get_task(ti.task_id).retries
+        runs = {r for r, _ in cleared}
+        if runs and not dry_run:
+            for run in session.execute(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id.in_(runs))).scalars():
+                run.state, run.end_date = DagRunState.RUNNING.value, None
+            session.commit()
+    return sorted(cleared)
+
+
+def delete_dag(settings: Settings, dag_id: str) -> int:
+    """Delete a DAG's runs, task instances, attempts and XComs from the metadata DB."""
+    from sqlalchemy import delete
+
+    from rabbitrun.models.tables import DagModel, DagRun, TaskAttempt, TaskInstance, XComRow
+
+    with _sessions(settings)() as session:
+        runs = session.execute(delete(DagRun).where(DagRun.dag_id == dag_id)).rowcount  # type: ignore[attr-defined]
+        for model in (TaskInstance, TaskAttempt, XComRow):
+            session.execute(delete(model).where(model.dag_id == dag_id))
+        found = session.execute(delete(DagModel).where(DagModel.dag_id == dag_id)).rowcount  # type: ignore[attr-defined]
+        if not runs and not found:
+            raise DagNotFound(dag_id)
+        session.commit()
+    return int(runs)
+
+
+def test_dag(settings: Settings, dag_id: str, *, conf: dict[str, Any] | None = None) -> tuple[str, list[Any]]:
+    """Run a whole DAG in this process, without broker or workers: the scheduler's decisions and the
+    runner's attempts, in a loop (retries wait their delay). For debugging, like `airflow dags test`."""
+    from rabbitrun import runner, scheduling
+    from rabbitrun.models.base import utcnow
+    from rabbitrun.settings import default_hostname
+
+    bag = dagbag(settings)
+    bag.get_dag(dag_id)
+    run_id = trigger(settings, dag_id, run_id=f"test__{utcnow().isoformat(timespec='microseconds')}", conf=conf)
+    sessions = _sessions(settings)
+    with sessions() as session:
+        scheduling.start_queued_runs(session, bag, settings, utcnow())
+    while True:
+        with sessions() as session:
+            envelopes = scheduling.schedule(session, bag, settings, utcnow(), only=[(dag_id, run_id)])
+        for envelope in envelopes:
+            runner.run_attempt(settings, sessions, bag, envelope.key, hostname=default_hostname(), in_process=True)
+        progress = run_progress(settings, dag_id, run_id, sessions)
+        if progress.state in ("success", "failed"):
+            return run_id, task_states(settings, dag_id, run_id)
+        if not envelopes:
+            time.sleep(0.05)  # waiting for a retry delay

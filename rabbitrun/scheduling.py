@@ -60,8 +60,11 @@ def sync_dags(session: Session, dagbag: DagBag, now: datetime) -> None:
 def start_queued_runs(session: Session, dagbag: DagBag, settings: Settings, now: datetime) -> list[DagRun]:
     """QUEUED runs -> RUNNING with one task instance per task; a run of an unknown DAG fails."""
     runs = session.execute(select(DagRun).where(DagRun.state == DagRunState.QUEUED.value)).scalars().all()
+    paused = set(session.execute(select(DagModel.dag_id).where(DagModel.is_paused.is_(True))).scalars())
     started = []
     for run in runs:
+        if run.dag_id in paused:
+            continue  # stays queued until `dags unpause`
         try:
             dag = dagbag.get_dag(run.dag_id)
         except DagNotFound:
@@ -296,8 +299,10 @@ def state_counts(session: Session) -> dict[str, int]:
 
 
 def queued_runs_exist(session: Session) -> bool:
-    return session.execute(select(DagRun.id).where(DagRun.state == DagRunState.QUEUED.value).limit(1)).first() \
-        is not None
+    """A new run to start (of a DAG that is not paused)?"""
+    paused = select(DagModel.dag_id).where(DagModel.is_paused.is_(True))
+    return session.execute(select(DagRun.id).where(DagRun.state == DagRunState.QUEUED.value,
+                                                   DagRun.dag_id.notin_(paused)).limit(1)).first() is not None
 
 
 def finish_runs_if_done(session: Session, dagbag: DagBag, runs: Iterable[tuple[str, str]], now: datetime) -> None:

@@ -71,3 +71,53 @@ def _show_progress(dag_id: str):  # type: ignore[no-untyped-def]
         click.echo(f"\r{line:<90}" if tty else line, err=True, nl=not tty)
 
     return show
+
+
+@dags.command("pause")
+@click.argument("dag_id")
+@click.pass_context
+def pause(ctx: click.Context, dag_id: str) -> None:
+    """Start no new runs of DAG_ID (queued runs wait) until unpaused."""
+    from rabbitrun import client
+
+    client.set_paused(settings_from(ctx), dag_id, True)
+    click.echo(f"{dag_id} paused")
+
+
+@dags.command("unpause")
+@click.argument("dag_id")
+@click.pass_context
+def unpause(ctx: click.Context, dag_id: str) -> None:
+    from rabbitrun import client
+
+    client.set_paused(settings_from(ctx), dag_id, False)
+    click.echo(f"{dag_id} unpaused")
+
+
+@dags.command("delete")
+@click.argument("dag_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def delete(ctx: click.Context, dag_id: str, yes: bool) -> None:
+    """Delete a DAG's runs, task instances and XComs from the metadata DB (not its file)."""
+    from rabbitrun import client
+
+    if not yes:
+        click.confirm(f"Delete all metadata of {dag_id}?", abort=True)
+    click.echo(f"deleted {client.delete_dag(settings_from(ctx), dag_id)} run(s) of {dag_id}")
+
+
+@dags.command("test")
+@click.argument("dag_id")
+@click.option("--conf", help="JSON object for dag_run.conf / params.")
+@click.pass_context
+def test(ctx: click.Context, dag_id: str, conf: str | None) -> None:
+    """Run the whole DAG in this process, without broker or workers, for debugging."""
+    from rabbitrun import client
+
+    run_id, rows = client.test_dag(settings_from(ctx), dag_id, conf=json.loads(conf) if conf else None)
+    for r in rows:
+        click.echo(f"{r.task_id:<24} {r.state:<16} try={r.try_number} {r.reason or ''}")
+    final = "success" if all(r.state in ("success", "skipped") for r in rows) else "failed"
+    click.echo(f"{dag_id} {run_id}: {final}")
+    ctx.exit(EXIT_OK if final == "success" else EXIT_FAILURE)

@@ -33,6 +33,25 @@ def run(ctx: click.Context, dag_id: str, task_id: str, run_id: str, map_index: i
         ctx.exit(EXIT_FAILURE)
 
 
+@tasks.command("clear")
+@click.argument("dag_id")
+@click.option("-t", "--task-regex", default=".*", show_default=True, help="Tasks whose id matches.")
+@click.option("--run-id", help="Only this run (default: all runs).")
+@click.option("-d", "--downstream", is_flag=True, help="Also clear their downstream tasks.")
+@click.option("--dry-run", is_flag=True)
+@click.pass_context
+def clear(ctx: click.Context, dag_id: str, task_regex: str, run_id: str | None, downstream: bool,
+          dry_run: bool) -> None:
+    """Re-run finished task instances: they get a new try and replace their XComs."""
+    from rabbitrun import client
+
+    cleared = client.clear_tasks(settings_from(ctx), dag_id, task_regex=task_regex, run_id=run_id,
+                                 downstream=downstream, dry_run=dry_run)
+    for run, task in cleared:
+        click.echo(f"{'would clear' if dry_run else 'cleared'} {dag_id}.{task} run={run}")
+    click.echo(f"{len(cleared)} task instance(s)")
+
+
 @tasks.command("states")
 @click.argument("dag_id")
 @click.argument("run_id")
