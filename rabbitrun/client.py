@@ -452,3 +452,33 @@ def test_dag(settings: Settings, dag_id: str, *, conf: dict[str, Any] | None = N
             return run_id, task_states(settings, dag_id, run_id)
         if not envelopes:
             time.sleep(0.05)  # waiting for a retry delay
+
+
+def backfill(settings: Settings, dag_id: str, start: datetime, end: datetime) -> list[str]:
+    """Create a run per data interval of the DAG's schedule between ``start`` and ``end`` (existing
+    ones are kept); the scheduler runs them, max_active_runs at a time. Returns the run ids."""
+    from sqlalchemy import select
+
+    from rabbitrun import scheduling, timetables
+    from rabbitrun.errors import DagError
+    from rabbitrun.models.tables import DagRun
+
+    dag = dagbag(settings).get_dag(dag_id)
+    if dag.schedule is None or dag.schedule == "@once":
+        raise DagError(f"DAG {dag_id!r} has no periodic schedule to backfill")
+    intervals = timetables.intervals_after(dag.schedule, dag.start_date or start, start, end)
+    run_ids = []
+    with _sessions(settings)() as session:
+        existing = set(session.execute(select(DagRun.run_id).where(DagRun.dag_id == dag_id)).scalars())
+        now = datetime.now(UTC)
+        for interval in intervals:
+            run_id = f"backfill__{interval.start.isoformat()}"
+            scheduled = f"scheduled__{interval.start.isoformat()}"
+            if scheduled in existing:  # the scheduler already made this interval's run
+                run_id = scheduled
+            elif run_id not in existing:
+                scheduling.create_run(session, dag_id, run_id, {}, now, run_type="backfill", interval=interval,
+                                      commit=False)
+            run_ids.append(run_id)
+        session.commit()
+    return run_ids

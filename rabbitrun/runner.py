@@ -159,6 +159,8 @@ def build_context(ti: RuntimeTaskInstance, dag: DAG, run: DagRun, access: runtim
         "run_id": run.run_id, "logical_date": logical_date, "ds": logical_date.strftime("%Y-%m-%d"),
         "ds_nodash": logical_date.strftime("%Y%m%d"), "ts": logical_date.isoformat(),
         "params": params, "conf": conf, "try_number": ti.try_number,
+        "data_interval_start": run.data_interval_start or logical_date,
+        "data_interval_end": run.data_interval_end or logical_date,
         "var": {"value": _VariableAccessor(access, False), "json": _VariableAccessor(access, True)},
         "conn": _ConnectionAccessor(access),
     }

@@ -193,6 +193,8 @@ class Scheduler:
         s, now = self.settings, utcnow()
         with self.sessions() as session:
             if only is None:
+                for run in scheduling.create_scheduled_runs(session, self.dagbag, now):
+                    log.info("DAG run %s of %s created by its schedule", run.run_id, run.dag_id)
                 for run in scheduling.start_queued_runs(session, self.dagbag, s, now):
                     log.info("DAG run %s of %s started", run.run_id, run.dag_id)
                 scheduling.surface_stuck_queued(session, s, now)

@@ -57,14 +57,42 @@ def sync_dags(session: Session, dagbag: DagBag, now: datetime) -> None:
     session.commit()
 
 
-def start_queued_runs(session: Session, dagbag: DagBag, settings: Settings, now: datetime) -> list[DagRun]:
-    """QUEUED runs -> RUNNING with one task instance per task; a run of an unknown DAG fails."""
-    runs = session.execute(select(DagRun).where(DagRun.state == DagRunState.QUEUED.value)).scalars().all()
+def create_scheduled_runs(session: Session, dagbag: DagBag, now: datetime) -> list[DagRun]:
+    """Create the runs whose data interval has ended (cron / preset / timedelta / @once, catchup)."""
+    from rabbitrun import timetables
+
     paused = set(session.execute(select(DagModel.dag_id).where(DagModel.is_paused.is_(True))).scalars())
+    created = []
+    for dag_id, dag in dagbag.dags.items():
+        if dag.schedule is None or dag_id in paused:
+            continue
+        last_end, has_runs = session.execute(
+            select(func.max(DagRun.data_interval_end), func.count()).where(
+                DagRun.dag_id == dag_id, DagRun.run_type.in_(("scheduled", "backfill")))).one()
+        for interval in timetables.due(dag.schedule, dag.start_date, dag.end_date, last_end, now, dag.catchup,
+                                       bool(has_runs)):
+            created.append(create_run(session, dag_id, f"scheduled__{interval.start.isoformat()}", {}, now,
+                                      run_type="scheduled", interval=interval, commit=False))
+    session.commit()
+    return created
+
+
+def start_queued_runs(session: Session, dagbag: DagBag, settings: Settings, now: datetime) -> list[DagRun]:
+    """QUEUED runs -> RUNNING with one task instance per task, oldest logical date first and at most
+    ``max_active_runs`` running per DAG; a run of an unknown DAG fails."""
+    runs = session.execute(select(DagRun).where(DagRun.state == DagRunState.QUEUED.value)
+                           .order_by(DagRun.logical_date)).scalars().all()
+    paused = set(session.execute(select(DagModel.dag_id).where(DagModel.is_paused.is_(True))).scalars())
+    active = dict(session.execute(select(DagRun.dag_id, func.count()).where(
+        DagRun.state == DagRunState.RUNNING.value).group_by(DagRun.dag_id)).all())
     started = []
     for run in runs:
         if run.dag_id in paused:
             continue  # stays queued until `dags unpause`
+        dag_for_limit = dagbag.dags.get(run.dag_id)
+        if dag_for_limit is not None and active.get(run.dag_id, 0) >= dag_for_limit.max_active_runs:
+            continue  # max_active_runs: waits for a running one to finish
+        active[run.dag_id] = active.get(run.dag_id, 0) + 1
         try:
             dag = dagbag.get_dag(run.dag_id)
         except DagNotFound:
@@ -285,11 +313,16 @@ def fail_zombies(session: Session, settings: Settings, now: datetime) -> list[tu
 
 def create_run(
     session: Session, dag_id: str, run_id: str, conf: dict[str, object], now: datetime, run_type: str = "manual",
+    interval: Any = None, commit: bool = True,
 ) -> DagRun:
+    """A QUEUED run; scheduled and backfill runs carry their data interval (logical_date = its start)."""
+    start, end = (interval.start, interval.end) if interval is not None else (now, now)
     run = DagRun(dag_id=dag_id, run_id=run_id, state=DagRunState.QUEUED.value, run_type=run_type,
-                 logical_date=now, conf=json.dumps(conf), queued_at=now)
+                 logical_date=start, conf=json.dumps(conf), queued_at=now, data_interval_start=start,
+                 data_interval_end=end)
     session.add(run)
-    session.commit()
+    if commit:
+        session.commit()
     return run
 
 

@@ -67,6 +67,9 @@ class DAG:
         max_active_tasks: int = 16,
     ) -> None:
         self.dag_id = validate_id("dag_id", dag_id)
+        from rabbitrun.timetables import validate  # a bad cron string is a DAG import error, early
+
+        validate(schedule)
         self.schedule = schedule
         self.start_date = start_date
         self.end_date = end_date

@@ -121,3 +121,34 @@ def test(ctx: click.Context, dag_id: str, conf: str | None) -> None:
     final = "success" if all(r.state in ("success", "skipped") for r in rows) else "failed"
     click.echo(f"{dag_id} {run_id}: {final}")
     ctx.exit(EXIT_OK if final == "success" else EXIT_FAILURE)
+
+
+@dags.command("backfill")
+@click.argument("dag_id")
+@click.option("-s", "--start-date", required=True, help="ISO date/time (UTC if naive).")
+@click.option("-e", "--end-date", required=True, help="ISO date/time (UTC if naive).")
+@click.option("--wait", is_flag=True, help="Show progress until every backfill run ends.")
+@click.pass_context
+def backfill(ctx: click.Context, dag_id: str, start_date: str, end_date: str, wait: bool) -> None:
+    """Create (and with --wait, follow) one run per schedule interval in [start, end]."""
+    from datetime import UTC, datetime
+
+    from rabbitrun import client
+
+    def parse(text: str) -> datetime:
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise DagError(f"{text!r} is not an ISO date") from exc
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    settings = settings_from(ctx)
+    run_ids = client.backfill(settings, dag_id, parse(start_date), parse(end_date))
+    click.echo(f"{len(run_ids)} backfill run(s) of {dag_id}")
+    failed = 0
+    for number, run_id in enumerate(run_ids, 1):
+        if wait:
+            final = client.wait_for_run(settings, dag_id, run_id, on_progress=lambda p: None)
+            failed += final.state != "success"
+            click.echo(f"[{number}/{len(run_ids)}] {run_id}: {final.state}")
+    ctx.exit(EXIT_FAILURE if failed else EXIT_OK)

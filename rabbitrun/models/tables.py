@@ -43,6 +43,7 @@ class DagRun(Base):
     __table_args__ = (
         UniqueConstraint("dag_id", "run_id", name="uq_dag_run_dag_id_run_id"),
         Index("ix_dag_run_state", "state"),
+        Index("ix_dag_run_dag_id_interval_end", "dag_id", "data_interval_end"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     dag_id: Mapped[str] = mapped_column(String(ID_LEN))
@@ -51,6 +52,8 @@ class DagRun(Base):
     run_type: Mapped[str] = mapped_column(String(20), default="manual")
     logical_date: Mapped[datetime] = mapped_column(UTCDateTime)
     conf: Mapped[str] = mapped_column(Text, default="{}")  # JSON
+    data_interval_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    data_interval_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
     queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     start_date: Mapped[datetime | None] = mapped_column(UTCDateTime)
     end_date: Mapped[datetime | None] = mapped_column(UTCDateTime)
