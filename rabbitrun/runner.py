@@ -41,7 +41,7 @@ from rabbitrun.models import attempts, xcom
 from rabbitrun.models.base import utcnow
 from rabbitrun.models.engine import retrying
 from rabbitrun.models.tables import DagRun, TaskInstance
-from rabbitrun import runtime
+from rabbitrun import runtime, templating
 from rabbitrun.secrets import SecretsMasker, reset_masker, use_masker
 from rabbitrun.settings import Settings
 from rabbitrun.states import TaskState
@@ -372,6 +372,8 @@ def _execute(
         assert claim.run is not None
         ti = RuntimeTaskInstance(key, task, claim, hostname, access)
         context = build_context(ti, dag, claim.run, access)
+        task = templating.rendered_copy(task, context)  # render per attempt: retries render afresh
+        context["task"] = ti.task = task
         seen.update(task=task, context=context)
         timeout = task.execution_timeout.total_seconds() if task.execution_timeout else None
         with time_limit(timeout, arm_alarm=in_process, started=clock_start):
