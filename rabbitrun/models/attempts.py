@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import Row, and_, bindparam, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -20,6 +21,61 @@ from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models.base import utcnow
 from rabbitrun.models.tables import DagRun, TaskAttempt, TaskInstance, XComRow
 from rabbitrun.states import CLAIMABLE_STATES, TaskState
+
+# The statements of an attempt's hot path (claim, finish, attempt row) are built once, here, with
+# bind parameters, and run as Core on the session's connection. Building them per call through the
+# ORM cost ~5 ms of CPU per attempt and, in a forked task child, touches (copies) thousands of pages
+# the zygote shares with it (issue 6). Their compiled forms are warmed in the zygote before it forks.
+_TI = TaskInstance.__table__
+_RUN = DagRun.__table__
+_XCOM = XComRow.__table__
+_ATTEMPT = TaskAttempt.__table__
+
+
+def _ti_pk() -> Any:
+    return and_(_TI.c.dag_id == bindparam("k_dag"), _TI.c.task_id == bindparam("k_task"),
+                _TI.c.run_id == bindparam("k_run"), _TI.c.map_index == bindparam("k_map"),
+                _TI.c.try_number == bindparam("k_try"))
+
+
+_CLAIM = (
+    update(_TI)
+    .where(_ti_pk(),
+           # ... or already ours: a retry after a commit whose answer was lost wins again
+           or_(_TI.c.state.in_([s.value for s in CLAIMABLE_STATES]),
+               and_(_TI.c.state == TaskState.RUNNING.value, _TI.c.pid == bindparam("p_pid"),
+                    _TI.c.hostname == bindparam("p_host"), _TI.c.start_date == bindparam("p_now"))))
+    .values(state=TaskState.RUNNING.value, start_date=bindparam("p_now"), end_date=None, duration=None,
+            hostname=bindparam("p_host"), pid=bindparam("p_pid"), last_heartbeat_at=bindparam("p_now"),
+            reason=None, next_retry_at=None)
+    .returning(_TI.c.max_tries, _TI.c.queue)
+)
+_CLAIM_RUN = select(_RUN).where(_RUN.c.dag_id == bindparam("k_dag"), _RUN.c.run_id == bindparam("k_run"))
+_CLAIM_CLEAR_XCOM = delete(_XCOM).where(
+    _XCOM.c.dag_id == bindparam("k_dag"), _XCOM.c.task_id == bindparam("k_task"),
+    _XCOM.c.run_id == bindparam("k_run"), _XCOM.c.map_index == bindparam("k_map"))
+_FINISH = (
+    update(_TI)
+    .where(_ti_pk(), _TI.c.state == bindparam("p_expect"))
+    .values(state=bindparam("p_state"), end_date=bindparam("p_end"), reason=bindparam("p_reason"),
+            duration=bindparam("p_duration"), next_retry_at=bindparam("p_next"))
+    .returning(_TI.c.hostname, _TI.c.pid)
+)
+_ATTEMPT_SET = ("state", "start_date", "end_date", "hostname", "pid", "reason")
+
+
+def _attempt_upsert(insert_fn: Any) -> Any:
+    stmt = insert_fn(_ATTEMPT).values({c.name: bindparam(f"a_{c.name}") for c in _ATTEMPT.c})
+    return stmt.on_conflict_do_update(index_elements=["dag_id", "task_id", "run_id", "map_index", "try_number"],
+                                      set_={k: stmt.excluded[k] for k in _ATTEMPT_SET})
+
+
+_RECORD_ATTEMPT = {"postgresql": _attempt_upsert(pg_insert), "sqlite": _attempt_upsert(sqlite_insert)}
+
+
+def _key_params(key: TaskInstanceKey) -> dict[str, Any]:
+    return {"k_dag": key.dag_id, "k_task": key.task_id, "k_run": key.run_id, "k_map": key.map_index,
+            "k_try": key.try_number}
 
 
 def _pk(key: TaskInstanceKey) -> tuple[object, ...]:
@@ -45,7 +101,7 @@ class Claim:
     try_number: int | None = None
     max_tries: int = 0
     queue: str = ""
-    run: DagRun | None = None
+    run: Row[Any] | None = None  # the dag_run row: conf, logical_date, data intervals, ...
 
 
 def claim(session: Session, key: TaskInstanceKey, *, hostname: str, pid: int, now: datetime,
@@ -56,28 +112,12 @@ def claim(session: Session, key: TaskInstanceKey, *, hostname: str, pid: int, no
     the task instance's previous XComs, so a cleared and re-run task replaces
     them instead of appending duplicates: one round trip of work, one commit.
     """
-    won = session.execute(
-        update(TaskInstance)
-        .where(*_pk(key), TaskInstance.try_number == key.try_number,
-               # ... or already ours: a retry after a commit whose answer was lost wins again
-               or_(TaskInstance.state.in_([s.value for s in CLAIMABLE_STATES]),
-                   and_(TaskInstance.state == TaskState.RUNNING.value, TaskInstance.pid == pid,
-                        TaskInstance.hostname == hostname, TaskInstance.start_date == now)))
-        .values(state=TaskState.RUNNING.value, start_date=now, end_date=None, duration=None,
-                hostname=hostname, pid=pid, last_heartbeat_at=now, reason=None, next_retry_at=None)
-        .returning(TaskInstance.max_tries, TaskInstance.queue)
-        .execution_options(synchronize_session=False)
-    ).first()
+    params = {**_key_params(key), "p_now": now, "p_host": hostname, "p_pid": pid}
+    connection = session.connection()
+    won = connection.execute(_CLAIM, params).first()
     if won is not None:
-        run = session.execute(
-            select(DagRun).where(DagRun.dag_id == key.dag_id, DagRun.run_id == key.run_id)
-        ).scalar_one()
-        session.execute(
-            delete(XComRow).where(
-                XComRow.dag_id == key.dag_id, XComRow.task_id == key.task_id,
-                XComRow.run_id == key.run_id, XComRow.map_index == key.map_index,
-            )
-        )
+        run = connection.execute(_CLAIM_RUN, params).one()
+        connection.execute(_CLAIM_CLEAR_XCOM, params)
         if commit:
             session.commit()
         return Claim(True, TaskState.RUNNING.value, key.try_number, won[0], won[1], run)
@@ -122,15 +162,10 @@ def finish(session: Session, key: TaskInstanceKey, outcome: Finish, *, expect: T
     when the attempt started (the runner) passes ``started_at`` and saves a read.
     """
     if started_at is not None:
-        row = session.execute(
-            update(TaskInstance)
-            .where(*_pk(key), TaskInstance.try_number == key.try_number, TaskInstance.state == expect.value)
-            .values(state=outcome.state.value, end_date=outcome.ended_at, reason=outcome.reason,
-                    duration=max(0.0, (outcome.ended_at - started_at).total_seconds()),
-                    next_retry_at=outcome.next_retry_at)
-            .returning(TaskInstance.hostname, TaskInstance.pid)
-            .execution_options(synchronize_session=False)
-        ).first()
+        row = session.connection().execute(_FINISH, {
+            **_key_params(key), "p_expect": expect.value, "p_state": outcome.state.value,
+            "p_end": outcome.ended_at, "p_reason": outcome.reason, "p_next": outcome.next_retry_at,
+            "p_duration": max(0.0, (outcome.ended_at - started_at).total_seconds())}).first()
         if row is None:
             session.rollback()
             return False
@@ -162,17 +197,11 @@ def record_attempt(
     hostname: str | None, pid: int | None, reason: str | None,
 ) -> None:
     """Upsert the history row of one try (a try can be released and re-run after a warm shutdown)."""
-    values = dict(dag_id=key.dag_id, task_id=key.task_id, run_id=key.run_id, map_index=key.map_index,
-                  try_number=key.try_number, state=state, start_date=started, end_date=ended,
-                  hostname=hostname, pid=pid, reason=reason)
-    dialect = session.get_bind().dialect.name
-    insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert_fn(TaskAttempt).values(**values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["dag_id", "task_id", "run_id", "map_index", "try_number"],
-        set_={k: stmt.excluded[k] for k in ("state", "start_date", "end_date", "hostname", "pid", "reason")},
-    )
-    session.execute(stmt)
+    connection = session.connection()
+    connection.execute(_RECORD_ATTEMPT[connection.dialect.name], {
+        "a_dag_id": key.dag_id, "a_task_id": key.task_id, "a_run_id": key.run_id, "a_map_index": key.map_index,
+        "a_try_number": key.try_number, "a_state": state, "a_start_date": started, "a_end_date": ended,
+        "a_hostname": hostname, "a_pid": pid, "a_reason": reason})
 
 
 def failure_outcome(

@@ -16,6 +16,7 @@ The child never uses a connection of its parent: it builds its own engine.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import gc
 import logging
@@ -106,12 +107,17 @@ class _Zygote:
         """Import what tasks need and parse every DAG once, then freeze the heap."""
         from rabbitrun import runner, templating  # noqa: F401 - imported for the children
         from rabbitrun.authoring import DagBag
-        from rabbitrun.models.engine import make_engine, session_factory
+        from rabbitrun.models.engine import make_engine, retrying, session_factory
+
+        retrying(self.settings.database)  # imports tenacity here, once, not in every child
 
         # One engine, created and warmed here: children inherit its initialised dialect and
         # compiled-statement cache (no per-task SQL compilation), but no connection: the pool
         # is emptied before any fork, and each child starts a fresh pool of its own.
-        self.engine = make_engine(self.settings.database)
+        # No pre-ping: a child's connection is fresh (made just before its task), and a connection
+        # dropped later is a transient error that `retrying` answers with a new one. A ping per
+        # checkout would cost each attempt two more round trips.
+        self.engine = make_engine(dataclasses.replace(self.settings.database, pool_pre_ping=False))
         self.sessions = session_factory(self.engine)
         _warm_statement_cache(self.sessions)
         self.engine.dispose()
