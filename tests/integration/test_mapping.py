@@ -44,6 +44,12 @@ def test_partial_and_expand_over_literal_lists_run_one_instance_per_element(env:
     assert client.run_progress(env.settings(), "map_partial_literal", run_id).state == "success"
 
 
+def test_a_mapped_task_maps_over_the_results_of_another_mapped_task(env: Env) -> None:
+    run_id, rows = _test_dag(env, "map_chain")
+    assert sorted(i for t, i in rows if t == "square") == [0, 1, 2]
+    assert _value(env, run_id, "collect") == {"values": [4, 9, 16], "count": 3}
+
+
 def test_empty_list_skips_the_mapped_task_and_downstream_follows_its_trigger_rule(env: Env) -> None:
     run_id, rows = _test_dag(env, "map_empty")
     assert (rows[("square", -1)].state, rows[("square", -1)].reason) == ("skipped", "mapped over an empty list")

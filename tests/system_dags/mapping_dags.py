@@ -77,3 +77,12 @@ with DAG("map_sized") as map_sized:
         return list(range(int((Path(context["params"]["out_dir"]) / "n").read_text())))
 
     collect(square.expand(x=sized()))
+
+
+with DAG("map_chain") as map_chain:
+
+    @task
+    def add_one(x: int) -> int:
+        return x + 1
+
+    collect(square.expand(x=add_one.expand(x=[1, 2, 3])))  # maps over the results of a mapped task
