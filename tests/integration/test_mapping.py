@@ -50,6 +50,16 @@ def test_a_mapped_task_maps_over_the_results_of_another_mapped_task(env: Env) ->
     assert _value(env, run_id, "collect") == {"values": [4, 9, 16], "count": 3}
 
 
+def test_dags_test_cli_runs_a_mapped_dag_and_lists_each_instance(env: Env) -> None:
+    conf = json.dumps({"out_dir": str(env.home.parent / "out")})
+    out = env.cli("dags", "test", "map_partial_literal", "--conf", conf)
+    assert out.returncode == 0, out.stderr
+    listed = {line.split()[0]: line.split()[1] for line in out.stdout.splitlines()[:-1]}
+    assert {k: v for k, v in listed.items() if k.startswith("add")} == {
+        "add[0]": "success", "add[1]": "success", "add[2]": "success"}
+    assert out.stdout.splitlines()[-1].endswith(": success")
+
+
 def test_empty_list_skips_the_mapped_task_and_downstream_follows_its_trigger_rule(env: Env) -> None:
     run_id, rows = _test_dag(env, "map_empty")
     assert (rows[("square", -1)].state, rows[("square", -1)].reason) == ("skipped", "mapped over an empty list")
