@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rabbitrun.errors import DagNotFound, DagRunNotFound, RabbitrunError, TaskNotFound
+from rabbitrun.errors import DagError, DagNotFound, DagRunNotFound, RabbitrunError, TaskNotFound
 from rabbitrun.keys import TaskInstanceKey, log_relpath
 from rabbitrun.settings import Settings
 
@@ -91,7 +91,6 @@ def trigger(settings: Settings, dag_id: str, *, run_id: str | None = None, conf:
     from sqlalchemy.exc import IntegrityError
 
     from rabbitrun import scheduling
-    from rabbitrun.errors import DagError
     from rabbitrun.models.engine import db_errors, make_engine, session_factory
 
     engine = make_engine(settings.database, pooled=False)
@@ -233,8 +232,12 @@ def run_task(settings: Settings, dag_id: str, task_id: str, run_id: str, *, map_
     from rabbitrun.models.base import utcnow
     from rabbitrun.states import CLAIMABLE_STATES, TaskState
 
+    from rabbitrun.authoring import MappedOperator
+
     bag = dagbag(settings)
-    bag.get_dag(dag_id).get_task(task_id)
+    if isinstance(bag.get_dag(dag_id).get_task(task_id), MappedOperator) and map_index < 0:
+        raise DagError(f"{dag_id}.{task_id} is a mapped task: give --map-index of one of its instances "
+                       "(`tasks states` lists them)")
     sessions = _sessions(settings)
     with sessions() as session:
         ti = attempts.get_ti(session, TaskInstanceKey(dag_id, task_id, run_id, map_index))
@@ -380,6 +383,7 @@ def clear_tasks(settings: Settings, dag_id: str, *, task_regex: str = ".*", run_
 
     from sqlalchemy import select
 
+    from rabbitrun.models import mapping
     from rabbitrun.models.tables import DagRun, TaskInstance
     from rabbitrun.states import DagRunState, TaskState
 
@@ -394,16 +398,23 @@ def clear_tasks(settings: Settings, dag_id: str, *, task_regex: str = ".*", run_
                     chosen.add(child)
                     todo.append(child)
     cleared: list[tuple[str, str]] = []
+    expanded: set[tuple[str, str]] = set()
     with _sessions(settings)() as session:
         query = select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.task_id.in_(chosen),
                                            TaskInstance.state.notin_([TaskState.RUNNING.value, TaskState.QUEUED.value]))
         if run_id:
             query = query.where(TaskInstance.run_id == run_id)
         for ti in session.execute(query).scalars():
+            if ti.map_index >= 0:  # a mapped task's instances: collapsed below, re-expanded when ready
+                expanded.add((ti.run_id, ti.task_id))
+                continue
             cleared.append((ti.run_id, ti.task_id))
             if not dry_run:  # try_number is kept: the next queueing makes it try_number + 1
                 ti.state, ti.end_date, ti.reason, ti.next_retry_at = TaskState.NONE.value, None, None, None
                 ti.max_tries = ti.try_number + dag.get_task(ti.task_id).retries
+        for run, task_id in sorted(expanded):
+            if dry_run or mapping.collapse(session, dag_id, run, task_id, dag.get_task(task_id).retries):
+                cleared.append((run, task_id))
         runs = {r for r, _ in cleared}
         if runs and not dry_run:
             for run in session.execute(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id.in_(runs))).scalars():
@@ -460,7 +471,6 @@ def backfill(settings: Settings, dag_id: str, start: datetime, end: datetime) ->
     from sqlalchemy import select
 
     from rabbitrun import scheduling, timetables
-    from rabbitrun.errors import DagError
     from rabbitrun.models.tables import DagRun
 
     dag = dagbag(settings).get_dag(dag_id)

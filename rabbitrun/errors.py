@@ -78,6 +78,10 @@ class DagDefinitionError(DagError):
     """A DAG or task is defined wrongly (cycle, duplicate task id, bad argument)."""
 
 
+class MappingError(DagError):
+    """A mapped task cannot expand: its input is not a list, or has more elements than allowed."""
+
+
 class UnsafeDagPath(DagError):
     """A DAG file path points outside the dags folder."""
 

@@ -33,11 +33,11 @@ from sqlalchemy import update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from rabbitrun.authoring import DAG, BaseOperator, DagBag
+from rabbitrun.authoring import DAG, BaseOperator, DagBag, MappedOperator
 from rabbitrun.authoring.signals import FailTask, SkipTask, TaskTimeout
 from rabbitrun.errors import DagError, RabbitrunError, XComError
 from rabbitrun.keys import TaskInstanceKey, log_relpath
-from rabbitrun.models import attempts, xcom
+from rabbitrun.models import attempts, mapping, xcom
 from rabbitrun.models.base import utcnow
 from rabbitrun.models.engine import retrying
 from rabbitrun.models.tables import DagRun, TaskInstance
@@ -97,25 +97,54 @@ class RuntimeTaskInstance:
             session.commit()
 
     def xcom_pull(self, task_ids: str | Sequence[str] | None = None, key: str = xcom.RETURN_VALUE,
-                  dag_id: str | None = None, run_id: str | None = None, default: Any = None) -> Any:
-        """One task id -> its value; a list -> values in the order asked (None where missing)."""
+                  dag_id: str | None = None, run_id: str | None = None, default: Any = None,
+                  map_indexes: int | Sequence[int] | None = None) -> Any:
+        """One task id -> its value; a list -> values in the order asked (None where missing).
+
+        A mapped task's value is the list of its instances' values in map-index
+        order (None for an instance that pushed nothing); ``map_indexes`` picks
+        instances instead: an int -> that instance's value, a list -> their values.
+        """
         ids = [self.task_id] if task_ids is None else [task_ids] if isinstance(task_ids, str) else list(task_ids)
+        dag_id, run_id = dag_id or self.dag_id, run_id or self.run_id
         with self._access.sessions() as session:
-            found = xcom.get_xcoms(session, dag_id or self.dag_id, run_id or self.run_id, ids, key,
+            found = xcom.get_xcoms(session, dag_id, run_id, ids, key,
                                    allow_pickle=self._access.settings.core.enable_xcom_pickling,
                                    backend=self._access.xcom_backend)
-        values = [_value_for(found, tid, default) for tid in ids]
+            maybe = [t for t in ids if self._is_mapped(t, dag_id) is not False] if map_indexes is None else []
+            indexes = mapping.mapped_indexes(session, dag_id, run_id, maybe) if maybe else {}
+        if map_indexes is not None:
+            values = [_pick(found, tid, map_indexes, default) for tid in ids]
+        else:
+            values = [_value_for(found, tid, indexes.get(tid), bool(self._is_mapped(tid, dag_id)), default)
+                      for tid in ids]
         return values[0] if isinstance(task_ids, str) or task_ids is None else values
+
+    def _is_mapped(self, task_id: str, dag_id: str) -> bool | None:
+        """Whether a task is mapped, when this task's DAG knows it (None for another DAG's task).
+        A mapped task that expanded to nothing still has a list value: []."""
+        dag = self.task.dag
+        if dag is None or dag.dag_id != dag_id or not dag.has_task(task_id):
+            return None
+        return isinstance(dag.get_task(task_id), MappedOperator)
 
     def __repr__(self) -> str:
         return f"<TaskInstance {self.key}>"
 
 
-def _value_for(found: dict[tuple[str, int], Any], task_id: str, default: Any) -> Any:
-    mapped = sorted((mi, v) for (tid, mi), v in found.items() if tid == task_id and mi >= 0)
+def _value_for(found: dict[tuple[str, int], Any], task_id: str, indexes: list[int] | None, mapped: bool,
+               default: Any) -> Any:
+    if indexes:
+        return [found.get((task_id, mi)) for mi in indexes]
     if mapped:
-        return [v for _, v in mapped]
+        return []
     return found.get((task_id, -1), default)
+
+
+def _pick(found: dict[tuple[str, int], Any], task_id: str, map_indexes: int | Sequence[int], default: Any) -> Any:
+    if isinstance(map_indexes, int):
+        return found.get((task_id, map_indexes), default)
+    return [found.get((task_id, mi), default) for mi in map_indexes]
 
 
 class _VariableAccessor:
@@ -372,6 +401,8 @@ def _execute(
         assert claim.run is not None
         ti = RuntimeTaskInstance(key, task, claim, hostname, access)
         context = build_context(ti, dag, claim.run, access)
+        if isinstance(task, MappedOperator):  # this instance's own operator, with its element of the input
+            context["task"] = ti.task = task = task.unmap(key.map_index, context)
         task = templating.rendered_copy(task, context)  # render per attempt: retries render afresh
         context["task"] = ti.task = task
         seen.update(task=task, context=context)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,10 +20,10 @@ from typing import Any
 from sqlalchemy import String, delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from rabbitrun.authoring import DAG, DagBag, Decision, evaluate
-from rabbitrun.errors import DagNotFound, Unroutable
+from rabbitrun.authoring import DAG, BaseOperator, DagBag, Decision, MappedOperator, evaluate
+from rabbitrun.errors import DagNotFound, MappingError, Unroutable, XComError
 from rabbitrun.keys import TaskInstanceKey
-from rabbitrun.models import attempts
+from rabbitrun.models import attempts, mapping, xcom
 from rabbitrun.models.tables import DagImportErrorRow, DagModel, DagRun, TaskInstance
 from rabbitrun.protocol import TaskEnvelope
 from rabbitrun.settings import Settings
@@ -33,6 +33,10 @@ log = logging.getLogger("rabbitrun.scheduler")
 
 _FAILED = {TaskState.FAILED.value, TaskState.UPSTREAM_FAILED.value}
 _FINISHED = {s.value for s in FINISHED_TASK_STATES}
+
+
+#: Turns a ready mapped placeholder into its ready instances (see _expander).
+Expander = Callable[[TaskInstance, MappedOperator], list[TaskInstance]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +131,7 @@ def schedule(
     if not runs:
         return []
     tis_by_run = _load_tis(session, [(r.dag_id, r.run_id) for r in runs])
+    expand = _expander(session, settings, now)
     ready: list[tuple[TaskInstance, DAG]] = []
     for run in runs:
         try:
@@ -134,7 +139,7 @@ def schedule(
         except DagNotFound:
             continue  # its file may be failing to import right now; keep the run and retry later
         tis = tis_by_run.get((run.dag_id, run.run_id), [])
-        ready.extend((ti, dag) for ti in _evaluate_run(dag, tis, now))
+        ready.extend((ti, dag) for ti in _evaluate_run(dag, tis, now, expand))
         _finish_run_if_done(run, dag, tis, now)
     envelopes = _queue(session, _apply_parallelism(session, ready, settings), dagbag, settings, now)
     session.commit()
@@ -153,14 +158,19 @@ def _load_tis(session: Session, pairs: Sequence[tuple[str, str]]) -> dict[tuple[
     return out
 
 
-def _evaluate_run(dag: DAG, tis: list[TaskInstance], now: datetime) -> list[TaskInstance]:
-    """One pass in topological order settles skips and upstream failures; returns ready TIs."""
-    by_task = {ti.task_id: ti for ti in tis if ti.map_index == -1}
+def _evaluate_run(dag: DAG, tis: list[TaskInstance], now: datetime, expand: Expander) -> list[TaskInstance]:
+    """One pass in topological order settles skips and upstream failures; returns ready TIs.
+
+    A task's upstream states are those of all instances of its upstream tasks
+    (every mapped instance counts); a ready mapped placeholder is ``expand``-ed
+    into its instances instead of being queued itself.
+    """
+    by_task: dict[str, list[TaskInstance]] = defaultdict(list)
+    for ti in tis:
+        by_task[ti.task_id].append(ti)
+    decisions: dict[str, Decision] = {}
     ready = []
-    for task in dag.topological_sort():
-        ti = by_task.get(task.task_id)
-        if ti is None:
-            continue
+    for task, ti in _instances_in_order(dag, by_task):
         if ti.state == TaskState.SCHEDULED.value:  # its publish failed earlier: send it again
             ready.append(ti)
             continue
@@ -170,9 +180,16 @@ def _evaluate_run(dag: DAG, tis: list[TaskInstance], now: datetime) -> list[Task
             continue
         if ti.state != TaskState.NONE.value:
             continue
-        upstream = [TaskState(by_task[u].state) for u in task.upstream_task_ids if u in by_task]
-        decision = evaluate(task.trigger_rule, upstream)
-        if decision == Decision.RUN:
+        decision = decisions.get(task.task_id)
+        if decision is None:  # the same for every instance of a task: evaluated once
+            upstream = [TaskState(u.state) for up in task.upstream_task_ids for u in by_task.get(up, ())]
+            decision = decisions[task.task_id] = evaluate(task.trigger_rule, upstream)
+        if decision == Decision.RUN and isinstance(task, MappedOperator) and ti.map_index < 0:
+            instances = expand(ti, task)
+            if instances:
+                by_task[task.task_id] = instances
+            ready.extend(instances)
+        elif decision == Decision.RUN:
             ready.append(ti)
         elif decision == Decision.SKIP:
             ti.state, ti.start_date, ti.end_date, ti.duration = TaskState.SKIPPED.value, now, now, 0.0
@@ -180,6 +197,39 @@ def _evaluate_run(dag: DAG, tis: list[TaskInstance], now: datetime) -> list[Task
             ti.state, ti.end_date = TaskState.UPSTREAM_FAILED.value, now
             ti.reason = "an upstream task failed"
     return ready
+
+
+def _instances_in_order(
+    dag: DAG, by_task: dict[str, list[TaskInstance]]
+) -> Iterator[tuple[BaseOperator, TaskInstance]]:
+    """Every task instance, tasks in topological order, the instances of a mapped task together."""
+    for task in dag.topological_sort():
+        for ti in list(by_task.get(task.task_id, ())):
+            yield task, ti
+
+
+def _expander(session: Session, settings: Settings, now: datetime) -> Expander:
+    """What a ready mapped placeholder becomes: its instances (all ready), or skipped when there is
+    nothing to map over, or failed with the reason when its input is not a list or too long."""
+    backends: list[xcom.XComBackend] = []
+
+    def expand(ti: TaskInstance, task: MappedOperator) -> list[TaskInstance]:
+        if not backends:
+            backends.append(xcom.load_backend(settings.core.xcom_backend, settings))
+        try:
+            length = mapping.map_length(session, task, ti.dag_id, ti.run_id,
+                                        max_length=settings.core.max_map_length, backend=backends[0])
+        except (MappingError, XComError) as exc:
+            ti.state, ti.end_date, ti.reason = TaskState.FAILED.value, now, str(exc)
+            log.error("%s.%s run=%s: %s", ti.dag_id, ti.task_id, ti.run_id, exc)
+            return []
+        if length == 0:
+            ti.state, ti.start_date, ti.end_date, ti.duration = TaskState.SKIPPED.value, now, now, 0.0
+            ti.reason = "mapped over an empty list"
+            return []
+        return mapping.expand(session, ti, length)
+
+    return expand
 
 
 def _finish_run_if_done(run: DagRun, dag: DAG, tis: list[TaskInstance], now: datetime) -> None:

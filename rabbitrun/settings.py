@@ -61,6 +61,7 @@ class CoreSettings:
     enable_xcom_pickling: bool = False
     max_xcom_size: int = 1_048_576
     xcom_backend: str = ""
+    max_map_length: int = 1024  # most task instances one mapped task may expand to
     sensitive_var_conn_names: tuple[str, ...] = (
         "password", "secret", "passwd", "authorization", "api_key", "apikey", "access_token",
     )
@@ -306,6 +307,8 @@ def _fill_defaults(s: Settings) -> Settings:
     worker = s.worker if s.worker.hostname else dataclasses.replace(s.worker, hostname=f"worker@{host}")
     if s.worker.concurrency < 1:
         raise ConfigError("[worker] concurrency must be at least 1", key="worker.concurrency")
+    if s.core.max_map_length < 1:
+        raise ConfigError("[core] max_map_length must be at least 1", key="core.max_map_length")
     if s.broker.queue_type not in ("classic", "quorum"):
         raise ConfigError("[broker] queue_type must be 'classic' or 'quorum'", key="broker.queue_type")
     if s.core.task_queued_timeout_action not in ("fail", "requeue"):

@@ -8,6 +8,7 @@ from rabbitrun.authoring.baseoperator import BaseOperator, Context, Dependable
 from rabbitrun.authoring.dag import DAG, get_current_dag
 from rabbitrun.authoring.dagbag import EXAMPLES_PREFIX, DagBag, ImportErrorInfo
 from rabbitrun.authoring.decorators import DecoratedPythonOperator, TaskDecorator, XComArg, task
+from rabbitrun.authoring.mapped import MappedOperator
 from rabbitrun.authoring.operators import BashCommandFailed, BashOperator, PythonOperator
 from rabbitrun.authoring.signals import (
     AirflowFailException,
@@ -36,6 +37,7 @@ __all__ = [
     "Dependable",
     "FailTask",
     "ImportErrorInfo",
+    "MappedOperator",
     "PythonOperator",
     "SkipTask",
     "TaskDecorator",

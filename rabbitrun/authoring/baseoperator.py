@@ -12,11 +12,14 @@ import inspect
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from rabbitrun.authoring.dag import DAG, get_current_dag, validate_id
 from rabbitrun.authoring.trigger_rules import TriggerRule
 from rabbitrun.errors import DagDefinitionError
+
+if TYPE_CHECKING:
+    from rabbitrun.authoring.mapped import PartialOperator
 
 __all__ = ["BaseOperator", "Dependable", "Context"]
 
@@ -136,6 +139,14 @@ class BaseOperator(metaclass=_OperatorMeta):
 
     def __repr__(self) -> str:
         return f"<Task({type(self).__name__}): {self.task_id}>"
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> PartialOperator:
+        """Fix the arguments shared by a mapped task's instances; ``.expand(...)`` maps the others:
+        ``BashOperator.partial(task_id="echo").expand(bash_command=[...])``."""
+        from rabbitrun.authoring.mapped import PartialOperator
+
+        return PartialOperator(cls, kwargs)
 
     def _attach(self, dag: DAG) -> None:
         dag.add_task(self)

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from rabbitrun.authoring.baseoperator import BaseOperator, Context
 from rabbitrun.authoring.dag import DAG, get_current_dag
 from rabbitrun.authoring.operators import PythonOperator
+
+if TYPE_CHECKING:
+    from rabbitrun.authoring.mapped import PartialTask
 
 __all__ = ["DecoratedPythonOperator", "TaskDecorator", "XComArg", "task"]
 
@@ -146,6 +149,17 @@ class TaskDecorator(Generic[P, R]):
             task_id=task_id, python_callable=self.function, op_args=args, op_kwargs=kwargs, **op_kwargs
         )
         return XComArg(operator)
+
+    def partial(self, **kwargs: Any) -> PartialTask:
+        """Fix some function arguments of a mapped task: ``add.partial(y=10).expand(x=[1, 2, 3])``."""
+        from rabbitrun.authoring.mapped import PartialTask
+
+        return PartialTask(self.function, self.operator_kwargs, kwargs)
+
+    def expand(self, **mapped: Any) -> XComArg:
+        """One task instance per element: ``consume.expand(x=produce())``; the XComArg stands for
+        the list of results in map-index order."""
+        return self.partial().expand(**mapped)
 
     def override(self, **operator_kwargs: Any) -> TaskDecorator[P, R]:
         """Same function, other task arguments: ``extract.override(task_id="e2")()``."""

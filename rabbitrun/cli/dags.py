@@ -117,7 +117,8 @@ def test(ctx: click.Context, dag_id: str, conf: str | None) -> None:
 
     run_id, rows = client.test_dag(settings_from(ctx), dag_id, conf=json.loads(conf) if conf else None)
     for r in rows:
-        click.echo(f"{r.task_id:<24} {r.state:<16} try={r.try_number} {r.reason or ''}")
+        name = f"{r.task_id}[{r.map_index}]" if r.map_index >= 0 else r.task_id  # mapped instances apart
+        click.echo(f"{name:<24} {r.state:<16} try={r.try_number} {r.reason or ''}")
     final = "success" if all(r.state in ("success", "skipped") for r in rows) else "failed"
     click.echo(f"{dag_id} {run_id}: {final}")
     ctx.exit(EXIT_OK if final == "success" else EXIT_FAILURE)

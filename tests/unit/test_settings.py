@@ -225,7 +225,8 @@ def test_environment_name_that_is_not_section_and_key_is_an_error(tmp_path: Path
 @pytest.mark.parametrize("env,key", [({"RABBITRUN__WORKER__CONCURRENCY": "0"}, "worker.concurrency"),
                                      ({"RABBITRUN__BROKER__QUEUE_TYPE": "stream"}, "broker.queue_type"),
                                      ({"RABBITRUN__CORE__TASK_QUEUED_TIMEOUT_ACTION": "ignore"},
-                                      "core.task_queued_timeout_action")])
+                                      "core.task_queued_timeout_action"),
+                                     ({"RABBITRUN__CORE__MAX_MAP_LENGTH": "0"}, "core.max_map_length")])
 def test_values_outside_their_allowed_range_are_errors(tmp_path: Path, env: dict[str, str], key: str) -> None:
     assert _config_error(tmp_path, env, read_file=False).key == key
 
