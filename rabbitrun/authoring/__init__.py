@@ -9,11 +9,16 @@ from rabbitrun.authoring.dag import DAG, get_current_dag
 from rabbitrun.authoring.dagbag import EXAMPLES_PREFIX, DagBag, ImportErrorInfo
 from rabbitrun.authoring.decorators import DecoratedPythonOperator, TaskDecorator, XComArg, task
 from rabbitrun.authoring.operators import BashCommandFailed, BashOperator, PythonOperator
+from rabbitrun.authoring.sensors import BaseSensorOperator, FileSensor, PokeReturnValue
 from rabbitrun.authoring.signals import (
     AirflowFailException,
+    AirflowRescheduleException,
+    AirflowSensorTimeout,
     AirflowSkipException,
     AirflowTaskTimeout,
     FailTask,
+    RescheduleTask,
+    SensorTimeout,
     SkipTask,
     TaskSignal,
     TaskTimeout,
@@ -24,9 +29,12 @@ __all__ = [
     "DAG",
     "EXAMPLES_PREFIX",
     "AirflowFailException",
+    "AirflowRescheduleException",
+    "AirflowSensorTimeout",
     "AirflowSkipException",
     "AirflowTaskTimeout",
     "BaseOperator",
+    "BaseSensorOperator",
     "BashCommandFailed",
     "BashOperator",
     "Context",
@@ -35,8 +43,12 @@ __all__ = [
     "DecoratedPythonOperator",
     "Dependable",
     "FailTask",
+    "FileSensor",
     "ImportErrorInfo",
+    "PokeReturnValue",
     "PythonOperator",
+    "RescheduleTask",
+    "SensorTimeout",
     "SkipTask",
     "TaskDecorator",
     "TaskSignal",
