@@ -31,7 +31,7 @@ with DAG("sensor_frees_slot") as sensor_frees_slot:
 
 with DAG("sensor_timeouts", default_args={"retries": 2, "retry_delay": 0}) as sensor_timeouts:
     hard = FileSensor(task_id="hard", filepath="{{ params.out_dir }}/never", mode="reschedule",
-                      poke_interval=0.3, timeout=2)
+                      poke_interval=0.3, timeout=3)
     soft = FileSensor(task_id="soft", filepath="{{ params.out_dir }}/never", mode="reschedule",
                       poke_interval=0.3, timeout=2, soft_fail=True)
     poking = FileSensor(task_id="poking", filepath="{{ params.out_dir }}/never", poke_interval=0.2, timeout=1)
