@@ -102,3 +102,14 @@ def test_dag_callbacks_run_once_per_finished_run_and_a_failing_one_changes_nothi
     ])
     assert wait(env, "dag_callbacks_fail", bad).state == "failed"
     assert "on_failure_callback of DAG dag_callbacks_fail" in env.logs()
+
+
+def test_scheduler_wakes_up_when_a_reschedule_is_due_not_at_its_next_poll(env: Env) -> None:
+    env.vars["RABBITRUN__SCHEDULER__POLL_INTERVAL_S"] = "60"  # no periodic pass would come in time
+    env.scheduler()
+    env.worker()
+    run_id = trigger(env, "sensor_timeouts")
+    started = time.monotonic()
+    assert wait(env, "sensor_timeouts", run_id, timeout_s=50).state == "failed", env.logs()
+    assert time.monotonic() - started < 50
+    assert len(_reschedules(env, "sensor_timeouts", run_id, "hard")) >= 2  # each one woke the scheduler
