@@ -24,10 +24,11 @@ from rabbitrun.authoring import DagBag
 from rabbitrun.errors import RabbitrunError
 from rabbitrun.models.base import utcnow
 from rabbitrun.settings import Settings
+from rabbitrun.states import DUE_STATES
 
 log = logging.getLogger("rabbitrun.scheduler")
 _FINAL = {"success", "failed", "skipped"}
-_WAITING = {"up_for_retry", "up_for_reschedule"}  # due again at next_retry_at
+_WAITING = {s.value for s in DUE_STATES}  # due again at next_retry_at
 
 
 class Scheduler:
