@@ -7,12 +7,19 @@ users import from ``airflow``: port a DAG by changing its imports.
 from rabbitrun.authoring import (
     DAG,
     AirflowFailException,
+    AirflowRescheduleException,
+    AirflowSensorTimeout,
     AirflowSkipException,
     AirflowTaskTimeout,
     BaseOperator,
+    BaseSensorOperator,
     BashOperator,
     FailTask,
+    FileSensor,
+    PokeReturnValue,
     PythonOperator,
+    RescheduleTask,
+    SensorTimeout,
     SkipTask,
     TaskTimeout,
     TriggerRule,
@@ -23,7 +30,7 @@ from rabbitrun.authoring import (
 
 # Data access needs SQLAlchemy: load it on first use, so `rabbitrun --help` and DAG parsing stay light.
 _LAZY = {"Connection": "rabbitrun.connections", "Variable": "rabbitrun.variables", "XCom": "rabbitrun.runtime",
-         "mask_secret": "rabbitrun.secrets"}
+         "mask_secret": "rabbitrun.secrets", "ExternalTaskSensor": "rabbitrun.external_task"}
 
 
 def __getattr__(name: str) -> object:
@@ -35,17 +42,25 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "Connection",
+    "ExternalTaskSensor",
     "Variable",
     "XCom",
     "mask_secret",
     "DAG",
     "AirflowFailException",
+    "AirflowRescheduleException",
+    "AirflowSensorTimeout",
     "AirflowSkipException",
     "AirflowTaskTimeout",
     "BaseOperator",
+    "BaseSensorOperator",
     "BashOperator",
     "FailTask",
+    "FileSensor",
+    "PokeReturnValue",
     "PythonOperator",
+    "RescheduleTask",
+    "SensorTimeout",
     "SkipTask",
     "TaskTimeout",
     "TriggerRule",

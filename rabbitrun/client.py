@@ -114,13 +114,14 @@ class RunProgress:
     running: int
     failed: int
     queued: int
+    waiting: int = 0  # up_for_retry, or a sensor between pokes (up_for_reschedule)
 
 
 def run_progress(settings: Settings, dag_id: str, run_id: str, sessions: Any = None) -> RunProgress:
     from sqlalchemy import func, select
 
     from rabbitrun.models.tables import DagRun, TaskInstance
-    from rabbitrun.states import FINISHED_TASK_STATES, TaskState
+    from rabbitrun.states import DUE_STATES, FINISHED_TASK_STATES, TaskState
 
     with (sessions or _sessions(settings))() as session:
         run = session.execute(
@@ -137,7 +138,7 @@ def run_progress(settings: Settings, dag_id: str, run_id: str, sessions: Any = N
     done = sum(n for s, n in counts.items() if s in {x.value for x in FINISHED_TASK_STATES})
     failed = counts.get(TaskState.FAILED.value, 0) + counts.get(TaskState.UPSTREAM_FAILED.value, 0)
     return RunProgress(run, total, done, counts.get(TaskState.RUNNING.value, 0), failed,
-                       counts.get(TaskState.QUEUED.value, 0))
+                       counts.get(TaskState.QUEUED.value, 0), sum(counts.get(s.value, 0) for s in DUE_STATES))
 
 
 def wait_for_run(settings: Settings, dag_id: str, run_id: str, *, on_progress: Callable[[RunProgress], None],
@@ -423,15 +424,33 @@ def clear_tasks(settings: Settings, dag_id: str, *, task_regex: str = ".*", run_
     return sorted(cleared)
 
 
+def set_task_state(settings: Settings, dag_id: str, task_id: str, run_id: str, state: str, *,
+                   map_index: int = -1) -> Any:
+    """Mark one task instance success or failed; the scheduler continues downstream from it."""
+    from rabbitrun import marking
+
+    dag = dagbag(settings).get_dag(dag_id)
+    with _sessions(settings)() as session:
+        return marking.set_task_state(session, dag, run_id, task_id, state, datetime.now(UTC), map_index)
+
+
+def set_run_state(settings: Settings, dag_id: str, run_id: str, state: str) -> Any:
+    """Mark a whole DAG run success or failed, with its unfinished task instances."""
+    from rabbitrun import marking
+
+    with _sessions(settings)() as session:
+        return marking.set_run_state(session, dag_id, run_id, state, datetime.now(UTC))
+
+
 def delete_dag(settings: Settings, dag_id: str) -> int:
     """Delete a DAG's runs, task instances, attempts and XComs from the metadata DB."""
     from sqlalchemy import delete
 
-    from rabbitrun.models.tables import DagModel, DagRun, TaskAttempt, TaskInstance, XComRow
+    from rabbitrun.models.tables import DagModel, DagRun, TaskAttempt, TaskInstance, TaskReschedule, XComRow
 
     with _sessions(settings)() as session:
         runs = session.execute(delete(DagRun).where(DagRun.dag_id == dag_id)).rowcount  # type: ignore[attr-defined]
-        for model in (TaskInstance, TaskAttempt, XComRow):
+        for model in (TaskInstance, TaskAttempt, TaskReschedule, XComRow):
             session.execute(delete(model).where(model.dag_id == dag_id))
         found = session.execute(delete(DagModel).where(DagModel.dag_id == dag_id)).rowcount  # type: ignore[attr-defined]
         if not runs and not found:

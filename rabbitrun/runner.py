@@ -24,7 +24,7 @@ import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -34,7 +34,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from rabbitrun.authoring import DAG, BaseOperator, DagBag, MappedOperator
-from rabbitrun.authoring.signals import FailTask, SkipTask, TaskTimeout
+from rabbitrun.authoring.signals import FailTask, RescheduleTask, SkipTask, TaskTimeout
 from rabbitrun.errors import DagError, RabbitrunError, XComError
 from rabbitrun.keys import TaskInstanceKey, log_relpath
 from rabbitrun.models import attempts, mapping, xcom
@@ -68,7 +68,7 @@ class AttemptOutcome:
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.state in (TaskState.SUCCESS, TaskState.SKIPPED) else 1
+        return 0 if self.state in (TaskState.SUCCESS, TaskState.SKIPPED, TaskState.UP_FOR_RESCHEDULE) else 1
 
 
 # --- the runtime objects a task sees ------------------------------------------------
@@ -127,6 +127,12 @@ class RuntimeTaskInstance:
         if dag is None or dag.dag_id != dag_id or not dag.has_task(task_id):
             return None
         return isinstance(dag.get_task(task_id), MappedOperator)
+
+    def reschedule_history(self) -> attempts.RescheduleHistory:
+        """For sensors in reschedule mode: when this try's first poke started, and how many
+        reschedules it has had (its timeout counts from that first poke)."""
+        with self._access.sessions() as session:
+            return attempts.reschedule_history(session, self.key)
 
     def __repr__(self) -> str:
         return f"<TaskInstance {self.key}>"
@@ -381,6 +387,13 @@ def _record(
             session.rollback()
             logging.getLogger(TASK_LOGGER).error("Task failed: %s", exc)
             finish, error = attempts.Finish(TaskState.FAILED, utcnow(), str(exc)), str(exc)
+    if finish.state == TaskState.UP_FOR_RESCHEDULE:  # the reschedule row and the state: one commit
+        assert finish.next_retry_at is not None
+        recorded = attempts.finish(session, key, finish, started_at=started, commit=False)
+        if recorded:
+            attempts.record_reschedule(session, key, started, finish.ended_at, finish.next_retry_at)
+            session.commit()
+        return finish, error, recorded
     return finish, error, attempts.finish(session, key, finish, started_at=started)
 
 
@@ -413,6 +426,10 @@ def _execute(
     except SkipTask as exc:
         log.info("Skipping task: %s", exc)
         return attempts.Finish(TaskState.SKIPPED, utcnow(), str(exc) or "skipped"), "", _NO_VALUE
+    except RescheduleTask as exc:  # same try, slot freed: the scheduler queues it again when due
+        log.info("Rescheduling task; next poke at %s", exc.reschedule_at.isoformat())
+        return (attempts.Finish(TaskState.UP_FOR_RESCHEDULE, utcnow(), str(exc), exc.reschedule_at.astimezone(UTC)),
+                "", _NO_VALUE)
     except Terminated as exc:
         log.warning("Attempt released: %s (worker shutdown); the delivery goes back to the queue", exc)
         return attempts.Finish(TaskState.QUEUED, utcnow(), f"released: {exc}"), str(exc), _NO_VALUE

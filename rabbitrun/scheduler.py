@@ -1,8 +1,10 @@
 """The scheduler's event-driven loop: results wake it, timers and a short poll cover the rest.
 
 A result from the reply queue marks its run dirty and wakes the loop at once,
-so downstream tasks are queued within milliseconds (DESIGN rule 5). New runs,
-due retries, stuck QUEUED tasks and zombies are found by a periodic full pass.
+so downstream tasks are queued within milliseconds (DESIGN rule 5). The loop
+also wakes when the earliest retry or sensor reschedule falls due. New runs,
+stuck QUEUED tasks and zombies are found by a periodic full pass. DAG-level
+callbacks of finished runs run in a thread, off the loop.
 DB work runs in a thread (:mod:`rabbitrun.scheduling`); publishing stays on
 the event loop.
 """
@@ -13,6 +15,7 @@ import asyncio
 import logging
 import signal
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +24,11 @@ from rabbitrun.authoring import DagBag
 from rabbitrun.errors import RabbitrunError
 from rabbitrun.models.base import utcnow
 from rabbitrun.settings import Settings
+from rabbitrun.states import DUE_STATES
 
 log = logging.getLogger("rabbitrun.scheduler")
 _FINAL = {"success", "failed", "skipped"}
+_WAITING = {s.value for s in DUE_STATES}  # due again at next_retry_at
 
 
 class Scheduler:
@@ -36,6 +41,9 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._dirty: set[tuple[str, str]] = set()
         self._maybe_done: set[tuple[str, str]] = set()
+        self._next_due: datetime | None = None  # earliest retry / sensor reschedule; the loop wakes then
+        self._due_stale = True
+        self._callbacks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self.dagbag: DagBag | None = None
         self._last_parse = 0.0
@@ -53,6 +61,8 @@ class Scheduler:
             self._maybe_done.add(run)
         else:
             self._dirty.add(run)
+        if result.state in _WAITING:
+            self._due_stale = True
         self._wake.set()
 
     def _is_leaf(self, dag_id: str, task_id: str) -> bool:
@@ -96,6 +106,8 @@ class Scheduler:
                 await self._iterate(executor)
                 await self._wait_for_work()
                 self._wake.clear()
+            if self._callbacks:
+                await asyncio.wait(set(self._callbacks), timeout=s.scheduler.poll_interval_s * 10)
             await executor.close()
             return 0
         finally:
@@ -138,9 +150,12 @@ class Scheduler:
         """Until a result arrives, the poll interval passes, or a new run was triggered (checked
         every ``new_run_check_s`` with one indexed query, so `dags trigger` starts at once)."""
         deadline = time.monotonic() + self.settings.scheduler.poll_interval_s
+        if self._next_due is not None:  # a retry or a sensor's next poke: wake up for it, not at the next poll
+            deadline = min(deadline, time.monotonic() + (self._next_due - utcnow()).total_seconds())
         while time.monotonic() < deadline and not self._wake.is_set():
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.scheduler.new_run_check_s)
+                await asyncio.wait_for(self._wake.wait(), timeout=min(self.settings.scheduler.new_run_check_s,
+                                                                      max(0.0, deadline - time.monotonic())))
             except TimeoutError:
                 if await asyncio.to_thread(self._queued_runs_exist):
                     self._last_full = 0.0  # a full pass starts the new run now
@@ -159,13 +174,18 @@ class Scheduler:
         full = now_mono - self._last_full >= self.settings.scheduler.poll_interval_s
         dirty, self._dirty = self._dirty, set()
         maybe_done, self._maybe_done = self._maybe_done - dirty, set()
+        finished: list[Any] = []
         if maybe_done and not full:
-            await asyncio.to_thread(self._finish_runs, maybe_done)
+            await asyncio.to_thread(self._finish_runs, maybe_done, finished)
         if now_mono - self._last_parse >= self.settings.scheduler.dag_dir_list_interval_s:
             await asyncio.to_thread(self._parse)
-        envelopes = await asyncio.to_thread(self._pass, None if full else dirty)
+        due = full or self._due_stale or (self._next_due is not None and self._next_due <= utcnow())
+        self._due_stale = False
+        envelopes = await asyncio.to_thread(self._pass, None if full else dirty, due, finished)
         if full:
             self._last_full = now_mono
+        if finished:
+            self._run_dag_callbacks(finished)
         if envelopes:
             failures = await executor.publish(envelopes)
             if failures:
@@ -185,13 +205,16 @@ class Scheduler:
             scheduling.sync_dags(session, self.dagbag, utcnow())
         self._last_parse = time.monotonic()
 
-    def _pass(self, only: set[tuple[str, str]] | None) -> list[protocol.TaskEnvelope]:
-        """One scheduling pass; ``only`` limits it to runs that just got results."""
+    def _pass(self, only: set[tuple[str, str]] | None, due: bool, finished: list[Any]) -> list[protocol.TaskEnvelope]:
+        """One scheduling pass; ``only`` limits it to runs that just got results (plus, when ``due``,
+        runs with a retry or reschedule that fell due, and the next due time is read again)."""
         from rabbitrun import scheduling
 
         assert self.dagbag is not None
         s, now = self.settings, utcnow()
         with self.sessions() as session:
+            if due and only is not None:
+                only = only | scheduling.due_runs(session, now)
             if only is None:
                 for run in scheduling.create_scheduled_runs(session, self.dagbag, now):
                     log.info("DAG run %s of %s created by its schedule", run.run_id, run.dag_id)
@@ -199,19 +222,37 @@ class Scheduler:
                     log.info("DAG run %s of %s started", run.run_id, run.dag_id)
                 scheduling.surface_stuck_queued(session, s, now)
                 scheduling.fail_zombies(session, s, now)
-            envelopes = scheduling.schedule(session, self.dagbag, s, now, only)
+            envelopes = scheduling.schedule(session, self.dagbag, s, now, only, finished)
+            if due:  # one still due now could not be queued (e.g. parallelism): the poll retries it
+                next_due = scheduling.next_due_at(session)
+                self._next_due = next_due if next_due is not None and next_due > now else None
             if only is None:
                 counts = scheduling.state_counts(session)
                 self.metrics.tasks_queued.set(counts.get("queued", 0) + len(envelopes))
                 self.metrics.tasks_running.set(counts.get("running", 0))
             return envelopes
 
-    def _finish_runs(self, runs: set[tuple[str, str]]) -> None:
+    def _finish_runs(self, runs: set[tuple[str, str]], finished: list[Any]) -> None:
         from rabbitrun import scheduling
 
         assert self.dagbag is not None
         with self.sessions() as session:
-            scheduling.finish_runs_if_done(session, self.dagbag, runs, utcnow())
+            scheduling.finish_runs_if_done(session, self.dagbag, runs, utcnow(), finished)
+
+    def _run_dag_callbacks(self, finished: list[Any]) -> None:
+        """DAG on_success/on_failure callbacks, once per finished run, in a thread so a slow
+        callback never delays scheduling."""
+        from rabbitrun import dag_callbacks
+
+        assert self.dagbag is not None
+        todo = [(run, self.dagbag.dags[run.dag_id]) for run in finished
+                if dag_callbacks.has_callback(self.dagbag.dags.get(run.dag_id), run.state)]
+        if not todo:
+            return
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(dag_callbacks.run_callbacks, todo,
+                                                                        self.sessions))
+        self._callbacks.add(task)
+        task.add_done_callback(self._callbacks.discard)
 
     def _put_back(self, failures: list[Any]) -> None:
         from rabbitrun import scheduling

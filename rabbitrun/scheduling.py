@@ -27,12 +27,24 @@ from rabbitrun.models import attempts, mapping, xcom
 from rabbitrun.models.tables import DagImportErrorRow, DagModel, DagRun, TaskInstance
 from rabbitrun.protocol import TaskEnvelope
 from rabbitrun.settings import Settings
-from rabbitrun.states import FINISHED_TASK_STATES, DagRunState, TaskState
+from rabbitrun.states import DUE_STATES, FINISHED_TASK_STATES, DagRunState, TaskState
 
 log = logging.getLogger("rabbitrun.scheduler")
 
 _FAILED = {TaskState.FAILED.value, TaskState.UPSTREAM_FAILED.value}
 _FINISHED = {s.value for s in FINISHED_TASK_STATES}
+_DUE = {s.value for s in DUE_STATES}
+#: queued again with the same try_number: a failed publish, or a sensor's next poke
+_KEEP_TRY = {TaskState.SCHEDULED.value, TaskState.UP_FOR_RESCHEDULE.value}
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedRun:
+    """A run this pass finished, for the DAG's on_success/on_failure callback."""
+
+    dag_id: str
+    run_id: str
+    state: str
 
 
 #: Turns a ready mapped placeholder into its ready instances (see _expander).
@@ -118,9 +130,10 @@ def start_queued_runs(session: Session, dagbag: DagBag, settings: Settings, now:
 
 def schedule(
     session: Session, dagbag: DagBag, settings: Settings, now: datetime,
-    only: Iterable[tuple[str, str]] | None = None,
+    only: Iterable[tuple[str, str]] | None = None, finished: list[FinishedRun] | None = None,
 ) -> list[TaskEnvelope]:
-    """Evaluate running runs (all, or ``only`` these (dag_id, run_id)); queue what is ready."""
+    """Evaluate running runs (all, or ``only`` these (dag_id, run_id)); queue what is ready.
+    Runs this pass finishes are appended to ``finished`` once committed."""
     query = select(DagRun).where(DagRun.state == DagRunState.RUNNING.value)
     if only is not None:
         pairs = list(only)
@@ -133,6 +146,7 @@ def schedule(
     tis_by_run = _load_tis(session, [(r.dag_id, r.run_id) for r in runs])
     expand = _expander(session, settings, now)
     ready: list[tuple[TaskInstance, DAG]] = []
+    done: list[FinishedRun] = []
     for run in runs:
         try:
             dag = dagbag.get_dag(run.dag_id)
@@ -140,9 +154,11 @@ def schedule(
             continue  # its file may be failing to import right now; keep the run and retry later
         tis = tis_by_run.get((run.dag_id, run.run_id), [])
         ready.extend((ti, dag) for ti in _evaluate_run(dag, tis, now, expand))
-        _finish_run_if_done(run, dag, tis, now)
+        _finish_run_if_done(run, dag, tis, now, done)
     envelopes = _queue(session, _apply_parallelism(session, ready, settings), dagbag, settings, now)
     session.commit()
+    if finished is not None:
+        finished.extend(done)
     return envelopes
 
 
@@ -174,7 +190,7 @@ def _evaluate_run(dag: DAG, tis: list[TaskInstance], now: datetime, expand: Expa
         if ti.state == TaskState.SCHEDULED.value:  # its publish failed earlier: send it again
             ready.append(ti)
             continue
-        if ti.state == TaskState.UP_FOR_RETRY.value:
+        if ti.state in _DUE:  # a retry, or a sensor's next poke
             if ti.next_retry_at is None or ti.next_retry_at <= now:
                 ready.append(ti)
             continue
@@ -232,7 +248,8 @@ def _expander(session: Session, settings: Settings, now: datetime) -> Expander:
     return expand
 
 
-def _finish_run_if_done(run: DagRun, dag: DAG, tis: list[TaskInstance], now: datetime) -> None:
+def _finish_run_if_done(run: DagRun, dag: DAG, tis: list[TaskInstance], now: datetime,
+                        done: list[FinishedRun]) -> None:
     """Airflow's rule: a finished run failed when any leaf failed or is upstream_failed."""
     if any(ti.state not in _FINISHED for ti in tis):
         return  # (a DAG without tasks finishes at once, as in Airflow)
@@ -240,6 +257,7 @@ def _finish_run_if_done(run: DagRun, dag: DAG, tis: list[TaskInstance], now: dat
     failed = any(ti.state in _FAILED for ti in tis if ti.task_id in leaves)
     run.state = (DagRunState.FAILED if failed else DagRunState.SUCCESS).value
     run.end_date = now
+    done.append(FinishedRun(run.dag_id, run.run_id, run.state))
     log.info("DAG run %s of %s finished: %s", run.run_id, run.dag_id, run.state)
 
 
@@ -267,16 +285,16 @@ def _queue(
     groups: dict[tuple[bool, str], list[TaskInstance]] = defaultdict(list)
     for ti, _ in ready:
         task = tasks[(ti.dag_id, ti.task_id)]
-        groups[(ti.state == TaskState.SCHEDULED.value, task.queue or settings.core.default_queue)].append(ti)
+        groups[(ti.state in _KEEP_TRY, task.queue or settings.core.default_queue)].append(ti)
     envelopes = []
     new_id = _random_id(session)
-    for (republish, queue), tis in groups.items():
+    for (keep_try, queue), tis in groups.items():
         for start in range(0, len(tis), 500):
             chunk = tis[start:start + 500]
             values: dict[str, Any] = {
                 "state": TaskState.QUEUED.value, "queued_at": now, "queue": queue, "envelope_id": new_id,
                 "hostname": None, "pid": None, "start_date": None, "end_date": None, "duration": None}
-            if not republish:  # a re-published SCHEDULED task keeps its try and the reason it was re-published for
+            if not keep_try:  # re-published SCHEDULED and rescheduled sensors keep their try (and reason)
                 values.update(try_number=TaskInstance.try_number + 1, reason=None)
             returned = session.execute(
                 update(TaskInstance)
@@ -388,8 +406,10 @@ def queued_runs_exist(session: Session) -> bool:
                                                    DagRun.dag_id.notin_(paused)).limit(1)).first() is not None
 
 
-def finish_runs_if_done(session: Session, dagbag: DagBag, runs: Iterable[tuple[str, str]], now: datetime) -> None:
+def finish_runs_if_done(session: Session, dagbag: DagBag, runs: Iterable[tuple[str, str]], now: datetime,
+                        finished: list[FinishedRun] | None = None) -> None:
     """Cheap completion check for runs whose last result was a leaf: two aggregate queries per run."""
+    done: list[FinishedRun] = []
     for dag_id, run_id in runs:
         run = session.execute(
             select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id,
@@ -409,5 +429,21 @@ def finish_runs_if_done(session: Session, dagbag: DagBag, runs: Iterable[tuple[s
             *mine, TaskInstance.task_id.in_(leaves), TaskInstance.state.in_(list(_FAILED)))).scalar_one()
         run.state = (DagRunState.FAILED if failed else DagRunState.SUCCESS).value
         run.end_date = now
+        done.append(FinishedRun(run.dag_id, run.run_id, run.state))
         log.info("DAG run %s of %s finished: %s", run.run_id, run.dag_id, run.state)
     session.commit()
+    if finished is not None:
+        finished.extend(done)
+
+
+def next_due_at(session: Session) -> datetime | None:
+    """When the earliest retry or sensor reschedule falls due: the scheduler wakes up then."""
+    return session.execute(select(func.min(TaskInstance.next_retry_at)).where(
+        TaskInstance.state.in_(list(_DUE)))).scalar_one_or_none()
+
+
+def due_runs(session: Session, now: datetime) -> set[tuple[str, str]]:
+    """Runs with a retry or a sensor reschedule due by ``now``, to evaluate without a full pass."""
+    rows = session.execute(select(TaskInstance.dag_id, TaskInstance.run_id).distinct().where(
+        TaskInstance.state.in_(list(_DUE)), TaskInstance.next_retry_at <= now)).all()
+    return {(dag_id, run_id) for dag_id, run_id in rows}

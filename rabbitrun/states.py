@@ -15,6 +15,8 @@ class TaskState(StrEnum):
     SUCCESS = "success"
     FAILED = "failed"
     UP_FOR_RETRY = "up_for_retry"
+    # a sensor in reschedule mode between pokes: same try_number, no worker slot held, due at next_retry_at
+    UP_FOR_RESCHEDULE = "up_for_reschedule"
     UPSTREAM_FAILED = "upstream_failed"
     SKIPPED = "skipped"
     REMOVED = "removed"
@@ -34,6 +36,15 @@ FINISHED_TASK_STATES = frozenset(
 
 #: States a worker may claim an attempt from.
 CLAIMABLE_STATES = frozenset({TaskState.QUEUED, TaskState.SCHEDULED})
+
+#: Waiting states that become ready again once their ``next_retry_at`` has passed. A retry
+#: takes a new try_number when queued; a reschedule keeps its try (the attempt continues).
+DUE_STATES = frozenset({TaskState.UP_FOR_RETRY, TaskState.UP_FOR_RESCHEDULE})
+
+#: How an attempt may end, as the runner records it (RUNNING -> one of these).
+ATTEMPT_OUTCOMES = frozenset(
+    {TaskState.SUCCESS, TaskState.FAILED, TaskState.SKIPPED, TaskState.UP_FOR_RETRY, TaskState.UP_FOR_RESCHEDULE}
+)
 
 #: Task states that count as "not failed" for trigger rules such as none_failed.
 SUCCESS_LIKE = frozenset({TaskState.SUCCESS, TaskState.SKIPPED})

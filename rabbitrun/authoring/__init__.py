@@ -10,11 +10,16 @@ from rabbitrun.authoring.dagbag import EXAMPLES_PREFIX, DagBag, ImportErrorInfo
 from rabbitrun.authoring.decorators import DecoratedPythonOperator, TaskDecorator, XComArg, task
 from rabbitrun.authoring.mapped import MappedOperator
 from rabbitrun.authoring.operators import BashCommandFailed, BashOperator, PythonOperator
+from rabbitrun.authoring.sensors import BaseSensorOperator, FileSensor, PokeReturnValue
 from rabbitrun.authoring.signals import (
     AirflowFailException,
+    AirflowRescheduleException,
+    AirflowSensorTimeout,
     AirflowSkipException,
     AirflowTaskTimeout,
     FailTask,
+    RescheduleTask,
+    SensorTimeout,
     SkipTask,
     TaskSignal,
     TaskTimeout,
@@ -25,9 +30,12 @@ __all__ = [
     "DAG",
     "EXAMPLES_PREFIX",
     "AirflowFailException",
+    "AirflowRescheduleException",
+    "AirflowSensorTimeout",
     "AirflowSkipException",
     "AirflowTaskTimeout",
     "BaseOperator",
+    "BaseSensorOperator",
     "BashCommandFailed",
     "BashOperator",
     "Context",
@@ -36,9 +44,13 @@ __all__ = [
     "DecoratedPythonOperator",
     "Dependable",
     "FailTask",
+    "FileSensor",
     "ImportErrorInfo",
     "MappedOperator",
+    "PokeReturnValue",
     "PythonOperator",
+    "RescheduleTask",
+    "SensorTimeout",
     "SkipTask",
     "TaskDecorator",
     "TaskSignal",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar, Token
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -65,6 +65,8 @@ class DAG:
         catchup: bool = False,
         max_active_runs: int = 16,
         max_active_tasks: int = 16,
+        on_success_callback: Callable[[Mapping[str, Any]], Any] | None = None,
+        on_failure_callback: Callable[[Mapping[str, Any]], Any] | None = None,
     ) -> None:
         self.dag_id = validate_id("dag_id", dag_id)
         from rabbitrun.timetables import validate  # a bad cron string is a DAG import error, early
@@ -80,6 +82,9 @@ class DAG:
         self.catchup = catchup
         self.max_active_runs = _positive_int("max_active_runs", max_active_runs)
         self.max_active_tasks = _positive_int("max_active_tasks", max_active_tasks)
+        # run once by the scheduler when a run of this DAG finishes; their errors never change its state
+        self.on_success_callback = on_success_callback
+        self.on_failure_callback = on_failure_callback
         #: The file reference relative to the dags folder; set by the DagBag.
         self.fileloc: str = ""
         self._task_dict: dict[str, BaseOperator] = {}

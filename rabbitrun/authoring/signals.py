@@ -1,4 +1,4 @@
-"""Outcomes that user code raises on purpose: skip, fail without retry, time out.
+"""Outcomes that user code raises on purpose: skip, fail without retry, time out, reschedule.
 
 These are *not* :class:`rabbitrun.errors.RabbitrunError` subclasses: they are
 how a task tells the runner what happened, not library failures. The Airflow
@@ -7,11 +7,17 @@ names are kept as aliases so ported DAG files keep working unchanged.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 __all__ = [
     "AirflowFailException",
+    "AirflowRescheduleException",
+    "AirflowSensorTimeout",
     "AirflowSkipException",
     "AirflowTaskTimeout",
     "FailTask",
+    "RescheduleTask",
+    "SensorTimeout",
     "SkipTask",
     "TaskSignal",
     "TaskTimeout",
@@ -37,6 +43,23 @@ class TaskTimeout(TaskSignal):
     """
 
 
+class RescheduleTask(TaskSignal):
+    """End this attempt as UP_FOR_RESCHEDULE and run it again, same try, at ``reschedule_at``.
+
+    Raised by sensors in reschedule mode: the worker slot is freed between pokes.
+    """
+
+    def __init__(self, reschedule_at: datetime) -> None:
+        self.reschedule_at = reschedule_at if reschedule_at.tzinfo else reschedule_at.replace(tzinfo=UTC)
+        super().__init__(f"rescheduled to {self.reschedule_at.isoformat()}")
+
+
+class SensorTimeout(FailTask):
+    """A sensor waited longer than its ``timeout``: FAILED at once, without retries (as in Airflow)."""
+
+
 AirflowSkipException = SkipTask
 AirflowFailException = FailTask
 AirflowTaskTimeout = TaskTimeout
+AirflowRescheduleException = RescheduleTask
+AirflowSensorTimeout = SensorTimeout

@@ -67,7 +67,7 @@ def _show_progress(dag_id: str):  # type: ignore[no-untyped-def]
 
     def show(p):  # type: ignore[no-untyped-def]
         line = (f"{dag_id}: {p.state:<8} {p.done}/{p.total} done, {p.queued} queued, {p.running} running, "
-                f"{p.failed} failed")
+                f"{p.waiting} waiting, {p.failed} failed")
         click.echo(f"\r{line:<90}" if tty else line, err=True, nl=not tty)
 
     return show
@@ -105,6 +105,19 @@ def delete(ctx: click.Context, dag_id: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"Delete all metadata of {dag_id}?", abort=True)
     click.echo(f"deleted {client.delete_dag(settings_from(ctx), dag_id)} run(s) of {dag_id}")
+
+
+@dags.command("set-state")
+@click.argument("dag_id")
+@click.argument("run_id")
+@click.argument("state", type=click.Choice(["success", "failed"]))
+@click.pass_context
+def set_state(ctx: click.Context, dag_id: str, run_id: str, state: str) -> None:
+    """Mark a DAG run success or failed with its unfinished tasks (Airflow's mark success/failed)."""
+    from rabbitrun import client
+
+    marked = client.set_run_state(settings_from(ctx), dag_id, run_id, state)
+    click.echo(f"{dag_id} run={run_id}: {marked.previous} -> {state}")
 
 
 @dags.command("test")

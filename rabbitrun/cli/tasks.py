@@ -1,4 +1,4 @@
-"""`rabbitrun tasks run | states | logs`."""
+"""`rabbitrun tasks run | clear | set-state | states | logs`."""
 
 from __future__ import annotations
 
@@ -52,6 +52,23 @@ def clear(ctx: click.Context, dag_id: str, task_regex: str, run_id: str | None, 
     click.echo(f"{len(cleared)} task instance(s)")
 
 
+@tasks.command("set-state")
+@click.argument("dag_id")
+@click.argument("task_id")
+@click.argument("run_id")
+@click.argument("state", type=click.Choice(["success", "failed"]))
+@click.option("--map-index", type=int, default=-1, show_default=True)
+@click.pass_context
+def set_state(ctx: click.Context, dag_id: str, task_id: str, run_id: str, state: str, map_index: int) -> None:
+    """Mark a task instance success or failed (Airflow's mark success/failed); downstream continues."""
+    from rabbitrun import client
+
+    marked = client.set_task_state(settings_from(ctx), dag_id, task_id, run_id, state, map_index=map_index)
+    click.echo(f"{dag_id}.{task_id} run={run_id}: {marked.previous} -> {state}")
+    if marked.reset_downstream:
+        click.echo(f"downstream to evaluate again: {', '.join(marked.reset_downstream)}")
+
+
 @tasks.command("states")
 @click.argument("dag_id")
 @click.argument("run_id")
@@ -61,13 +78,13 @@ def states(ctx: click.Context, dag_id: str, run_id: str) -> None:
     from rabbitrun import client
 
     rows = client.task_states(settings_from(ctx), dag_id, run_id)
-    click.echo(f"{'task_id':<24} {'map':>4} {'state':<16} {'try':>3} {'start':<26} {'end':<26} "
+    click.echo(f"{'task_id':<24} {'map':>4} {'state':<17} {'try':>3} {'start':<26} {'end':<26} "
                f"{'duration':>9} {'hostname':<20} reason")
     for r in rows:
         start = r.start_date.isoformat(timespec="milliseconds") if r.start_date else "-"
         end = r.end_date.isoformat(timespec="milliseconds") if r.end_date else "-"
         dur = f"{r.duration:.3f}" if r.duration is not None else "-"
-        click.echo(f"{r.task_id:<24} {r.map_index:>4} {r.state:<16} {r.try_number:>3} {start:<26} {end:<26} "
+        click.echo(f"{r.task_id:<24} {r.map_index:>4} {r.state:<17} {r.try_number:>3} {start:<26} {end:<26} "
                    f"{dur:>9} {r.hostname or '-':<20} {r.reason or ''}")
 
 

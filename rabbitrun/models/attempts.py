@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, delete, or_, select, update
+from sqlalchemy import Row, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models.base import utcnow
-from rabbitrun.models.tables import DagRun, TaskAttempt, TaskInstance, XComRow
+from rabbitrun.models.tables import DagRun, TaskAttempt, TaskInstance, TaskReschedule, XComRow
 from rabbitrun.states import CLAIMABLE_STATES, TaskState
 
 # The statements of an attempt's hot path (claim, finish, attempt row) are built once, here, with
@@ -204,6 +204,33 @@ def record_attempt(
         "a_hostname": hostname, "a_pid": pid, "a_reason": reason})
 
 
+def record_reschedule(session: Session, key: TaskInstanceKey, started: datetime, ended: datetime,
+                      reschedule_at: datetime) -> None:
+    """Note one reschedule of this try, in the transaction that records UP_FOR_RESCHEDULE."""
+    session.add(TaskReschedule(dag_id=key.dag_id, task_id=key.task_id, run_id=key.run_id, map_index=key.map_index,
+                               try_number=key.try_number, start_date=started, end_date=ended,
+                               reschedule_date=reschedule_at))
+
+
+@dataclass(frozen=True, slots=True)
+class RescheduleHistory:
+    """How long a sensor's try has been waiting: when its first poke started, and how many
+    times it was rescheduled since."""
+
+    first_started_at: datetime | None
+    reschedules: int
+
+
+def reschedule_history(session: Session, key: TaskInstanceKey) -> RescheduleHistory:
+    first, count = session.execute(
+        select(func.min(TaskReschedule.start_date), func.count()).where(
+            TaskReschedule.dag_id == key.dag_id, TaskReschedule.task_id == key.task_id,
+            TaskReschedule.run_id == key.run_id, TaskReschedule.map_index == key.map_index,
+            TaskReschedule.try_number == key.try_number)
+    ).one()
+    return RescheduleHistory(first, int(count))
+
+
 def failure_outcome(
     try_number: int, max_tries: int, retry_delay: timedelta | None, reason: str, now: datetime, *, retry: bool = True
 ) -> Finish:
@@ -213,4 +240,5 @@ def failure_outcome(
     return Finish(TaskState.FAILED, now, reason)
 
 
-__all__ = ["Claim", "Finish", "claim", "failure_outcome", "finish", "get_ti", "heartbeat", "record_attempt", "utcnow"]
+__all__ = ["Claim", "Finish", "RescheduleHistory", "claim", "failure_outcome", "finish", "get_ti", "heartbeat",
+           "record_attempt", "record_reschedule", "reschedule_history", "utcnow"]

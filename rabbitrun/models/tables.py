@@ -110,6 +110,29 @@ class TaskAttempt(Base):
     reason: Mapped[str | None] = mapped_column(Text)
 
 
+class TaskReschedule(Base):
+    """One row per reschedule of a sensor's try: its first row is when the sensor's wait began,
+    which its ``timeout`` counts from across reschedules (Airflow's task_reschedule)."""
+
+    __tablename__ = "task_reschedule"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["dag_id", "run_id"], ["dag_run.dag_id", "dag_run.run_id"], ondelete="CASCADE",
+            name="fk_task_reschedule_dag_run",
+        ),
+        Index("ix_task_reschedule_ti_try", "dag_id", "task_id", "run_id", "map_index", "try_number"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dag_id: Mapped[str] = mapped_column(String(ID_LEN))
+    task_id: Mapped[str] = mapped_column(String(ID_LEN))
+    run_id: Mapped[str] = mapped_column(String(ID_LEN))
+    map_index: Mapped[int] = mapped_column(Integer, default=-1)
+    try_number: Mapped[int] = mapped_column(Integer)
+    start_date: Mapped[datetime] = mapped_column(UTCDateTime)
+    end_date: Mapped[datetime] = mapped_column(UTCDateTime)
+    reschedule_date: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class XComRow(Base):
     __tablename__ = "xcom"
     __table_args__ = (

@@ -24,7 +24,7 @@ from rabbitrun.keys import TaskInstanceKey, log_relpath
 from rabbitrun.models import attempts
 from rabbitrun.models.base import utcnow
 from rabbitrun.names import REASON_HEADER, Names, task_event_key
-from rabbitrun.states import FINISHED_TASK_STATES, TaskState
+from rabbitrun.states import ATTEMPT_OUTCOMES, FINISHED_TASK_STATES, TaskState
 from rabbitrun.broker.events import EventPublisher
 from rabbitrun.broker.publisher import ConfirmedPublisher
 from rabbitrun.metrics import Metrics
@@ -34,7 +34,8 @@ from rabbitrun.worker.supervisor import ChildReport, Supervisor, ts_to_dt
 log = logging.getLogger("rabbitrun.worker")
 
 
-_EVENT_FOR_STATE = {"success": "succeeded", "failed": "failed", "up_for_retry": "retried", "skipped": "skipped"}
+_EVENT_FOR_STATE = {"success": "succeeded", "failed": "failed", "up_for_retry": "retried", "skipped": "skipped",
+                    "up_for_reschedule": "rescheduled"}
 
 
 class Action(StrEnum):
@@ -66,7 +67,8 @@ def decide(report: ChildReport) -> Decision:
         return Decision(Action.ACK, report.outcome.get("error", "") if report.outcome else "")
     if state == TaskState.QUEUED:
         return Decision(Action.REQUEUE, "released on worker shutdown")
-    if state in {s.value for s in FINISHED_TASK_STATES} | {TaskState.UP_FOR_RETRY.value}:
+    if state in {s.value for s in FINISHED_TASK_STATES | ATTEMPT_OUTCOMES}:
+        # up_for_reschedule too: the attempt is durable and the scheduler sends a new envelope when due
         return Decision(Action.PUBLISH_AND_ACK)
     return Decision(Action.RECORD_AND_ACK, f"unexpected outcome {state!r}")
 

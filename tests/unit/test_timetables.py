@@ -54,3 +54,55 @@ def test_timedelta_once_end_date_and_none() -> None:
 def test_a_bad_schedule_is_a_definition_error() -> None:
     with pytest.raises(DagDefinitionError, match="not a cron expression"):
         DAG("bad", schedule="every tuesday")
+
+
+def test_catchup_across_fall_back_creates_one_run_for_a_time_in_the_repeated_hour() -> None:
+    # 2026-10-25 in Paris: 03:00 CEST becomes 02:00 CET, so 02:30 happens twice; Airflow runs once
+    start = datetime(2026, 10, 23, 0, 0, tzinfo=PARIS)
+    runs = due("30 2 * * *", start, None, None, utc(2026, 10, 28), catchup=True, has_runs=False)
+    local = [r.start.astimezone(PARIS) for r in runs]
+    assert [(d.day, d.hour, d.minute) for d in local] == [(23, 2, 30), (24, 2, 30), (25, 2, 30), (26, 2, 30)]
+    assert runs[2].start == utc(2026, 10, 25, 1, 30)  # the second 02:30 (CET), pendulum's post-transition
+    assert runs[1].end == runs[2].start and runs[1].end - runs[1].start == timedelta(hours=25)
+    assert all(a.end == b.start for a, b in zip(runs, runs[1:]))  # contiguous, no overlap
+
+
+def test_catchup_resumed_inside_the_repeated_hour_does_not_create_it_again() -> None:
+    start = datetime(2026, 10, 20, 0, 0, tzinfo=PARIS)
+    first = due("30 2 * * *", start, None, None, utc(2026, 10, 25, 1, 45), catchup=True, has_runs=False)
+    assert first[-1].end == utc(2026, 10, 25, 1, 30)
+    again = due("30 2 * * *", start, None, first[-1].end, utc(2026, 10, 27), catchup=True, has_runs=True)
+    assert [r.start for r in again] == [utc(2026, 10, 25, 1, 30)]  # the 25th's run, once
+    assert due("30 2 * * *", start, None, first[-1].end, utc(2026, 10, 25, 23), catchup=False, has_runs=True) == []
+
+
+def test_spring_forward_moves_a_skipped_time_past_the_gap_and_runs_it_once() -> None:
+    # 2026-03-29 in Paris: 02:00 CET becomes 03:00 CEST, so 02:30 does not exist that day
+    start = datetime(2026, 3, 27, 0, 0, tzinfo=PARIS)
+    runs = due("30 2 * * *", start, None, None, utc(2026, 4, 1), catchup=True, has_runs=False)
+    local = [r.start.astimezone(PARIS) for r in runs]
+    assert [(d.day, d.hour, d.minute) for d in local] == [(27, 2, 30), (28, 2, 30), (29, 3, 30), (30, 2, 30)]
+    assert runs[2].start == utc(2026, 3, 29, 1, 30)
+    two_times = due("15 2,3 * * *", start, None, None, utc(2026, 3, 31), catchup=True, has_runs=False)
+    on_the_29th = [r.start.astimezone(PARIS).strftime("%H:%M") for r in two_times
+                   if r.start.astimezone(PARIS).day == 29]
+    assert on_the_29th == ["03:15"]  # 02:15 moved to 03:15 meets the real 03:15: one run
+
+
+def test_hourly_cron_follows_absolute_time_across_both_changes() -> None:
+    fall = due("0 * * * *", datetime(2026, 10, 25, 0, 0, tzinfo=PARIS), None, None,
+               datetime(2026, 10, 26, 0, 0, tzinfo=PARIS), catchup=True, has_runs=False)
+    assert len(fall) == 25 and all(r.end - r.start == timedelta(hours=1) for r in fall)
+    assert [r.start.astimezone(PARIS).hour for r in fall].count(2) == 2  # both 02:00s run
+    spring = due("*/30 * * * *", datetime(2026, 3, 29, 0, 0, tzinfo=PARIS), None, None,
+                 datetime(2026, 3, 30, 0, 0, tzinfo=PARIS), catchup=True, has_runs=False)
+    assert len(spring) == 46 and 2 not in {r.start.astimezone(PARIS).hour for r in spring}
+
+
+def test_without_catchup_the_latest_interval_at_fall_back_is_the_25_hour_day() -> None:
+    start = datetime(2026, 10, 1, 0, 0, tzinfo=PARIS)
+    # at 02:45 CEST (first pass through the repeated hour) the day's 02:30 has not happened yet
+    before = due("30 2 * * *", start, None, None, utc(2026, 10, 25, 0, 45), catchup=False, has_runs=False)
+    assert [(r.start, r.end) for r in before] == [(utc(2026, 10, 23, 0, 30), utc(2026, 10, 24, 0, 30))]
+    after = due("30 2 * * *", start, None, None, utc(2026, 10, 25, 1, 45), catchup=False, has_runs=False)
+    assert [(r.start, r.end) for r in after] == [(utc(2026, 10, 24, 0, 30), utc(2026, 10, 25, 1, 30))]

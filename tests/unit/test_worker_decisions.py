@@ -109,6 +109,11 @@ def test_attempt_finished_and_recorded_by_the_child_is_published_then_acked(stat
     assert decide(_report(state, exit_status=0)).action == Action.PUBLISH_AND_ACK
 
 
+def test_rescheduled_sensor_attempt_is_published_then_acked_freeing_its_slot() -> None:
+    """up_for_reschedule is durable in the DB; the scheduler sends a new envelope when it is due."""
+    assert decide(_report("up_for_reschedule", exit_status=0)) == Decision(Action.PUBLISH_AND_ACK)
+
+
 def test_finished_outcome_is_published_even_when_the_child_exit_status_is_not_yet_known() -> None:
     """on_reported() decides as soon as the outcome frame arrives, before the exit frame."""
     assert decide(_report("success", exit_status=None)).action == Action.PUBLISH_AND_ACK

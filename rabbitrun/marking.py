@@ -1,0 +1,114 @@
+"""Mark a task instance or a whole DAG run success or failed by hand (Airflow's "mark success/failed").
+
+Task instance: its state is set, its failed / upstream_failed downstream task
+instances are reset so they are evaluated again, and a finished run goes back
+to running, so the scheduler carries on from the new state and settles the
+run's final state itself. Run: success marks every task instance that is not
+already success as success; failed marks running ones failed and unfinished
+ones skipped (Airflow's rules), and the run takes that state at once.
+
+An attempt still running when it is marked keeps running, but its final
+compare-and-set (RUNNING -> outcome for its try) loses, so the mark stands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from rabbitrun.authoring import DAG
+from rabbitrun.errors import DagError, DagRunNotFound, TaskNotFound
+from rabbitrun.models.tables import DagRun, TaskInstance
+from rabbitrun.states import FINISHED_RUN_STATES, FINISHED_TASK_STATES, DagRunState, TaskState
+
+MARKABLE = (TaskState.SUCCESS.value, TaskState.FAILED.value)
+_RESUMABLE = [TaskState.FAILED.value, TaskState.UPSTREAM_FAILED.value]
+
+
+@dataclass(frozen=True, slots=True)
+class Marked:
+    previous: str
+    reset_downstream: list[str]  # task ids of downstream instances set back to none
+    run_reopened: bool
+
+
+def _check(state: str) -> None:
+    if state not in MARKABLE:
+        raise DagError(f"cannot mark {state!r}: choose success or failed")
+
+
+def _run(session: Session, dag_id: str, run_id: str) -> DagRun:
+    run = session.execute(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
+                          .with_for_update()).scalar_one_or_none()
+    if run is None:
+        raise DagRunNotFound(dag_id, run_id)
+    return run
+
+
+def set_task_state(session: Session, dag: DAG, run_id: str, task_id: str, state: str, now: datetime,
+                   map_index: int = -1) -> Marked:
+    """Set one task instance's state; the scheduler continues downstream from it. Commits."""
+    _check(state)
+    run = _run(session, dag.dag_id, run_id)
+    downstream = _descendants(dag, task_id)
+    ti = session.execute(select(TaskInstance).where(
+        TaskInstance.dag_id == dag.dag_id, TaskInstance.task_id == task_id, TaskInstance.run_id == run_id,
+        TaskInstance.map_index == map_index).with_for_update()).scalar_one_or_none()
+    if ti is None:
+        raise TaskNotFound(dag.dag_id, task_id)
+    previous = ti.state
+    ti.state, ti.end_date, ti.next_retry_at = state, now, None
+    ti.reason = f"marked {state} by hand (was {previous})"
+    ti.start_date = ti.start_date or now
+    ti.duration = max(0.0, (now - ti.start_date).total_seconds())
+    reset = list(session.execute(
+        update(TaskInstance)
+        .where(TaskInstance.dag_id == dag.dag_id, TaskInstance.run_id == run_id,
+               TaskInstance.task_id.in_(downstream), TaskInstance.state.in_(_RESUMABLE))
+        .values(state=TaskState.NONE.value, end_date=None, reason=None)
+        .returning(TaskInstance.task_id)
+        .execution_options(synchronize_session=False)
+    ).scalars()) if downstream else []
+    reopened = run.state in {s.value for s in FINISHED_RUN_STATES}
+    if reopened:  # the scheduler settles the run again from the new task states
+        run.state, run.end_date = DagRunState.RUNNING.value, None
+    session.commit()
+    return Marked(previous, sorted(reset), reopened)
+
+
+def set_run_state(session: Session, dag_id: str, run_id: str, state: str, now: datetime) -> Marked:
+    """Set a run's state and its task instances' the way Airflow's mark run success/failed does. Commits."""
+    _check(state)
+    run = _run(session, dag_id, run_id)
+    previous = run.state
+    mine = (TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
+    reason = f"run marked {state} by hand"
+    if state == TaskState.SUCCESS.value:
+        session.execute(update(TaskInstance).where(*mine, TaskInstance.state != TaskState.SUCCESS.value)
+                        .values(state=TaskState.SUCCESS.value, end_date=now, next_retry_at=None, reason=reason)
+                        .execution_options(synchronize_session=False))
+    else:
+        session.execute(update(TaskInstance).where(*mine, TaskInstance.state == TaskState.RUNNING.value)
+                        .values(state=TaskState.FAILED.value, end_date=now, reason=reason)
+                        .execution_options(synchronize_session=False))
+        finished = [s.value for s in FINISHED_TASK_STATES]  # running ones are failed by now
+        session.execute(update(TaskInstance).where(*mine, TaskInstance.state.notin_(finished))
+                        .values(state=TaskState.SKIPPED.value, end_date=now, next_retry_at=None, reason=reason)
+                        .execution_options(synchronize_session=False))
+    run.state, run.end_date = state, now
+    session.commit()
+    return Marked(previous, [], False)
+
+
+def _descendants(dag: DAG, task_id: str) -> list[str]:
+    found: set[str] = set()
+    todo = list(dag.get_task(task_id).downstream_task_ids)
+    while todo:
+        child = todo.pop()
+        if child not in found:
+            found.add(child)
+            todo.extend(dag.get_task(child).downstream_task_ids)
+    return sorted(found)
