@@ -16,7 +16,7 @@ from rabbitrun import protocol
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.names import REASON_HEADER, Names
 from tests.conftest import Env, rabbitmqctl, wait_until
-from tests.helpers import lines, run_dag, states, trigger, wait
+from tests.helpers import lines, queue_counts, run_dag, states, trigger, wait
 
 
 def running(env: Env, dag_id: str, run_id: str, task_id: str) -> bool:
@@ -85,12 +85,6 @@ def short_consumer_timeout() -> object:
         rabbitmqctl("eval", "application:unset_env(rabbit, consumer_timeout).")
 
 
-def unacked(vhost: str, queue: str) -> int:
-    out = rabbitmqctl("list_queues", "-p", vhost, "--no-table-headers", "name", "messages_unacknowledged")
-    counts = dict(line.split("\t") for line in out.strip().splitlines() if "\t" in line)
-    return int(counts.get(queue, 0))
-
-
 def long_task_runs_once(env: Env, vhost: str, sleep_s: float) -> None:
     env.vars["RABBITRUN__WORKER__ACK_RUNNING_AFTER_S"] = "2"
     env.scheduler()
@@ -98,9 +92,9 @@ def long_task_runs_once(env: Env, vhost: str, sleep_s: float) -> None:
     run_id = trigger(env, "long_running", sleep_s=sleep_s)
     queue = Names(env.prefix).task_queue("default")
     wait_until(lambda: running(env, "long_running", run_id, "long_task"), 30, what="long task running")
-    assert unacked(vhost, queue) == 1  # held unacked while young...
+    assert queue_counts(vhost, queue)[1] == 1  # held unacked while young...
     # ...and acked once its claim is durable, long before consumer_timeout (5 s) could fire
-    wait_until(lambda: unacked(vhost, queue) == 0, 10, what="delivery acked early")
+    wait_until(lambda: queue_counts(vhost, queue)[1] == 0, 10, what="delivery acked early")
     assert running(env, "long_running", run_id, "long_task")
     final = wait(env, "long_running", run_id, timeout_s=sleep_s + 60)
     assert final.state == "success", env.logs()

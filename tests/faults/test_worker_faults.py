@@ -10,6 +10,7 @@ import signal
 import time
 
 import aio_pika
+import pytest
 
 from rabbitrun import protocol
 from rabbitrun.keys import TaskInstanceKey
@@ -17,7 +18,7 @@ from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import TaskAttempt, TaskInstance
 from rabbitrun.names import Names
 from tests.conftest import Env, wait_until
-from tests.helpers import lines, run_dag, states, trigger, wait
+from tests.helpers import lines, queue_counts, run_dag, states, trigger, wait
 
 
 def fast_zombies(env: Env) -> None:
@@ -78,11 +79,56 @@ def test_warm_shutdown_lets_running_tasks_finish_and_exits_zero(env: Env) -> Non
     assert [len(lines(env, n)) for n in ("first", "second", "third")] == [1, 1, 1]
 
 
+def hosts_of(env: Env, run_id: str) -> list[tuple[str, int, str, str]]:
+    """(task_id, try_number, state, hostname) of every attempt row of a run."""
+    engine = make_engine(env.settings().database, pooled=False)
+    with session_factory(engine)() as session:
+        return sorted((a.task_id, a.try_number, a.state, a.hostname or "")
+                      for a in session.query(TaskAttempt).filter_by(run_id=run_id))
+
+
+def reserved(env: Env) -> list[dict[str, object]]:
+    """`inspect reserved` of the first worker: deliveries received and waiting for a slot."""
+    from rabbitrun.control_client import control
+
+    replies = asyncio.run(control(env.settings(), "reserved", destination=f"w1-{env.prefix}@test"))
+    return [item for reply in replies for item in reply.get("data") or []]
+
+
+def second_worker(env: Env, *extra: str) -> None:
+    env.vars["RABBITRUN__WORKER__HOSTNAME"] = f"w2-{env.prefix}@test"
+    env.worker(*extra)
+
+
+def test_warm_shutdown_hands_back_deliveries_waiting_for_a_slot(env: Env, vhost: str) -> None:
+    """One slot, ten ready tasks: the running task is acked early, so the broker delivers the next one,
+    which waits for the slot. SIGTERM must give it back at once, never start it after the signal."""
+    env.vars.update({"RABBITRUN__WORKER__CONCURRENCY": "1", "RABBITRUN__WORKER__ACK_RUNNING_AFTER_S": "0.5",
+                     "RABBITRUN__WORKER__SHUTDOWN_TIMEOUT_S": "30"})
+    env.scheduler()
+    worker = env.worker()
+    run_id = trigger(env, "sleepers", sleep_s=2)
+    queue = Names(env.prefix).task_queue("default")
+    wait_until(lambda: reserved(env), 30, what="a delivery waiting for the slot while a task runs")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
+    w1 = f"w1-{env.prefix}@test"
+    on_w1 = [a for a in hosts_of(env, run_id) if a[3] == w1]
+    assert [a[2] for a in on_w1] == ["success"], on_w1  # only the task running at SIGTERM ran there
+    assert queue_counts(vhost, queue) == (9, 0)  # the waiting delivery is back in the queue
+    assert sum(len(lines(env, f"nap{i}")) for i in range(10)) == 1
+    second_worker(env)
+    assert wait(env, "sleepers", run_id, timeout_s=120).state == "success", env.logs()
+    assert [len(lines(env, f"nap{i}")) for i in range(10)] == [1] * 10
+    rows = hosts_of(env, run_id)
+    assert len(rows) == 10 and all(r[1] == 1 and r[2] == "success" for r in rows), rows  # one attempt each
+
+
 def test_shutdown_timeout_terminates_and_requeues_unfinished_tasks(env: Env) -> None:
     env.vars["RABBITRUN__WORKER__SHUTDOWN_TIMEOUT_S"] = "1"
     env.scheduler()
     worker = env.worker()
-    run_id = trigger(env, "long_running", sleep_s=20)
+    run_id = trigger(env, "long_running", sleep_s=5)
     wait_until(lambda: running_count(env, "long_running", run_id) == 1, 30, what="long task running")
     started = time.monotonic()
     worker.send_signal(signal.SIGTERM)
@@ -90,26 +136,55 @@ def test_shutdown_timeout_terminates_and_requeues_unfinished_tasks(env: Env) -> 
     assert time.monotonic() - started < 15
     row = states(env, "long_running", run_id)["long_task"]
     assert row.state == "queued" and row.try_number == 1  # released, not failed: it runs elsewhere
-    env.vars["RABBITRUN__WORKER__HOSTNAME"] = f"w2-{env.prefix}@test"
-    env.worker()
-    wait_until(lambda: running_count(env, "long_running", run_id) == 1, 30, what="requeued task running again")
-    assert ("long_task", 1, "terminated") in attempts_of(env, run_id)
+    assert attempts_of(env, run_id) == [("long_task", 1, "terminated")]
+    second_worker(env)
+    assert wait(env, "long_running", run_id, timeout_s=60).state == "success", env.logs()
+    assert len(lines(env, "long_task")) == 1
+    assert attempts_of(env, run_id) == [("long_task", 1, "success")]  # the same try ran to the end
 
 
-def test_second_sigterm_is_a_cold_shutdown(env: Env) -> None:
+def test_shutdown_releases_an_early_acked_task_and_republishes_it(env: Env, vhost: str) -> None:
+    """A long task's delivery is acked early (consumer_timeout); a shutdown that terminates it must
+    give it a message again, or nothing would ever run the released attempt."""
+    env.vars.update({"RABBITRUN__WORKER__ACK_RUNNING_AFTER_S": "0.5", "RABBITRUN__WORKER__SHUTDOWN_TIMEOUT_S": "1"})
+    env.scheduler()
+    worker = env.worker()
+    run_id = trigger(env, "long_running", sleep_s=5)
+    queue = Names(env.prefix).task_queue("default")
+    wait_until(lambda: running_count(env, "long_running", run_id) == 1, 30, what="long task running")
+    wait_until(lambda: queue_counts(vhost, queue) == (0, 0), 10, what="its delivery acked early")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    assert states(env, "long_running", run_id)["long_task"].state == "queued"
+    assert queue_counts(vhost, queue) == (1, 0)  # republished with a confirm before the worker exited
+    second_worker(env)
+    assert wait(env, "long_running", run_id, timeout_s=60).state == "success", env.logs()
+    assert len(lines(env, "long_task")) == 1
+    assert attempts_of(env, run_id) == [("long_task", 1, "success")]
+
+
+@pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_second_signal_is_a_cold_shutdown_and_the_task_reruns_elsewhere(env: Env, second: signal.Signals) -> None:
     env.vars["RABBITRUN__WORKER__SHUTDOWN_TIMEOUT_S"] = "60"
     env.scheduler()
     worker = env.worker()
-    run_id = trigger(env, "long_running", sleep_s=30)
+    run_id = trigger(env, "long_running", sleep_s=5)
     wait_until(lambda: running_count(env, "long_running", run_id) == 1, 30, what="long task running")
     worker.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
+    wait_until(lambda: "warm shutdown" in worker.log_path.read_text(), 10,  # type: ignore[attr-defined]
+               what="warm shutdown begun")
     started = time.monotonic()
-    worker.send_signal(signal.SIGTERM)
+    worker.send_signal(second)
     worker.wait(timeout=30)
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < 4  # did not wait for the 5 s task, let alone the 60 s timeout
     assert "cold shutdown" in worker.log_path.read_text()  # type: ignore[attr-defined]
     assert not lines(env, "long_task")
+    row = states(env, "long_running", run_id)["long_task"]
+    assert (row.state, row.try_number) == ("queued", 1)  # went back to the queue, not failed
+    second_worker(env)
+    assert wait(env, "long_running", run_id, timeout_s=60).state == "success", env.logs()
+    assert len(lines(env, "long_task")) == 1
+    assert attempts_of(env, run_id) == [("long_task", 1, "success")]
 
 
 def test_soft_and_hard_time_limits_fail_the_attempt_with_the_reason(env: Env) -> None:
