@@ -198,7 +198,7 @@ class Scheduler:
                 for run in scheduling.start_queued_runs(session, self.dagbag, s, now):
                     log.info("DAG run %s of %s started", run.run_id, run.dag_id)
                 scheduling.surface_stuck_queued(session, s, now)
-                scheduling.fail_zombies(session, s, now)
+                scheduling.fail_zombies(session, self.dagbag, s, now)
             envelopes = scheduling.schedule(session, self.dagbag, s, now, only)
             if only is None:
                 counts = scheduling.state_counts(session)

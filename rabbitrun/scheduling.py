@@ -21,7 +21,7 @@ from sqlalchemy import String, delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from rabbitrun.authoring import DAG, DagBag, Decision, evaluate
-from rabbitrun.errors import DagNotFound, Unroutable
+from rabbitrun.errors import DagError, DagNotFound, Unroutable
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models import attempts
 from rabbitrun.models.tables import DagImportErrorRow, DagModel, DagRun, TaskInstance
@@ -245,7 +245,8 @@ def _queue(
                     id=envelope_id, key=TaskInstanceKey(dag_id, task_id, run_id, map_index, try_number),
                     dag_file=dagbag.file_ref(dag_id), queue=queue,
                     priority=priority[(dag_id, task_id, run_id, map_index)],
-                    execution_timeout_s=timeout, enqueued_at=now))
+                    execution_timeout_s=timeout, enqueued_at=now,
+                    retry_delay_s=task.retry_delay_for(try_number).total_seconds()))
     envelopes.sort(key=lambda e: -e.priority)  # priority_weight decides who is published first
     return envelopes
 
@@ -292,8 +293,9 @@ def surface_stuck_queued(session: Session, settings: Settings, now: datetime) ->
     return envelopes
 
 
-def fail_zombies(session: Session, settings: Settings, now: datetime) -> list[tuple[str, str]]:
-    """RUNNING attempts whose worker stopped heartbeating: fail or retry them."""
+def fail_zombies(session: Session, dagbag: DagBag, settings: Settings, now: datetime) -> list[tuple[str, str]]:
+    """RUNNING attempts whose worker stopped heartbeating: fail or retry them (after the task's
+    retry_delay, as for any other failure)."""
     cutoff = now - timedelta(seconds=settings.scheduler.zombie_threshold_s)
     zombies = session.execute(
         select(TaskInstance).where(TaskInstance.state == TaskState.RUNNING.value,
@@ -304,11 +306,19 @@ def fail_zombies(session: Session, settings: Settings, now: datetime) -> list[tu
         key = TaskInstanceKey(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, ti.try_number)
         reason = (f"zombie: no heartbeat from {ti.hostname} (pid {ti.pid}) for over "
                   f"{settings.scheduler.zombie_threshold_s:g}s")
-        outcome = attempts.failure_outcome(ti.try_number, ti.max_tries, None, reason, now)
+        outcome = attempts.failure_outcome(ti.try_number, ti.max_tries, _retry_delay(dagbag, key), reason, now)
         if attempts.finish(session, key, outcome):
             log.warning("%s: %s -> %s", key, reason, outcome.state)
             touched.append((ti.dag_id, ti.run_id))
     return touched
+
+
+def _retry_delay(dagbag: DagBag, key: TaskInstanceKey) -> timedelta:
+    """The task's delay before this try's retry; none when its DAG cannot be loaded right now."""
+    try:
+        return dagbag.get_dag(key.dag_id).get_task(key.task_id).retry_delay_for(key.try_number)
+    except DagError:  # DagNotFound, TaskNotFound
+        return timedelta(0)
 
 
 def create_run(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -215,7 +216,7 @@ class Consumer:
                 await _nack(message, requeue=True)
             return
         if decision.action == Action.RECORD_AND_ACK:
-            recorded = await asyncio.to_thread(self._record_death, key, decision.reason)
+            recorded = await asyncio.to_thread(self._record_death, envelope, decision.reason)
             log.error("%s: %s", key, decision.reason)
             if not recorded:  # never claimed: give another worker a chance, once
                 if message.redelivered:
@@ -228,14 +229,19 @@ class Consumer:
         await self._publish_result(message, envelope, report)
         await _ack(message)
 
-    def _record_death(self, key: TaskInstanceKey, reason: str) -> str | None:
-        """The child could not record its end: fail (or retry) its claimed attempt here."""
+    def _record_death(self, envelope: protocol.TaskEnvelope, reason: str) -> str | None:
+        """The child could not record its end: fail (or retry) its claimed attempt here.
+
+        The task's retry_delay lives in the DAG, which this lean parent does not
+        import: the scheduler put this try's delay in the envelope.
+        """
+        key = envelope.key
         with self._sessions() as session:
             ti = attempts.get_ti(session, key)
             if ti is None or ti.state != TaskState.RUNNING or ti.try_number != key.try_number:
                 return None
-            # retry_delay lives in the DAG, which this lean parent does not import: retry at once
-            outcome = attempts.failure_outcome(key.try_number, ti.max_tries, None, reason, utcnow())
+            delay = timedelta(seconds=envelope.retry_delay_s)
+            outcome = attempts.failure_outcome(key.try_number, ti.max_tries, delay, reason, utcnow())
             if not attempts.finish(session, key, outcome):
                 return None
         self._append_to_attempt_log(key, f"ERROR - {reason}; marking the attempt {outcome.state.value}")

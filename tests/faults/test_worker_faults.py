@@ -205,6 +205,38 @@ def test_soft_and_hard_time_limits_fail_the_attempt_with_the_reason(env: Env) ->
     assert again.state == "success"
 
 
+def test_timed_out_attempts_are_retried_after_the_retry_delay(env: Env) -> None:
+    """Soft limit (TaskTimeout) and hard limit (SIGKILL, recorded by the worker) both make the attempt
+    up_for_retry with the task's retry_delay; the next try then fails or succeeds on its own merits."""
+    env.vars["RABBITRUN__WORKER__KILL_GRACE_S"] = "1"
+    env.scheduler()
+    env.worker()
+    run_id = trigger(env, "timeouts_retry")
+
+    def retrying(task_id: str) -> bool:
+        row = states(env, "timeouts_retry", run_id).get(task_id)
+        return row is not None and row.state == "up_for_retry"
+
+    wait_until(lambda: retrying("hard_retry"), 30, what="hard-limit kill recorded as up_for_retry")
+    hard = states(env, "timeouts_retry", run_id)["hard_retry"]
+    assert "hard time limit" in (hard.reason or "")
+    final = wait(env, "timeouts_retry", run_id, timeout_s=90)
+    rows = states(env, "timeouts_retry", run_id)
+    assert final.state == "failed"  # soft_retry overran both tries
+    assert (rows["soft_retry"].state, rows["soft_retry"].try_number) == ("failed", 2)
+    assert "TaskTimeout" in (rows["soft_retry"].reason or "")
+    assert (rows["hard_retry"].state, rows["hard_retry"].try_number) == ("success", 2)
+    assert attempts_of(env, run_id) == [("hard_retry", 1, "up_for_retry"), ("hard_retry", 2, "success"),
+                                        ("soft_retry", 1, "up_for_retry"), ("soft_retry", 2, "failed")]
+    assert len(lines(env, "soft_retry")) == 2 and len(lines(env, "hard_retry")) == 2
+    engine = make_engine(env.settings().database, pooled=False)
+    with session_factory(engine)() as session:
+        tries = {(a.task_id, a.try_number): a for a in session.query(TaskAttempt).filter_by(run_id=run_id)}
+    for task_id in ("soft_retry", "hard_retry"):
+        gap = (tries[(task_id, 2)].start_date - tries[(task_id, 1)].end_date).total_seconds()
+        assert gap >= 2.9, (task_id, gap)  # retry_delay is 3 s: not retried at once
+
+
 def test_task_process_killed_is_recorded_and_retried(env: Env) -> None:
     env.scheduler()
     env.worker()
