@@ -315,6 +315,16 @@ def test_schedule_queues_only_root_tasks_with_try_one_and_an_envelope(world: Wor
     assert _ti(world, "chain", "child").state == "none" and _ti(world, "chain", "cleanup").state == "none"
 
 
+def test_queued_envelopes_rebuild_each_queued_task_instances_envelope_unchanged(world: World) -> None:
+    envelope = _queued_root(world)
+    _start(world, "prio")
+    scheduling.schedule(world.session, world.dagbag, world.settings, NOW)
+    _set(world, "prio", "low", state="running")  # claimed: not republished
+    rebuilt = scheduling.queued_envelopes(world.session, world.dagbag, NOW + timedelta(minutes=1))
+    assert [e.key.task_id for e in rebuilt] == ["high", "mid", "root"]  # highest priority first
+    assert rebuilt[-1] == envelope  # same id, try, queue, limits and enqueued_at: the claim keeps it single
+
+
 def test_schedule_does_not_queue_an_already_queued_task_again(world: World) -> None:
     _queued_root(world)
     assert scheduling.schedule(world.session, world.dagbag, world.settings, NOW) == []
