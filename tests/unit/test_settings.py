@@ -299,5 +299,6 @@ def test_mask_url_of_a_url_with_a_bad_port_still_masks_the_password() -> None:
 
 @pytest.mark.parametrize("low,high", [("0", "30"), ("5", "1")])
 def test_reconnect_backoff_bounds_must_be_positive_and_ordered(tmp_path: Path, low: str, high: str) -> None:
-    err = _config_error(tmp_path, {"RABBITRUN__BROKER__RECONNECT_MIN_S": low, "RABBITRUN__BROKER__RECONNECT_MAX_S": high})
+    err = _config_error(tmp_path, {"RABBITRUN__BROKER__RECONNECT_MIN_S": low,
+                                   "RABBITRUN__BROKER__RECONNECT_MAX_S": high})
     assert err.key == "broker.reconnect_min_s"
