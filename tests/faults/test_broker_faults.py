@@ -14,6 +14,8 @@ import pytest
 
 from rabbitrun import protocol
 from rabbitrun.keys import TaskInstanceKey
+from rabbitrun.models.engine import make_engine, session_factory
+from rabbitrun.models.tables import TaskAttempt
 from rabbitrun.names import REASON_HEADER, Names
 from tests.conftest import Env, rabbitmqctl, wait_until
 from tests.helpers import lines, queue_counts, run_dag, states, trigger, wait
@@ -22,6 +24,15 @@ from tests.helpers import lines, queue_counts, run_dag, states, trigger, wait
 def running(env: Env, dag_id: str, run_id: str, task_id: str) -> bool:
     row = states(env, dag_id, run_id).get(task_id)  # absent until the scheduler starts the run
     return row is not None and row.state == "running"
+
+
+def one_attempt_each(env: Env, run_id: str, task_ids: tuple[str, ...]) -> bool:
+    """Every task succeeded on its first try, with a single attempt row: nothing was retried."""
+    engine = make_engine(env.settings().database, pooled=False)
+    with session_factory(engine)() as session:
+        rows = sorted((a.task_id, a.try_number, a.state) for a in session.query(TaskAttempt).filter_by(run_id=run_id))
+    assert rows == sorted((t, 1, "success") for t in task_ids), rows
+    return all(states(env, "chain3", run_id)[t].try_number == 1 for t in task_ids)
 
 
 def test_closed_broker_connections_recover_without_losing_or_doubling(env: Env, vhost: str) -> None:
@@ -33,6 +44,7 @@ def test_closed_broker_connections_recover_without_losing_or_doubling(env: Env, 
     final = wait(env, "chain3", run_id, timeout_s=90)
     assert final.state == "success", env.logs()
     assert [len(lines(env, n)) for n in ("first", "second", "third")] == [1, 1, 1]
+    assert one_attempt_each(env, run_id, ("first", "second", "third"))  # the running task was not killed
     assert all(p.poll() is None for p in env.children)  # both reconnected on their own
     rabbitmqctl("close_all_connections", "--vhost", vhost, "test: closing connections between runs")
     _, again = run_dag(env, "chain3", timeout_s=90)
@@ -53,6 +65,7 @@ def test_broker_restart_mid_run_finishes_the_run(env: Env) -> None:
     final = wait(env, "chain3", run_id, timeout_s=120)
     assert final.state == "success", env.logs()
     assert [len(lines(env, n)) for n in ("first", "second", "third")] == [1, 1, 1]
+    assert one_attempt_each(env, run_id, ("first", "second", "third"))
 
 
 def test_scheduler_restart_mid_run_adopts_the_run(env: Env) -> None:
