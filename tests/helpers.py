@@ -31,10 +31,10 @@ def lines(env: Env, name: str) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def queue_run(env: Env, dag_id: str) -> str:
+def queue_run(env: Env, dag_id: str, **conf: object) -> str:
     """Create a run and queue its ready tasks the way the scheduler does, without a broker."""
     settings = env.settings()
-    run_id = client.trigger(settings, dag_id, conf={"out_dir": str(env.home.parent / "out")})
+    run_id = client.trigger(settings, dag_id, conf={"out_dir": str(env.home.parent / "out"), **conf})
     bag = client.dagbag(settings)
     with session_factory(make_engine(settings.database, pooled=False))() as session:
         scheduling.start_queued_runs(session, bag, settings, utcnow())

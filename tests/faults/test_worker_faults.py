@@ -18,7 +18,7 @@ from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import TaskAttempt, TaskInstance
 from rabbitrun.names import Names
 from tests.conftest import Env, wait_until
-from tests.helpers import lines, queue_counts, run_dag, states, trigger, wait
+from tests.helpers import lines, queue_counts, queue_run, run_dag, states, trigger, wait
 
 
 def fast_zombies(env: Env) -> None:
@@ -279,6 +279,42 @@ def test_duplicate_envelope_runs_the_task_once(env: Env) -> None:
     wait_until(lambda: worker_log.read_text().count("not running again") >= 2, 20, what="duplicates acked")
     assert len(lines(env, "first")) == 1
     assert states(env, "chain3", run_id)["first"].try_number == 1
+
+
+def test_two_copies_of_a_queued_envelope_raced_by_two_workers_run_once(env: Env) -> None:
+    """Both copies are delivered at once, one to each worker (one slot each): the claim lets one run."""
+    from rabbitrun import client, scheduling
+    from rabbitrun.models.base import utcnow
+
+    env.vars["RABBITRUN__WORKER__CONCURRENCY"] = "1"
+    first_worker = env.worker()  # the scheduler starts later: it would queue and publish the run itself
+    env.vars["RABBITRUN__WORKER__HOSTNAME"] = f"w2-{env.prefix}@test"
+    other_worker = env.worker()
+    run_id = queue_run(env, "chain3", sleep_s=1)  # QUEUED in the DB, no message yet
+    settings = env.settings()
+    with session_factory(make_engine(settings.database, pooled=False))() as session:
+        (envelope,) = scheduling.queued_envelopes(session, client.dagbag(settings), utcnow())
+    names = Names(env.prefix)
+    props = protocol.envelope_properties(envelope, "", 10)  # no reply queue yet: the DB has the outcome
+
+    async def publish_twice() -> None:
+        conn = await aio_pika.connect(env.vars["RABBITRUN__BROKER__URL"])
+        async with conn:
+            ch = await conn.channel()
+            for _ in range(2):
+                await ch.default_exchange.publish(aio_pika.Message(protocol.encode_envelope(envelope), **props),
+                                                  routing_key=names.task_queue("default"))
+
+    asyncio.run(publish_twice())
+    wait_until(lambda: states(env, "chain3", run_id)["first"].state == "success", 30, what="first ran")
+    env.scheduler()  # finishes the run from the DB
+    assert wait(env, "chain3", run_id, timeout_s=60).state == "success", env.logs()
+    assert [len(lines(env, n)) for n in ("first", "second", "third")] == [1, 1, 1]
+    assert attempts_of(env, run_id) == [("first", 1, "success"), ("second", 1, "success"), ("third", 1, "success")]
+    logs = [w.log_path.read_text() for w in (first_worker, other_worker)]  # type: ignore[attr-defined]
+    losers = [log for log in logs
+              if any("chain3.first" in line and "not running again" in line for line in log.splitlines())]
+    assert len(losers) == 1, logs  # each worker got a copy; the one that lost the claim did not run it
 
 
 def test_zombie_detected_when_heartbeat_stops(env: Env) -> None:
