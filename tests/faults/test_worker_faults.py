@@ -8,6 +8,7 @@ import collections
 import os
 import signal
 import time
+from typing import Any
 
 import aio_pika
 import pytest
@@ -87,12 +88,22 @@ def hosts_of(env: Env, run_id: str) -> list[tuple[str, int, str, str]]:
                       for a in session.query(TaskAttempt).filter_by(run_id=run_id))
 
 
-def reserved(env: Env) -> list[dict[str, object]]:
-    """`inspect reserved` of the first worker: deliveries received and waiting for a slot."""
+def ask_first_worker(env: Env, command: str) -> list[Any]:
+    """The data of the first worker's reply to an inspect command (none if it did not answer in time)."""
     from rabbitrun.control_client import control
 
-    replies = asyncio.run(control(env.settings(), "reserved", destination=f"w1-{env.prefix}@test"))
-    return [item for reply in replies for item in reply.get("data") or []]
+    replies = asyncio.run(control(env.settings(), command, destination=f"w1-{env.prefix}@test"))
+    return [reply["data"] for reply in replies]
+
+
+def reserved(env: Env) -> list[dict[str, object]]:
+    """`inspect reserved` of the first worker: deliveries received and waiting for a slot."""
+    return [item for data in ask_first_worker(env, "reserved") for item in data]
+
+
+def worker_stats(env: Env) -> dict[str, Any]:
+    answers = wait_until(lambda: ask_first_worker(env, "stats"), 20, what="the worker's stats")
+    return dict(answers[0])
 
 
 def second_worker(env: Env, *extra: str) -> None:
@@ -201,7 +212,9 @@ def test_soft_and_hard_time_limits_fail_the_attempt_with_the_reason(env: Env) ->
     log_dir = env.settings().logging.base_log_folder
     assert "hard time limit" in open(f"{log_dir}/timeouts/hard/{run_id}/1.log").read()
     assert "Timeout after" in open(f"{log_dir}/timeouts/soft/{run_id}/1.log").read()
-    _, again = run_dag(env, "chain3")  # the slots were freed
+    stats = worker_stats(env)
+    assert (stats["busy"], stats["processes"]) == (0, [])  # both slots freed, no child left behind
+    _, again = run_dag(env, "chain3")
     assert again.state == "success"
 
 
