@@ -60,6 +60,8 @@ class TaskEnvelope:
     priority: int = 0
     execution_timeout_s: float | None = None
     enqueued_at: datetime = field(default_factory=_now)
+    # this try's retry delay, for the worker that records a death its child could not (SIGKILL, OOM)
+    retry_delay_s: float = 0.0
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -75,6 +77,7 @@ class TaskEnvelope:
             "priority": self.priority,
             "execution_timeout_s": self.execution_timeout_s,
             "enqueued_at": _ts(self.enqueued_at),
+            "retry_delay_s": self.retry_delay_s,
         }
 
 
@@ -197,6 +200,9 @@ def decode_envelope(body: bytes) -> TaskEnvelope:
         raise InvalidEnvelope("field 'execution_timeout_s' must be positive")
     enqueued_at = _dt(_get(obj, "enqueued_at", (int, float)), "enqueued_at")
     assert enqueued_at is not None
+    retry_delay = _get(obj, "retry_delay_s", (int, float), optional=True)  # optional: older senders
+    if retry_delay is not None and not 0 <= retry_delay < 1e9:
+        raise InvalidEnvelope("field 'retry_delay_s' must be a non-negative number of seconds")
     return TaskEnvelope(
         id=_nonempty(obj, "id"),
         key=_key(obj),
@@ -205,6 +211,7 @@ def decode_envelope(body: bytes) -> TaskEnvelope:
         priority=_get(obj, "priority", int),
         execution_timeout_s=float(timeout) if timeout is not None else None,
         enqueued_at=enqueued_at,
+        retry_delay_s=float(retry_delay or 0.0),
     )
 
 

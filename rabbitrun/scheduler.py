@@ -99,6 +99,7 @@ class Scheduler:
                 port = self.metrics.serve(s.metrics.scheduler_port, s.metrics.host)
                 log.info("metrics on http://%s:%s/metrics", s.metrics.host, port)
             await asyncio.to_thread(self._parse)
+            await self._adopt(executor)
             log.info("scheduler %s ready: reply queue %s", s.scheduler.scheduler_id, executor.reply_queue)
             if ready is not None:
                 ready()
@@ -113,6 +114,26 @@ class Scheduler:
         finally:
             await connection.close()
             self.engine.dispose()
+
+    async def _adopt(self, executor: Any) -> None:
+        """Take over what a previous scheduler left: RUNNING attempts need nothing (their results
+        wait in the durable reply queue, zombies are found by heartbeat); QUEUED ones get their
+        envelope republished, as its publish may never have been confirmed."""
+        from rabbitrun import scheduling
+
+        def load() -> list[protocol.TaskEnvelope]:
+            assert self.dagbag is not None
+            with self.sessions() as session:
+                return scheduling.queued_envelopes(session, self.dagbag, utcnow())
+
+        envelopes = await asyncio.to_thread(load)
+        if not envelopes:
+            return
+        failures = await executor.publish(envelopes)
+        if failures:
+            await asyncio.to_thread(self._put_back, failures)
+        log.info("adopted %s queued task instance(s): envelopes republished (%s not confirmed, put back)",
+                 len(envelopes), len(failures))
 
     async def _watch_workers(self, connection: Any, names: Any) -> None:
         """Worker heartbeats from the events exchange: who is alive, logged when it changes."""
@@ -221,7 +242,7 @@ class Scheduler:
                 for run in scheduling.start_queued_runs(session, self.dagbag, s, now):
                     log.info("DAG run %s of %s started", run.run_id, run.dag_id)
                 scheduling.surface_stuck_queued(session, s, now)
-                scheduling.fail_zombies(session, s, now)
+                scheduling.fail_zombies(session, self.dagbag, s, now)
             envelopes = scheduling.schedule(session, self.dagbag, s, now, only, finished)
             if due:  # one still due now could not be queued (e.g. parallelism): the poll retries it
                 next_due = scheduling.next_due_at(session)

@@ -21,7 +21,7 @@ from sqlalchemy import String, delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from rabbitrun.authoring import DAG, BaseOperator, DagBag, Decision, MappedOperator, evaluate
-from rabbitrun.errors import DagNotFound, MappingError, Unroutable, XComError
+from rabbitrun.errors import DagError, DagNotFound, MappingError, Unroutable, XComError
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models import attempts, mapping, xcom
 from rabbitrun.models.tables import DagImportErrorRow, DagModel, DagRun, TaskInstance
@@ -307,14 +307,41 @@ def _queue(
                 .execution_options(synchronize_session=False)
             ).all()
             for dag_id, task_id, run_id, map_index, try_number, envelope_id in returned:
-                task = tasks[(dag_id, task_id)]
-                timeout = task.execution_timeout.total_seconds() if task.execution_timeout else None
-                envelopes.append(TaskEnvelope(
-                    id=envelope_id, key=TaskInstanceKey(dag_id, task_id, run_id, map_index, try_number),
-                    dag_file=dagbag.file_ref(dag_id), queue=queue,
-                    priority=priority[(dag_id, task_id, run_id, map_index)],
-                    execution_timeout_s=timeout, enqueued_at=now))
+                envelopes.append(_envelope(
+                    envelope_id, TaskInstanceKey(dag_id, task_id, run_id, map_index, try_number),
+                    tasks[(dag_id, task_id)], dagbag, queue, priority[(dag_id, task_id, run_id, map_index)], now))
     envelopes.sort(key=lambda e: -e.priority)  # priority_weight decides who is published first
+    return envelopes
+
+
+def _envelope(envelope_id: str, key: TaskInstanceKey, task: BaseOperator, dagbag: DagBag, queue: str, priority: int,
+              enqueued_at: datetime) -> TaskEnvelope:
+    timeout = task.execution_timeout.total_seconds() if task.execution_timeout else None
+    return TaskEnvelope(id=envelope_id, key=key, dag_file=dagbag.file_ref(key.dag_id), queue=queue,
+                        priority=priority, execution_timeout_s=timeout, enqueued_at=enqueued_at,
+                        retry_delay_s=task.retry_delay_for(key.try_number).total_seconds())
+
+
+def queued_envelopes(session: Session, dagbag: DagBag, now: datetime) -> list[TaskEnvelope]:
+    """The envelopes of every QUEUED task instance, rebuilt as they were (same id and try).
+
+    A scheduler marks task instances QUEUED in the transaction that gives them an
+    envelope id, then publishes; if it died before the broker confirmed, no
+    message exists and nothing would ever run them. The DB cannot tell those from
+    confirmed ones, so a starting scheduler republishes all of them: a duplicate
+    of a delivered envelope loses the claim (compare-and-set) and is acked unrun.
+    """
+    envelopes = []
+    for ti in session.execute(select(TaskInstance).where(TaskInstance.state == TaskState.QUEUED.value,
+                                                         TaskInstance.envelope_id.is_not(None))).scalars():
+        try:
+            task = dagbag.get_dag(ti.dag_id).get_task(ti.task_id)
+        except DagError:  # not importable right now: surface_stuck_queued reports it in time
+            continue
+        key = TaskInstanceKey(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, ti.try_number)
+        envelopes.append(_envelope(str(ti.envelope_id), key, task, dagbag, ti.queue, ti.priority_weight,
+                                   ti.queued_at or now))
+    envelopes.sort(key=lambda e: -e.priority)
     return envelopes
 
 
@@ -360,8 +387,9 @@ def surface_stuck_queued(session: Session, settings: Settings, now: datetime) ->
     return envelopes
 
 
-def fail_zombies(session: Session, settings: Settings, now: datetime) -> list[tuple[str, str]]:
-    """RUNNING attempts whose worker stopped heartbeating: fail or retry them."""
+def fail_zombies(session: Session, dagbag: DagBag, settings: Settings, now: datetime) -> list[tuple[str, str]]:
+    """RUNNING attempts whose worker stopped heartbeating: fail or retry them (after the task's
+    retry_delay, as for any other failure)."""
     cutoff = now - timedelta(seconds=settings.scheduler.zombie_threshold_s)
     zombies = session.execute(
         select(TaskInstance).where(TaskInstance.state == TaskState.RUNNING.value,
@@ -372,11 +400,19 @@ def fail_zombies(session: Session, settings: Settings, now: datetime) -> list[tu
         key = TaskInstanceKey(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, ti.try_number)
         reason = (f"zombie: no heartbeat from {ti.hostname} (pid {ti.pid}) for over "
                   f"{settings.scheduler.zombie_threshold_s:g}s")
-        outcome = attempts.failure_outcome(ti.try_number, ti.max_tries, None, reason, now)
+        outcome = attempts.failure_outcome(ti.try_number, ti.max_tries, _retry_delay(dagbag, key), reason, now)
         if attempts.finish(session, key, outcome):
             log.warning("%s: %s -> %s", key, reason, outcome.state)
             touched.append((ti.dag_id, ti.run_id))
     return touched
+
+
+def _retry_delay(dagbag: DagBag, key: TaskInstanceKey) -> timedelta:
+    """The task's delay before this try's retry; none when its DAG cannot be loaded right now."""
+    try:
+        return dagbag.get_dag(key.dag_id).get_task(key.task_id).retry_delay_for(key.try_number)
+    except DagError:  # DagNotFound, TaskNotFound
+        return timedelta(0)
 
 
 def create_run(

@@ -90,6 +90,9 @@ class BrokerSettings:
     connect_timeout_s: float = 5.0
     confirm_timeout_s: float = 10.0
     heartbeat_s: int = 30
+    # after a lost connection: wait min, then as long as it has been down so far, capped at max
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
     max_priority: int = 10
     queue_type: str = "classic"  # or "quorum"
 
@@ -309,6 +312,9 @@ def _fill_defaults(s: Settings) -> Settings:
         raise ConfigError("[worker] concurrency must be at least 1", key="worker.concurrency")
     if s.core.max_map_length < 1:
         raise ConfigError("[core] max_map_length must be at least 1", key="core.max_map_length")
+    if not 0 < s.broker.reconnect_min_s <= s.broker.reconnect_max_s:
+        raise ConfigError("[broker] reconnect_min_s must be positive and at most reconnect_max_s",
+                          key="broker.reconnect_min_s")
     if s.broker.queue_type not in ("classic", "quorum"):
         raise ConfigError("[broker] queue_type must be 'classic' or 'quorum'", key="broker.queue_type")
     if s.core.task_queued_timeout_action not in ("fail", "requeue"):

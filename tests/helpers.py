@@ -5,7 +5,7 @@ from __future__ import annotations
 from rabbitrun import client, scheduling
 from rabbitrun.models.base import utcnow
 from rabbitrun.models.engine import make_engine, session_factory
-from tests.conftest import Env
+from tests.conftest import Env, rabbitmqctl
 
 
 def trigger(env: Env, dag_id: str, **conf: object) -> str:
@@ -31,10 +31,10 @@ def lines(env: Env, name: str) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def queue_run(env: Env, dag_id: str) -> str:
+def queue_run(env: Env, dag_id: str, **conf: object) -> str:
     """Create a run and queue its ready tasks the way the scheduler does, without a broker."""
     settings = env.settings()
-    run_id = client.trigger(settings, dag_id, conf={"out_dir": str(env.home.parent / "out")})
+    run_id = client.trigger(settings, dag_id, conf={"out_dir": str(env.home.parent / "out"), **conf})
     bag = client.dagbag(settings)
     with session_factory(make_engine(settings.database, pooled=False))() as session:
         scheduling.start_queued_runs(session, bag, settings, utcnow())
@@ -46,3 +46,14 @@ def schedule_again(env: Env) -> None:
     settings = env.settings()
     with session_factory(make_engine(settings.database, pooled=False))() as session:
         scheduling.schedule(session, client.dagbag(settings), settings, utcnow())
+
+
+def queue_counts(vhost: str, queue: str) -> tuple[int, int]:
+    """(ready, unacknowledged) messages of one queue, read from the broker (read-only)."""
+    out = rabbitmqctl("list_queues", "-p", vhost, "--no-table-headers", "name", "messages_ready",
+                      "messages_unacknowledged")
+    for line in out.strip().splitlines():
+        name, ready, unacked = line.split("\t")
+        if name == queue:
+            return int(ready), int(unacked)
+    return 0, 0

@@ -2,7 +2,8 @@
 
 Every connection carries a name such as ``rabbitrun-worker w1@host`` so the
 management UI shows who is who. aio-pika's robust connection replays
-declarations and consumers after a reconnect; the first connect is retried
+declarations and consumers after a reconnect, and reconnects back off
+(:mod:`rabbitrun.broker.backoff`); the first connect is retried
 with backoff for ``connect_timeout_s`` and then fails with the URL (password
 masked) instead of a traceback.
 """
@@ -15,6 +16,7 @@ import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from rabbitrun.broker.backoff import BackoffConnection
 from rabbitrun.errors import BrokerUnavailable
 from rabbitrun.names import connection_name
 from rabbitrun.settings import BrokerSettings, mask_url
@@ -39,7 +41,9 @@ async def connect(settings: BrokerSettings, role: str, who: str) -> AbstractRobu
                     client_properties={"connection_name": name},
                     timeout=settings.connect_timeout_s,
                     heartbeat=settings.heartbeat_s,
-                    reconnect_interval=1.0,
+                    connection_class=BackoffConnection,
+                    reconnect_interval=settings.reconnect_min_s,
+                    reconnect_max_interval=settings.reconnect_max_s,
                 )
     except aio_pika.exceptions.ProbableAuthenticationError as exc:
         raise BrokerUnavailable(mask_url(url), "authentication failed (check user and password)") from exc

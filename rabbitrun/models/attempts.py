@@ -143,6 +143,20 @@ def heartbeat(session: Session, envelope_ids: list[str], now: datetime) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+def mark_for_republish(session: Session, key: TaskInstanceKey, envelope_id: str, reason: str) -> bool:
+    """QUEUED -> SCHEDULED for this envelope: no message carries it any more, so the scheduler
+    publishes it again (same try). False when its state moved on meanwhile. Commits."""
+    result = session.execute(
+        update(TaskInstance)
+        .where(*_pk(key), TaskInstance.try_number == key.try_number, TaskInstance.envelope_id == envelope_id,
+               TaskInstance.state == TaskState.QUEUED.value)
+        .values(state=TaskState.SCHEDULED.value, reason=reason)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True, slots=True)
 class Finish:
     """The final word on one attempt, decided by the runner or the worker parent."""
@@ -241,4 +255,4 @@ def failure_outcome(
 
 
 __all__ = ["Claim", "Finish", "RescheduleHistory", "claim", "failure_outcome", "finish", "get_ti", "heartbeat",
-           "record_attempt", "record_reschedule", "reschedule_history", "utcnow"]
+           "mark_for_republish", "record_attempt", "record_reschedule", "reschedule_history", "utcnow"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -78,8 +79,8 @@ class Consumer:
 
     def __init__(self, *, names: Names, supervisor: Supervisor, publisher: ConfirmedPublisher,
                  sessions: sessionmaker[Session], hostname: str, concurrency: int,
-                 ack_running_after_s: float, log_folder: Path, events: EventPublisher | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 ack_running_after_s: float, log_folder: Path, max_priority: int,
+                 events: EventPublisher | None = None, metrics: Metrics | None = None) -> None:
         self._names, self._supervisor, self._publisher = names, supervisor, publisher
         self._log_folder = log_folder
         self._events, self._metrics = events, metrics
@@ -88,6 +89,7 @@ class Consumer:
         self._sessions, self._hostname = sessions, hostname
         self.slots = Slots(concurrency)
         self._ack_running_after_s = ack_running_after_s
+        self._max_priority = max_priority
         self._tasks: set[asyncio.Task[None]] = set()
         self.stats: dict[str, int] = {}
 
@@ -101,6 +103,10 @@ class Consumer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return None
+
+    async def stop_taking(self) -> None:
+        """Warm shutdown: no delivery starts from now on; those waiting for a slot go back."""
+        await self.slots.close()
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait for in-flight deliveries; True when all finished in time."""
@@ -127,11 +133,17 @@ class Consumer:
                 settled.append(loop.create_task(self._settle(message, envelope, report)))
 
         self.reserved[envelope.id] = envelope
-        try:
-            await self.slots.__aenter__()
+        try:  # local concurrency bound (the slot is held until the process exits)
+            acquired = await self.slots.acquire()
         finally:
             self.reserved.pop(envelope.id, None)
-        try:  # local concurrency bound (the slot is held until the process exits)
+        if not acquired:  # the warm shutdown began while it waited: it never starts here
+            self._count(Action.REQUEUE)
+            self._event(envelope, "revoked", reason="worker shutting down before it started")
+            log.info("%s: worker shutting down; handing the waiting delivery back to the queue", envelope.key)
+            await _nack(message, requeue=True)
+            return
+        try:
             self._started(envelope)
             early_ack = loop.call_later(
                 self._ack_running_after_s, lambda: asyncio.ensure_future(self._ack_if_running(message, envelope))
@@ -141,7 +153,7 @@ class Consumer:
             finally:
                 early_ack.cancel()
         finally:
-            await self.slots.__aexit__()
+            await self.slots.release()
             if self._metrics is not None:
                 self._metrics.tasks_running.dec()
         if settled:
@@ -200,10 +212,13 @@ class Consumer:
             log.warning("%s: %s; requeueing the delivery", key, decision.reason)
             if report.state == "db_unavailable":
                 await asyncio.sleep(2.0)  # don't spin on a database that is down
-            await _nack(message, requeue=True)
+            if message.processed:  # acked early (long task): the broker no longer holds it
+                await self._republish(message, envelope)
+            else:
+                await _nack(message, requeue=True)
             return
         if decision.action == Action.RECORD_AND_ACK:
-            recorded = await asyncio.to_thread(self._record_death, key, decision.reason)
+            recorded = await asyncio.to_thread(self._record_death, envelope, decision.reason)
             log.error("%s: %s", key, decision.reason)
             if not recorded:  # never claimed: give another worker a chance, once
                 if message.redelivered:
@@ -216,14 +231,19 @@ class Consumer:
         await self._publish_result(message, envelope, report)
         await _ack(message)
 
-    def _record_death(self, key: TaskInstanceKey, reason: str) -> str | None:
-        """The child could not record its end: fail (or retry) its claimed attempt here."""
+    def _record_death(self, envelope: protocol.TaskEnvelope, reason: str) -> str | None:
+        """The child could not record its end: fail (or retry) its claimed attempt here.
+
+        The task's retry_delay lives in the DAG, which this lean parent does not
+        import: the scheduler put this try's delay in the envelope.
+        """
+        key = envelope.key
         with self._sessions() as session:
             ti = attempts.get_ti(session, key)
             if ti is None or ti.state != TaskState.RUNNING or ti.try_number != key.try_number:
                 return None
-            # retry_delay lives in the DAG, which this lean parent does not import: retry at once
-            outcome = attempts.failure_outcome(key.try_number, ti.max_tries, None, reason, utcnow())
+            delay = timedelta(seconds=envelope.retry_delay_s)
+            outcome = attempts.failure_outcome(key.try_number, ti.max_tries, delay, reason, utcnow())
             if not attempts.finish(session, key, outcome):
                 return None
         self._append_to_attempt_log(key, f"ERROR - {reason}; marking the attempt {outcome.state.value}")
@@ -256,6 +276,29 @@ class Consumer:
         except BrokerError as exc:
             # the DB already holds the outcome; the scheduler's periodic pass will see it
             log.warning("%s: result not delivered to %s (%s)", envelope.key, message.reply_to, exc)
+
+    async def _republish(self, message: AbstractIncomingMessage, envelope: protocol.TaskEnvelope) -> None:
+        """Give a released attempt whose delivery was already acked a message again, with a confirm.
+
+        Same envelope (id and try): the claim's compare-and-set keeps it single. If
+        the broker does not confirm, the attempt goes back to SCHEDULED so the
+        scheduler publishes it afresh: either way a message or the scheduler owns it.
+        """
+        try:
+            await self._publisher.publish(
+                self._names.tasks_exchange, envelope.queue, protocol.encode_envelope(envelope),
+                protocol.envelope_properties(envelope, message.reply_to or "", self._max_priority))
+        except BrokerError as exc:
+            reason = f"released on worker shutdown; republishing its envelope failed: {exc}"
+            rescheduled = await asyncio.to_thread(self._reschedule, envelope, reason)
+            log.error("%s: %s; %s", envelope.key, reason,
+                      "the scheduler will publish it again" if rescheduled else "its state changed meanwhile")
+            return
+        log.info("%s: its delivery was acked early; envelope republished for another worker", envelope.key)
+
+    def _reschedule(self, envelope: protocol.TaskEnvelope, reason: str) -> bool:
+        with self._sessions() as session:
+            return attempts.mark_for_republish(session, envelope.key, envelope.id, reason)
 
     async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
         """Republish the raw body to the DLX with the reason header, then ack (logged once)."""

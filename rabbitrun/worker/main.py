@@ -81,7 +81,8 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
         consumer = Consumer(names=names, supervisor=supervisor, publisher=publisher, sessions=sessions,
                             hostname=options.hostname, concurrency=options.concurrency,
                             ack_running_after_s=settings.worker.ack_running_after_s,
-                            log_folder=Path(settings.logging.base_log_folder), events=events, metrics=metrics)
+                            log_folder=Path(settings.logging.base_log_folder),
+                            max_priority=settings.broker.max_priority, events=events, metrics=metrics)
         channel = await connection.channel()
         prefetch = lookahead_prefetch(options.autoscale, options.concurrency) if options.autoscale else options.concurrency
         await channel.set_qos(prefetch_count=prefetch)  # DESIGN rule 4: prefetch = concurrency
@@ -108,8 +109,9 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
         if ready is not None:
             ready()
         await stop.first.wait()
+        await consumer.stop_taking()  # first: nothing starts after the signal, waiting deliveries go back
         log.info("warm shutdown: no new tasks; waiting up to %ss for %s running", settings.worker.shutdown_timeout_s,
-                 consumer.busy)
+                 len(supervisor.running()))
         await control.close()
         for name in list(parts.queues):
             await parts.cancel_consumer(name)

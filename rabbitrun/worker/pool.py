@@ -18,26 +18,41 @@ log = logging.getLogger("rabbitrun.worker")
 
 
 class Slots:
-    """An asyncio semaphore whose size can be changed (pool-grow / pool-shrink / autoscale)."""
+    """An asyncio semaphore whose size can be changed (pool-grow / pool-shrink / autoscale).
+
+    ``close()`` (warm shutdown) makes every waiting and later ``acquire()`` return
+    False, so a delivery still waiting for a slot is handed back instead of
+    starting after the shutdown began.
+    """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.busy = 0
         self.waiting = 0
+        self.closed = False
         self._cond = asyncio.Condition()
 
-    async def __aenter__(self) -> None:
+    async def acquire(self) -> bool:
+        """Wait for a free slot and take it; False when the slots were closed meanwhile."""
         async with self._cond:
             self.waiting += 1
             try:
-                await self._cond.wait_for(lambda: self.busy < self.capacity)
+                await self._cond.wait_for(lambda: self.closed or self.busy < self.capacity)
             finally:
                 self.waiting -= 1
+            if self.closed:
+                return False
             self.busy += 1
+            return True
 
-    async def __aexit__(self, *_: object) -> None:
+    async def release(self) -> None:
         async with self._cond:
             self.busy -= 1
+            self._cond.notify_all()
+
+    async def close(self) -> None:
+        async with self._cond:
+            self.closed = True
             self._cond.notify_all()
 
     async def resize(self, capacity: int) -> None:

@@ -14,14 +14,25 @@ import pytest
 
 from rabbitrun import protocol
 from rabbitrun.keys import TaskInstanceKey
+from rabbitrun.models.engine import make_engine, session_factory
+from rabbitrun.models.tables import TaskAttempt
 from rabbitrun.names import REASON_HEADER, Names
 from tests.conftest import Env, rabbitmqctl, wait_until
-from tests.helpers import lines, run_dag, states, trigger, wait
+from tests.helpers import lines, queue_counts, run_dag, states, trigger, wait
 
 
 def running(env: Env, dag_id: str, run_id: str, task_id: str) -> bool:
     row = states(env, dag_id, run_id).get(task_id)  # absent until the scheduler starts the run
     return row is not None and row.state == "running"
+
+
+def one_attempt_each(env: Env, run_id: str, task_ids: tuple[str, ...]) -> bool:
+    """Every task succeeded on its first try, with a single attempt row: nothing was retried."""
+    engine = make_engine(env.settings().database, pooled=False)
+    with session_factory(engine)() as session:
+        rows = sorted((a.task_id, a.try_number, a.state) for a in session.query(TaskAttempt).filter_by(run_id=run_id))
+    assert rows == sorted((t, 1, "success") for t in task_ids), rows
+    return all(states(env, "chain3", run_id)[t].try_number == 1 for t in task_ids)
 
 
 def test_closed_broker_connections_recover_without_losing_or_doubling(env: Env, vhost: str) -> None:
@@ -33,6 +44,7 @@ def test_closed_broker_connections_recover_without_losing_or_doubling(env: Env, 
     final = wait(env, "chain3", run_id, timeout_s=90)
     assert final.state == "success", env.logs()
     assert [len(lines(env, n)) for n in ("first", "second", "third")] == [1, 1, 1]
+    assert one_attempt_each(env, run_id, ("first", "second", "third"))  # the running task was not killed
     assert all(p.poll() is None for p in env.children)  # both reconnected on their own
     rabbitmqctl("close_all_connections", "--vhost", vhost, "test: closing connections between runs")
     _, again = run_dag(env, "chain3", timeout_s=90)
@@ -53,6 +65,7 @@ def test_broker_restart_mid_run_finishes_the_run(env: Env) -> None:
     final = wait(env, "chain3", run_id, timeout_s=120)
     assert final.state == "success", env.logs()
     assert [len(lines(env, n)) for n in ("first", "second", "third")] == [1, 1, 1]
+    assert one_attempt_each(env, run_id, ("first", "second", "third"))
 
 
 def test_scheduler_restart_mid_run_adopts_the_run(env: Env) -> None:
@@ -85,12 +98,6 @@ def short_consumer_timeout() -> object:
         rabbitmqctl("eval", "application:unset_env(rabbit, consumer_timeout).")
 
 
-def unacked(vhost: str, queue: str) -> int:
-    out = rabbitmqctl("list_queues", "-p", vhost, "--no-table-headers", "name", "messages_unacknowledged")
-    counts = dict(line.split("\t") for line in out.strip().splitlines() if "\t" in line)
-    return int(counts.get(queue, 0))
-
-
 def long_task_runs_once(env: Env, vhost: str, sleep_s: float) -> None:
     env.vars["RABBITRUN__WORKER__ACK_RUNNING_AFTER_S"] = "2"
     env.scheduler()
@@ -98,9 +105,9 @@ def long_task_runs_once(env: Env, vhost: str, sleep_s: float) -> None:
     run_id = trigger(env, "long_running", sleep_s=sleep_s)
     queue = Names(env.prefix).task_queue("default")
     wait_until(lambda: running(env, "long_running", run_id, "long_task"), 30, what="long task running")
-    assert unacked(vhost, queue) == 1  # held unacked while young...
+    assert queue_counts(vhost, queue)[1] == 1  # held unacked while young...
     # ...and acked once its claim is durable, long before consumer_timeout (5 s) could fire
-    wait_until(lambda: unacked(vhost, queue) == 0, 10, what="delivery acked early")
+    wait_until(lambda: queue_counts(vhost, queue)[1] == 0, 10, what="delivery acked early")
     assert running(env, "long_running", run_id, "long_task")
     final = wait(env, "long_running", run_id, timeout_s=sleep_s + 60)
     assert final.state == "success", env.logs()

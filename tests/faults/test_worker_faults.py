@@ -8,8 +8,10 @@ import collections
 import os
 import signal
 import time
+from typing import Any
 
 import aio_pika
+import pytest
 
 from rabbitrun import protocol
 from rabbitrun.keys import TaskInstanceKey
@@ -17,7 +19,7 @@ from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import TaskAttempt, TaskInstance
 from rabbitrun.names import Names
 from tests.conftest import Env, wait_until
-from tests.helpers import lines, run_dag, states, trigger, wait
+from tests.helpers import lines, queue_counts, queue_run, run_dag, states, trigger, wait
 
 
 def fast_zombies(env: Env) -> None:
@@ -78,11 +80,66 @@ def test_warm_shutdown_lets_running_tasks_finish_and_exits_zero(env: Env) -> Non
     assert [len(lines(env, n)) for n in ("first", "second", "third")] == [1, 1, 1]
 
 
+def hosts_of(env: Env, run_id: str) -> list[tuple[str, int, str, str]]:
+    """(task_id, try_number, state, hostname) of every attempt row of a run."""
+    engine = make_engine(env.settings().database, pooled=False)
+    with session_factory(engine)() as session:
+        return sorted((a.task_id, a.try_number, a.state, a.hostname or "")
+                      for a in session.query(TaskAttempt).filter_by(run_id=run_id))
+
+
+def ask_first_worker(env: Env, command: str) -> list[Any]:
+    """The data of the first worker's reply to an inspect command (none if it did not answer in time)."""
+    from rabbitrun.control_client import control
+
+    replies = asyncio.run(control(env.settings(), command, destination=f"w1-{env.prefix}@test"))
+    return [reply["data"] for reply in replies]
+
+
+def reserved(env: Env) -> list[dict[str, object]]:
+    """`inspect reserved` of the first worker: deliveries received and waiting for a slot."""
+    return [item for data in ask_first_worker(env, "reserved") for item in data]
+
+
+def worker_stats(env: Env) -> dict[str, Any]:
+    answers = wait_until(lambda: ask_first_worker(env, "stats"), 20, what="the worker's stats")
+    return dict(answers[0])
+
+
+def second_worker(env: Env, *extra: str) -> None:
+    env.vars["RABBITRUN__WORKER__HOSTNAME"] = f"w2-{env.prefix}@test"
+    env.worker(*extra)
+
+
+def test_warm_shutdown_hands_back_deliveries_waiting_for_a_slot(env: Env, vhost: str) -> None:
+    """One slot, ten ready tasks: the running task is acked early, so the broker delivers the next one,
+    which waits for the slot. SIGTERM must give it back at once, never start it after the signal."""
+    env.vars.update({"RABBITRUN__WORKER__CONCURRENCY": "1", "RABBITRUN__WORKER__ACK_RUNNING_AFTER_S": "0.5",
+                     "RABBITRUN__WORKER__SHUTDOWN_TIMEOUT_S": "30"})
+    env.scheduler()
+    worker = env.worker()
+    run_id = trigger(env, "sleepers", sleep_s=2)
+    queue = Names(env.prefix).task_queue("default")
+    wait_until(lambda: reserved(env), 30, what="a delivery waiting for the slot while a task runs")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
+    w1 = f"w1-{env.prefix}@test"
+    on_w1 = [a for a in hosts_of(env, run_id) if a[3] == w1]
+    assert [a[2] for a in on_w1] == ["success"], on_w1  # only the task running at SIGTERM ran there
+    assert queue_counts(vhost, queue) == (9, 0)  # the waiting delivery is back in the queue
+    assert sum(len(lines(env, f"nap{i}")) for i in range(10)) == 1
+    second_worker(env)
+    assert wait(env, "sleepers", run_id, timeout_s=120).state == "success", env.logs()
+    assert [len(lines(env, f"nap{i}")) for i in range(10)] == [1] * 10
+    rows = hosts_of(env, run_id)
+    assert len(rows) == 10 and all(r[1] == 1 and r[2] == "success" for r in rows), rows  # one attempt each
+
+
 def test_shutdown_timeout_terminates_and_requeues_unfinished_tasks(env: Env) -> None:
     env.vars["RABBITRUN__WORKER__SHUTDOWN_TIMEOUT_S"] = "1"
     env.scheduler()
     worker = env.worker()
-    run_id = trigger(env, "long_running", sleep_s=20)
+    run_id = trigger(env, "long_running", sleep_s=5)
     wait_until(lambda: running_count(env, "long_running", run_id) == 1, 30, what="long task running")
     started = time.monotonic()
     worker.send_signal(signal.SIGTERM)
@@ -90,26 +147,55 @@ def test_shutdown_timeout_terminates_and_requeues_unfinished_tasks(env: Env) -> 
     assert time.monotonic() - started < 15
     row = states(env, "long_running", run_id)["long_task"]
     assert row.state == "queued" and row.try_number == 1  # released, not failed: it runs elsewhere
-    env.vars["RABBITRUN__WORKER__HOSTNAME"] = f"w2-{env.prefix}@test"
-    env.worker()
-    wait_until(lambda: running_count(env, "long_running", run_id) == 1, 30, what="requeued task running again")
-    assert ("long_task", 1, "terminated") in attempts_of(env, run_id)
+    assert attempts_of(env, run_id) == [("long_task", 1, "terminated")]
+    second_worker(env)
+    assert wait(env, "long_running", run_id, timeout_s=60).state == "success", env.logs()
+    assert len(lines(env, "long_task")) == 1
+    assert attempts_of(env, run_id) == [("long_task", 1, "success")]  # the same try ran to the end
 
 
-def test_second_sigterm_is_a_cold_shutdown(env: Env) -> None:
+def test_shutdown_releases_an_early_acked_task_and_republishes_it(env: Env, vhost: str) -> None:
+    """A long task's delivery is acked early (consumer_timeout); a shutdown that terminates it must
+    give it a message again, or nothing would ever run the released attempt."""
+    env.vars.update({"RABBITRUN__WORKER__ACK_RUNNING_AFTER_S": "0.5", "RABBITRUN__WORKER__SHUTDOWN_TIMEOUT_S": "1"})
+    env.scheduler()
+    worker = env.worker()
+    run_id = trigger(env, "long_running", sleep_s=5)
+    queue = Names(env.prefix).task_queue("default")
+    wait_until(lambda: running_count(env, "long_running", run_id) == 1, 30, what="long task running")
+    wait_until(lambda: queue_counts(vhost, queue) == (0, 0), 10, what="its delivery acked early")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    assert states(env, "long_running", run_id)["long_task"].state == "queued"
+    assert queue_counts(vhost, queue) == (1, 0)  # republished with a confirm before the worker exited
+    second_worker(env)
+    assert wait(env, "long_running", run_id, timeout_s=60).state == "success", env.logs()
+    assert len(lines(env, "long_task")) == 1
+    assert attempts_of(env, run_id) == [("long_task", 1, "success")]
+
+
+@pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_second_signal_is_a_cold_shutdown_and_the_task_reruns_elsewhere(env: Env, second: signal.Signals) -> None:
     env.vars["RABBITRUN__WORKER__SHUTDOWN_TIMEOUT_S"] = "60"
     env.scheduler()
     worker = env.worker()
-    run_id = trigger(env, "long_running", sleep_s=30)
+    run_id = trigger(env, "long_running", sleep_s=5)
     wait_until(lambda: running_count(env, "long_running", run_id) == 1, 30, what="long task running")
     worker.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
+    wait_until(lambda: "warm shutdown" in worker.log_path.read_text(), 10,  # type: ignore[attr-defined]
+               what="warm shutdown begun")
     started = time.monotonic()
-    worker.send_signal(signal.SIGTERM)
+    worker.send_signal(second)
     worker.wait(timeout=30)
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < 4  # did not wait for the 5 s task, let alone the 60 s timeout
     assert "cold shutdown" in worker.log_path.read_text()  # type: ignore[attr-defined]
     assert not lines(env, "long_task")
+    row = states(env, "long_running", run_id)["long_task"]
+    assert (row.state, row.try_number) == ("queued", 1)  # went back to the queue, not failed
+    second_worker(env)
+    assert wait(env, "long_running", run_id, timeout_s=60).state == "success", env.logs()
+    assert len(lines(env, "long_task")) == 1
+    assert attempts_of(env, run_id) == [("long_task", 1, "success")]
 
 
 def test_soft_and_hard_time_limits_fail_the_attempt_with_the_reason(env: Env) -> None:
@@ -126,8 +212,42 @@ def test_soft_and_hard_time_limits_fail_the_attempt_with_the_reason(env: Env) ->
     log_dir = env.settings().logging.base_log_folder
     assert "hard time limit" in open(f"{log_dir}/timeouts/hard/{run_id}/1.log").read()
     assert "Timeout after" in open(f"{log_dir}/timeouts/soft/{run_id}/1.log").read()
-    _, again = run_dag(env, "chain3")  # the slots were freed
+    stats = worker_stats(env)
+    assert (stats["busy"], stats["processes"]) == (0, [])  # both slots freed, no child left behind
+    _, again = run_dag(env, "chain3")
     assert again.state == "success"
+
+
+def test_timed_out_attempts_are_retried_after_the_retry_delay(env: Env) -> None:
+    """Soft limit (TaskTimeout) and hard limit (SIGKILL, recorded by the worker) both make the attempt
+    up_for_retry with the task's retry_delay; the next try then fails or succeeds on its own merits."""
+    env.vars["RABBITRUN__WORKER__KILL_GRACE_S"] = "1"
+    env.scheduler()
+    env.worker()
+    run_id = trigger(env, "timeouts_retry")
+
+    def retrying(task_id: str) -> bool:
+        row = states(env, "timeouts_retry", run_id).get(task_id)
+        return row is not None and row.state == "up_for_retry"
+
+    wait_until(lambda: retrying("hard_retry"), 30, what="hard-limit kill recorded as up_for_retry")
+    hard = states(env, "timeouts_retry", run_id)["hard_retry"]
+    assert "hard time limit" in (hard.reason or "")
+    final = wait(env, "timeouts_retry", run_id, timeout_s=90)
+    rows = states(env, "timeouts_retry", run_id)
+    assert final.state == "failed"  # soft_retry overran both tries
+    assert (rows["soft_retry"].state, rows["soft_retry"].try_number) == ("failed", 2)
+    assert "TaskTimeout" in (rows["soft_retry"].reason or "")
+    assert (rows["hard_retry"].state, rows["hard_retry"].try_number) == ("success", 2)
+    assert attempts_of(env, run_id) == [("hard_retry", 1, "up_for_retry"), ("hard_retry", 2, "success"),
+                                        ("soft_retry", 1, "up_for_retry"), ("soft_retry", 2, "failed")]
+    assert len(lines(env, "soft_retry")) == 2 and len(lines(env, "hard_retry")) == 2
+    engine = make_engine(env.settings().database, pooled=False)
+    with session_factory(engine)() as session:
+        tries = {(a.task_id, a.try_number): a for a in session.query(TaskAttempt).filter_by(run_id=run_id)}
+    for task_id in ("soft_retry", "hard_retry"):
+        gap = (tries[(task_id, 2)].start_date - tries[(task_id, 1)].end_date).total_seconds()
+        assert gap >= 2.9, (task_id, gap)  # retry_delay is 3 s: not retried at once
 
 
 def test_task_process_killed_is_recorded_and_retried(env: Env) -> None:
@@ -172,6 +292,42 @@ def test_duplicate_envelope_runs_the_task_once(env: Env) -> None:
     wait_until(lambda: worker_log.read_text().count("not running again") >= 2, 20, what="duplicates acked")
     assert len(lines(env, "first")) == 1
     assert states(env, "chain3", run_id)["first"].try_number == 1
+
+
+def test_two_copies_of_a_queued_envelope_raced_by_two_workers_run_once(env: Env) -> None:
+    """Both copies are delivered at once, one to each worker (one slot each): the claim lets one run."""
+    from rabbitrun import client, scheduling
+    from rabbitrun.models.base import utcnow
+
+    env.vars["RABBITRUN__WORKER__CONCURRENCY"] = "1"
+    first_worker = env.worker()  # the scheduler starts later: it would queue and publish the run itself
+    env.vars["RABBITRUN__WORKER__HOSTNAME"] = f"w2-{env.prefix}@test"
+    other_worker = env.worker()
+    run_id = queue_run(env, "chain3", sleep_s=1)  # QUEUED in the DB, no message yet
+    settings = env.settings()
+    with session_factory(make_engine(settings.database, pooled=False))() as session:
+        (envelope,) = scheduling.queued_envelopes(session, client.dagbag(settings), utcnow())
+    names = Names(env.prefix)
+    props = protocol.envelope_properties(envelope, "", 10)  # no reply queue yet: the DB has the outcome
+
+    async def publish_twice() -> None:
+        conn = await aio_pika.connect(env.vars["RABBITRUN__BROKER__URL"])
+        async with conn:
+            ch = await conn.channel()
+            for _ in range(2):
+                await ch.default_exchange.publish(aio_pika.Message(protocol.encode_envelope(envelope), **props),
+                                                  routing_key=names.task_queue("default"))
+
+    asyncio.run(publish_twice())
+    wait_until(lambda: states(env, "chain3", run_id)["first"].state == "success", 30, what="first ran")
+    env.scheduler()  # finishes the run from the DB
+    assert wait(env, "chain3", run_id, timeout_s=60).state == "success", env.logs()
+    assert [len(lines(env, n)) for n in ("first", "second", "third")] == [1, 1, 1]
+    assert attempts_of(env, run_id) == [("first", 1, "success"), ("second", 1, "success"), ("third", 1, "success")]
+    logs = [w.log_path.read_text() for w in (first_worker, other_worker)]  # type: ignore[attr-defined]
+    losers = [log for log in logs
+              if any("chain3.first" in line and "not running again" in line for line in log.splitlines())]
+    assert len(losers) == 1, logs  # each worker got a copy; the one that lost the claim did not run it
 
 
 def test_zombie_detected_when_heartbeat_stops(env: Env) -> None:

@@ -48,6 +48,25 @@ with DAG("timeouts") as timeouts:
     hard()
 
 
+with DAG("timeouts_retry", default_args={"retries": 1, "retry_delay": timedelta(seconds=3)}) as timeouts_retry:
+    # try 1 of each overruns its 1 s limit; the retry must wait for retry_delay (3 s)
+
+    @task(execution_timeout=timedelta(seconds=1))
+    def soft_retry(**context):
+        append(context, "soft_retry")
+        time.sleep(30)  # every try overruns: up_for_retry, then failed
+
+    @task(execution_timeout=timedelta(seconds=1))
+    def hard_retry(**context):
+        append(context, "hard_retry")
+        if context["ti"].try_number == 1:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # ignores the soft limit: SIGKILL
+            time.sleep(30)
+
+    soft_retry()
+    hard_retry()
+
+
 with DAG("long_running") as long_running:
 
     @task

@@ -39,9 +39,10 @@ def test_slots_bound_concurrency_and_resize_wakes_waiters() -> None:
         peak: list[int] = []
 
         async def job() -> None:
-            async with slots:
-                peak.append(slots.busy)
-                await asyncio.sleep(0.05)
+            assert await slots.acquire()
+            peak.append(slots.busy)
+            await asyncio.sleep(0.05)
+            await slots.release()
 
         jobs = [asyncio.ensure_future(job()) for _ in range(4)]
         await asyncio.sleep(0.01)
@@ -60,3 +61,17 @@ def test_prefetch_looks_one_delivery_ahead_up_to_max() -> None:
     assert lookahead_prefetch(LIMITS, 2) == 3
     assert lookahead_prefetch(LIMITS, 8) == 8
 
+
+
+def test_closed_slots_turn_away_waiting_and_later_deliveries() -> None:
+    async def scenario() -> list[bool]:
+        slots = Slots(1)
+        assert await slots.acquire()
+        waiting = asyncio.ensure_future(slots.acquire())
+        await asyncio.sleep(0.01)
+        assert slots.waiting == 1
+        await slots.close()
+        await slots.release()  # the running one ends: its slot must not go to the waiting one
+        return [await waiting, await slots.acquire(), slots.busy == 0]
+
+    assert asyncio.run(scenario()) == [False, False, True]

@@ -85,6 +85,18 @@ def test_missing_execution_timeout_means_no_time_limit() -> None:
     assert protocol.decode_envelope(_pack(wire)).execution_timeout_s is None
 
 
+def test_retry_delay_survives_the_wire_and_is_zero_from_older_senders() -> None:
+    assert protocol.decode_envelope(protocol.encode_envelope(_envelope(retry_delay_s=2.5))).retry_delay_s == 2.5
+    wire = dict(GOOD_ENVELOPE)
+    del wire["retry_delay_s"]
+    assert protocol.decode_envelope(_pack(wire)).retry_delay_s == 0.0
+
+
+@pytest.mark.parametrize("delay", [-1, "5", True])
+def test_bad_retry_delay_is_rejected(delay: object) -> None:
+    _rejected(protocol.decode_envelope, _pack({**GOOD_ENVELOPE, "retry_delay_s": delay}), InvalidEnvelope)
+
+
 def test_enqueued_at_decodes_as_aware_utc_datetime() -> None:
     decoded = protocol.decode_envelope(protocol.encode_envelope(_envelope()))
     assert decoded.enqueued_at.tzinfo is not None and decoded.enqueued_at.utcoffset() == timedelta(0)

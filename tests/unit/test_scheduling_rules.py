@@ -308,10 +308,21 @@ def test_schedule_queues_only_root_tasks_with_try_one_and_an_envelope(world: Wor
     assert envelope.key == TaskInstanceKey("chain", "root", "r1", -1, 1)
     assert (envelope.dag_file, envelope.queue, envelope.execution_timeout_s, envelope.enqueued_at) == (
         "sched_dags.py", "default", 30.0, NOW)
+    assert envelope.retry_delay_s == 300.0  # the default retry_delay: the worker needs it to record a death
     root = _ti(world, "chain", "root")
     assert (root.state, root.try_number, root.envelope_id, root.queued_at) == ("queued", 1, envelope.id, NOW)
     assert len(envelope.id) == 32
     assert _ti(world, "chain", "child").state == "none" and _ti(world, "chain", "cleanup").state == "none"
+
+
+def test_queued_envelopes_rebuild_each_queued_task_instances_envelope_unchanged(world: World) -> None:
+    envelope = _queued_root(world)
+    _start(world, "prio")
+    scheduling.schedule(world.session, world.dagbag, world.settings, NOW)
+    _set(world, "prio", "low", state="running")  # claimed: not republished
+    rebuilt = scheduling.queued_envelopes(world.session, world.dagbag, NOW + timedelta(minutes=1))
+    assert [e.key.task_id for e in rebuilt] == ["high", "mid", "root"]  # highest priority first
+    assert rebuilt[-1] == envelope  # same id, try, queue, limits and enqueued_at: the claim keeps it single
 
 
 def test_schedule_does_not_queue_an_already_queued_task_again(world: World) -> None:
@@ -439,7 +450,7 @@ def test_attempt_claimed_from_an_older_envelope_of_the_same_try_is_kept_alive_by
     assert attempts.claim(world.session, old.key, hostname="w1", pid=42, now=t).won
     for beat in range(1, 5):  # the worker heartbeats the envelope it is running every 30 s
         attempts.heartbeat(world.session, [old.id], t + timedelta(seconds=30 * beat))
-    assert scheduling.fail_zombies(world.session, settings, t + timedelta(seconds=150)) == []
+    assert scheduling.fail_zombies(world.session, world.dagbag, settings, t + timedelta(seconds=150)) == []
     assert _ti(world, "chain", "root").state == "running"
 
 
@@ -447,12 +458,24 @@ def test_running_task_with_a_stale_heartbeat_is_retried_as_a_zombie(world: World
     _queued_root(world)
     attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=42, now=NOW)
     settings = world.with_settings(scheduler__zombie_threshold_s="60")
-    assert scheduling.fail_zombies(world.session, settings, NOW + timedelta(seconds=59)) == []
-    assert scheduling.fail_zombies(world.session, settings, NOW + timedelta(seconds=61)) == [("chain", "r1")]
+    assert scheduling.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(seconds=59)) == []
+    assert scheduling.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(seconds=61)) == [("chain", "r1")]
     root = _ti(world, "chain", "root")
     assert root.state == "up_for_retry", "root has retries=1, so its first try is retried"
     assert root.reason and "zombie" in root.reason and "w1" in root.reason
     assert world.session.execute(select(TaskAttempt.state)).scalar_one() == "up_for_retry"
+
+
+def test_zombie_retry_waits_for_the_tasks_retry_delay(world: World) -> None:
+    _queued_root(world)
+    attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=42, now=NOW)
+    settings = world.with_settings(scheduler__zombie_threshold_s="60")
+    found_at = NOW + timedelta(seconds=61)
+    scheduling.fail_zombies(world.session, world.dagbag, settings, found_at)
+    root = _ti(world, "chain", "root")
+    assert root.state == "up_for_retry"
+    assert root.next_retry_at.replace(tzinfo=UTC) == found_at + timedelta(seconds=300)  # root's retry_delay
+    assert scheduling.schedule(world.session, world.dagbag, world.settings, found_at + timedelta(seconds=299)) == []
 
 
 def test_zombie_without_tries_left_fails(world: World) -> None:
@@ -460,7 +483,7 @@ def test_zombie_without_tries_left_fails(world: World) -> None:
     _set(world, "chain", "root", try_number=2, state="queued")
     attempts.claim(world.session, _key("chain", "root", 2), hostname="w1", pid=42, now=NOW)
     settings = world.with_settings(scheduler__zombie_threshold_s="60")
-    scheduling.fail_zombies(world.session, settings, NOW + timedelta(minutes=5))
+    scheduling.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(minutes=5))
     assert _ti(world, "chain", "root").state == "failed"
 
 
@@ -469,7 +492,7 @@ def test_running_task_with_a_fresh_heartbeat_is_not_a_zombie(world: World) -> No
     attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=42, now=NOW)
     attempts.heartbeat(world.session, [envelope.id], NOW + timedelta(seconds=50))
     settings = world.with_settings(scheduler__zombie_threshold_s="60")
-    assert scheduling.fail_zombies(world.session, settings, NOW + timedelta(seconds=100)) == []
+    assert scheduling.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(seconds=100)) == []
     assert _ti(world, "chain", "root").state == "running"
 
 

@@ -296,3 +296,10 @@ def test_mask_url_keeps_ipv6_hosts_bracketed() -> None:
 def test_mask_url_of_a_url_with_a_bad_port_still_masks_the_password() -> None:
     masked = mask_url("amqp://u:secret@host:notaport/")
     assert "secret" not in masked
+
+
+@pytest.mark.parametrize("low,high", [("0", "30"), ("5", "1")])
+def test_reconnect_backoff_bounds_must_be_positive_and_ordered(tmp_path: Path, low: str, high: str) -> None:
+    err = _config_error(tmp_path, {"RABBITRUN__BROKER__RECONNECT_MIN_S": low,
+                                   "RABBITRUN__BROKER__RECONNECT_MAX_S": high})
+    assert err.key == "broker.reconnect_min_s"
