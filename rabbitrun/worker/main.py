@@ -62,7 +62,7 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
     from rabbitrun.worker.commands import WorkerParts, build_handlers
     from rabbitrun.worker.consumer import Consumer
     from rabbitrun.worker.control import ControlServer
-    from rabbitrun.worker.livelogs import ship_live_logs
+    from rabbitrun.worker.livelogs import LiveLogs, ship_live_logs
 
     loop = asyncio.get_running_loop()
     supervisor.attach(loop)
@@ -78,10 +78,12 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
         publisher = await ConfirmedPublisher.open(connection, names, settings.broker.confirm_timeout_s)
         events = EventPublisher(names, options.hostname)
         metrics = Metrics()
+        live_logs = LiveLogs(events, Path(settings.logging.base_log_folder))
         consumer = Consumer(names=names, supervisor=supervisor, publisher=publisher, sessions=sessions,
                             hostname=options.hostname, concurrency=options.concurrency,
                             ack_running_after_s=settings.worker.ack_running_after_s,
-                            log_folder=Path(settings.logging.base_log_folder), events=events, metrics=metrics)
+                            log_folder=Path(settings.logging.base_log_folder), events=events, metrics=metrics,
+                            live_logs=live_logs)
         channel = await connection.channel()
         prefetch = lookahead_prefetch(options.autoscale, options.concurrency) if options.autoscale else options.concurrency
         await channel.set_qos(prefetch_count=prefetch)  # DESIGN rule 4: prefetch = concurrency
@@ -94,7 +96,7 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
         await events.open(connection)
         background = [loop.create_task(_heartbeat(supervisor, sessions, settings.worker.heartbeat_interval_s)),
                       loop.create_task(_announce(parts, events, settings.worker.heartbeat_interval_s)),
-                      loop.create_task(ship_live_logs(supervisor, events, Path(settings.logging.base_log_folder)))]
+                      loop.create_task(ship_live_logs(live_logs, supervisor))]
         if options.autoscale is not None:
             background.append(loop.create_task(_autoscale(options.autoscale, parts)))
         for task in background:

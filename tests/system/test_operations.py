@@ -188,3 +188,39 @@ def test_status_health_and_management_ui_names(env: Env, vhost: str) -> None:
     tags = {c["consumer_tag"] for c in api.consumers(vhost)}
     assert f"rabbitrun-worker {worker_host} default" in tags
     assert f"rabbitrun-scheduler sched-{env.prefix} replies" in tags
+
+
+def _running_try(env: Env, dag_id: str, task_id: str, run_id: str, try_number: int) -> bool:
+    row = states(env, dag_id, run_id).get(task_id)
+    return bool(row and row.state == "running" and row.try_number == try_number)
+
+
+def _follow(env: Env, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "rabbitrun", "tasks", "logs", *args, "--follow"], env=env.vars,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_follow_keeps_repeated_and_last_lines_respects_try_and_returns_for_ended_attempts(env: Env) -> None:
+    env.scheduler()
+    env.worker()
+    run_id = trigger(env, "burst", fail_first=True, repeats=20, every_s=0.5)
+    wait_until(lambda: _running_try(env, "burst", "talk_then_burst", run_id, 2), 30, what="try 2 running")
+    time.sleep(1)  # some identical lines are in the file before following starts
+    latest = _follow(env, "burst", "talk_then_burst", run_id)
+    first_try = _follow(env, "burst", "talk_then_burst", run_id, "--try", "1")
+    out1, err1 = first_try.communicate(timeout=30)  # try 1 ended long ago: prints its file and returns
+    assert "try one marker" in out1 and "same line" not in out1
+    assert "attempt ended: up_for_retry" in err1 or "attempt ended: ended" in err1, err1
+    out, err = latest.communicate(timeout=60)
+    assert "attempt ended: succeeded" in err, err
+    assert [line.endswith("same line") for line in out.splitlines()].count(True) == 20
+    lasts = [line.rsplit(" ", 1)[1] for line in out.splitlines() if " last " in line]
+    assert lasts == [str(i) for i in range(40)]
+    assert "try one marker" not in out
+    assert wait(env, "burst", run_id).state == "success"
+
+    started = time.monotonic()
+    again = env.cli("tasks", "logs", "burst", "talk_then_burst", run_id, "--follow", timeout_s=30)
+    assert again.returncode == 0 and time.monotonic() - started < 15  # ended: no waiting for live lines
+    assert "last 39" in again.stdout and "attempt ended: success" in again.stderr
