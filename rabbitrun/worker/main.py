@@ -102,7 +102,7 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
         for task in background:
             task.add_done_callback(_log_crash)
         if settings.metrics.worker_port >= 0:
-            metrics.pool_size.set(options.concurrency)
+            metrics.pool_size.set_function(lambda: consumer.slots.capacity)  # follows autoscale, pool-grow/shrink
             port = metrics.serve(settings.metrics.worker_port, settings.metrics.host)
             log.info("metrics on http://%s:%s/metrics", settings.metrics.host, port)
         log.info("worker %s ready: queues=%s concurrency=%s zygote pid=%s", options.hostname,

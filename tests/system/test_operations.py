@@ -3,6 +3,7 @@ status, health, metrics and names in the management UI. Real workers, real broke
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -11,6 +12,7 @@ import time
 import urllib.request
 from typing import Any
 
+import aio_pika
 import pytest
 
 from rabbitrun.broker.management import ManagementClient
@@ -125,31 +127,96 @@ def test_events_tail_sees_the_lifecycle_in_order_and_follow_sees_live_lines(env:
     assert "fetched from a live worker" in remote.stderr and "tick 7" in remote.stdout
 
 
+def _port_of(proc: Any) -> int:
+    found = wait_until(lambda: re.search(r"metrics on http://[^:]+:(\d+)/metrics", proc.log_path.read_text()),
+                       10, what="metrics port")
+    return int(found.group(1))
+
+
+def _scrape(port: int) -> str:
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+
+
+def _sample(port: int, name: str, labels: str = "") -> float | None:
+    """One sample's value from the endpoint (None when absent); ``labels`` as Prometheus prints them."""
+    found = re.search(rf"^{re.escape(name + (('{' + labels + '}') if labels else ''))} (\S+)$", _scrape(port),
+                      re.MULTILINE)
+    return float(found.group(1)) if found else None
+
+
+def _take_without_ack_and_drop(env: Env, queue: str) -> bool:
+    """Receive one message from a task queue and close the connection without acking it: the broker
+    requeues it flagged redelivered (what a worker that died mid-task leaves behind)."""
+    from rabbitrun.names import Names
+
+    async def take() -> bool:
+        conn = await aio_pika.connect(env.vars["RABBITRUN__BROKER__URL"])
+        async with conn:
+            channel = await conn.channel()
+            q = await channel.get_queue(Names(env.prefix).task_queue(queue), ensure=False)
+            return await q.get(no_ack=False, fail=False) is not None
+
+    return asyncio.run(take())
+
+
+def _publish_raw(env: Env, queue: str, body: bytes) -> None:
+    from rabbitrun.names import Names
+
+    async def publish() -> None:
+        conn = await aio_pika.connect(env.vars["RABBITRUN__BROKER__URL"])
+        async with conn:
+            channel = await conn.channel()
+            await channel.default_exchange.publish(aio_pika.Message(body), routing_key=Names(env.prefix).task_queue(queue))
+
+    asyncio.run(publish())
+
+
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_metrics_move_after_tasks_run(env: Env) -> None:
     env.vars["RABBITRUN__METRICS__WORKER_PORT"] = "0"
     env.vars["RABBITRUN__METRICS__SCHEDULER_PORT"] = "0"
-    scheduler = env.scheduler()
-    worker = env.worker()
-
-    def port_of(proc: Any) -> int:
-        text = wait_until(lambda: re.search(r"metrics on http://[^:]+:(\d+)/metrics", proc.log_path.read_text()),
-                          10, what="metrics port")
-        return int(text.group(1))
-
-    def scrape(port: int) -> str:
-        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-
-    wport, sport = port_of(worker), port_of(scheduler)
-    success = 'rabbitrun_task_outcomes_total{dag_id="chain3",state="success",task_id="first"}'
-    assert success not in scrape(wport)
+    sport, wport = _port_of(env.scheduler()), _port_of(env.worker())  # the worker consumes "default" only
     _, final = run_dag(env, "chain3")
     assert final.state == "success"
-    text = scrape(wport)
-    assert f"{success} 1.0" in text
-    assert re.search(r'rabbitrun_task_queue_lag_seconds_count\{queue="default"\} 3\.0', text)
-    assert "rabbitrun_worker_pool_size 2.0" in text
-    assert re.search(r"rabbitrun_publish_confirms_total [3-9]", scrape(sport))
+    assert _sample(wport, "rabbitrun_task_outcomes_total", 'dag_id="chain3",state="success",task_id="first"') == 1.0
+    assert _sample(wport, "rabbitrun_task_duration_seconds_count", 'dag_id="chain3",task_id="first"') == 1.0
+    assert _sample(wport, "rabbitrun_task_queue_lag_seconds_count", 'queue="default"') == 3.0
+    assert (_sample(sport, "rabbitrun_publish_confirms_total") or 0) >= 3
+    assert _sample(wport, "rabbitrun_redeliveries_total") == 0.0
+
+    _publish_raw(env, "default", b"\xc1 not msgpack")
+    wait_until(lambda: _sample(wport, "rabbitrun_dead_lettered_total") == 1.0, 15, what="dead-lettered counted")
+
+    run_id = trigger(env, "long_running", sleep_s=5)
+    wait_until(lambda: _sample(wport, "rabbitrun_tasks_running") == 1.0, 30, what="worker running gauge")
+    wait_until(lambda: _sample(sport, "rabbitrun_tasks_running") == 1.0, 15, what="scheduler running gauge")
+    assert wait(env, "long_running", run_id).state == "success"
+    assert _sample(wport, "rabbitrun_tasks_running") == 0.0
+    wait_until(lambda: _sample(sport, "rabbitrun_tasks_running") == 0.0, 15, what="scheduler running gauge back")
+
+    # a task waits in high_priority, which nobody consumes yet: the queued gauge shows it; then its
+    # envelope is received and dropped unacked (as by a worker that died), and the worker, told to
+    # consume high_priority, gets it flagged redelivered
+    run_id = trigger(env, "stuck_queue")
+    wait_until(lambda: _sample(sport, "rabbitrun_tasks_queued") == 1.0, 15, what="scheduler queued gauge")
+    wait_until(lambda: _take_without_ack_and_drop(env, "high_priority"), 15, interval_s=0.2, what="the envelope")
+    w1 = env.vars["RABBITRUN__WORKER__HOSTNAME"]
+    assert ask(env, "control", "add-consumer", "high_priority", "-d", w1)[0]["data"] == ["default", "high_priority"]
+    assert wait(env, "stuck_queue", run_id).state == "success"
+    assert _sample(wport, "rabbitrun_redeliveries_total") == 1.0
+    wait_until(lambda: _sample(sport, "rabbitrun_tasks_queued") == 0.0, 15, what="queued gauge back")
+
+    _, final = run_dag(env, "unbound_queue")  # its queue is bound to nothing: the scheduler fails it
+    assert final.state == "failed"
+    assert _sample(sport, "rabbitrun_publish_returns_total") == 1.0
+    assert _sample(sport, "rabbitrun_scheduler_outcomes_total",
+                   'cause="unroutable",dag_id="unbound_queue",state="failed",task_id="nowhere"') == 1.0
+
+    assert _sample(wport, "rabbitrun_worker_pool_size") == 2.0
+    assert ask(env, "control", "pool-grow", "3", "-d", w1)[0]["data"] == 5
+    assert _sample(wport, "rabbitrun_worker_pool_size") == 5.0
+    assert ask(env, "control", "pool-shrink", "4", "-d", w1)[0]["data"] == 1
+    assert _sample(wport, "rabbitrun_worker_pool_size") == 1.0
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
