@@ -57,7 +57,7 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
     from rabbitrun.models.engine import make_engine, session_factory
     from rabbitrun.broker.events import EventPublisher
     from rabbitrun.metrics import Metrics
-    from rabbitrun.names import Names, heartbeat_key
+    from rabbitrun.names import Names, worker_event_key
     from rabbitrun.settings import mask_url
     from rabbitrun.worker.commands import WorkerParts, build_handlers
     from rabbitrun.worker.consumer import Consumer
@@ -124,7 +124,7 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
                 await consumer.drain(5.0)
         for task in background:
             task.cancel()
-        events.emit(heartbeat_key(options.hostname), "worker_offline")
+        events.emit(worker_event_key(options.hostname, "worker_offline"), "worker_offline")
         await events.close()
         await channel.close()
         await publisher.close()

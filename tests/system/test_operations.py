@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -291,3 +292,51 @@ def test_follow_keeps_repeated_and_last_lines_respects_try_and_returns_for_ended
     again = env.cli("tasks", "logs", "burst", "talk_then_burst", run_id, "--follow", timeout_s=30)
     assert again.returncode == 0 and time.monotonic() - started < 15  # ended: no waiting for live lines
     assert "last 39" in again.stdout and "attempt ended: success" in again.stderr
+
+
+def _tail(env: Env, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "rabbitrun", "events", "--json", "--duration", "120", *args],
+                            env=env.vars, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _events_of(tail: subprocess.Popen[str]) -> list[dict[str, Any]]:
+    tail.terminate()
+    out, _ = tail.communicate(timeout=20)
+    return [json.loads(line) for line in out.splitlines()]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_events_of_every_outcome_and_the_dag_filter(env: Env) -> None:
+    env.vars["RABBITRUN__WORKER__SHUTDOWN_TIMEOUT_S"] = "1"
+    env.scheduler()
+    worker = env.worker()
+    everything, only_flaky = _tail(env), _tail(env, "--dag", "flaky")
+    time.sleep(3)  # both tails bound to the events exchange
+    runs = {dag: trigger(env, dag) for dag in ("failing", "flaky", "timeouts")}
+    for dag, run_id in runs.items():
+        wait(env, dag, run_id)
+    long_run = trigger(env, "long_running", sleep_s=30)
+    wait_until(lambda: states(env, "long_running", long_run).get("long_task") and
+               states(env, "long_running", long_run)["long_task"].state == "running", 30, what="long task running")
+    worker.send_signal(signal.SIGTERM)  # shutdown timeout 1 s: the task is terminated and handed back
+    worker.wait(timeout=30)
+    seen = _events_of(everything)
+
+    def kinds(dag: str, task_id: str) -> list[str]:
+        return [e["kind"] for e in seen if e.get("dag_id") == dag and e.get("task_id") == task_id]
+
+    assert kinds("failing", "boom") == ["received", "started", "failed"]
+    failed = next(e for e in seen if e["kind"] == "failed" and e["task_id"] == "boom")
+    assert failed["routing_key"] == "task.failing.boom.failed" and "boom on purpose" in failed["error"]
+    assert kinds("flaky", "fail_twice") == ["received", "started", "retried"] * 2 + ["received", "started",
+                                                                                     "succeeded"]
+    for task_id in ("soft", "hard"):
+        assert kinds("timeouts", task_id) == ["received", "started", "timed_out", "failed"], task_id
+    limits = {e["task_id"]: e["limit"] for e in seen if e["kind"] == "timed_out"}
+    assert limits == {"soft": "soft", "hard": "hard"}
+    assert kinds("long_running", "long_task") == ["received", "started", "revoked"]
+    assert any(e["routing_key"].endswith(".worker_offline") for e in seen)
+
+    flaky_only = [e for e in _events_of(only_flaky) if e["routing_key"].startswith("task.")]  # + worker_offline
+    assert [e["kind"] for e in flaky_only] == kinds("flaky", "fail_twice")
+    assert {e["dag_id"] for e in flaky_only} == {"flaky"}  # nothing of failing, timeouts, long_running
