@@ -16,6 +16,7 @@ from typing import Any
 import aio_pika
 import pytest
 
+from rabbitrun import client
 from rabbitrun.broker.management import ManagementClient
 from tests.conftest import Env, wait_until
 from tests.helpers import run_dag, states, trigger, wait
@@ -63,7 +64,7 @@ def test_inspect_and_control_two_workers_with_destination(env: Env) -> None:
     assert grown == 5 and ask(env, "inspect", "stats", "-d", w1)[0]["data"]["prefetch"] == 5
     assert ask(env, "control", "pool-shrink", "4", "-d", w1)[0]["data"] == 1
     nobody = env.cli("inspect", "ping", "--destination", "ghost@nowhere", "--timeout", "1")
-    assert nobody.returncode == 1 and "worker 'ghost@nowhere' replied" in nobody.stderr
+    assert nobody.returncode == 1 and "no worker 'ghost@nowhere' answered within 1s" in nobody.stderr
     stopped = env.cli("control", "shutdown", "-d", w2)
     assert stopped.returncode == 0
     wait_until(lambda: env.children[2].poll() is not None, 30, what="w2 exits")
@@ -340,3 +341,45 @@ def test_events_of_every_outcome_and_the_dag_filter(env: Env) -> None:
     flaky_only = [e for e in _events_of(only_flaky) if e["routing_key"].startswith("task.")]  # + worker_offline
     assert [e["kind"] for e in flaky_only] == kinds("flaky", "fail_twice")
     assert {e["dag_id"] for e in flaky_only} == {"flaky"}  # nothing of failing, timeouts, long_running
+
+
+def _running_count(env: Env, dag_id: str, run_id: str) -> int:
+    return sum(1 for r in states(env, dag_id, run_id).values() if r.state == "running")
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_reserved_human_output_worker_flags_and_pool_shrink_limits_what_runs(env: Env) -> None:
+    env.scheduler()
+    nobody = env.cli("inspect", "ping", "--timeout", "1")
+    assert nobody.returncode == 1 and nobody.stderr.strip() == "Error: no worker answered within 1s"
+    w1, w2 = hostnames(env)
+    env.worker()  # w1: settings from the environment, concurrency 2
+    env.worker("--queues", "high_priority", "--concurrency", "3", "--hostname", w2)
+    stats = {r["hostname"]: r["data"] for r in ask(env, "inspect", "stats")}
+    assert (stats[w2]["concurrency"], stats[w2]["prefetch"]) == (3, 3)  # prefetch = concurrency at startup
+    assert (stats[w1]["concurrency"], stats[w1]["prefetch"]) == (2, 2)
+    assert [q["name"] for q in ask(env, "inspect", "active-queues", "-d", w2)[0]["data"]] == ["high_priority"]
+
+    human = env.cli("inspect", "ping", "--timeout", "2")
+    assert human.returncode == 0, human.stderr
+    assert human.stdout.splitlines() == [line for host in sorted([w1, w2]) for line in (f"-> {host}: OK", "    pong")]
+
+    run_id = trigger(env, "sleepers", sleep_s=5)  # ten tasks on default: only w1 takes them
+    wait_until(lambda: _running_count(env, "sleepers", run_id) == 2, 30, what="two sleepers running")
+    assert ask(env, "control", "pool-shrink", "1", "-d", w1)[0]["data"] == 1
+    # the new consumer's prefetch of 1 brings one more delivery, which waits: both slots are still busy
+    reserved = wait_until(lambda: ask(env, "inspect", "reserved", "-d", w1)[0]["data"], 15, what="a reserved one")
+    assert len(reserved) == 1 and reserved[0]["dag_id"] == "sleepers" and reserved[0]["run_id"] == run_id
+    text = env.cli("inspect", "reserved", "-d", w1, "--timeout", "2").stdout
+    assert text.startswith(f"-> {w1}: OK\n") and reserved[0]["task_id"] in text
+    stats = ask(env, "inspect", "stats", "-d", w1)[0]["data"]
+    assert (stats["concurrency"], stats["prefetch"]) == (1, 1)
+    # once the two running ones end, the shrunk pool runs one at a time
+    wait_until(lambda: _running_count(env, "sleepers", run_id) <= 1, 30, what="the first two finished")
+    counts = []
+    for _ in range(60):  # ~12 s: two or three sleepers of 5 s, one after the other
+        counts.append(_running_count(env, "sleepers", run_id))
+        time.sleep(0.2)
+    assert max(counts) == 1 and client.run_progress(env.settings(), "sleepers", run_id).done >= 3
+    assert ask(env, "control", "pool-grow", "4", "-d", w1)[0]["data"] == 5
+    assert wait(env, "sleepers", run_id, 90).state == "success"
