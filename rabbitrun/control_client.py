@@ -9,9 +9,10 @@ on the events exchange for as long as the command runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from rabbitrun import protocol
 from rabbitrun.broker.connection import connect
-from rabbitrun.errors import ProtocolError
+from rabbitrun.errors import ProtocolError, TopologyError
 from rabbitrun.keys import TaskInstanceKey, log_relpath
 from rabbitrun.names import (
     APP_ID, CONTROL_BROADCAST, DIRECT_REPLY_TO, Names, control_key, log_key, task_events_pattern,
@@ -29,9 +30,26 @@ from rabbitrun.names import (
 from rabbitrun.settings import Settings
 
 
+@contextlib.contextmanager
+def _topology_declared() -> Iterator[None]:
+    """A missing exchange means the topology was never declared here (no worker ever ran either):
+    say so with the remedy instead of a raw NOT_FOUND."""
+    try:
+        yield
+    except aio_pika.exceptions.ChannelNotFoundEntity as exc:
+        reason = str(exc.args[1] if len(exc.args) > 1 else exc).removeprefix("NOT_FOUND - ")
+        raise TopologyError(f"{reason}: run `rabbitrun topology declare`") from exc
+
+
 async def control(settings: Settings, command: str, args: dict[str, Any] | None = None, *,
                   destination: str | None = None, timeout_s: float = 2.0) -> list[dict[str, Any]]:
     """Send one command to all workers (or ``destination``) and collect replies for ``timeout_s``."""
+    with _topology_declared():
+        return await _control(settings, command, args, destination, timeout_s)
+
+
+async def _control(settings: Settings, command: str, args: dict[str, Any] | None, destination: str | None,
+                   timeout_s: float) -> list[dict[str, Any]]:
     names = Names(settings.broker.prefix)
     connection = await connect(settings.broker, "cli", f"{command}")
     replies: list[dict[str, Any]] = []
@@ -71,6 +89,12 @@ async def control(settings: Settings, command: str, args: dict[str, Any] | None 
 async def tail(settings: Settings, patterns: list[str], on_event: Callable[[str, dict[str, Any]], bool | None],
                *, duration_s: float | None = None) -> None:
     """Deliver events matching the topic ``patterns`` until ``on_event`` returns True or time is up."""
+    with _topology_declared():
+        await _tail(settings, patterns, on_event, duration_s)
+
+
+async def _tail(settings: Settings, patterns: list[str], on_event: Callable[[str, dict[str, Any]], bool | None],
+                duration_s: float | None) -> None:
     names = Names(settings.broker.prefix)
     connection = await connect(settings.broker, "cli", "events")
     finished = asyncio.Event()
@@ -223,7 +247,10 @@ async def read_attempt_log(settings: Settings, key: TaskInstanceKey) -> tuple[st
     path = Path(settings.logging.base_log_folder) / log_relpath(key)
     if path.is_file():
         return str(path), path.read_text(encoding="utf-8", errors="replace")
-    remote = await remote_log(settings, key)
+    try:
+        remote = await remote_log(settings, key)
+    except TopologyError:  # no control exchange: no worker ever ran against this broker and prefix
+        return None
     return None if remote is None else ("fetched from a live worker over the control exchange", remote)
 
 
@@ -264,6 +291,12 @@ async def follow(settings: Settings, key: TaskInstanceKey, on_text: Callable[[st
     that had already ended, after ``grace_s`` for one whose final event never comes (its worker
     died). The log is read once more at the end for lines shipped after the final event.
     """
+    with _topology_declared():
+        return await _follow(settings, key, on_text, ended, check_every_s, grace_s)
+
+
+async def _follow(settings: Settings, key: TaskInstanceKey, on_text: Callable[[str], None],
+                  ended: Callable[[], str | None], check_every_s: float, grace_s: float) -> str:
     names = Names(settings.broker.prefix)
     inbox: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
     cursor = LogCursor()
