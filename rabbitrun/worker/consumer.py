@@ -201,6 +201,10 @@ class Consumer:
             self._finished(envelope, report, decision)
             log.warning("%s: %s; requeueing the delivery", key, decision.reason)
             if report.state == "db_unavailable":
+                if not message.redelivered:  # once per delivery, not every 2 s of an outage
+                    await asyncio.to_thread(self._append_to_attempt_log, key, (
+                        f"WARNING - {decision.reason}; the attempt was not started and its delivery goes back "
+                        "to the queue: it starts once the database is reachable again"))
                 await asyncio.sleep(2.0)  # don't spin on a database that is down
             await _nack(message, requeue=True)
             return
