@@ -22,3 +22,33 @@ with DAG("burst", default_args={"retries": 1, "retry_delay": timedelta(0)}) as b
             ti.log.info("last %s", i)
 
     talk_then_burst()
+
+
+with DAG("ops_context") as ops_context:
+
+    @task
+    def context_keys(**context):
+        return {"same_ti": context["ti"] is context["task_instance"], "dag_id": context["dag"].dag_id,
+                "dag_run": [context["dag_run"].dag_id, context["dag_run"].run_id], "run_id": context["run_id"],
+                "logical_date": context["logical_date"].isoformat(), "ds": context["ds"]}
+
+    @task
+    def returns_complex():
+        return complex(1, 2)  # not JSON: stored only when XCom pickling is enabled
+
+    @task
+    def leak_custom(**context):
+        import logging
+        import sys
+
+        from rabbitrun import Variable
+
+        token = Variable.get("team_token")  # sensitive only through the configured names
+        print(f"stdout token {token}")
+        print(f"stderr token {token}", file=sys.stderr)
+        logging.getLogger("user.code").warning("logged token %s", token)
+        print(f"plain {Variable.get('color')}", file=sys.stderr)
+
+    context_keys()
+    returns_complex()
+    leak_custom()
