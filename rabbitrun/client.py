@@ -211,14 +211,38 @@ def read_log(settings: Settings, dag_id: str, task_id: str, run_id: str, *, try_
     return path, path.read_text(encoding="utf-8", errors="replace")
 
 
-def latest_try(settings: Settings, dag_id: str, task_id: str, run_id: str, map_index: int = -1) -> int:
+def attempt_key(settings: Settings, dag_id: str, task_id: str, run_id: str, *, try_number: int | None = None,
+                map_index: int = -1) -> TaskInstanceKey:
+    """The key of one attempt of a known task instance (the latest try when none is given);
+    an unknown DAG, run or task is a DagError (exit 2)."""
     from rabbitrun.models import attempts
 
     with _sessions(settings)() as session:
         ti = attempts.get_ti(session, TaskInstanceKey(dag_id, task_id, run_id, map_index))
     if ti is None:
+        _known_dag(settings, dag_id)
+        run_progress(settings, dag_id, run_id)  # raises DagRunNotFound
         raise TaskNotFound(dag_id, task_id)
-    return max(ti.try_number, 1)
+    return TaskInstanceKey(dag_id, task_id, run_id, map_index, try_number or max(ti.try_number, 1))
+
+
+def log_path(settings: Settings, key: TaskInstanceKey) -> Path:
+    return Path(settings.logging.base_log_folder) / log_relpath(key)
+
+
+def attempt_ended(settings: Settings, key: TaskInstanceKey) -> str | None:
+    """The state attempt ``key`` ended in, or None while it may still run (not started, queued,
+    running). A later try, or the same try back to none/scheduled (cleared), means it ended."""
+    from rabbitrun.models import attempts
+    from rabbitrun.states import TaskState
+
+    with _sessions(settings)() as session:
+        ti = attempts.get_ti(session, key)
+    if ti is None or ti.try_number > key.try_number:
+        return "ended"
+    if ti.try_number < key.try_number or ti.state in (TaskState.QUEUED.value, TaskState.RUNNING.value):
+        return None
+    return str(ti.state)
 
 
 def run_task(settings: Settings, dag_id: str, task_id: str, run_id: str, *, map_index: int = -1,

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from rabbitrun.keys import TaskInstanceKey
+
 _BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 
 
@@ -38,7 +40,14 @@ class Metrics:
         self.redeliveries = Counter("rabbitrun_redeliveries_total", "Deliveries flagged redelivered", registry=r)
         self.dead_lettered = Counter("rabbitrun_dead_lettered_total", "Messages sent to the dead-letter exchange",
                                      registry=r)
+        self.scheduler_outcomes = Counter(
+            "rabbitrun_scheduler_outcomes_total", "Attempts the scheduler ended itself, by cause "
+            "(zombie, stuck_in_queued, unroutable)", ["dag_id", "task_id", "state", "cause"], registry=r)
         self.pool_size = Gauge("rabbitrun_worker_pool_size", "Task process slots of this worker", registry=r)
+
+    def count_scheduler_outcome(self, key: TaskInstanceKey, state: str, cause: str) -> None:
+        """An OutcomeHook of :mod:`rabbitrun.scheduling`."""
+        self.scheduler_outcomes.labels(key.dag_id, key.task_id, state, cause).inc()
 
     def serve(self, port: int, host: str = "0.0.0.0") -> int:
         """Start the HTTP endpoint; returns the port it listens on."""

@@ -90,8 +90,13 @@ def control_key(hostname: str) -> str:
     return f"worker.{_word(hostname)}"
 
 
+def worker_event_key(hostname: str, event: str) -> str:
+    """``worker.<hostname>.<event>``: heartbeat, worker_offline."""
+    return f"worker.{_word(hostname)}.{event}"
+
+
 def heartbeat_key(hostname: str) -> str:
-    return f"worker.{_word(hostname)}.heartbeat"
+    return worker_event_key(hostname, "heartbeat")
 
 
 def task_event_key(dag_id: str, task_id: str, event: str) -> str:

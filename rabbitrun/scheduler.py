@@ -241,8 +241,8 @@ class Scheduler:
                     log.info("DAG run %s of %s created by its schedule", run.run_id, run.dag_id)
                 for run in scheduling.start_queued_runs(session, self.dagbag, s, now):
                     log.info("DAG run %s of %s started", run.run_id, run.dag_id)
-                scheduling.surface_stuck_queued(session, s, now)
-                scheduling.fail_zombies(session, self.dagbag, s, now)
+                scheduling.surface_stuck_queued(session, s, now, self.metrics.count_scheduler_outcome)
+                scheduling.fail_zombies(session, self.dagbag, s, now, self.metrics.count_scheduler_outcome)
             envelopes = scheduling.schedule(session, self.dagbag, s, now, only, finished)
             if due:  # one still due now could not be queued (e.g. parallelism): the poll retries it
                 next_due = scheduling.next_due_at(session)
@@ -279,7 +279,7 @@ class Scheduler:
         from rabbitrun import scheduling
 
         with self.sessions() as session:
-            scheduling.put_back(session, failures, utcnow())
+            scheduling.put_back(session, failures, utcnow(), self.metrics.count_scheduler_outcome)
 
 
 def run_scheduler(settings: Settings, ready: Any = None) -> int:

@@ -51,6 +51,14 @@ class FinishedRun:
 Expander = Callable[[TaskInstance, MappedOperator], list[TaskInstance]]
 
 
+#: Told of each attempt the scheduler ends itself: (key, new state, cause), e.g. for metrics.
+OutcomeHook = Callable[[TaskInstanceKey, str, str], None]
+
+
+def _ignore(_key: TaskInstanceKey, _state: str, _cause: str) -> None:
+    """The default OutcomeHook."""
+
+
 @dataclass(frozen=True, slots=True)
 class PublishFailure:
     envelope: TaskEnvelope
@@ -352,7 +360,8 @@ def _random_id(session: Session) -> Any:
     return func.lower(func.hex(func.randomblob(16)))
 
 
-def put_back(session: Session, failures: Sequence[PublishFailure], now: datetime) -> None:
+def put_back(session: Session, failures: Sequence[PublishFailure], now: datetime,
+             on_outcome: OutcomeHook = _ignore) -> None:
     """Publishing failed: unroutable -> fail fast with the reason; otherwise back to SCHEDULED."""
     for failure in failures:
         key = failure.envelope.key
@@ -362,13 +371,15 @@ def put_back(session: Session, failures: Sequence[PublishFailure], now: datetime
         if isinstance(failure.error, Unroutable):
             ti.state, ti.end_date, ti.reason = TaskState.FAILED.value, now, str(failure.error)
             log.error("%s: %s", key, failure.error)
+            on_outcome(key, ti.state, "unroutable")
         else:
             ti.state, ti.reason = TaskState.SCHEDULED.value, f"publish failed: {failure.error}"
             log.warning("%s: publish failed, will retry: %s", key, failure.error)
     session.commit()
 
 
-def surface_stuck_queued(session: Session, settings: Settings, now: datetime) -> list[TaskEnvelope]:
+def surface_stuck_queued(session: Session, settings: Settings, now: datetime,
+                         on_outcome: OutcomeHook = _ignore) -> list[TaskEnvelope]:
     """QUEUED longer than task_queued_timeout_s: never silent. Fail it, or re-publish it."""
     cutoff = now - timedelta(seconds=settings.core.task_queued_timeout_s)
     stuck = session.execute(
@@ -383,11 +394,14 @@ def surface_stuck_queued(session: Session, settings: Settings, now: datetime) ->
             ti.state, ti.reason = TaskState.SCHEDULED.value, reason
         else:
             ti.state, ti.end_date, ti.reason = TaskState.FAILED.value, now, reason
+        on_outcome(TaskInstanceKey(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, ti.try_number), ti.state,
+                   "stuck_in_queued")
     session.commit()
     return envelopes
 
 
-def fail_zombies(session: Session, dagbag: DagBag, settings: Settings, now: datetime) -> list[tuple[str, str]]:
+def fail_zombies(session: Session, dagbag: DagBag, settings: Settings, now: datetime,
+                 on_outcome: OutcomeHook = _ignore) -> list[tuple[str, str]]:
     """RUNNING attempts whose worker stopped heartbeating: fail or retry them (after the task's
     retry_delay, as for any other failure)."""
     cutoff = now - timedelta(seconds=settings.scheduler.zombie_threshold_s)
@@ -404,6 +418,7 @@ def fail_zombies(session: Session, dagbag: DagBag, settings: Settings, now: date
         if attempts.finish(session, key, outcome):
             log.warning("%s: %s -> %s", key, reason, outcome.state)
             touched.append((ti.dag_id, ti.run_id))
+            on_outcome(key, outcome.state.value, "zombie")
     return touched
 
 

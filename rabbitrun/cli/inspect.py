@@ -39,8 +39,8 @@ def _ask(ctx: click.Context, command: str, args: dict[str, Any], destination: st
         text = json.dumps(data, indent=4, default=str) if not isinstance(data, str) else data
         click.echo("\n".join("    " + line for line in text.splitlines()))
     if not replies:
-        who = f"worker {destination!r}" if destination else "no worker"
-        click.echo(f"Error: {who} replied within {timeout_s:g}s", err=True)
+        who = f"worker {destination!r}" if destination else "worker"
+        click.echo(f"Error: no {who} answered within {timeout_s:g}s", err=True)
         ctx.exit(EXIT_FAILURE)
 
 

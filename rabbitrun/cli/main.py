@@ -85,6 +85,10 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - process boundary: one line, not a traceback
+        known = _as_known_error(exc)
+        if known is not None:
+            click.echo(f"error: {known}", err=True)
+            sys.exit(known.exit_code)
         click.echo(f"internal error: {type(exc).__name__}: {exc} (set RABBITRUN__LOGGING__LEVEL=DEBUG "
                    "and report it)", err=True)
         if load_settings_safe_debug():
@@ -92,6 +96,21 @@ def main() -> None:
         sys.exit(EXIT_INTERNAL)
     else:  # with standalone_mode=False click returns ctx.exit()'s code instead of exiting
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _as_known_error(exc: Exception) -> RabbitrunError | None:
+    """A database driver error that escaped a command (the DB is down or went away) as the
+    DatabaseUnavailable it means, naming the configured URL; one place for every command."""
+    if "sqlalchemy" not in sys.modules:  # nothing talked to a database
+        return None
+    from rabbitrun.models.engine import as_unavailable
+    from rabbitrun.settings import mask_url
+
+    try:
+        url = mask_url(str(load_settings().database.url))
+    except RabbitrunError:
+        url = "the configured URL"
+    return as_unavailable(exc, url)
 
 
 def load_settings_safe_debug() -> bool:

@@ -98,28 +98,23 @@ def states(ctx: click.Context, dag_id: str, run_id: str) -> None:
 @click.pass_context
 def logs(ctx: click.Context, dag_id: str, task_id: str, run_id: str, try_number: int | None,
          map_index: int, follow: bool) -> None:
-    """Print the log of one attempt: the local file, else asked from the worker that ran it."""
+    """Print the log of one attempt: the local file, else asked from the worker that ran it.
+
+    With --follow, print its live lines until it ends (at once for an attempt that already ended)."""
     import asyncio
 
     from rabbitrun import client, control_client
     from rabbitrun.errors import RabbitrunError
 
     settings = settings_from(ctx)
-    try:
-        path, text = client.read_log(settings, dag_id, task_id, run_id, try_number=try_number, map_index=map_index)
-        click.echo(f"*** {path}", err=True)
-    except RabbitrunError as missing:
-        tries = try_number or client.latest_try(settings, dag_id, task_id, run_id, map_index)
-        remote = asyncio.run(control_client.remote_log(settings, dag_id, task_id, run_id, tries, map_index))
-        if remote is None and not follow:
-            raise missing
-        text = remote or ""
-        if remote is not None:
-            click.echo("*** fetched from a live worker over the control exchange", err=True)
-    click.echo(text, nl=False)
+    key = client.attempt_key(settings, dag_id, task_id, run_id, try_number=try_number, map_index=map_index)
     if follow:
-        seen = set(text.splitlines())
-        final = asyncio.run(control_client.follow(
-            settings, dag_id, task_id, run_id,
-            lambda lines: [click.echo(line) for line in lines if line not in seen]))
+        final = asyncio.run(control_client.follow(settings, key, lambda text: click.echo(text, nl=False),
+                                                  ended=lambda: client.attempt_ended(settings, key)))
         click.echo(f"*** attempt ended: {final}", err=True)
+        return
+    found = asyncio.run(control_client.read_attempt_log(settings, key))
+    if found is None:
+        raise RabbitrunError(f"no log for {key} at {client.log_path(settings, key)}, nor on a live worker")
+    click.echo(f"*** {found[0]}", err=True)
+    click.echo(found[1], nl=False)

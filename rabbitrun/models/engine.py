@@ -62,18 +62,27 @@ def masked(engine: Engine) -> str:
     return mask_url(engine.url.render_as_string(hide_password=False))
 
 
+def as_unavailable(exc: BaseException, url: str) -> DatabaseUnavailable | None:
+    """The DatabaseUnavailable a driver error stands for (``url`` already masked), or None when
+    ``exc`` is not a failure to reach or keep the database."""
+    if isinstance(exc, OperationalError):
+        cause = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
+        return DatabaseUnavailable(url, cause)
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return DatabaseUnavailable(url, "connection lost")
+    return None
+
+
 @contextlib.contextmanager
 def db_errors(engine: Engine) -> Iterator[None]:
     """Turn a driver's connection failure into DatabaseUnavailable naming the URL."""
     try:
         yield
-    except OperationalError as exc:
-        cause = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise DatabaseUnavailable(masked(engine), cause) from exc
     except DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise DatabaseUnavailable(masked(engine), "connection lost") from exc
-        raise
+        unavailable = as_unavailable(exc, masked(engine))
+        if unavailable is None:
+            raise
+        raise unavailable from exc
 
 
 def is_transient(exc: BaseException) -> bool:

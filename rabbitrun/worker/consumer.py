@@ -29,6 +29,7 @@ from rabbitrun.states import ATTEMPT_OUTCOMES, FINISHED_TASK_STATES, TaskState
 from rabbitrun.broker.events import EventPublisher
 from rabbitrun.broker.publisher import ConfirmedPublisher
 from rabbitrun.metrics import Metrics
+from rabbitrun.worker.livelogs import LiveLogs
 from rabbitrun.worker.pool import Slots
 from rabbitrun.worker.supervisor import ChildReport, Supervisor, ts_to_dt
 
@@ -80,8 +81,10 @@ class Consumer:
     def __init__(self, *, names: Names, supervisor: Supervisor, publisher: ConfirmedPublisher,
                  sessions: sessionmaker[Session], hostname: str, concurrency: int,
                  ack_running_after_s: float, log_folder: Path, max_priority: int,
-                 events: EventPublisher | None = None, metrics: Metrics | None = None) -> None:
+                 events: EventPublisher | None = None, metrics: Metrics | None = None,
+                 live_logs: LiveLogs | None = None) -> None:
         self._names, self._supervisor, self._publisher = names, supervisor, publisher
+        self._live_logs = live_logs
         self._log_folder = log_folder
         self._events, self._metrics = events, metrics
         self.reserved: dict[str, protocol.TaskEnvelope] = {}  # received, waiting for a slot
@@ -176,6 +179,8 @@ class Consumer:
             self._metrics.tasks_running.inc()
 
     def _finished(self, envelope: protocol.TaskEnvelope, report: ChildReport, decision: Decision) -> None:
+        if self._live_logs is not None:  # a follower stops at the final event: its lines go first
+            self._live_logs.flush(envelope)
         if report.timed_out:
             self._event(envelope, "timed_out", limit=report.timed_out)
         if decision.action == Action.REQUEUE:
@@ -211,6 +216,10 @@ class Consumer:
             self._finished(envelope, report, decision)
             log.warning("%s: %s; requeueing the delivery", key, decision.reason)
             if report.state == "db_unavailable":
+                if not message.redelivered:  # once per delivery, not every 2 s of an outage
+                    await asyncio.to_thread(self._append_to_attempt_log, key, (
+                        f"WARNING - {decision.reason}; the attempt was not started and its delivery goes back "
+                        "to the queue: it starts once the database is reachable again"))
                 await asyncio.sleep(2.0)  # don't spin on a database that is down
             if message.processed:  # acked early (long task): the broker no longer holds it
                 await self._republish(message, envelope)

@@ -57,12 +57,12 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
     from rabbitrun.models.engine import make_engine, session_factory
     from rabbitrun.broker.events import EventPublisher
     from rabbitrun.metrics import Metrics
-    from rabbitrun.names import Names, heartbeat_key
+    from rabbitrun.names import Names, worker_event_key
     from rabbitrun.settings import mask_url
     from rabbitrun.worker.commands import WorkerParts, build_handlers
     from rabbitrun.worker.consumer import Consumer
     from rabbitrun.worker.control import ControlServer
-    from rabbitrun.worker.livelogs import ship_live_logs
+    from rabbitrun.worker.livelogs import LiveLogs, ship_live_logs
 
     loop = asyncio.get_running_loop()
     supervisor.attach(loop)
@@ -78,11 +78,13 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
         publisher = await ConfirmedPublisher.open(connection, names, settings.broker.confirm_timeout_s)
         events = EventPublisher(names, options.hostname)
         metrics = Metrics()
+        live_logs = LiveLogs(events, Path(settings.logging.base_log_folder))
         consumer = Consumer(names=names, supervisor=supervisor, publisher=publisher, sessions=sessions,
                             hostname=options.hostname, concurrency=options.concurrency,
                             ack_running_after_s=settings.worker.ack_running_after_s,
                             log_folder=Path(settings.logging.base_log_folder),
-                            max_priority=settings.broker.max_priority, events=events, metrics=metrics)
+                            max_priority=settings.broker.max_priority, events=events, metrics=metrics,
+                            live_logs=live_logs)
         channel = await connection.channel()
         prefetch = lookahead_prefetch(options.autoscale, options.concurrency) if options.autoscale else options.concurrency
         await channel.set_qos(prefetch_count=prefetch)  # DESIGN rule 4: prefetch = concurrency
@@ -95,13 +97,13 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
         await events.open(connection)
         background = [loop.create_task(_heartbeat(supervisor, sessions, settings.worker.heartbeat_interval_s)),
                       loop.create_task(_announce(parts, events, settings.worker.heartbeat_interval_s)),
-                      loop.create_task(ship_live_logs(supervisor, events, Path(settings.logging.base_log_folder)))]
+                      loop.create_task(ship_live_logs(live_logs, supervisor))]
         if options.autoscale is not None:
             background.append(loop.create_task(_autoscale(options.autoscale, parts)))
         for task in background:
             task.add_done_callback(_log_crash)
         if settings.metrics.worker_port >= 0:
-            metrics.pool_size.set(options.concurrency)
+            metrics.pool_size.set_function(lambda: consumer.slots.capacity)  # follows autoscale, pool-grow/shrink
             port = metrics.serve(settings.metrics.worker_port, settings.metrics.host)
             log.info("metrics on http://%s:%s/metrics", settings.metrics.host, port)
         log.info("worker %s ready: queues=%s concurrency=%s zygote pid=%s", options.hostname,
@@ -124,7 +126,7 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
                 await consumer.drain(5.0)
         for task in background:
             task.cancel()
-        events.emit(heartbeat_key(options.hostname), "worker_offline")
+        events.emit(worker_event_key(options.hostname, "worker_offline"), "worker_offline")
         await events.close()
         await channel.close()
         await publisher.close()
