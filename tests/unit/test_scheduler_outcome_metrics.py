@@ -24,9 +24,9 @@ def test_zombie_retry_is_counted_with_its_cause(world: World) -> None:
     _queued_root(world)
     attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=42, now=NOW)
     settings = world.with_settings(scheduler__zombie_threshold_s="60")
-    scheduling.fail_zombies(world.session, settings, NOW + timedelta(seconds=59), metrics.count_scheduler_outcome)
+    scheduling.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(seconds=59), metrics.count_scheduler_outcome)
     assert _count(metrics, "up_for_retry", "zombie") is None
-    scheduling.fail_zombies(world.session, settings, NOW + timedelta(seconds=61), metrics.count_scheduler_outcome)
+    scheduling.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(seconds=61), metrics.count_scheduler_outcome)
     assert _count(metrics, "up_for_retry", "zombie") == 1.0
 
 
