@@ -5,11 +5,16 @@ so downstream tasks are queued within milliseconds (DESIGN rule 5). New runs,
 due retries, stuck QUEUED tasks and zombies are found by a periodic full pass.
 DB work runs in a thread (:mod:`rabbitrun.scheduling`); publishing stays on
 the event loop.
+
+Several schedulers may share a PostgreSQL database (scheduling's row locks keep
+their work apart); each needs its own scheduler_id, hence its own reply queue,
+which it consumes exclusively. On SQLite a lock file refuses a second one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 import time
@@ -19,11 +24,14 @@ from typing import Any
 from rabbitrun import protocol
 from rabbitrun.authoring import DagBag
 from rabbitrun.errors import RabbitrunError
+from rabbitrun.errors import SchedulerAlreadyRunning
 from rabbitrun.models.base import utcnow
-from rabbitrun.settings import Settings
+from rabbitrun.settings import Settings, default_hostname
 
 log = logging.getLogger("rabbitrun.scheduler")
 _FINAL = {"success", "failed", "skipped"}
+#: With the default scheduler_id (the host name), further schedulers on the host take <host>-2, -3, ...
+MAX_SCHEDULERS_PER_HOST = 16
 
 
 class Scheduler:
@@ -36,6 +44,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._dirty: set[tuple[str, str]] = set()
         self._maybe_done: set[tuple[str, str]] = set()
+        self._waiting: set[tuple[str, str]] = set()  # runs whose ready tasks wait for a slot
         self._stopping = asyncio.Event()
         self.dagbag: DagBag | None = None
         self._last_parse = 0.0
@@ -49,6 +58,7 @@ class Scheduler:
         """A result only wakes the loop; the DB says what happened. A finished leaf task cannot make
         anything ready, so its run only needs the cheap "is it done?" check, not a full evaluation."""
         run = (result.key.dag_id, result.key.run_id)
+        self._dirty |= self._waiting  # the attempt that ended freed its slot: waiting tasks may go now
         if result.state in _FINAL and self._is_leaf(result.key.dag_id, result.key.task_id):
             self._maybe_done.add(run)
         else:
@@ -66,24 +76,65 @@ class Scheduler:
         self._wake.set()
 
     async def run(self, ready: Any = None) -> int:
+        from rabbitrun.models import migrate, scheduler_lock
+
+        await asyncio.to_thread(migrate.check, self.engine)
+        lock = scheduler_lock.acquire(self.settings.database)  # SQLite: the only scheduler, or refused
+        try:
+            return await self._run(ready)
+        finally:
+            if lock is not None:
+                lock.close()
+
+    def _scheduler_ids(self) -> list[str]:
+        """The configured id; the default one (the host name) falls back to <host>-2, -3, ... so that
+        schedulers on one host never share a reply queue, and a restart takes its old one back."""
+        configured = self.settings.scheduler.scheduler_id
+        if configured != default_hostname():
+            return [configured]
+        return [configured] + [f"{configured}-{n}" for n in range(2, MAX_SCHEDULERS_PER_HOST + 1)]
+
+    async def _connect(self) -> tuple[Any, Any]:
+        """Connect and consume the reply queue of the first scheduler_id no live scheduler holds."""
         from rabbitrun.broker.connection import connect
         from rabbitrun.broker.topology import declare_topology, load_topology
         from rabbitrun.executor import Executor
-        from rabbitrun.models import migrate
         from rabbitrun.names import Names
 
+        names = Names(self.settings.broker.prefix)
+        ids = self._scheduler_ids()
+        for scheduler_id in ids:
+            s = dataclasses.replace(self.settings,
+                                    scheduler=dataclasses.replace(self.settings.scheduler, scheduler_id=scheduler_id))
+            connection = await connect(s.broker, "scheduler", scheduler_id)
+            try:
+                topology = load_topology(Path(s.broker.topology_file) if s.broker.topology_file else None, s.broker)
+                await declare_topology(connection, topology, names, scheduler_id=scheduler_id)
+                executor = Executor(connection, names, s, self.metrics)
+                await executor.start(self.on_result)
+            except SchedulerAlreadyRunning:
+                await connection.close()
+                if scheduler_id == ids[-1]:
+                    raise
+                log.info("scheduler_id %s is held by another scheduler on this host: trying the next", scheduler_id)
+                continue
+            except BaseException:
+                await connection.close()
+                raise
+            self.settings = s
+            return connection, executor
+        raise AssertionError("unreachable")
+
+    async def _run(self, ready: Any) -> int:
+        from rabbitrun.names import Names
+
+        connection, executor = await self._connect()
         s = self.settings
-        await asyncio.to_thread(migrate.check, self.engine)
         names = Names(s.broker.prefix)
-        connection = await connect(s.broker, "scheduler", s.scheduler.scheduler_id)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
         try:
-            topology = load_topology(Path(s.broker.topology_file) if s.broker.topology_file else None, s.broker)
-            await declare_topology(connection, topology, names, scheduler_id=s.scheduler.scheduler_id)
-            executor = Executor(connection, names, s, self.metrics)
-            await executor.start(self.on_result)
             await self._watch_workers(connection, names)
             if s.metrics.scheduler_port >= 0:
                 port = self.metrics.serve(s.metrics.scheduler_port, s.metrics.host)
@@ -163,9 +214,15 @@ class Scheduler:
             await asyncio.to_thread(self._finish_runs, maybe_done)
         if now_mono - self._last_parse >= self.settings.scheduler.dag_dir_list_interval_s:
             await asyncio.to_thread(self._parse)
-        envelopes = await asyncio.to_thread(self._pass, None if full else dirty)
+        envelopes, notes = await asyncio.to_thread(self._pass, None if full else dirty)
         if full:
             self._last_full = now_mono
+            self._waiting = notes.waiting
+        else:
+            self._waiting = (self._waiting - dirty) | notes.waiting
+        if notes.again:  # locked by another scheduler right now, or a task just failed: look again soon
+            self._dirty |= notes.again
+            asyncio.get_running_loop().call_later(self.settings.scheduler.new_run_check_s, self._wake.set)
         if envelopes:
             failures = await executor.publish(envelopes)
             if failures:
@@ -185,12 +242,12 @@ class Scheduler:
             scheduling.sync_dags(session, self.dagbag, utcnow())
         self._last_parse = time.monotonic()
 
-    def _pass(self, only: set[tuple[str, str]] | None) -> list[protocol.TaskEnvelope]:
+    def _pass(self, only: set[tuple[str, str]] | None) -> tuple[list[protocol.TaskEnvelope], Any]:
         """One scheduling pass; ``only`` limits it to runs that just got results."""
         from rabbitrun import scheduling
 
         assert self.dagbag is not None
-        s, now = self.settings, utcnow()
+        s, now, notes = self.settings, utcnow(), scheduling.PassNotes()
         with self.sessions() as session:
             if only is None:
                 for run in scheduling.create_scheduled_runs(session, self.dagbag, now):
@@ -199,12 +256,12 @@ class Scheduler:
                     log.info("DAG run %s of %s started", run.run_id, run.dag_id)
                 scheduling.surface_stuck_queued(session, s, now)
                 scheduling.fail_zombies(session, s, now)
-            envelopes = scheduling.schedule(session, self.dagbag, s, now, only)
+            envelopes = scheduling.schedule(session, self.dagbag, s, now, only, notes)
             if only is None:
                 counts = scheduling.state_counts(session)
                 self.metrics.tasks_queued.set(counts.get("queued", 0) + len(envelopes))
                 self.metrics.tasks_running.set(counts.get("running", 0))
-            return envelopes
+            return envelopes, notes
 
     def _finish_runs(self, runs: set[tuple[str, str]]) -> None:
         from rabbitrun import scheduling
