@@ -32,7 +32,7 @@ class Candidate:
 @dataclass(frozen=True, slots=True)
 class Limits:
     parallelism: int  # task instances queued or running at once in the installation; 0: unlimited
-    pools: Mapping[str, int]  # pool -> slots
+    pools: Mapping[str, int]  # pool -> slots; -1: unlimited
     max_active_tasks: Mapping[str, int]  # dag_id -> task instances queued or running at once; absent: unlimited
 
 
@@ -92,6 +92,8 @@ def _held_back(c: Candidate, size: int, limits: Limits, total: int, pool_used: i
     dag_limit = limits.max_active_tasks.get(c.dag_id)
     if dag_limit is not None and dag_active >= dag_limit:
         return f"waiting: max_active_tasks ({dag_limit}) of DAG {c.dag_id} reached"
+    if size < 0:
+        return ""  # an unlimited pool
     if c.pool_slots > size:
         return (f"waiting: needs {c.pool_slots} slots of pool {c.pool!r}, which has {size}; "
                 f"it runs once the pool is resized")

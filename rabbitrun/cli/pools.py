@@ -12,17 +12,18 @@ def pools() -> None:
     """Slot pools: a task with pool=NAME holds pool_slots of NAME while queued or running."""
 
 
-@pools.command("set")
+@pools.command("set", context_settings={"ignore_unknown_options": True})  # SLOTS may be -1
 @click.argument("name")
-@click.argument("slots", type=int)
+@click.argument("slots", type=click.IntRange(min=-1))
 @click.option("--description", help="Kept when not given.")
 @click.pass_context
 def set_(ctx: click.Context, name: str, slots: int, description: str | None) -> None:
-    """Create pool NAME with SLOTS slots, or resize it."""
+    """Create pool NAME with SLOTS slots (-1: unlimited), or resize it."""
     from rabbitrun import pool_admin
 
     info = pool_admin.set_pool(settings_from(ctx), name, slots, description)
-    click.echo(f"pool {info.pool} set: {info.slots} slots ({info.occupied} in use)")
+    size = "unlimited" if info.slots < 0 else str(info.slots)
+    click.echo(f"pool {info.pool} set: {size} slots ({info.occupied} in use)")
 
 
 @pools.command("list")

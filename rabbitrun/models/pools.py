@@ -17,6 +17,10 @@ from rabbitrun.models.tables import POOL_LEN, SlotPool, TaskInstance
 from rabbitrun.names import DEFAULT_POOL
 from rabbitrun.states import TaskState
 
+#: Slots of a pool without a limit (Airflow's spelling); the default pool starts so, which keeps
+#: DAGs that use no pool exactly as fast as without pools. `pools set default_pool 128` is Airflow's size.
+UNLIMITED = -1
+
 #: States whose task instances hold their pool slots (Airflow counts queued and running too).
 OCCUPYING_STATES = (TaskState.QUEUED.value, TaskState.RUNNING.value)
 
@@ -35,8 +39,8 @@ def set_pool(session: Session, pool: str, slots: int, description: str | None = 
     """Create or resize a pool; a ``description`` of None keeps the current one. Commits."""
     if not pool.strip() or len(pool) > POOL_LEN:
         raise PoolError(pool, f"a pool name must have 1 to {POOL_LEN} characters")
-    if slots < 0:
-        raise PoolError(pool, f"slots must be >= 0, got {slots}")
+    if slots < UNLIMITED:
+        raise PoolError(pool, f"slots must be >= 0, or -1 for unlimited, got {slots}")
     row = session.get(SlotPool, pool)
     if row is None:
         session.add(SlotPool(pool=pool, slots=slots, description=description))

@@ -26,7 +26,7 @@ with DAG("dag_capped", max_active_tasks=2, max_active_runs=4) as dag_capped:
         nap.override(task_id=f"nap{i}")(i)
 
 
-with DAG("ha_wide", max_active_runs=50) as ha_wide:
+with DAG("ha_wide", max_active_runs=50, max_active_tasks=500) as ha_wide:
 
     @task
     def unit(i):

@@ -52,6 +52,12 @@ def test_task_needing_more_slots_than_the_pool_has_waits_saying_so() -> None:
     assert waiting.ref == "huge" and "needs 5 slots of pool 'p', which has 2" in reason
 
 
+def test_unlimited_pool_admits_everything_else_allows() -> None:
+    got = admit([c(str(i), pool="open", slots=3) for i in range(50)], limits({"open": -1}, parallelism=40),
+                Occupancy(5, {"open": 900}))
+    assert len(got.admitted) == 35
+
+
 def test_zero_slot_pool_admits_nothing() -> None:
     got = admit([c("a", pool="closed")], limits({"closed": 0}), Occupancy())
     assert not got.admitted and len(got.waiting) == 1

@@ -19,7 +19,8 @@ def upgrade() -> None:
         sa.Column("slots", sa.Integer(), nullable=False),
         sa.Column("description", sa.Text(), nullable=True),
     )
-    op.bulk_insert(pools, [{"pool": "default_pool", "slots": 128, "description": "Default pool"}])
+    # unlimited (-1): tasks that name no pool run as before pools existed
+    op.bulk_insert(pools, [{"pool": "default_pool", "slots": -1, "description": "Default pool"}])
     with op.batch_alter_table("task_instance") as batch:
         batch.add_column(sa.Column("pool", sa.String(256), nullable=False, server_default="default_pool"))
         batch.add_column(sa.Column("pool_slots", sa.Integer(), nullable=False, server_default="1"))
