@@ -371,7 +371,7 @@ def surface_stuck_queued(session: Session, settings: Settings, now: datetime) ->
                 TaskInstance.dag_id == ti.dag_id, TaskInstance.task_id == ti.task_id,
                 TaskInstance.run_id == ti.run_id, TaskInstance.map_index == ti.map_index,
                 TaskInstance.state == TaskState.QUEUED.value, TaskInstance.envelope_id == ti.envelope_id)
-            .values(**values).execution_options(synchronize_session=False)).rowcount
+            .values(**values).execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
         if done:
             log.warning("%s.%s run=%s try=%s: %s", ti.dag_id, ti.task_id, ti.run_id, ti.try_number, reason)
     session.commit()
