@@ -53,13 +53,17 @@ def _running_intervals(env: Env, dag_id: str) -> list[tuple[datetime, datetime]]
     return [(ti.start_date, ti.end_date) for ti in tis]
 
 
-def test_pool_caps_tasks_running_at_once_below_the_workers_concurrency(env: Env) -> None:
-    env.vars["RABBITRUN__WORKER__CONCURRENCY"] = "6"
+# a poll every 30 s: only the wake-up on each result can finish these runs within their timeouts
+EVENT_DRIVEN = {"RABBITRUN__WORKER__CONCURRENCY": "6", "RABBITRUN__SCHEDULER__POLL_INTERVAL_S": "30"}
+
+
+def test_pool_caps_tasks_running_at_once_and_a_freed_slot_is_taken_at_once(env: Env) -> None:
+    env.vars.update(EVENT_DRIVEN)
     made = env.cli("pools", "set", "sys_pool", "2", "--description", "two at a time")
     assert made.returncode == 0, made.stderr
     env.scheduler()
     env.worker()
-    run_id, final = run_dag(env, "pool_capped", timeout_s=120)
+    run_id, final = run_dag(env, "pool_capped", timeout_s=60)  # 4 rounds of 0.5 s tasks
     assert final.state == "success", env.logs()[-4000:]
     assert max_overlap(_running_intervals(env, "pool_capped")) == 2  # never 3+, and the pool was used fully
     listing = env.cli("pools", "list")
@@ -67,12 +71,12 @@ def test_pool_caps_tasks_running_at_once_below_the_workers_concurrency(env: Env)
 
 
 def test_max_active_tasks_caps_tasks_of_a_dag_across_its_runs(env: Env) -> None:
-    env.vars["RABBITRUN__WORKER__CONCURRENCY"] = "6"
+    env.vars.update(EVENT_DRIVEN)
     env.scheduler()
     env.worker()
     runs = [trigger(env, "dag_capped") for _ in range(2)]
     for run_id in runs:
-        assert wait(env, "dag_capped", run_id, timeout_s=120).state == "success", env.logs()[-4000:]
+        assert wait(env, "dag_capped", run_id, timeout_s=60).state == "success", env.logs()[-4000:]
     assert max_overlap(_running_intervals(env, "dag_capped")) == 2
 
 
@@ -149,6 +153,7 @@ async def _drain(tap: aio_pika.abc.AbstractQueue) -> list[tuple[protocol.TaskEnv
     return got
 
 
+@pytest.mark.timeout(600)  # 500 tasks on a busy 2-core machine
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_two_schedulers_share_500_tasks_and_queue_each_exactly_once(env: Env) -> None:
     env.vars["RABBITRUN__WORKER__CONCURRENCY"] = "4"
@@ -166,7 +171,7 @@ def test_two_schedulers_share_500_tasks_and_queue_each_exactly_once(env: Env) ->
                 return session.execute(select(func.count()).select_from(DagRun).where(
                     DagRun.dag_id == "ha_wide", DagRun.state.in_(("success", "failed")))).scalar_one() == len(runs)
 
-        wait_until(finished, 400, interval_s=0.5, what="50 runs of ha_wide finished")
+        wait_until(finished, 540, interval_s=0.5, what="50 runs of ha_wide finished")
         envelopes = loop.run_until_complete(_drain(tap))
     finally:
         loop.run_until_complete(conn.close())
