@@ -209,6 +209,16 @@ class InvalidTransition(StateError):
         self.wanted = wanted
 
 
+class SchedulerAlreadyRunning(StateError):
+    """A second scheduler on SQLite, or a scheduler_id another live scheduler holds."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
 # --- data --------------------------------------------------------------------
 
 
@@ -218,6 +228,17 @@ class XComError(RabbitrunError):
 
 class SecretsError(RabbitrunError):
     exit_code = EXIT_USAGE
+
+
+class PoolError(RabbitrunError):
+    """A pool cannot be set or deleted as asked (bad slots, the default pool, unknown name)."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, pool: str, detail: str) -> None:
+        super().__init__(f"pool {pool}: {detail}")
+        self.pool = pool
+        self.detail = detail
 
 
 class VariableNotFound(RabbitrunError, KeyError):

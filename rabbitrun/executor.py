@@ -13,11 +13,12 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
 from rabbitrun import protocol
 from rabbitrun.broker.publisher import ConfirmedPublisher
-from rabbitrun.errors import BrokerError, ProtocolError, Unroutable
+from rabbitrun.errors import BrokerError, ProtocolError, SchedulerAlreadyRunning, Unroutable
 from rabbitrun.metrics import Metrics
 from rabbitrun.names import Names, consumer_tag
 from rabbitrun.scheduling import PublishFailure
@@ -56,7 +57,14 @@ class Executor:
             on_result(result)
             await message.ack()
 
-        await queue.consume(handle, consumer_tag=consumer_tag("scheduler", self.scheduler_id, "replies"))
+        # exclusive: two schedulers with one scheduler_id would take each other's results
+        try:
+            await queue.consume(handle, consumer_tag=consumer_tag("scheduler", self.scheduler_id, "replies"),
+                                exclusive=True)
+        except aiormq.exceptions.ChannelAccessRefused as exc:
+            raise SchedulerAlreadyRunning(
+                f"another scheduler with scheduler_id {self.scheduler_id!r} is consuming {self.reply_queue}: "
+                "give each scheduler its own [scheduler] scheduler_id (or --scheduler-id)") from exc
 
     async def publish(self, envelopes: Sequence[protocol.TaskEnvelope]) -> list[PublishFailure]:
         """Publish every envelope with confirms, concurrently; return the ones that failed."""

@@ -17,6 +17,8 @@ APP_ID = "rabbitrun"
 #: AMQP ``type`` of task envelopes and results.
 TASK_MESSAGE_TYPE = "rabbitrun.task"
 RESULT_MESSAGE_TYPE = "rabbitrun.result"
+#: The pool of every task that names none (Airflow's spelling); it always exists.
+DEFAULT_POOL = "default_pool"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,16 @@ stuck QUEUED tasks and zombies are found by a periodic full pass. DAG-level
 callbacks of finished runs run in a thread, off the loop.
 DB work runs in a thread (:mod:`rabbitrun.scheduling`); publishing stays on
 the event loop.
+
+Several schedulers may share a PostgreSQL database (scheduling's row locks keep
+their work apart); each needs its own scheduler_id, hence its own reply queue,
+which it consumes exclusively. On SQLite a lock file refuses a second one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 import time
@@ -22,13 +27,16 @@ from typing import Any
 from rabbitrun import protocol
 from rabbitrun.authoring import DagBag
 from rabbitrun.errors import RabbitrunError
+from rabbitrun.errors import SchedulerAlreadyRunning
 from rabbitrun.models.base import utcnow
-from rabbitrun.settings import Settings
+from rabbitrun.settings import Settings, default_hostname
 from rabbitrun.states import DUE_STATES
 
 log = logging.getLogger("rabbitrun.scheduler")
 _FINAL = {"success", "failed", "skipped"}
 _WAITING = {s.value for s in DUE_STATES}  # due again at next_retry_at
+#: With the default scheduler_id (the host name), further schedulers on the host take <host>-2, -3, ...
+MAX_SCHEDULERS_PER_HOST = 16
 
 
 class Scheduler:
@@ -44,6 +52,7 @@ class Scheduler:
         self._next_due: datetime | None = None  # earliest retry / sensor reschedule; the loop wakes then
         self._due_stale = True
         self._callbacks: set[asyncio.Task[None]] = set()
+        self._waiting: set[tuple[str, str]] = set()  # runs whose ready tasks wait for a slot
         self._stopping = asyncio.Event()
         self.dagbag: DagBag | None = None
         self._last_parse = 0.0
@@ -57,6 +66,7 @@ class Scheduler:
         """A result only wakes the loop; the DB says what happened. A finished leaf task cannot make
         anything ready, so its run only needs the cheap "is it done?" check, not a full evaluation."""
         run = (result.key.dag_id, result.key.run_id)
+        self._dirty |= self._waiting  # the attempt that ended freed its slot: waiting tasks may go now
         if result.state in _FINAL and self._is_leaf(result.key.dag_id, result.key.task_id):
             self._maybe_done.add(run)
         else:
@@ -76,24 +86,65 @@ class Scheduler:
         self._wake.set()
 
     async def run(self, ready: Any = None) -> int:
+        from rabbitrun.models import migrate, scheduler_lock
+
+        await asyncio.to_thread(migrate.check, self.engine)
+        lock = scheduler_lock.acquire(self.settings.database)  # SQLite: the only scheduler, or refused
+        try:
+            return await self._run(ready)
+        finally:
+            if lock is not None:
+                lock.close()
+
+    def _scheduler_ids(self) -> list[str]:
+        """The configured id; the default one (the host name) falls back to <host>-2, -3, ... so that
+        schedulers on one host never share a reply queue, and a restart takes its old one back."""
+        configured = self.settings.scheduler.scheduler_id
+        if configured != default_hostname():
+            return [configured]
+        return [configured] + [f"{configured}-{n}" for n in range(2, MAX_SCHEDULERS_PER_HOST + 1)]
+
+    async def _connect(self) -> tuple[Any, Any]:
+        """Connect and consume the reply queue of the first scheduler_id no live scheduler holds."""
         from rabbitrun.broker.connection import connect
         from rabbitrun.broker.topology import declare_topology, load_topology
         from rabbitrun.executor import Executor
-        from rabbitrun.models import migrate
         from rabbitrun.names import Names
 
+        names = Names(self.settings.broker.prefix)
+        ids = self._scheduler_ids()
+        for scheduler_id in ids:
+            s = dataclasses.replace(self.settings,
+                                    scheduler=dataclasses.replace(self.settings.scheduler, scheduler_id=scheduler_id))
+            connection = await connect(s.broker, "scheduler", scheduler_id)
+            try:
+                topology = load_topology(Path(s.broker.topology_file) if s.broker.topology_file else None, s.broker)
+                await declare_topology(connection, topology, names, scheduler_id=scheduler_id)
+                executor = Executor(connection, names, s, self.metrics)
+                await executor.start(self.on_result)
+            except SchedulerAlreadyRunning:
+                await connection.close()
+                if scheduler_id == ids[-1]:
+                    raise
+                log.info("scheduler_id %s is held by another scheduler on this host: trying the next", scheduler_id)
+                continue
+            except BaseException:
+                await connection.close()
+                raise
+            self.settings = s
+            return connection, executor
+        raise AssertionError("unreachable")
+
+    async def _run(self, ready: Any) -> int:
+        from rabbitrun.names import Names
+
+        connection, executor = await self._connect()
         s = self.settings
-        await asyncio.to_thread(migrate.check, self.engine)
         names = Names(s.broker.prefix)
-        connection = await connect(s.broker, "scheduler", s.scheduler.scheduler_id)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
         try:
-            topology = load_topology(Path(s.broker.topology_file) if s.broker.topology_file else None, s.broker)
-            await declare_topology(connection, topology, names, scheduler_id=s.scheduler.scheduler_id)
-            executor = Executor(connection, names, s, self.metrics)
-            await executor.start(self.on_result)
             await self._watch_workers(connection, names)
             if s.metrics.scheduler_port >= 0:
                 port = self.metrics.serve(s.metrics.scheduler_port, s.metrics.host)
@@ -202,9 +253,15 @@ class Scheduler:
             await asyncio.to_thread(self._parse)
         due = full or self._due_stale or (self._next_due is not None and self._next_due <= utcnow())
         self._due_stale = False
-        envelopes = await asyncio.to_thread(self._pass, None if full else dirty, due, finished)
+        envelopes, notes = await asyncio.to_thread(self._pass, None if full else dirty, due, finished)
         if full:
             self._last_full = now_mono
+            self._waiting = notes.waiting
+        else:
+            self._waiting = (self._waiting - dirty) | notes.waiting
+        if notes.again:  # locked by another scheduler right now, or a task just failed: look again soon
+            self._dirty |= notes.again
+            asyncio.get_running_loop().call_later(self.settings.scheduler.new_run_check_s, self._wake.set)
         if finished:
             self._run_dag_callbacks(finished)
         if envelopes:
@@ -226,13 +283,14 @@ class Scheduler:
             scheduling.sync_dags(session, self.dagbag, utcnow())
         self._last_parse = time.monotonic()
 
-    def _pass(self, only: set[tuple[str, str]] | None, due: bool, finished: list[Any]) -> list[protocol.TaskEnvelope]:
+    def _pass(self, only: set[tuple[str, str]] | None, due: bool,
+              finished: list[Any]) -> tuple[list[protocol.TaskEnvelope], Any]:
         """One scheduling pass; ``only`` limits it to runs that just got results (plus, when ``due``,
         runs with a retry or reschedule that fell due, and the next due time is read again)."""
         from rabbitrun import scheduling
 
         assert self.dagbag is not None
-        s, now = self.settings, utcnow()
+        s, now, notes = self.settings, utcnow(), scheduling.PassNotes()
         with self.sessions() as session:
             if due and only is not None:
                 only = only | scheduling.due_runs(session, now)
@@ -243,15 +301,15 @@ class Scheduler:
                     log.info("DAG run %s of %s started", run.run_id, run.dag_id)
                 scheduling.surface_stuck_queued(session, s, now, self.metrics.count_scheduler_outcome)
                 scheduling.fail_zombies(session, self.dagbag, s, now, self.metrics.count_scheduler_outcome)
-            envelopes = scheduling.schedule(session, self.dagbag, s, now, only, finished)
-            if due:  # one still due now could not be queued (e.g. parallelism): the poll retries it
+            envelopes = scheduling.schedule(session, self.dagbag, s, now, only, notes, finished)
+            if due:  # one still due now could not be queued (e.g. a full pool): the poll retries it
                 next_due = scheduling.next_due_at(session)
                 self._next_due = next_due if next_due is not None and next_due > now else None
             if only is None:
                 counts = scheduling.state_counts(session)
                 self.metrics.tasks_queued.set(counts.get("queued", 0) + len(envelopes))
                 self.metrics.tasks_running.set(counts.get("running", 0))
-            return envelopes
+            return envelopes, notes
 
     def _finish_runs(self, runs: set[tuple[str, str]], finished: list[Any]) -> None:
         from rabbitrun import scheduling

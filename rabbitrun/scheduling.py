@@ -5,6 +5,12 @@ Synchronous and broker-free so the scheduler loop can run it in a thread and
 tests can call it directly. It returns envelopes; the executor publishes them
 and reports back which failed (DESIGN rule 1: QUEUED only for a confirmed
 envelope, put back when the publish fails).
+
+Several schedulers may share one PostgreSQL database: each evaluates only the
+runs it could lock (``FOR UPDATE SKIP LOCKED``), creates and starts runs only
+of the DAGs it could lock, counts free slots inside a lock on the pool rows,
+and every queueing UPDATE is a compare-and-set on the state and try_number it
+read, so no task instance is queued twice.
 """
 
 from __future__ import annotations
@@ -13,17 +19,18 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
+from rabbitrun import admission
 from rabbitrun.authoring import DAG, BaseOperator, DagBag, Decision, MappedOperator, evaluate
 from rabbitrun.errors import DagError, DagNotFound, MappingError, Unroutable, XComError
 from rabbitrun.keys import TaskInstanceKey
-from rabbitrun.models import attempts, mapping, xcom
+from rabbitrun.models import attempts, mapping, pools, xcom
 from rabbitrun.models.tables import DagImportErrorRow, DagModel, DagRun, TaskInstance
 from rabbitrun.protocol import TaskEnvelope
 from rabbitrun.settings import Settings
@@ -65,6 +72,16 @@ class PublishFailure:
     error: Exception
 
 
+@dataclass(slots=True)
+class PassNotes:
+    """What a pass of :func:`schedule` leaves for the scheduler loop to follow up without waiting
+    for the next poll: runs to evaluate again soon, and runs whose ready tasks wait for a slot
+    (a finishing task frees one, so any result should re-evaluate them)."""
+
+    again: set[tuple[str, str]] = field(default_factory=set)
+    waiting: set[tuple[str, str]] = field(default_factory=set)
+
+
 def sync_dags(session: Session, dagbag: DagBag, now: datetime) -> None:
     """Mirror parsed DAGs and import errors into the DB, for `dags list` and triggering."""
     for dag_id, dag in dagbag.dags.items():
@@ -85,10 +102,10 @@ def create_scheduled_runs(session: Session, dagbag: DagBag, now: datetime) -> li
     """Create the runs whose data interval has ended (cron / preset / timedelta / @once, catchup)."""
     from rabbitrun import timetables
 
-    paused = set(session.execute(select(DagModel.dag_id).where(DagModel.is_paused.is_(True))).scalars())
+    mine = _lock_dags(session, [d for d, dag in dagbag.dags.items() if dag.schedule is not None])
     created = []
     for dag_id, dag in dagbag.dags.items():
-        if dag.schedule is None or dag_id in paused:
+        if dag.schedule is None or dag_id not in mine:
             continue
         last_end, has_runs = session.execute(
             select(func.max(DagRun.data_interval_end), func.count()).where(
@@ -101,18 +118,34 @@ def create_scheduled_runs(session: Session, dagbag: DagBag, now: datetime) -> li
     return created
 
 
+def _lock_dags(session: Session, dag_ids: Sequence[str]) -> set[str]:
+    """The DAGs among ``dag_ids`` this scheduler may create and start runs of now: not paused, and
+    not locked by another scheduler doing the same (PostgreSQL; SQLite has one scheduler). A DAG
+    without a row yet (not synced) is not locked by anyone and counts as mine."""
+    if not dag_ids:
+        return set()
+    rows = set(session.execute(select(DagModel.dag_id).where(DagModel.dag_id.in_(dag_ids))).scalars())
+    locked = set(session.execute(
+        select(DagModel.dag_id).where(DagModel.dag_id.in_(dag_ids), DagModel.is_paused.is_(False))
+        .with_for_update(skip_locked=True)).scalars())
+    return locked | (set(dag_ids) - rows)
+
+
 def start_queued_runs(session: Session, dagbag: DagBag, settings: Settings, now: datetime) -> list[DagRun]:
     """QUEUED runs -> RUNNING with one task instance per task, oldest logical date first and at most
-    ``max_active_runs`` running per DAG; a run of an unknown DAG fails."""
-    runs = session.execute(select(DagRun).where(DagRun.state == DagRunState.QUEUED.value)
+    ``max_active_runs`` running per DAG; a run of an unknown DAG fails. Runs of a paused DAG stay
+    queued until `dags unpause`; those of a DAG another scheduler is starting runs of wait for it."""
+    waiting = list(session.execute(
+        select(DagRun.dag_id).where(DagRun.state == DagRunState.QUEUED.value).distinct()).scalars())
+    mine = _lock_dags(session, waiting)
+    # counted after the lock: another scheduler's started runs are committed by now
+    runs = session.execute(select(DagRun).where(DagRun.state == DagRunState.QUEUED.value,
+                                                DagRun.dag_id.in_(mine))
                            .order_by(DagRun.logical_date)).scalars().all()
-    paused = set(session.execute(select(DagModel.dag_id).where(DagModel.is_paused.is_(True))).scalars())
     active = dict(session.execute(select(DagRun.dag_id, func.count()).where(
         DagRun.state == DagRunState.RUNNING.value).group_by(DagRun.dag_id)).all())
     started = []
     for run in runs:
-        if run.dag_id in paused:
-            continue  # stays queued until `dags unpause`
         dag_for_limit = dagbag.dags.get(run.dag_id)
         if dag_for_limit is not None and active.get(run.dag_id, 0) >= dag_for_limit.max_active_runs:
             continue  # max_active_runs: waits for a running one to finish
@@ -129,7 +162,7 @@ def start_queued_runs(session: Session, dagbag: DagBag, settings: Settings, now:
                 dag_id=run.dag_id, task_id=task.task_id, run_id=run.run_id, map_index=-1,
                 state=TaskState.NONE.value, try_number=0, max_tries=task.max_tries,
                 queue=task.queue or settings.core.default_queue, priority_weight=task.priority_weight,
-                operator=type(task).__name__,
+                pool=task.pool, pool_slots=task.pool_slots, operator=type(task).__name__,
             ))
         started.append(run)
     session.commit()
@@ -138,22 +171,29 @@ def start_queued_runs(session: Session, dagbag: DagBag, settings: Settings, now:
 
 def schedule(
     session: Session, dagbag: DagBag, settings: Settings, now: datetime,
-    only: Iterable[tuple[str, str]] | None = None, finished: list[FinishedRun] | None = None,
+    only: Iterable[tuple[str, str]] | None = None, notes: PassNotes | None = None,
+    finished: list[FinishedRun] | None = None,
 ) -> list[TaskEnvelope]:
-    """Evaluate running runs (all, or ``only`` these (dag_id, run_id)); queue what is ready.
-    Runs this pass finishes are appended to ``finished`` once committed."""
+    """Evaluate running runs (all, or ``only`` these (dag_id, run_id)); queue what is ready and has a
+    slot. Runs another scheduler is evaluating right now are left to it (``notes.again`` when asked
+    for by ``only``); ``notes.waiting`` gets the runs whose ready tasks wait for a slot. Runs this
+    pass finishes are appended to ``finished`` once committed."""
+    notes = notes if notes is not None else PassNotes()
     query = select(DagRun).where(DagRun.state == DagRunState.RUNNING.value)
+    pairs: list[tuple[str, str]] = []
     if only is not None:
         pairs = list(only)
         if not pairs:
             return []
         query = query.where(tuple_(DagRun.dag_id, DagRun.run_id).in_(pairs))
-    runs = session.execute(query).scalars().all()
+    runs = session.execute(query.with_for_update(of=DagRun, skip_locked=True)).scalars().all()
+    if pairs and len(runs) < len(pairs):
+        notes.again.update(_running_elsewhere(session, set(pairs) - {(r.dag_id, r.run_id) for r in runs}))
     if not runs:
         return []
     tis_by_run = _load_tis(session, [(r.dag_id, r.run_id) for r in runs])
     expand = _expander(session, settings, now)
-    ready: list[tuple[TaskInstance, DAG]] = []
+    ready: list[tuple[TaskInstance, DAG, DagRun]] = []
     done: list[FinishedRun] = []
     for run in runs:
         try:
@@ -161,13 +201,22 @@ def schedule(
         except DagNotFound:
             continue  # its file may be failing to import right now; keep the run and retry later
         tis = tis_by_run.get((run.dag_id, run.run_id), [])
-        ready.extend((ti, dag) for ti in _evaluate_run(dag, tis, now, expand))
+        ready.extend((ti, dag, run) for ti in _evaluate_run(dag, tis, now, expand))
         _finish_run_if_done(run, dag, tis, now, done)
-    envelopes = _queue(session, _apply_parallelism(session, ready, settings), dagbag, settings, now)
+    envelopes = _queue(session, _admit(session, ready, settings, now, notes), dagbag, settings, now)
     session.commit()
     if finished is not None:
         finished.extend(done)
     return envelopes
+
+
+def _running_elsewhere(session: Session, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Of runs this pass could not lock, those still running (locked by another scheduler)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return set()  # no row locks: a run that was not returned is no longer running
+    rows = session.execute(select(DagRun.dag_id, DagRun.run_id).where(
+        tuple_(DagRun.dag_id, DagRun.run_id).in_(list(pairs)), DagRun.state == DagRunState.RUNNING.value)).all()
+    return {(dag_id, run_id) for dag_id, run_id in rows}
 
 
 def _load_tis(session: Session, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[TaskInstance]]:
@@ -269,18 +318,47 @@ def _finish_run_if_done(run: DagRun, dag: DAG, tis: list[TaskInstance], now: dat
     log.info("DAG run %s of %s finished: %s", run.run_id, run.dag_id, run.state)
 
 
-def _apply_parallelism(
-    session: Session, ready: list[tuple[TaskInstance, DAG]], settings: Settings
+def _admit(
+    session: Session, ready: list[tuple[TaskInstance, DAG, DagRun]], settings: Settings, now: datetime,
+    notes: PassNotes,
 ) -> list[tuple[TaskInstance, DAG]]:
-    ready.sort(key=lambda pair: -pair[0].priority_weight)  # priority_weight decides who gets slots
-    limit = settings.core.parallelism
-    if limit <= 0:
-        return ready
-    active = session.execute(
-        select(func.count()).select_from(TaskInstance).where(
-            TaskInstance.state.in_([TaskState.QUEUED.value, TaskState.RUNNING.value]))
-    ).scalar_one()
-    return ready[:max(0, limit - active)]
+    """Pools, max_active_tasks and parallelism decide which ready rows get slots, by priority_weight.
+    A row naming a pool that does not exist fails with the reason; one that waits says why."""
+    if not ready:
+        return []
+    by_ref = {(ti.dag_id, ti.task_id, ti.run_id, ti.map_index): (ti, dag) for ti, dag, _ in ready}
+    candidates = [admission.Candidate(ref, ti.dag_id, ti.pool, ti.pool_slots, ti.priority_weight,
+                                      run.logical_date, ti.map_index)
+                  for (ti, _, run), ref in zip(ready, by_ref, strict=True)]
+    # from this lock to the commit, one scheduler at a time counts and takes slots
+    sizes = pools.pool_sizes(session, lock=True)
+    limits = admission.Limits(settings.core.parallelism, sizes, {dag.dag_id: dag.max_active_tasks for _, dag, _ in ready})
+    decided = admission.admit(candidates, limits, _occupancy(session))
+    for c in decided.unknown_pool:
+        ti, _ = by_ref[c.ref]
+        ti.state, ti.end_date, ti.reason = TaskState.FAILED.value, now, admission.unknown_pool_reason(ti.pool)
+        log.error("%s.%s run=%s: %s", ti.dag_id, ti.task_id, ti.run_id, ti.reason)
+        notes.again.add((ti.dag_id, ti.run_id))  # its downstream can be settled at once
+    for c, reason in decided.waiting:
+        ti, _ = by_ref[c.ref]
+        if ti.state != TaskState.SCHEDULED.value:  # a re-publish keeps the reason it was re-published for
+            ti.reason = reason  # unchanged values are not written again
+        notes.waiting.add((ti.dag_id, ti.run_id))
+    return [by_ref[c.ref] for c in decided.admitted]
+
+
+def _occupancy(session: Session) -> admission.Occupancy:
+    """Task instances and pool slots that QUEUED and RUNNING rows hold, in one aggregate query."""
+    rows = session.execute(
+        select(TaskInstance.dag_id, TaskInstance.pool, func.count(), func.sum(TaskInstance.pool_slots))
+        .where(TaskInstance.state.in_(pools.OCCUPYING_STATES)).group_by(TaskInstance.dag_id, TaskInstance.pool)
+    ).all()
+    total, by_pool, by_dag = 0, defaultdict[str, int](int), defaultdict[str, int](int)
+    for dag_id, pool, count, slots in rows:
+        total += int(count)
+        by_pool[pool] += int(slots or 0)
+        by_dag[dag_id] += int(count)
+    return admission.Occupancy(total, dict(by_pool), dict(by_dag))
 
 
 def _queue(
@@ -290,6 +368,7 @@ def _queue(
     any number of them (envelope ids are generated by the database), and build their envelopes."""
     tasks = {(ti.dag_id, ti.task_id): dag.get_task(ti.task_id) for ti, dag in ready}
     priority = {(ti.dag_id, ti.task_id, ti.run_id, ti.map_index): ti.priority_weight for ti, _ in ready}
+    # keep the admission order (priority_weight, then older runs) in each group
     groups: dict[tuple[bool, str], list[TaskInstance]] = defaultdict(list)
     for ti, _ in ready:
         task = tasks[(ti.dag_id, ti.task_id)]
@@ -304,11 +383,12 @@ def _queue(
                 "hostname": None, "pid": None, "start_date": None, "end_date": None, "duration": None}
             if not keep_try:  # re-published SCHEDULED and rescheduled sensors keep their try (and reason)
                 values.update(try_number=TaskInstance.try_number + 1, reason=None)
+            # compare-and-set on the state and try it was read with: never queued twice (scheduler HA)
             returned = session.execute(
                 update(TaskInstance)
-                .where(tuple_(TaskInstance.dag_id, TaskInstance.task_id, TaskInstance.run_id,
-                              TaskInstance.map_index).in_([(t.dag_id, t.task_id, t.run_id, t.map_index)
-                                                           for t in chunk]))
+                .where(tuple_(TaskInstance.dag_id, TaskInstance.task_id, TaskInstance.run_id, TaskInstance.map_index,
+                              TaskInstance.try_number, TaskInstance.state).in_(
+                    [(t.dag_id, t.task_id, t.run_id, t.map_index, t.try_number, t.state) for t in chunk]))
                 .values(**values)
                 .returning(TaskInstance.dag_id, TaskInstance.task_id, TaskInstance.run_id, TaskInstance.map_index,
                            TaskInstance.try_number, TaskInstance.envelope_id)
@@ -385,17 +465,24 @@ def surface_stuck_queued(session: Session, settings: Settings, now: datetime,
     stuck = session.execute(
         select(TaskInstance).where(TaskInstance.state == TaskState.QUEUED.value, TaskInstance.queued_at < cutoff)
     ).scalars().all()
-    envelopes = []
+    envelopes: list[TaskEnvelope] = []
     for ti in stuck:
         reason = (f"stuck in queued for over {settings.core.task_queued_timeout_s:g}s: no worker claimed it "
                   f"(is a worker consuming queue {ti.queue!r}?)")
-        log.warning("%s.%s run=%s try=%s: %s", ti.dag_id, ti.task_id, ti.run_id, ti.try_number, reason)
+        values: dict[str, Any] = {"state": TaskState.FAILED.value, "end_date": now, "reason": reason}
         if settings.core.task_queued_timeout_action == "requeue":
-            ti.state, ti.reason = TaskState.SCHEDULED.value, reason
-        else:
-            ti.state, ti.end_date, ti.reason = TaskState.FAILED.value, now, reason
-        on_outcome(TaskInstanceKey(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, ti.try_number), ti.state,
-                   "stuck_in_queued")
+            values = {"state": TaskState.SCHEDULED.value, "reason": reason}
+        # compare-and-set on the envelope seen: another scheduler may have handled it already
+        done = session.execute(
+            update(TaskInstance).where(
+                TaskInstance.dag_id == ti.dag_id, TaskInstance.task_id == ti.task_id,
+                TaskInstance.run_id == ti.run_id, TaskInstance.map_index == ti.map_index,
+                TaskInstance.state == TaskState.QUEUED.value, TaskInstance.envelope_id == ti.envelope_id)
+            .values(**values).execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
+        if done:
+            log.warning("%s.%s run=%s try=%s: %s", ti.dag_id, ti.task_id, ti.run_id, ti.try_number, reason)
+            on_outcome(TaskInstanceKey(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, ti.try_number),
+                       values["state"], "stuck_in_queued")
     session.commit()
     return envelopes
 

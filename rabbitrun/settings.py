@@ -109,7 +109,9 @@ class LoggingSettings:
 
 @dataclass(frozen=True)
 class SchedulerSettings:
-    scheduler_id: str = ""  # default: the host name; names the durable reply queue
+    # names the durable reply queue, consumed by one scheduler at a time. Default: the host name, or
+    # <host>-2, <host>-3, ... when other schedulers on this host hold it (an explicit id is never changed)
+    scheduler_id: str = ""
     poll_interval_s: float = 1.0  # full pass: timers, stuck and zombie checks; results wake it at once
     new_run_check_s: float = 0.05  # how often a cheap query looks for newly triggered runs
     dag_dir_list_interval_s: float = 30.0

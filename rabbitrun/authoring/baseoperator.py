@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 from rabbitrun.authoring.dag import DAG, get_current_dag, validate_id
 from rabbitrun.authoring.trigger_rules import TriggerRule
 from rabbitrun.errors import DagDefinitionError
+from rabbitrun.names import DEFAULT_POOL
 
 if TYPE_CHECKING:
     from rabbitrun.authoring.mapped import PartialOperator
@@ -106,6 +107,8 @@ class BaseOperator(metaclass=_OperatorMeta):
         execution_timeout: timedelta | float | None = None,
         queue: str | None = None,
         priority_weight: int = 1,
+        pool: str | None = None,
+        pool_slots: int = 1,
         trigger_rule: TriggerRule | str = TriggerRule.ALL_SUCCESS,
         params: Mapping[str, Any] | None = None,
         owner: str = "rabbitrun",
@@ -126,6 +129,9 @@ class BaseOperator(metaclass=_OperatorMeta):
         self.execution_timeout = _as_timedelta("execution_timeout", execution_timeout)
         self.queue = queue
         self.priority_weight = _int("priority_weight", priority_weight)
+        # a pool that does not exist is found by the scheduler (pools live in the DB), which fails the task
+        self.pool = _pool_name(pool)
+        self.pool_slots = _positive_int("pool_slots", pool_slots)
         self.trigger_rule = _trigger_rule(trigger_rule)
         self.owner = owner
         self.doc = doc
@@ -288,6 +294,20 @@ def _trigger_rule(value: TriggerRule | str) -> TriggerRule:
 def _int(name: str, value: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise DagDefinitionError(f"{name} must be an integer, got {value!r}")
+    return value
+
+
+def _pool_name(value: str | None) -> str:
+    if value is None:
+        return DEFAULT_POOL
+    if not isinstance(value, str) or not value.strip():
+        raise DagDefinitionError(f"pool must be a non-empty pool name, got {value!r}")
+    return value
+
+
+def _positive_int(name: str, value: int) -> int:
+    if _int(name, value) < 1:
+        raise DagDefinitionError(f"{name} must be >= 1, got {value!r}")
     return value
 
 

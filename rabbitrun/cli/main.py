@@ -57,10 +57,11 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from rabbitrun.cli import config, connections, dags, db, inspect, processes, status, tasks, topology, variables
+    from rabbitrun.cli import (config, connections, dags, db, inspect, pools, processes, status, tasks, topology,
+                               variables)
 
     for group in (config.config, db.db, dags.dags, tasks.tasks, topology.topology, variables.variables,
-                  connections.connections, inspect.inspect, inspect.control, status.broker):
+                  connections.connections, inspect.inspect, inspect.control, status.broker, pools.pools):
         cli.add_command(group)
     for command in (processes.scheduler, processes.worker, processes.standalone, connections.rotate_fernet_key,
                     status.status, status.health, status.events):

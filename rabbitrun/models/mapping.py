@@ -83,7 +83,8 @@ def expand(session: Session, placeholder: TaskInstance, length: int) -> list[Tas
     assert first is not None
     rest = [TaskInstance(dag_id=first.dag_id, task_id=first.task_id, run_id=first.run_id, map_index=i,
                          state=TaskState.NONE.value, try_number=first.try_number, max_tries=first.max_tries,
-                         queue=first.queue, priority_weight=first.priority_weight, operator=first.operator)
+                         queue=first.queue, priority_weight=first.priority_weight, operator=first.operator,
+                         pool=first.pool, pool_slots=first.pool_slots)
             for i in range(1, length)]
     session.add_all(rest)
     session.flush()  # the queueing UPDATE that follows must see them

@@ -12,8 +12,10 @@ from sqlalchemy import Boolean, Float, ForeignKeyConstraint, Index, Integer, Lar
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rabbitrun.models.base import Base, UTCDateTime, utcnow
+from rabbitrun.names import DEFAULT_POOL
 
 ID_LEN = 250
+POOL_LEN = 256
 
 
 class DagModel(Base):
@@ -80,6 +82,8 @@ class TaskInstance(Base):
     max_tries: Mapped[int] = mapped_column(Integer, default=0)
     queue: Mapped[str] = mapped_column(String(ID_LEN))
     priority_weight: Mapped[int] = mapped_column(Integer, default=1)
+    pool: Mapped[str] = mapped_column(String(POOL_LEN), default=DEFAULT_POOL)
+    pool_slots: Mapped[int] = mapped_column(Integer, default=1)
     operator: Mapped[str | None] = mapped_column(String(ID_LEN))
     queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     start_date: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -91,6 +95,15 @@ class TaskInstance(Base):
     last_heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reason: Mapped[str | None] = mapped_column(Text)  # why it failed or is stuck, for `tasks states`
+
+
+class SlotPool(Base):
+    """A named number of slots; queued and running task instances of the pool hold ``pool_slots`` each."""
+
+    __tablename__ = "slot_pool"
+    pool: Mapped[str] = mapped_column(String(POOL_LEN), primary_key=True)
+    slots: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str | None] = mapped_column(Text)
 
 
 class TaskAttempt(Base):

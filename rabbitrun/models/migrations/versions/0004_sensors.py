@@ -1,15 +1,15 @@
 """task_reschedule, for sensors in reschedule mode
 
-Revision ID: 0005_sensors
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 """
 import sqlalchemy as sa
 from alembic import op
 
 import rabbitrun.models.base
 
-revision = "0005_sensors"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
