@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import os
 import signal
 import time
@@ -18,6 +19,7 @@ from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import TaskAttempt, TaskInstance
 from rabbitrun.names import Names
+from rabbitrun.worker.pool import AutoscaleLimits, lookahead_prefetch
 from tests.conftest import Env, wait_until
 from tests.helpers import lines, queue_counts, queue_run, run_dag, states, trigger, wait
 
@@ -368,3 +370,8 @@ def test_autoscale_grows_with_the_backlog_and_shrinks_when_idle(env: Env) -> Non
     log_path = worker.log_path  # type: ignore[attr-defined]
     assert "autoscale: 1 -> " in log_path.read_text()
     wait_until(lambda: " -> 1 task processes" in log_path.read_text(), 20, what="shrink back to MIN")
+    # the broker's prefetch followed the pool: back at MIN it is MIN + 1 (the look-ahead that shows backlog)
+    out = env.cli("inspect", "stats", "--json", "--timeout", "2")
+    assert out.returncode == 0, out.stderr
+    [stats] = [r["data"] for r in json.loads(out.stdout)]
+    assert (stats["concurrency"], stats["prefetch"]) == (1, lookahead_prefetch(AutoscaleLimits(4, 1), 1)) == (1, 2)
