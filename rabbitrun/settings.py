@@ -207,7 +207,7 @@ def _convert(section: str, key: str, raw: Any, annotation: str, source: str) -> 
                 return False
             raise ValueError("expected true or false")
         if annotation == "int":
-            if isinstance(raw, bool):
+            if isinstance(raw, bool | float):  # int() would truncate 1.9 to 1 without a word
                 raise ValueError("expected an integer")
             return int(raw)
         if annotation == "float":
@@ -222,7 +222,7 @@ def _convert(section: str, key: str, raw: Any, annotation: str, source: str) -> 
         if not isinstance(raw, str | int | float):
             raise ValueError("expected a string")
         return str(raw)
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:  # int()/float() raise TypeError for TOML arrays, tables and dates
         raise ConfigError(f"bad value {raw!r} for {where}: {exc}", key=f"{section}.{key}", source=source) from exc
 
 
