@@ -44,8 +44,10 @@ def mask_url(url: str) -> str:
         return url
     if parts.password is None:
         return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    # Rebuilt from the raw netloc, not parts.hostname/port: those drop IPv6 brackets and raise on a bad port.
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    username = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{username}:***@{hostport}"))
 
 
 @dataclass(frozen=True)

@@ -285,15 +285,10 @@ def test_mask_url_replaces_only_the_password(url: str, expected: str) -> None:
     assert mask_url(url) == expected
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: mask_url rebuilds the netloc from parts.hostname, which drops the "
-                                       "brackets of an IPv6 literal: postgresql://u:***@::1:5432/db")
 def test_mask_url_keeps_ipv6_hosts_bracketed() -> None:
     assert mask_url("postgresql://u:secret@[::1]:5432/db") == "postgresql://u:***@[::1]:5432/db"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: mask_url raises ValueError for a URL with a non-numeric port "
-                                       "(parts.port is read outside the try), so `config show` and every error "
-                                       "message that masks a URL crash on a typo in the URL")
 def test_mask_url_of_a_url_with_a_bad_port_still_masks_the_password() -> None:
     masked = mask_url("amqp://u:secret@host:notaport/")
     assert "secret" not in masked
