@@ -8,6 +8,7 @@ not a well-formed version-1 message raises a :class:`ProtocolError` whose
 
 from __future__ import annotations
 
+import math
 import posixpath
 import struct
 from collections.abc import Mapping
@@ -196,8 +197,9 @@ def decode_envelope(body: bytes) -> TaskEnvelope:
     """Bytes from the broker -> a validated envelope, or a ProtocolError with a reason."""
     obj = _unpack(body)
     timeout = _get(obj, "execution_timeout_s", (int, float), optional=True)
-    if timeout is not None and timeout <= 0:
-        raise InvalidEnvelope("field 'execution_timeout_s' must be positive")
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        # NaN <= 0 is False, so finiteness is checked first: timers armed with NaN or inf never fire
+        raise InvalidEnvelope("field 'execution_timeout_s' must be a positive, finite number of seconds")
     enqueued_at = _dt(_get(obj, "enqueued_at", (int, float)), "enqueued_at")
     assert enqueued_at is not None
     retry_delay = _get(obj, "retry_delay_s", (int, float), optional=True)  # optional: older senders

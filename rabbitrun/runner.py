@@ -287,9 +287,12 @@ def time_limit(timeout_s: float | None, *, arm_alarm: bool, started: float) -> I
 
 def run_attempt(
     settings: Settings, sessions: sessionmaker[Session], dagbag: DagBag, key: TaskInstanceKey,
-    *, hostname: str, in_process: bool, clock_start: float | None = None,
+    *, hostname: str, in_process: bool, clock_start: float | None = None, envelope_id: str | None = None,
 ) -> AttemptOutcome:
     """Claim ``key`` and run it to a recorded final state (or release it on shutdown).
+
+    ``envelope_id``: the delivery a worker runs, recorded by the claim for its
+    heartbeats; None for in-process runs, which have no envelope of their own.
 
     ``clock_start``: when the worker started timing this attempt (monotonic);
     defaults to now for in-process runs.
@@ -299,7 +302,8 @@ def run_attempt(
     try:
         for attempt in retrying(settings.database):
             with attempt, sessions() as session:
-                claim = attempts.claim(session, key, hostname=hostname, pid=os.getpid(), now=claimed_at)
+                claim = attempts.claim(session, key, hostname=hostname, pid=os.getpid(), now=claimed_at,
+                                       envelope_id=envelope_id)
     except DBAPIError as exc:  # the DB is down at task start: say so at once, never hang
         reason = f"metadata database unavailable at task start: {str(exc.orig or exc).strip().splitlines()[0]}"
         return AttemptOutcome(key, "db_unavailable", False, None, None, reason)

@@ -44,8 +44,10 @@ def mask_url(url: str) -> str:
         return url
     if parts.password is None:
         return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    # Rebuilt from the raw netloc, not parts.hostname/port: those drop IPv6 brackets and raise on a bad port.
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    username = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{username}:***@{hostport}"))
 
 
 @dataclass(frozen=True)
@@ -207,7 +209,7 @@ def _convert(section: str, key: str, raw: Any, annotation: str, source: str) -> 
                 return False
             raise ValueError("expected true or false")
         if annotation == "int":
-            if isinstance(raw, bool):
+            if isinstance(raw, bool | float):  # int() would truncate 1.9 to 1 without a word
                 raise ValueError("expected an integer")
             return int(raw)
         if annotation == "float":
@@ -222,7 +224,7 @@ def _convert(section: str, key: str, raw: Any, annotation: str, source: str) -> 
         if not isinstance(raw, str | int | float):
             raise ValueError("expected a string")
         return str(raw)
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:  # int()/float() raise TypeError for TOML arrays, tables and dates
         raise ConfigError(f"bad value {raw!r} for {where}: {exc}", key=f"{section}.{key}", source=source) from exc
 
 

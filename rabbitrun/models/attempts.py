@@ -47,7 +47,9 @@ _CLAIM = (
                     _TI.c.hostname == bindparam("p_host"), _TI.c.start_date == bindparam("p_now"))))
     .values(state=TaskState.RUNNING.value, start_date=bindparam("p_now"), end_date=None, duration=None,
             hostname=bindparam("p_host"), pid=bindparam("p_pid"), last_heartbeat_at=bindparam("p_now"),
-            reason=None, next_retry_at=None)
+            reason=None, next_retry_at=None,
+            # the envelope that won is the one the worker heartbeats; NULL (in-process run): keep the row's
+            envelope_id=func.coalesce(bindparam("p_envelope", type_=_TI.c.envelope_id.type), _TI.c.envelope_id))
     .returning(_TI.c.max_tries, _TI.c.queue)
 )
 _CLAIM_RUN = select(_RUN).where(_RUN.c.dag_id == bindparam("k_dag"), _RUN.c.run_id == bindparam("k_run"))
@@ -105,14 +107,18 @@ class Claim:
 
 
 def claim(session: Session, key: TaskInstanceKey, *, hostname: str, pid: int, now: datetime,
-          commit: bool = True) -> Claim:
+          envelope_id: str | None = None, commit: bool = True) -> Claim:
     """QUEUED -> RUNNING for exactly this try_number, in one statement; commits.
+
+    ``envelope_id`` is the delivery being run: an older envelope of the same try
+    (requeued while stuck in queued, or published twice) can win the claim, and
+    heartbeats are keyed by the envelope the worker runs, so the row records it.
 
     The same transaction reads the DAG run (for the task's context) and removes
     the task instance's previous XComs, so a cleared and re-run task replaces
     them instead of appending duplicates: one round trip of work, one commit.
     """
-    params = {**_key_params(key), "p_now": now, "p_host": hostname, "p_pid": pid}
+    params = {**_key_params(key), "p_now": now, "p_host": hostname, "p_pid": pid, "p_envelope": envelope_id}
     connection = session.connection()
     won = connection.execute(_CLAIM, params).first()
     if won is not None:

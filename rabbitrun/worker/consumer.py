@@ -57,8 +57,10 @@ class Decision:
 def decide(report: ChildReport) -> Decision:
     """Pure: what to do with a delivery once its child has exited."""
     state = report.state
-    if state is None or state == "crashed":
+    if state is None:
         return Decision(Action.RECORD_AND_ACK, report.death_reason())
+    if state == "crashed":
+        return Decision(Action.RECORD_AND_ACK, report.crash_reason())
     if state == "rejected":
         return Decision(Action.DEAD_LETTER, report.outcome.get("error", "rejected") if report.outcome else "rejected")
     if state == "db_unavailable":

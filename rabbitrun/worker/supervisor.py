@@ -48,6 +48,13 @@ class ChildReport:
             return f"task process was killed by {signal.Signals(-status).name} (e.g. OOM killer or kill -9)"
         return f"task process exited with code {status} without reporting an outcome"
 
+    def crash_reason(self) -> str:
+        """The child caught its own crash and reported the traceback: its last line says what went wrong."""
+        error = str((self.outcome or {}).get("error") or "")
+        lines = [line.strip() for line in error.splitlines() if line.strip()]
+        what = lines[-1][:300] if lines else "no error reported"
+        return f"task process crashed (exit code {self.exit_status}): {what}"
+
 
 @dataclass
 class _Running:

@@ -224,7 +224,8 @@ class _Zygote:
                         started_at=None, ended_at=None, error=str(exc))
             return 2
         outcome = runner.run_attempt(self.settings, self.sessions, self.dagbag, envelope.key,
-                                     hostname=self.hostname, in_process=False, clock_start=clock_start)
+                                     hostname=self.hostname, in_process=False, clock_start=clock_start,
+                                     envelope_id=envelope.id)
         write_frame(self.evt_fd, "outcome", id=token, state=outcome.state, claimed=outcome.claimed,
                     started_at=_ts(outcome.started_at), ended_at=_ts(outcome.ended_at), error=outcome.error)
         sys.stdout.flush()

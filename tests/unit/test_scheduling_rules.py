@@ -432,11 +432,6 @@ def test_task_queued_too_long_is_requeued_when_so_configured(world: World) -> No
     assert again.key.try_number == 1 and again.id != first.id
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: claim() does not take the envelope id, so an older envelope of the "
-                                       "same try (left in the queue by a stuck-queued requeue or a publish that "
-                                       "landed but was not confirmed) wins the claim while TaskInstance.envelope_id "
-                                       "names the newer one; the worker heartbeats the older id, heartbeat() "
-                                       "matches no row, and fail_zombies() kills a healthy attempt")
 def test_attempt_claimed_from_an_older_envelope_of_the_same_try_is_kept_alive_by_its_heartbeat(
         world: World) -> None:
     old = _queued_root(world)
@@ -447,7 +442,7 @@ def test_attempt_claimed_from_an_older_envelope_of_the_same_try_is_kept_alive_by
     (new,) = scheduling.schedule(world.session, world.dagbag, settings, t)
     assert new.key == old.key and new.id != old.id
     # a worker appears and receives the old envelope first: the claim is by key and try, so it wins
-    assert attempts.claim(world.session, old.key, hostname="w1", pid=42, now=t).won
+    assert attempts.claim(world.session, old.key, hostname="w1", pid=42, now=t, envelope_id=old.id).won
     for beat in range(1, 5):  # the worker heartbeats the envelope it is running every 30 s
         attempts.heartbeat(world.session, [old.id], t + timedelta(seconds=30 * beat))
     assert scheduling.fail_zombies(world.session, world.dagbag, settings, t + timedelta(seconds=150)) == []
