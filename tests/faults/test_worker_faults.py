@@ -162,7 +162,7 @@ def test_shutdown_releases_an_early_acked_task_and_republishes_it(env: Env, vhos
     env.vars.update({"RABBITRUN__WORKER__ACK_RUNNING_AFTER_S": "0.5", "RABBITRUN__WORKER__SHUTDOWN_TIMEOUT_S": "1"})
     env.scheduler()
     worker = env.worker()
-    run_id = trigger(env, "long_running", sleep_s=5)
+    run_id = trigger(env, "long_running", sleep_s=12)  # outlives slow waits before the signal
     queue = Names(env.prefix).task_queue("default")
     wait_until(lambda: running_count(env, "long_running", run_id) == 1, 30, what="long task running")
     wait_until(lambda: queue_counts(vhost, queue) == (0, 0), 10, what="its delivery acked early")
@@ -181,7 +181,7 @@ def test_second_signal_is_a_cold_shutdown_and_the_task_reruns_elsewhere(env: Env
     env.vars["RABBITRUN__WORKER__SHUTDOWN_TIMEOUT_S"] = "60"
     env.scheduler()
     worker = env.worker()
-    run_id = trigger(env, "long_running", sleep_s=5)
+    run_id = trigger(env, "long_running", sleep_s=12)  # outlives slow waits before the signal
     wait_until(lambda: running_count(env, "long_running", run_id) == 1, 30, what="long task running")
     worker.send_signal(signal.SIGTERM)
     wait_until(lambda: "warm shutdown" in worker.log_path.read_text(), 10,  # type: ignore[attr-defined]
