@@ -60,7 +60,7 @@ class Scheduler:
         self.workers: dict[str, float] = {}  # hostname -> monotonic time of its last heartbeat
         from rabbitrun.metrics import Metrics
 
-        self.metrics = Metrics()
+        self.metrics = Metrics(settings.metrics)
 
     def on_result(self, result: protocol.TaskResult) -> None:
         """A result only wakes the loop; the DB says what happened. A finished leaf task cannot make

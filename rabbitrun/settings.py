@@ -143,6 +143,11 @@ class MetricsSettings:
     scheduler_port: int = -1
     worker_port: int = -1
     host: str = "0.0.0.0"
+    # StatsD (UDP), Airflow's [metrics] names: the same metrics, sent as they change
+    statsd_on: bool = False
+    statsd_host: str = "127.0.0.1"
+    statsd_port: int = 8125
+    statsd_prefix: str = "rabbitrun"
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
         await declare_topology(connection, topology, names)
         publisher = await ConfirmedPublisher.open(connection, names, settings.broker.confirm_timeout_s)
         events = EventPublisher(names, options.hostname)
-        metrics = Metrics()
+        metrics = Metrics(settings.metrics)
         live_logs = LiveLogs(events, Path(settings.logging.base_log_folder))
         consumer = Consumer(names=names, supervisor=supervisor, publisher=publisher, sessions=sessions,
                             hostname=options.hostname, concurrency=options.concurrency,
@@ -85,6 +85,7 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
                             log_folder=Path(settings.logging.base_log_folder),
                             max_priority=settings.broker.max_priority, events=events, metrics=metrics,
                             live_logs=live_logs)
+        metrics.pool_size.set_function(lambda: consumer.slots.capacity)  # follows autoscale, pool-grow/shrink
         channel = await connection.channel()
         prefetch = lookahead_prefetch(options.autoscale, options.concurrency) if options.autoscale else options.concurrency
         await channel.set_qos(prefetch_count=prefetch)  # DESIGN rule 4: prefetch = concurrency
@@ -96,14 +97,13 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
         await control.start(connection)
         await events.open(connection)
         background = [loop.create_task(_heartbeat(supervisor, sessions, settings.worker.heartbeat_interval_s)),
-                      loop.create_task(_announce(parts, events, settings.worker.heartbeat_interval_s)),
+                      loop.create_task(_announce(parts, events, metrics, settings.worker.heartbeat_interval_s)),
                       loop.create_task(ship_live_logs(live_logs, supervisor))]
         if options.autoscale is not None:
             background.append(loop.create_task(_autoscale(options.autoscale, parts)))
         for task in background:
             task.add_done_callback(_log_crash)
         if settings.metrics.worker_port >= 0:
-            metrics.pool_size.set_function(lambda: consumer.slots.capacity)  # follows autoscale, pool-grow/shrink
             port = metrics.serve(settings.metrics.worker_port, settings.metrics.host)
             log.info("metrics on http://%s:%s/metrics", settings.metrics.host, port)
         log.info("worker %s ready: queues=%s concurrency=%s zygote pid=%s", options.hostname,
@@ -164,12 +164,14 @@ async def _autoscale(limits: AutoscaleLimits, parts: Any) -> None:
     await autoscale(limits, parts.consumer.slots, ready_messages, parts.set_prefetch)
 
 
-async def _announce(parts: Any, events: Any, interval_s: float) -> None:
-    """Worker heartbeats on the events exchange: the scheduler and `rabbitrun status` see who is alive."""
+async def _announce(parts: Any, events: Any, metrics: Any, interval_s: float) -> None:
+    """Worker heartbeats on the events exchange: the scheduler and `rabbitrun status` see who is alive.
+    StatsD gets the pool size at the same pace (Prometheus reads it at scrape time)."""
     from rabbitrun.names import heartbeat_key
 
     while True:
         events.emit(heartbeat_key(parts.hostname), "heartbeat", **parts.summary())
+        metrics.push_gauges()
         await asyncio.sleep(interval_s)
 
 
