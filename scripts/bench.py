@@ -34,6 +34,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+# rabbitmqctl needs the broker's Erlang cookie: root has it, a normal user goes through sudo.
+RABBITMQCTL = ["rabbitmqctl"] if os.geteuid() == 0 else ["sudo", "-n", "rabbitmqctl"]
+
 ROOT = Path(__file__).resolve().parent.parent
 DAGS = ROOT / "scripts" / "bench_dags"
 CEILING = ROOT / "scripts" / "bench_ceiling.py"
@@ -338,7 +341,7 @@ class Installation:
 
 
 def rabbitmqctl(*args: str, check: bool = True) -> None:
-    done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True)
+    done = subprocess.run([*RABBITMQCTL, "-q", *args], capture_output=True, text=True)
     if check and done.returncode != 0:
         raise BenchError(f"rabbitmqctl {' '.join(args)}: {done.stderr.strip() or done.stdout.strip()}")
 
@@ -507,7 +510,7 @@ def machine() -> dict[str, Any]:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
-    rabbit = subprocess.run(["rabbitmqctl", "-q", "version"], capture_output=True, text=True).stdout.strip()
+    rabbit = subprocess.run([*RABBITMQCTL, "-q", "version"], capture_output=True, text=True).stdout.strip()
     return {"host": platform.node(), "cpu": cpu, "cpus": os.cpu_count(), "memory_gb": round(mem_kb / 2**20, 1),
             "kernel": platform.release(), "python": platform.python_version(), "rabbitmq": rabbit,
             "sqlite": sqlite3.sqlite_version}

@@ -38,9 +38,14 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float, interval_s: float
         time.sleep(interval_s)
 
 
+# rabbitmqctl needs the broker's Erlang cookie: root has it; a normal user (a Vagrant box)
+# goes through password-less sudo, as scripts/ensure-rabbitmq does.
+RABBITMQCTL = ["rabbitmqctl"] if os.geteuid() == 0 else ["sudo", "-n", "rabbitmqctl"]
+
+
 def rabbitmqctl(*args: str) -> str:
     try:
-        out = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60)
+        out = subprocess.run([*RABBITMQCTL, "-q", *args], capture_output=True, text=True, timeout=60)
     except FileNotFoundError:
         pytest.fail("rabbitmqctl not found: run scripts/ensure-rabbitmq")
     if out.returncode != 0:

@@ -31,6 +31,7 @@ from rabbitrun.broker.topology import (
 from rabbitrun.errors import TopologyMismatch
 from rabbitrun.names import Names
 from rabbitrun.settings import BrokerSettings
+from tests.conftest import RABBITMQCTL
 
 AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 MANAGEMENT = "http://guest:guest@127.0.0.1:15672/"
@@ -40,7 +41,7 @@ T = TypeVar("T")
 
 def rabbitmqctl(*args: str) -> None:
     try:
-        out = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60, check=False)
+        out = subprocess.run([*RABBITMQCTL, "-q", *args], capture_output=True, text=True, timeout=60, check=False)
     except FileNotFoundError:
         pytest.fail(f"rabbitmqctl not found: {FIX}")
     if out.returncode != 0:
@@ -61,7 +62,7 @@ def new_vhost() -> Iterator[Callable[[], str]]:
 
     yield make
     for name in made:
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], capture_output=True, timeout=60, check=False)
+        subprocess.run([*RABBITMQCTL, "-q", "delete_vhost", name], capture_output=True, timeout=60, check=False)
 
 
 @pytest.fixture
