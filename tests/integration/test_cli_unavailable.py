@@ -19,6 +19,8 @@ COMMANDS = [
     ("connections", "list"),
     ("rotate-fernet-key",),
     ("db", "check"),
+    ("dags", "trigger", "simple"),  # the lean (SQLAlchemy-free) path
+    ("dags", "trigger", "simple", "--wait"),
 ]
 
 
