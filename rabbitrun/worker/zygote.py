@@ -119,7 +119,10 @@ class _Zygote:
         # checkout would cost each attempt two more round trips.
         self.engine = make_engine(dataclasses.replace(self.settings.database, pool_pre_ping=False))
         self.sessions = session_factory(self.engine)
-        _warm_statement_cache(self.sessions)
+        try:
+            _warm_statement_cache(self.sessions)
+        except Exception as exc:  # noqa: BLE001 - a DB that is down now: children compile on their own
+            log.warning("could not warm the statement cache: %s", exc)
         self.engine.dispose()
         self.dagbag = DagBag(_dags_folder(self.settings), include_examples=self.settings.core.load_examples)
         for ref, err in self.dagbag.import_errors.items():
@@ -207,9 +210,16 @@ class _Zygote:
         for spare in self.spares:
             os.close(spare.assign_fd)
         self.engine.dispose(close=False)  # a pool of this child's own; never the zygote's connections
+        # Connect now. On PostgreSQL also run an attempt's statements once on throwaway rows (rolled
+        # back): a new backend loads its catalog caches and foreign-key check plans on first use of
+        # a table, ~10 ms that would otherwise be paid inside the claim of a waiting task. (SQLite
+        # has nothing to warm, and the rolled-back writes would take its one write lock.)
         try:
-            with self.engine.connect():  # connect now: the pooled connection then serves the attempt
-                pass
+            if self.engine.dialect.name == "postgresql":
+                _warm_statement_cache(self.sessions, run_id=f"~warmup~{os.getpid()}")
+            else:
+                with self.engine.connect():  # the pooled connection then serves the attempt
+                    pass
         except Exception as exc:  # noqa: BLE001 - the attempt will connect again and report the error
             log.warning("spare task process could not pre-connect to the DB: %s", exc)
 
@@ -264,11 +274,12 @@ class _Zygote:
                     raise
 
 
-def _warm_statement_cache(sessions: Any) -> None:
+def _warm_statement_cache(sessions: Any, run_id: str = "~warmup~") -> None:
     """Run a whole attempt's statements once on throwaway rows in a transaction that is rolled
-    back, so they are compiled before the fork and no child pays SQL compilation. A DB that is
-    down here is not fatal: children then compile on their own."""
-    from sqlalchemy.exc import SQLAlchemyError
+    back: in the zygote, so they are compiled before the fork and no child pays SQL compilation;
+    in each spare, so its new DB connection has loaded what the statements need. Raises the
+    driver's error when the DB is down: not fatal, the caller logs it."""
+    from sqlalchemy import insert
     from sqlalchemy.orm import configure_mappers
 
     from rabbitrun.keys import TaskInstanceKey
@@ -278,22 +289,19 @@ def _warm_statement_cache(sessions: Any) -> None:
     from rabbitrun.states import TaskState
 
     configure_mappers()
-    key = TaskInstanceKey("~warmup~", "~warmup~", "~warmup~")  # "~" is not allowed in dag ids
+    key = TaskInstanceKey("~warmup~", "~warmup~", run_id)  # "~" is not allowed in dag ids
     now = utcnow()
-    try:
-        with sessions() as session:
-            session.add(DagRun(dag_id=key.dag_id, run_id=key.run_id, state="running", logical_date=now))
-            session.flush()
-            session.add(TaskInstance(dag_id=key.dag_id, task_id=key.task_id, run_id=key.run_id, map_index=-1,
-                                     state=TaskState.QUEUED.value, try_number=1, queue="~"))
-            session.flush()
-            attempts.claim(session, key, hostname="", pid=0, now=now, commit=False)
-            xcom.set_xcom(session, key, xcom.RETURN_VALUE, 1, allow_pickle=False, max_bytes=0)
-            attempts.finish(session, key, attempts.Finish(TaskState.SUCCESS, now), started_at=now, commit=False)
-            attempts.claim(session, key.with_try(2), hostname="", pid=0, now=now, commit=False)  # the losing path
-            session.rollback()
-    except SQLAlchemyError as exc:
-        log.warning("could not warm the statement cache: %s", exc)
+    with sessions() as session:  # Core inserts: the ORM's unit of work is not on a task's path
+        session.execute(insert(DagRun.__table__).values(dag_id=key.dag_id, run_id=key.run_id, state="running",
+                                                        run_type="manual", conf="{}", logical_date=now))
+        session.execute(insert(TaskInstance.__table__).values(
+            dag_id=key.dag_id, task_id=key.task_id, run_id=key.run_id, map_index=-1, state=TaskState.QUEUED.value,
+            try_number=1, max_tries=0, queue="~", priority_weight=1, pool="default_pool", pool_slots=1))
+        attempts.claim(session, key, hostname="", pid=0, now=now, commit=False)
+        xcom.set_xcom(session, key, xcom.RETURN_VALUE, 1, allow_pickle=False, max_bytes=0)
+        attempts.finish(session, key, attempts.Finish(TaskState.SUCCESS, now), started_at=now, commit=False)
+        attempts.claim(session, key.with_try(2), hostname="", pid=0, now=now, commit=False)  # the losing path
+        session.rollback()
 
 
 @dataclass(frozen=True, slots=True)
