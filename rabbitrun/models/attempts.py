@@ -135,6 +135,24 @@ def claim(session: Session, key: TaskInstanceKey, *, hostname: str, pid: int, no
     return Claim(False, row[0] if row else None, row[1] if row else None)
 
 
+def warm_connection(session: Session, now: datetime, tag: str) -> None:
+    """Run the hot path's statements once on a key no row has, then roll back. A new PostgreSQL
+    backend loads the catalog entries of these tables and their indexes on first use (~10 ms):
+    a spare task process pays that before it gets a task, not inside the claim of one. Only
+    statements the zygote compiled run here, so the child copies few of its pages. ``tag`` keeps
+    concurrent warm-ups off each other's (rolled-back) attempt row."""
+    key = TaskInstanceKey("~warmup~", "~warmup~", f"~warmup~{tag}")  # "~" is not allowed in dag ids
+    params = {**_key_params(key), "p_now": now, "p_host": "", "p_pid": 0, "p_envelope": None}
+    connection = session.connection()
+    connection.execute(_CLAIM, params).first()
+    connection.execute(_CLAIM_RUN, params).first()
+    connection.execute(_CLAIM_CLEAR_XCOM, params)
+    connection.execute(_FINISH, {**params, "p_expect": TaskState.RUNNING.value, "p_state": TaskState.SUCCESS.value,
+                                 "p_end": now, "p_reason": None, "p_next": None, "p_duration": 0.0}).first()
+    record_attempt(session, key, TaskState.SUCCESS.value, now, now, "", 0, None)  # an insert: rolled back
+    session.rollback()
+
+
 def heartbeat(session: Session, envelope_ids: list[str], now: datetime) -> int:
     """Keep claimed attempts alive; the scheduler treats a stale heartbeat as a zombie."""
     if not envelope_ids:

@@ -210,15 +210,18 @@ class _Zygote:
         for spare in self.spares:
             os.close(spare.assign_fd)
         self.engine.dispose(close=False)  # a pool of this child's own; never the zygote's connections
-        # Connect now. On PostgreSQL also run an attempt's statements once on throwaway rows (rolled
-        # back): a new backend loads its catalog caches and foreign-key check plans on first use of
-        # a table, ~10 ms that would otherwise be paid inside the claim of a waiting task. (SQLite
-        # has nothing to warm, and the rolled-back writes would take its one write lock.)
+        # Connect now (the pooled connection then serves the attempt). On PostgreSQL also warm the
+        # new backend with the attempt's statements on a key no row has (SQLite has nothing to warm,
+        # and the rolled-back insert would take its one write lock).
         try:
             if self.engine.dialect.name == "postgresql":
-                _warm_statement_cache(self.sessions, run_id=f"~warmup~{os.getpid()}")
+                from rabbitrun.models import attempts
+                from rabbitrun.models.base import utcnow
+
+                with self.sessions() as session:
+                    attempts.warm_connection(session, utcnow(), str(os.getpid()))
             else:
-                with self.engine.connect():  # the pooled connection then serves the attempt
+                with self.engine.connect():
                     pass
         except Exception as exc:  # noqa: BLE001 - the attempt will connect again and report the error
             log.warning("spare task process could not pre-connect to the DB: %s", exc)
@@ -274,10 +277,9 @@ class _Zygote:
                     raise
 
 
-def _warm_statement_cache(sessions: Any, run_id: str = "~warmup~") -> None:
+def _warm_statement_cache(sessions: Any) -> None:
     """Run a whole attempt's statements once on throwaway rows in a transaction that is rolled
-    back: in the zygote, so they are compiled before the fork and no child pays SQL compilation;
-    in each spare, so its new DB connection has loaded what the statements need. Raises the
+    back, so they are compiled before the fork and no child pays SQL compilation. Raises the
     driver's error when the DB is down: not fatal, the caller logs it."""
     from sqlalchemy import insert
     from sqlalchemy.orm import configure_mappers
@@ -289,7 +291,7 @@ def _warm_statement_cache(sessions: Any, run_id: str = "~warmup~") -> None:
     from rabbitrun.states import TaskState
 
     configure_mappers()
-    key = TaskInstanceKey("~warmup~", "~warmup~", run_id)  # "~" is not allowed in dag ids
+    key = TaskInstanceKey("~warmup~", "~warmup~", "~warmup~")  # "~" is not allowed in dag ids
     now = utcnow()
     with sessions() as session:  # Core inserts: the ORM's unit of work is not on a task's path
         session.execute(insert(DagRun.__table__).values(dag_id=key.dag_id, run_id=key.run_id, state="running",
