@@ -131,7 +131,7 @@ def _unpack(body: bytes) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise DecodeError(f"body is msgpack {type(obj).__name__}, expected a map")
     version = obj.get("v")
-    if version != VERSION or isinstance(version, bool):
+    if type(version) is not int or version != VERSION:  # not True, not 1.0: the integer 1
         raise UnsupportedVersion(version)
     return obj
 
@@ -169,11 +169,14 @@ def _key(obj: Mapping[str, Any]) -> TaskInstanceKey:
     try_number = _get(obj, "try_number", int)
     if try_number < 1:
         raise InvalidEnvelope("field 'try_number' must be at least 1")
+    map_index = _get(obj, "map_index", int)
+    if map_index < -1:
+        raise InvalidEnvelope("field 'map_index' must be -1 (not mapped) or a position from 0")
     return TaskInstanceKey(
         dag_id=_nonempty(obj, "dag_id"),
         task_id=_nonempty(obj, "task_id"),
         run_id=_nonempty(obj, "run_id"),
-        map_index=_get(obj, "map_index", int),
+        map_index=map_index,
         try_number=try_number,
     )
 

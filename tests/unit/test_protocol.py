@@ -174,8 +174,8 @@ def test_body_exactly_at_the_size_limit_is_still_decoded() -> None:
     assert protocol.decode_envelope(body).id == GOOD_ENVELOPE["id"]
 
 
-@pytest.mark.parametrize("version", [99, 0, 2, "1", True, 1.5, None, [1]],
-                         ids=["99", "0", "2", "string_1", "true", "float", "nil", "list"])
+@pytest.mark.parametrize("version", [99, 0, 2, "1", True, 1.5, 1.0, None, [1]],
+                         ids=["99", "0", "2", "string_1", "true", "float", "float_1", "nil", "list"])
 @pytest.mark.parametrize("decode,good", [(protocol.decode_envelope, GOOD_ENVELOPE),
                                          (protocol.decode_result, GOOD_RESULT)], ids=["envelope", "result"])
 def test_unknown_protocol_version_is_rejected_naming_the_version(decode: Any, good: dict[str, Any],
@@ -238,6 +238,12 @@ def test_result_field_of_the_wrong_type_is_rejected_naming_the_field(name: str, 
 def test_try_number_below_one_is_rejected(try_number: int) -> None:
     err = _rejected(protocol.decode_envelope, _pack({**GOOD_ENVELOPE, "try_number": try_number}), InvalidEnvelope)
     assert "try_number" in err.reason and "at least 1" in err.reason
+
+
+@pytest.mark.parametrize("map_index", [-2, -100])
+def test_map_index_below_minus_one_is_rejected(map_index: int) -> None:
+    err = _rejected(protocol.decode_envelope, _pack({**GOOD_ENVELOPE, "map_index": map_index}), InvalidEnvelope)
+    assert "map_index" in err.reason
 
 
 @pytest.mark.parametrize("name", ["id", "dag_id", "task_id", "run_id", "queue"])
