@@ -452,6 +452,7 @@ def put_back(session: Session, failures: Sequence[PublishFailure], now: datetime
             continue
         if isinstance(failure.error, Unroutable):
             ti.state, ti.end_date, ti.reason = TaskState.FAILED.value, now, str(failure.error)
+            attempts.record_attempt(session, key, ti.state, None, now, None, None, ti.reason)  # the try's history
             log.error("%s: %s", key, failure.error)
             on_outcome(key, ti.state, "unroutable")
         else:
@@ -482,9 +483,11 @@ def surface_stuck_queued(session: Session, settings: Settings, now: datetime,
                 TaskInstance.state == TaskState.QUEUED.value, TaskInstance.envelope_id == ti.envelope_id)
             .values(**values).execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
         if done:
+            key = TaskInstanceKey(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, ti.try_number)
             log.warning("%s.%s run=%s try=%s: %s", ti.dag_id, ti.task_id, ti.run_id, ti.try_number, reason)
-            on_outcome(TaskInstanceKey(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, ti.try_number),
-                       values["state"], "stuck_in_queued")
+            if values["state"] == TaskState.FAILED.value:  # the try ended: its history row says how
+                attempts.record_attempt(session, key, values["state"], None, now, None, None, reason)
+            on_outcome(key, values["state"], "stuck_in_queued")
     session.commit()
     return envelopes
 

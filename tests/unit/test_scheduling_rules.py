@@ -383,6 +383,8 @@ def test_unroutable_envelope_fails_its_task_with_a_reason_naming_the_queue(world
     root = _ti(world, "chain", "root")
     assert root.state == "failed" and root.end_date == NOW
     assert root.reason and "'default'" in root.reason and "queue" in root.reason
+    attempt = world.session.execute(select(TaskAttempt)).scalar_one()  # the try's history says so too
+    assert (attempt.try_number, attempt.state, attempt.reason) == (1, "failed", root.reason)
 
 
 def test_other_publish_failure_puts_the_task_back_and_the_next_pass_republishes_the_same_try(world: World) -> None:
@@ -419,6 +421,8 @@ def test_task_queued_too_long_is_failed_with_a_reason_naming_its_queue(world: Wo
     root = _ti(world, "chain", "root")
     assert root.state == "failed" and root.end_date == NOW + timedelta(seconds=61)
     assert root.reason and "stuck in queued" in root.reason and "'default'" in root.reason
+    attempt = world.session.execute(select(TaskAttempt)).scalar_one()
+    assert (attempt.try_number, attempt.state, attempt.end_date) == (1, "failed", root.end_date)
 
 
 def test_task_queued_too_long_is_requeued_when_so_configured(world: World) -> None:
