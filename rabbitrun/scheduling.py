@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, delete, func, insert, select, tuple_, update
+from sqlalchemy import String, case, delete, func, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from rabbitrun import admission
@@ -188,6 +188,8 @@ def schedule(
         if not pairs:
             return []
         query = query.where(tuple_(DagRun.dag_id, DagRun.run_id).in_(pairs))
+    else:  # a full pass: a run that only waits for results has nothing to evaluate
+        query = query.where(tuple_(DagRun.dag_id, DagRun.run_id).notin_(_waiting_for_results()))
     runs = session.execute(query.with_for_update(of=DagRun, skip_locked=True)).scalars().all()
     if pairs and len(runs) < len(pairs):
         notes.again.update(_running_elsewhere(session, set(pairs) - {(r.dag_id, r.run_id) for r in runs}))
@@ -210,6 +212,19 @@ def schedule(
     if finished is not None:
         finished.extend(done)
     return envelopes
+
+
+def _waiting_for_results() -> Any:
+    """Runs whose unfinished task instances are all QUEUED or RUNNING: nothing in them can become
+    ready, or finish the run, until a result arrives, and a result wakes the scheduler for exactly
+    that run. The periodic full pass skips them instead of loading every task instance of every
+    busy run each poll (10,000 queued task instances cost it ~0.1 s of ORM work per second).
+    Zombies and tasks stuck in queued are found by their own queries, which change a state first."""
+    active = (TaskState.QUEUED.value, TaskState.RUNNING.value)
+    return (select(TaskInstance.dag_id, TaskInstance.run_id)
+            .where(TaskInstance.state.notin_(list(_FINISHED)))
+            .group_by(TaskInstance.dag_id, TaskInstance.run_id)
+            .having(func.sum(case((TaskInstance.state.in_(active), 0), else_=1)) == 0))
 
 
 def _running_elsewhere(session: Session, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:

@@ -568,3 +568,25 @@ def test_running_tasks_count_against_parallelism(world: World) -> None:
     _start(world, "prio", run_id="p1")
     settings = world.with_settings(core__parallelism="2")
     assert [e.key.task_id for e in scheduling.schedule(world.session, world.dagbag, settings, NOW)] == ["high"]
+
+
+# --- the full pass skips runs that only wait for results ------------------------------------------------
+
+
+def test_a_run_is_waiting_for_results_only_while_all_its_unfinished_tasks_are_queued_or_running(
+        world: World) -> None:
+    _queued_root(world)  # root queued, child and cleanup still none: something may become ready
+    waiting = scheduling._waiting_for_results()  # noqa: SLF001 - the filter itself
+    assert world.session.execute(waiting).all() == []
+    for task_id in ("child", "cleanup"):
+        _set(world, "chain", task_id, state="queued")
+    _set(world, "chain", "root", state="running")
+    assert world.session.execute(waiting).all() == [("chain", "r1")]
+    assert scheduling.schedule(world.session, world.dagbag, world.settings, NOW) == []
+    _set(world, "chain", "cleanup", state="up_for_retry")  # a retry to wait for: evaluated again
+    assert world.session.execute(waiting).all() == []
+    for task_id in ("root", "child", "cleanup"):
+        _set(world, "chain", task_id, state="success")  # all finished: the full pass finishes the run
+    assert world.session.execute(waiting).all() == []
+    scheduling.schedule(world.session, world.dagbag, world.settings, NOW)
+    assert _run(world, "chain").state == "success"
