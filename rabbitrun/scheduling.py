@@ -144,7 +144,8 @@ def start_queued_runs(session: Session, dagbag: DagBag, settings: Settings, now:
                            .order_by(DagRun.logical_date)).scalars().all()
     active = dict(session.execute(select(DagRun.dag_id, func.count()).where(
         DagRun.state == DagRunState.RUNNING.value).group_by(DagRun.dag_id)).all())
-    started, rows = [], []
+    started: list[DagRun] = []
+    rows: list[dict[str, Any]] = []
     for run in runs:
         dag_for_limit = dagbag.dags.get(run.dag_id)
         if dag_for_limit is not None and active.get(run.dag_id, 0) >= dag_for_limit.max_active_runs:

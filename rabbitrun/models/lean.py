@@ -36,6 +36,7 @@ class LeanDB:
         if url.startswith(_SQLITE) and "?" not in url and url != _SQLITE + ":memory:":
             import sqlite3
 
+            conn: Any
             try:
                 conn = sqlite3.connect(url[len(_SQLITE):], timeout=db.sqlite_busy_timeout_s, isolation_level=None,
                                        uri=False)

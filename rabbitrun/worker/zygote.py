@@ -294,9 +294,9 @@ def _warm_statement_cache(sessions: Any) -> None:
     key = TaskInstanceKey("~warmup~", "~warmup~", "~warmup~")  # "~" is not allowed in dag ids
     now = utcnow()
     with sessions() as session:  # Core inserts: the ORM's unit of work is not on a task's path
-        session.execute(insert(DagRun.__table__).values(dag_id=key.dag_id, run_id=key.run_id, state="running",
+        session.execute(insert(DagRun).values(dag_id=key.dag_id, run_id=key.run_id, state="running",
                                                         run_type="manual", conf="{}", logical_date=now))
-        session.execute(insert(TaskInstance.__table__).values(
+        session.execute(insert(TaskInstance).values(
             dag_id=key.dag_id, task_id=key.task_id, run_id=key.run_id, map_index=-1, state=TaskState.QUEUED.value,
             try_number=1, max_tries=0, queue="~", priority_weight=1, pool="default_pool", pool_slots=1))
         attempts.claim(session, key, hostname="", pid=0, now=now, commit=False)
