@@ -16,6 +16,7 @@ which it consumes exclusively. On SQLite a lock file refuses a second one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import signal
@@ -26,8 +27,7 @@ from typing import Any
 
 from rabbitrun import protocol
 from rabbitrun.authoring import DagBag
-from rabbitrun.errors import RabbitrunError
-from rabbitrun.errors import SchedulerAlreadyRunning
+from rabbitrun.errors import DatabaseUnavailable, RabbitrunError, SchedulerAlreadyRunning
 from rabbitrun.models.base import utcnow
 from rabbitrun.settings import Settings, default_hostname
 from rabbitrun.states import DUE_STATES
@@ -37,6 +37,7 @@ _FINAL = {"success", "failed", "skipped"}
 _WAITING = {s.value for s in DUE_STATES}  # due again at next_retry_at
 #: With the default scheduler_id (the host name), further schedulers on the host take <host>-2, -3, ...
 MAX_SCHEDULERS_PER_HOST = 16
+_DB_RETRY_MIN_S, _DB_RETRY_MAX_S = 0.5, 10.0  # waits while the metadata DB is unreachable
 
 
 class Scheduler:
@@ -154,9 +155,18 @@ class Scheduler:
             log.info("scheduler %s ready: reply queue %s", s.scheduler.scheduler_id, executor.reply_queue)
             if ready is not None:
                 ready()
+            outage_s = 0.0  # seconds waited so far in a metadata DB outage
             while not self._stopping.is_set():
-                await self._iterate(executor)
-                await self._wait_for_work()
+                try:
+                    await self._iterate(executor)
+                    await self._wait_for_work()
+                except Exception as exc:  # noqa: BLE001 - only a DB outage is survived; the rest is re-raised
+                    outage_s = await self._wait_out_db_outage(exc, outage_s)
+                    continue
+                if outage_s:
+                    outage_s = 0.0
+                    log.info("metadata database reachable again: a full pass, and queued envelopes republished")
+                    await self._adopt(executor)  # a pass cut off between its commit and its publish
                 self._wake.clear()
             if self._callbacks:
                 await asyncio.wait(set(self._callbacks), timeout=s.scheduler.poll_interval_s * 10)
@@ -165,6 +175,23 @@ class Scheduler:
         finally:
             await connection.close()
             self.engine.dispose()
+
+    async def _wait_out_db_outage(self, exc: Exception, waited_s: float) -> float:
+        """The metadata DB went away (restart, network): pause scheduling, log it, retry with a
+        growing wait, and make the first pass after it a full one. Results that arrive meanwhile
+        only mark runs dirty; the database is the source of truth when it is back. Any other
+        error is a bug and stops the scheduler. Returns the total waited so far."""
+        from rabbitrun.models.engine import as_unavailable, masked
+
+        unavailable = exc if isinstance(exc, DatabaseUnavailable) else as_unavailable(exc, masked(self.engine))
+        if unavailable is None:
+            raise exc
+        wait_s = min(_DB_RETRY_MAX_S, max(_DB_RETRY_MIN_S, waited_s))  # ~ the time down so far, capped
+        log.warning("%s: scheduling paused, next try in %.1fs", unavailable, wait_s)
+        self._last_full = 0.0
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), wait_s)
+        return waited_s + wait_s
 
     async def _adopt(self, executor: Any) -> None:
         """Take over what a previous scheduler left: RUNNING attempts need nothing (their results

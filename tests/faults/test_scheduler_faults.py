@@ -4,12 +4,16 @@ marking tasks QUEUED and the broker's confirm. Real processes, real broker, real
 from __future__ import annotations
 
 import signal
+import time
+
+import pytest
 
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import TaskAttempt
 from rabbitrun.names import Names
 from tests.conftest import Env, wait_until
 from tests.helpers import lines, queue_counts, queue_run, states, trigger, wait
+from tests.relay import ThreadedRelay
 
 
 def attempt_rows(env: Env, run_id: str) -> list[tuple[str, int, str]]:
@@ -57,3 +61,40 @@ def test_tasks_marked_queued_by_a_scheduler_that_died_before_publishing_still_ru
     assert [len(lines(env, n)) for n in ("first", "second", "third")] == [1, 1, 1]
     assert attempt_rows(env, run_id) == [("first", 1, "success"), ("second", 1, "success"), ("third", 1, "success")]
     assert "adopted 1 queued task instance(s)" in scheduler.log_path.read_text()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_metadata_db_outage_pauses_the_scheduler_which_resumes_without_losing_or_doubling(env: Env) -> None:
+    """The scheduler's connections to PostgreSQL go through a relay the test cuts for a while
+    (the worker's do not): a result that arrives meanwhile and a run triggered meanwhile are both
+    taken up once the database is back, the scheduler never exits, nothing runs twice."""
+    direct = env.vars["RABBITRUN__DATABASE__URL"]
+    with ThreadedRelay.running(("127.0.0.1", 5432)) as relay:
+        env.vars["RABBITRUN__DATABASE__URL"] = direct.replace("@127.0.0.1:5432/", f"@127.0.0.1:{relay.port}/")
+        scheduler = env.scheduler()
+        env.vars["RABBITRUN__DATABASE__URL"] = direct
+        env.worker()
+        run_a = trigger(env, "chain3", sleep_s=3)
+        wait_until(lambda: getattr(states(env, "chain3", run_a).get("first"), "state", None) == "running", 30,
+                   what="first running")
+        relay.cut()
+        log_path = scheduler.log_path  # type: ignore[attr-defined]
+        wait_until(lambda: "scheduling paused" in log_path.read_text(), 30, what="the outage in the scheduler log")
+        run_b = trigger(env, "chain3")  # written straight to the DB, which is up for everyone else
+        wait_until(lambda: states(env, "chain3", run_a)["first"].state == "success", 30,
+                   what="first finished during the outage")
+        time.sleep(2)
+        assert scheduler.poll() is None, log_path.read_text()
+        assert states(env, "chain3", run_a)["second"].state == "none"  # nobody could queue it meanwhile
+        relay.restore()
+        assert wait(env, "chain3", run_a, timeout_s=90).state == "success"
+        assert wait(env, "chain3", run_b, timeout_s=90).state == "success"
+        assert scheduler.poll() is None
+        text = log_path.read_text()
+        assert "cannot use the metadata database at postgresql+psycopg://" in text and "Traceback" not in text
+        assert "metadata database reachable again" in text
+    for run_id in (run_a, run_b):
+        assert attempt_rows(env, run_id) == [("first", 1, "success"), ("second", 1, "success"),
+                                             ("third", 1, "success")]
+    for name in ("first", "second", "third"):
+        assert len(lines(env, name)) == 2  # once per run: nothing lost, nothing doubled

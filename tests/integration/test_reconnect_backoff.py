@@ -4,53 +4,20 @@ cuts (only this test's own connection is disturbed), refuses for a while, then r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from urllib.parse import quote
 
 import aio_pika
 
 from rabbitrun.broker.connection import connect
 from rabbitrun.settings import BrokerSettings, Secret
+from tests.relay import Relay
 
 BROKER = ("127.0.0.1", 5672)
 
 
-class Relay:
-    """Forwards TCP to the broker while ``up``; otherwise closes each connection attempt at once
-    and records when it came, so the test sees the client's reconnect schedule."""
-
-    def __init__(self) -> None:
-        self.up = True
-        self.refused_at: list[float] = []
-        self._pipes: set[asyncio.StreamWriter] = set()
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self.up:
-            self.refused_at.append(asyncio.get_running_loop().time())
-            writer.close()
-            return
-        up_reader, up_writer = await asyncio.open_connection(*BROKER)
-        self._pipes.update({writer, up_writer})
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    def cut(self) -> None:
-        self.up = False
-        for w in self._pipes:
-            w.close()
-        self._pipes.clear()
-
-
 def test_lost_connection_retries_with_growing_waits_capped_and_recovers(vhost: str) -> None:
     async def scenario() -> tuple[list[float], bool]:
-        relay = Relay()
+        relay = Relay(BROKER)
         server = await asyncio.start_server(relay.handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         settings = BrokerSettings(url=Secret(f"amqp://guest:guest@127.0.0.1:{port}/{quote(vhost, safe='')}"),
