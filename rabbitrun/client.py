@@ -511,10 +511,10 @@ def delete_dag(settings: Settings, dag_id: str) -> int:
     from rabbitrun.models.tables import DagModel, DagRun, TaskAttempt, TaskInstance, TaskReschedule, XComRow
 
     with _sessions(settings)() as session:
-        runs = session.execute(delete(DagRun).where(DagRun.dag_id == dag_id)).rowcount  # type: ignore[attr-defined]
+        runs = session.execute(delete(DagRun).where(DagRun.dag_id == dag_id)).rowcount
         for model in (TaskInstance, TaskAttempt, TaskReschedule, XComRow):
             session.execute(delete(model).where(model.dag_id == dag_id))
-        found = session.execute(delete(DagModel).where(DagModel.dag_id == dag_id)).rowcount  # type: ignore[attr-defined]
+        found = session.execute(delete(DagModel).where(DagModel.dag_id == dag_id)).rowcount
         if not runs and not found:
             raise DagNotFound(dag_id)
         session.commit()

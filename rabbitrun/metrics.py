@@ -129,6 +129,6 @@ class Metrics:
 
 def _statsd_client(settings: MetricsSettings) -> Any:
     """A UDP client: fire and forget, so a missing StatsD server never slows or fails a task."""
-    from statsd import StatsClient  # type: ignore[import-untyped]
+    from statsd import StatsClient
 
     return StatsClient(settings.statsd_host, settings.statsd_port, prefix=None)

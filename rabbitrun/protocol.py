@@ -117,7 +117,8 @@ class TaskResult:
 
 
 def _pack(obj: Mapping[str, Any]) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)
+    packed: bytes = msgpack.packb(obj, use_bin_type=True)
+    return packed
 
 
 def _unpack(body: bytes) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Row, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -185,7 +185,7 @@ class _ConnectionAccessor:
         return self.get(conn_id)
 
 
-def build_context(ti: RuntimeTaskInstance, dag: DAG, run: DagRun, access: runtime.DataAccess) -> dict[str, Any]:
+def build_context(ti: RuntimeTaskInstance, dag: DAG, run: DagRun | Row[Any], access: runtime.DataAccess) -> dict[str, Any]:
     conf = json.loads(run.conf or "{}")
     params = {**(getattr(dag, "params", None) or {}), **(ti.task.params or {}), **conf}
     logical_date = run.logical_date
@@ -239,8 +239,8 @@ def attempt_log(settings: Settings, key: TaskInstanceKey, masker: SecretsMasker)
     root.handlers[:] = [handler]  # the attempt's lines go to its file, not to the worker's stderr
     root.setLevel(settings.logging.level)
     task_logger = logging.getLogger(TASK_LOGGER)
-    sys.stdout = _StreamToLogger(task_logger, logging.INFO)  # type: ignore[assignment]
-    sys.stderr = _StreamToLogger(task_logger, logging.WARNING)  # type: ignore[assignment]
+    sys.stdout = _StreamToLogger(task_logger, logging.INFO)
+    sys.stderr = _StreamToLogger(task_logger, logging.WARNING)
     try:
         yield path
     finally:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -344,7 +344,8 @@ def _admit(
     A row naming a pool that does not exist fails with the reason; one that waits says why."""
     if not ready:
         return []
-    by_ref = {(ti.dag_id, ti.task_id, ti.run_id, ti.map_index): (ti, dag) for ti, dag, _ in ready}
+    by_ref: dict[Hashable, tuple[TaskInstance, DAG]] = {
+        (ti.dag_id, ti.task_id, ti.run_id, ti.map_index): (ti, dag) for ti, dag, _ in ready}
     candidates = [admission.Candidate(ref, ti.dag_id, ti.pool, ti.pool_slots, ti.priority_weight,
                                       run.logical_date, ti.map_index)
                   for (ti, _, run), ref in zip(ready, by_ref, strict=True)]
@@ -413,6 +414,7 @@ def _queue(
                 .execution_options(synchronize_session=False)
             ).all()
             for dag_id, task_id, run_id, map_index, try_number, envelope_id in returned:
+                assert envelope_id is not None  # set by this very UPDATE
                 envelopes.append(_envelope(
                     envelope_id, TaskInstanceKey(dag_id, task_id, run_id, map_index, try_number),
                     tasks[(dag_id, task_id)], dagbag, queue, priority[(dag_id, task_id, run_id, map_index)], now))

@@ -56,7 +56,7 @@ def run_standalone(settings: Settings, concurrency: int | None) -> int:
                 pass
     for t in threads:
         t.join(timeout=2)
-    return max(abs(p.returncode or 0) for p in children.values())
+    return int(max(abs(p.returncode or 0) for p in children.values()))
 
 
 def _all_queues(settings: Settings) -> list[str]:

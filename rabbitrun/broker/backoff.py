@@ -32,7 +32,7 @@ class BackoffConnection(aio_pika.RobustConnection):
         super().__init__(url, loop, **kwargs)  # sets reconnect_interval (the minimum) through the setter
         self._max_s = max(self._min_s, float(self.kwargs.pop("reconnect_max_interval")))
 
-    @property  # type: ignore[override]
+    @property
     def reconnect_interval(self) -> float:
         """The wait before the next attempt: the time down so far, within [minimum, maximum]."""
         if self._lost_at is None:

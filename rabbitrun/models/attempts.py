@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Row, Table, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -26,10 +26,10 @@ from rabbitrun.states import CLAIMABLE_STATES, TaskState
 # bind parameters, and run as Core on the session's connection. Building them per call through the
 # ORM cost ~5 ms of CPU per attempt and, in a forked task child, touches (copies) thousands of pages
 # the zygote shares with it (issue 6). Their compiled forms are warmed in the zygote before it forks.
-_TI = TaskInstance.__table__
-_RUN = DagRun.__table__
-_XCOM = XComRow.__table__
-_ATTEMPT = TaskAttempt.__table__
+_TI = cast(Table, TaskInstance.__table__)
+_RUN = cast(Table, DagRun.__table__)
+_XCOM = cast(Table, XComRow.__table__)
+_ATTEMPT = cast(Table, TaskAttempt.__table__)
 
 
 def _ti_pk() -> Any:
@@ -80,7 +80,7 @@ def _key_params(key: TaskInstanceKey) -> dict[str, Any]:
             "k_try": key.try_number}
 
 
-def _pk(key: TaskInstanceKey) -> tuple[object, ...]:
+def _pk(key: TaskInstanceKey) -> tuple[ColumnElement[bool], ...]:
     return (
         TaskInstance.dag_id == key.dag_id,
         TaskInstance.task_id == key.task_id,

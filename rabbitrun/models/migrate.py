@@ -12,7 +12,8 @@ from sqlalchemy import Engine, inspect
 
 from rabbitrun.errors import DatabaseNotInitialized
 from rabbitrun.models.engine import db_errors, masked
-from rabbitrun.models.tables import Base
+from rabbitrun.models import tables  # noqa: F401 - registers every table on Base.metadata
+from rabbitrun.models.base import Base
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

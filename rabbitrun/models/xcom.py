@@ -10,7 +10,7 @@ import base64
 import importlib
 import json
 import pickle
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -64,7 +64,7 @@ def _untag(value: Any) -> Any:
         if kind is None:
             return {k: _untag(v) for k, v in value.items()}
         raw = value["v"]
-        decoders = {
+        decoders: dict[str, Callable[[], Any]] = {
             "tuple": lambda: tuple(_untag(v) for v in raw), "set": lambda: {_untag(v) for v in raw},
             "datetime": lambda: datetime.fromisoformat(raw), "date": lambda: date.fromisoformat(raw),
             "timedelta": lambda: timedelta(seconds=raw), "bytes": lambda: base64.b64decode(raw),

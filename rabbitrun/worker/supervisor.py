@@ -128,9 +128,9 @@ class Supervisor:
             return
         self._buffer.extend(data)
         for frame in protocol.split_frames(self._buffer):
-            entry = self._running.get(frame.get("id", ""))
-            if entry is not None:
-                self._apply(entry, frame)
+            running = self._running.get(frame.get("id", ""))
+            if running is not None:
+                self._apply(running, frame)
 
     def _apply(self, entry: _Running, frame: dict[str, Any]) -> None:
         kind = frame["k"]

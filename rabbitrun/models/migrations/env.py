@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from rabbitrun.models.tables import Base
+from rabbitrun.models import tables  # noqa: F401 - registers every table on Base.metadata
+from rabbitrun.models.base import Base
 
 connection = context.config.attributes["connection"]
 context.configure(
