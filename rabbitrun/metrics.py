@@ -31,6 +31,7 @@ class Metric:
 
     def __init__(self, prom: Any, stat: str, statsd: Any, kind: str, gauges: dict[str, float]) -> None:
         self._prom, self._stat, self._statsd, self._kind, self._gauges = prom, stat, statsd, kind, gauges
+        self._read: Callable[[], float] | None = None  # a gauge read at scrape time (set_function)
 
     def labels(self, *values: str) -> Metric:
         stat = ".".join([self._stat, *(_UNSAFE.sub("_", str(v)) for v in values)])
@@ -62,9 +63,8 @@ class Metric:
         self._read = read
 
     def push(self) -> None:
-        read = getattr(self, "_read", None)
-        if read is not None:
-            self._send_gauge(read())
+        if self._read is not None:
+            self._send_gauge(self._read())
 
     def _send_gauge(self, value: float) -> None:
         # absolute values, never StatsD deltas: a restarted StatsD server would keep a wrong base

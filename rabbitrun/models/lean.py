@@ -25,8 +25,12 @@ _PSYCOPG = "postgresql+psycopg://"
 class LeanDB:
     """One DB-API connection to the metadata DB (SQLite or PostgreSQL through psycopg 3)."""
 
-    def __init__(self, conn: Any, dialect: str, url: str) -> None:
+    def __init__(self, conn: Any, dialect: str, url: str, integrity_error: type[Exception],
+                 driver_error: type[Exception]) -> None:
         self._conn, self.dialect, self._url = conn, dialect, url
+        # a duplicate run id; anything else the driver raises means this database cannot be used as
+        # it is: connection lost, a locked file, no schema yet (the message says which)
+        self._integrity_error, self._driver_error = integrity_error, driver_error
 
     @classmethod
     def open(cls, db: DatabaseSettings) -> LeanDB | None:
@@ -43,7 +47,7 @@ class LeanDB:
                 conn.execute("PRAGMA foreign_keys=ON")
             except sqlite3.Error as exc:
                 raise DatabaseUnavailable(masked, _first_line(exc)) from exc
-            return cls(conn, "sqlite", masked)
+            return cls(conn, "sqlite", masked, sqlite3.IntegrityError, sqlite3.Error)
         if url.startswith(_PSYCOPG):
             import psycopg
 
@@ -52,7 +56,7 @@ class LeanDB:
                                        connect_timeout=max(1, int(db.connect_timeout_s)))
             except psycopg.Error as exc:
                 raise DatabaseUnavailable(masked, _first_line(exc)) from exc
-            return cls(conn, "postgresql", masked)
+            return cls(conn, "postgresql", masked, psycopg.IntegrityError, psycopg.Error)
         return None
 
     def close(self) -> None:
@@ -69,7 +73,7 @@ class LeanDB:
                " data_interval_start, data_interval_end) VALUES ({p}, {p}, 'queued', 'manual', {p}, {p}, {p}, {p}, {p})")
         try:
             self._execute(sql, (dag_id, run_id, when, json.dumps(conf), when, when, when))
-        except self._integrity_error() as exc:
+        except self._integrity_error as exc:
             raise DagError(f"DAG run {run_id!r} of {dag_id!r} already exists") from exc
 
     def run_progress(self, dag_id: str, run_id: str) -> tuple[str | None, dict[str, int]]:
@@ -95,9 +99,9 @@ class LeanDB:
     def _execute(self, template: str, params: tuple[Any, ...]) -> Any:
         try:
             return self._conn.execute(self._sql(template), params)
-        except self._integrity_error():
+        except self._integrity_error:
             raise
-        except self._driver_error() as exc:
+        except self._driver_error as exc:
             raise DatabaseUnavailable(self._url, _first_line(exc)) from exc
 
     def _one(self, template: str, params: tuple[Any, ...]) -> Any:
@@ -105,26 +109,6 @@ class LeanDB:
 
     def _all(self, template: str, params: tuple[Any, ...]) -> list[Any]:
         return list(self._execute(template, params).fetchall())
-
-    def _integrity_error(self) -> type[Exception]:
-        if self.dialect == "sqlite":
-            import sqlite3
-
-            return sqlite3.IntegrityError
-        import psycopg
-
-        return psycopg.IntegrityError
-
-    def _driver_error(self) -> type[Exception]:
-        """Anything else the driver raises means this database cannot be used as it is: connection
-        lost, a locked file, no schema yet (the message says which)."""
-        if self.dialect == "sqlite":
-            import sqlite3
-
-            return sqlite3.Error
-        import psycopg
-
-        return psycopg.Error
 
 
 def _first_line(exc: BaseException) -> str:

@@ -119,10 +119,7 @@ class _Zygote:
         # checkout would cost each attempt two more round trips.
         self.engine = make_engine(dataclasses.replace(self.settings.database, pool_pre_ping=False))
         self.sessions = session_factory(self.engine)
-        try:
-            _warm_statement_cache(self.sessions)
-        except Exception as exc:  # noqa: BLE001 - a DB that is down now: children compile on their own
-            log.warning("could not warm the statement cache: %s", exc)
+        _warm_statement_cache(self.sessions)
         self.engine.dispose()
         self.dagbag = DagBag(_dags_folder(self.settings), include_examples=self.settings.core.load_examples)
         for ref, err in self.dagbag.import_errors.items():
@@ -279,9 +276,9 @@ class _Zygote:
 
 def _warm_statement_cache(sessions: Any) -> None:
     """Run a whole attempt's statements once on throwaway rows in a transaction that is rolled
-    back, so they are compiled before the fork and no child pays SQL compilation. Raises the
-    driver's error when the DB is down: not fatal, the caller logs it."""
-    from sqlalchemy import insert
+    back, so they are compiled before the fork and no child pays SQL compilation. A DB that is
+    down here is not fatal: children then compile on their own."""
+    from sqlalchemy.exc import SQLAlchemyError
     from sqlalchemy.orm import configure_mappers
 
     from rabbitrun.keys import TaskInstanceKey
@@ -293,17 +290,20 @@ def _warm_statement_cache(sessions: Any) -> None:
     configure_mappers()
     key = TaskInstanceKey("~warmup~", "~warmup~", "~warmup~")  # "~" is not allowed in dag ids
     now = utcnow()
-    with sessions() as session:  # Core inserts: the ORM's unit of work is not on a task's path
-        session.execute(insert(DagRun).values(dag_id=key.dag_id, run_id=key.run_id, state="running",
-                                                        run_type="manual", conf="{}", logical_date=now))
-        session.execute(insert(TaskInstance).values(
-            dag_id=key.dag_id, task_id=key.task_id, run_id=key.run_id, map_index=-1, state=TaskState.QUEUED.value,
-            try_number=1, max_tries=0, queue="~", priority_weight=1, pool="default_pool", pool_slots=1))
-        attempts.claim(session, key, hostname="", pid=0, now=now, commit=False)
-        xcom.set_xcom(session, key, xcom.RETURN_VALUE, 1, allow_pickle=False, max_bytes=0)
-        attempts.finish(session, key, attempts.Finish(TaskState.SUCCESS, now), started_at=now, commit=False)
-        attempts.claim(session, key.with_try(2), hostname="", pid=0, now=now, commit=False)  # the losing path
-        session.rollback()
+    try:
+        with sessions() as session:
+            session.add(DagRun(dag_id=key.dag_id, run_id=key.run_id, state="running", logical_date=now))
+            session.flush()
+            session.add(TaskInstance(dag_id=key.dag_id, task_id=key.task_id, run_id=key.run_id, map_index=-1,
+                                     state=TaskState.QUEUED.value, try_number=1, queue="~"))
+            session.flush()
+            attempts.claim(session, key, hostname="", pid=0, now=now, commit=False)
+            xcom.set_xcom(session, key, xcom.RETURN_VALUE, 1, allow_pickle=False, max_bytes=0)
+            attempts.finish(session, key, attempts.Finish(TaskState.SUCCESS, now), started_at=now, commit=False)
+            attempts.claim(session, key.with_try(2), hostname="", pid=0, now=now, commit=False)  # the losing path
+            session.rollback()
+    except SQLAlchemyError as exc:
+        log.warning("could not warm the statement cache: %s", exc)
 
 
 @dataclass(frozen=True, slots=True)
