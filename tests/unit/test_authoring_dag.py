@@ -116,6 +116,17 @@ def test_base_execute_is_not_implemented() -> None:
         BaseOperator("t").execute({})
 
 
+def test_a_sensor_without_poke_names_the_method_to_write() -> None:
+    """As in Airflow, poke() is the one method a sensor subclass must write."""
+    from rabbitrun.authoring.sensors import BaseSensorOperator
+
+    class Half(BaseSensorOperator):
+        pass
+
+    with DAG("d"), pytest.raises(NotImplementedError, match="Half must implement poke"):
+        Half(task_id="s").poke({})
+
+
 def test_log_is_the_task_logger() -> None:
     assert Noop("t").log is logging.getLogger("rabbitrun.task")
 
