@@ -26,10 +26,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
+from types import FrameType, SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Row, update
+from sqlalchemy import update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -185,7 +185,7 @@ class _ConnectionAccessor:
         return self.get(conn_id)
 
 
-def build_context(ti: RuntimeTaskInstance, dag: DAG, run: DagRun | Row[Any], access: runtime.DataAccess) -> dict[str, Any]:
+def build_context(ti: RuntimeTaskInstance, dag: DAG, run: DagRun | SimpleNamespace, access: runtime.DataAccess) -> dict[str, Any]:
     conf = json.loads(run.conf or "{}")
     params = {**(getattr(dag, "params", None) or {}), **(ti.task.params or {}), **conf}
     logical_date = run.logical_date
@@ -301,8 +301,8 @@ def run_attempt(
     claimed_at = utcnow()  # start_date: duration = end_date - start_date, as in Airflow
     try:
         for attempt in retrying(settings.database):
-            with attempt, sessions() as session:
-                claim = attempts.claim(session, key, hostname=hostname, pid=os.getpid(), now=claimed_at,
+            with attempt, attempts.attempt_db(sessions) as db:
+                claim = attempts.claim(db, key, hostname=hostname, pid=os.getpid(), now=claimed_at,
                                        envelope_id=envelope_id)
     except DBAPIError as exc:  # the DB is down at task start: say so at once, never hang
         reason = f"metadata database unavailable at task start: {str(exc.orig or exc).strip().splitlines()[0]}"
@@ -336,8 +336,12 @@ def _run_claimed(
         if finish.reason:  # `tasks states` shows the reason: it must not carry a secret either
             finish = dataclasses.replace(finish, reason=masker.redact(finish.reason))
         for attempt in retrying(settings.database):  # finish is conditional on RUNNING: safe to repeat
-            with attempt, sessions() as session:
-                finish, error, recorded = _record(session, access, key, finish, error, value, started)
+            if value is _NO_VALUE and finish.state in _STATE_ONLY:  # most attempts: no ORM write to make
+                with attempt, attempts.attempt_db(sessions) as db:
+                    recorded = attempts.finish(db, key, finish, started_at=started)
+            else:
+                with attempt, sessions() as session:
+                    finish, error, recorded = _record(session, access, key, finish, error, value, started)
         if recorded:
             log.info("Marking task as %s. dag_id=%s, task_id=%s, run_id=%s, start_date=%s, end_date=%s",
                      finish.state.upper(), key.dag_id, key.task_id, key.run_id, started.isoformat(),
@@ -347,6 +351,9 @@ def _run_claimed(
             log.warning("Attempt %s was already decided elsewhere; keeping that decision", key)
     return AttemptOutcome(key, finish.state.value, True, started, finish.ended_at, masker.redact(error))
 
+
+# outcomes whose record is the state change and the attempt row only (no XCom, no reschedule row)
+_STATE_ONLY = frozenset({TaskState.SUCCESS, TaskState.FAILED, TaskState.UP_FOR_RETRY, TaskState.SKIPPED})
 
 _CALLBACKS = {TaskState.SUCCESS: "on_success_callback", TaskState.FAILED: "on_failure_callback",
               TaskState.UP_FOR_RETRY: "on_retry_callback"}

@@ -8,14 +8,19 @@ finish) and the worker parent (heartbeat, finish of a killed child) use these.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, Table, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import ClauseElement, ColumnElement, Dialect, Table, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.orm import Session, sessionmaker
 
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models.base import utcnow
@@ -23,9 +28,10 @@ from rabbitrun.models.tables import DagRun, TaskAttempt, TaskInstance, TaskResch
 from rabbitrun.states import CLAIMABLE_STATES, TaskState
 
 # The statements of an attempt's hot path (claim, finish, attempt row) are built once, here, with
-# bind parameters, and run as Core on the session's connection. Building them per call through the
-# ORM cost ~5 ms of CPU per attempt and, in a forked task child, touches (copies) thousands of pages
-# the zygote shares with it (issue 6). Their compiled forms are warmed in the zygote before it forks.
+# bind parameters, compiled once per dialect by SQLAlchemy (in the zygote, before it forks) and run
+# on the DB-API cursor (AttemptDB). Building them per call through the ORM cost ~5 ms of CPU per
+# attempt; running them through Session and Core execution still cost a forked task child ~4 ms of
+# CPU and 1.9 MB of pages copied from the zygote (issue 6).
 _TI = cast(Table, TaskInstance.__table__)
 _RUN = cast(Table, DagRun.__table__)
 _XCOM = cast(Table, XComRow.__table__)
@@ -42,7 +48,7 @@ _CLAIM = (
     update(_TI)
     .where(_ti_pk(),
            # ... or already ours: a retry after a commit whose answer was lost wins again
-           or_(_TI.c.state.in_([s.value for s in CLAIMABLE_STATES]),
+           or_(*(_TI.c.state == s.value for s in sorted(CLAIMABLE_STATES)),
                and_(_TI.c.state == TaskState.RUNNING.value, _TI.c.pid == bindparam("p_pid"),
                     _TI.c.hostname == bindparam("p_host"), _TI.c.start_date == bindparam("p_now"))))
     .values(state=TaskState.RUNNING.value, start_date=bindparam("p_now"), end_date=None, duration=None,
@@ -53,6 +59,9 @@ _CLAIM = (
     .returning(_TI.c.max_tries, _TI.c.queue)
 )
 _CLAIM_RUN = select(_RUN).where(_RUN.c.dag_id == bindparam("k_dag"), _RUN.c.run_id == bindparam("k_run"))
+_STATE = select(_TI.c.state, _TI.c.try_number).where(
+    _TI.c.dag_id == bindparam("k_dag"), _TI.c.task_id == bindparam("k_task"), _TI.c.run_id == bindparam("k_run"),
+    _TI.c.map_index == bindparam("k_map"))
 _CLAIM_CLEAR_XCOM = delete(_XCOM).where(
     _XCOM.c.dag_id == bindparam("k_dag"), _XCOM.c.task_id == bindparam("k_task"),
     _XCOM.c.run_id == bindparam("k_run"), _XCOM.c.map_index == bindparam("k_map"))
@@ -73,6 +82,112 @@ def _attempt_upsert(insert_fn: Any) -> Any:
 
 
 _RECORD_ATTEMPT = {"postgresql": _attempt_upsert(pg_insert), "sqlite": _attempt_upsert(sqlite_insert)}
+
+
+class _Compiled:
+    """One hot-path statement as the driver takes it: SQL text, the values of its literal binds,
+    and the type processors SQLAlchemy would apply (UTCDateTime's UTC rule, SQLite's date text)."""
+
+    def __init__(self, statement: ClauseElement, dialect: Dialect, rows_of: Table | None = None) -> None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
+        self.sql = compiled.string
+        self.positions = compiled.positiontup  # qmark drivers (SQLite); None: named (psycopg)
+        binds = compiled.binds
+        self.defaults = {name: b.value for name, b in binds.items() if not b.required}
+        self.bind_processors = [(name, proc) for name, b in binds.items()
+                                if (proc := b.type.dialect_impl(dialect).bind_processor(dialect)) is not None]
+        self.columns = [c.name for c in rows_of.c] if rows_of is not None else []
+        self.result_processors = ([c.type.dialect_impl(dialect).result_processor(dialect, None) for c in rows_of.c]
+                                  if rows_of is not None else [])
+
+    def params(self, values: dict[str, Any]) -> Any:
+        params = {**self.defaults, **values}
+        for name, proc in self.bind_processors:
+            params[name] = proc(params[name])
+        return params if self.positions is None else [params[name] for name in self.positions]
+
+    def record(self, row: Any) -> SimpleNamespace:
+        """A result row as attributes, values converted as the ORM would (aware UTC datetimes)."""
+        return SimpleNamespace(**{name: proc(value) if proc is not None else value
+                                  for name, proc, value in zip(self.columns, self.result_processors, row, strict=True)})
+
+
+_COMPILED: dict[str, dict[str, _Compiled]] = {}
+
+
+def _compiled(dialect: Dialect) -> dict[str, _Compiled]:
+    found = _COMPILED.get(dialect.name)
+    if found is None:
+        found = _COMPILED[dialect.name] = {
+            "claim": _Compiled(_CLAIM, dialect), "claim_run": _Compiled(_CLAIM_RUN, dialect, rows_of=_RUN),
+            "clear_xcom": _Compiled(_CLAIM_CLEAR_XCOM, dialect), "state": _Compiled(_STATE, dialect),
+            "finish": _Compiled(_FINISH, dialect),
+            "record_attempt": _Compiled(_RECORD_ATTEMPT[dialect.name], dialect)}
+    return found
+
+
+class AttemptDB:
+    """The DB-API connection an attempt's hot path runs on: the compiled statements above, the
+    transaction ended by ``commit``/``rollback`` of its owner (a Session, or a connection checked
+    out of the engine's pool). Driver errors come out as SQLAlchemy's DBAPIError, with a dropped
+    connection invalidated, so ``retrying`` and ``db_errors`` treat them as they treat the ORM's."""
+
+    def __init__(self, dbapi_connection: Any, dialect: Dialect, commit: Callable[[], None],
+                 rollback: Callable[[], None], invalidate: Callable[[BaseException], None]) -> None:
+        self._conn, self.dialect = dbapi_connection, dialect
+        self._commit, self._rollback, self._invalidate = commit, rollback, invalidate
+        self.statements = _compiled(dialect)
+
+    @classmethod
+    def of(cls, db: Session | AttemptDB) -> AttemptDB:
+        """The session's own connection and transaction (callers that hold a Session)."""
+        if isinstance(db, AttemptDB):
+            return db
+        connection = db.connection()
+        return cls(connection.connection.dbapi_connection, connection.dialect, db.commit, db.rollback,
+                   connection.invalidate)
+
+    def execute(self, name: str, values: dict[str, Any]) -> Any:
+        statement = self.statements[name]
+        params = statement.params(values)
+        cursor = self._conn.cursor()
+        try:
+            cursor.execute(statement.sql, params)
+        except self.dialect.loaded_dbapi.Error as exc:
+            raise self._wrapped(exc, statement.sql, params, cursor) from exc
+        return cursor
+
+    def commit(self) -> None:
+        try:
+            self._commit()
+        except self.dialect.loaded_dbapi.Error as exc:
+            raise self._wrapped(exc, "COMMIT", None, None) from exc
+
+    def rollback(self) -> None:
+        self._rollback()
+
+    def _wrapped(self, exc: Exception, sql: str, params: Any, cursor: Any) -> DBAPIError:
+        lost = bool(self.dialect.is_disconnect(cast(Any, exc), self._conn, cursor))
+        if lost:
+            self._invalidate(exc)
+        return cast(DBAPIError, DBAPIError.instance(sql, params, exc, self.dialect.loaded_dbapi.Error,
+                                                    connection_invalidated=lost, dialect=self.dialect))
+
+
+@contextmanager
+def attempt_db(sessions: sessionmaker[Session]) -> Iterator[AttemptDB]:
+    """A connection from the engine's pool, without a Session: what a task process claims and
+    finishes on. Returned to the pool (rolled back if left open) on exit."""
+    engine = sessions.kw["bind"]
+    dbapi_error = engine.dialect.loaded_dbapi.Error
+    try:
+        raw = engine.raw_connection()
+    except dbapi_error as exc:  # the pool does not wrap a failed connect as Session/Connection do
+        raise cast(DBAPIError, DBAPIError.instance(None, None, exc, dbapi_error, dialect=engine.dialect)) from exc
+    try:
+        yield AttemptDB(raw, engine.dialect, raw.commit, raw.rollback, raw.invalidate)
+    finally:
+        raw.close()
 
 
 def _key_params(key: TaskInstanceKey) -> dict[str, Any]:
@@ -103,10 +218,10 @@ class Claim:
     try_number: int | None = None
     max_tries: int = 0
     queue: str = ""
-    run: Row[Any] | None = None  # the dag_run row: conf, logical_date, data intervals, ...
+    run: SimpleNamespace | None = None  # the dag_run row: conf, logical_date, data intervals, ...
 
 
-def claim(session: Session, key: TaskInstanceKey, *, hostname: str, pid: int, now: datetime,
+def claim(session: Session | AttemptDB, key: TaskInstanceKey, *, hostname: str, pid: int, now: datetime,
           envelope_id: str | None = None, commit: bool = True) -> Claim:
     """QUEUED -> RUNNING for exactly this try_number, in one statement; commits.
 
@@ -118,24 +233,22 @@ def claim(session: Session, key: TaskInstanceKey, *, hostname: str, pid: int, no
     the task instance's previous XComs, so a cleared and re-run task replaces
     them instead of appending duplicates: one round trip of work, one commit.
     """
+    db = AttemptDB.of(session)
     params = {**_key_params(key), "p_now": now, "p_host": hostname, "p_pid": pid, "p_envelope": envelope_id}
-    connection = session.connection()
-    won = connection.execute(_CLAIM, params).first()
+    won = db.execute("claim", params).fetchone()
     if won is not None:
-        run = connection.execute(_CLAIM_RUN, params).one()
-        connection.execute(_CLAIM_CLEAR_XCOM, params)
+        run = db.statements["claim_run"].record(db.execute("claim_run", params).fetchone())
+        db.execute("clear_xcom", params)
         if commit:
-            session.commit()
+            db.commit()
         return Claim(True, TaskState.RUNNING.value, key.try_number, won[0], won[1], run)
     if commit:
-        session.rollback()
-    row = session.execute(
-        select(TaskInstance.state, TaskInstance.try_number).where(*_pk(key))
-    ).first()
+        db.rollback()
+    row = db.execute("state", params).fetchone()
     return Claim(False, row[0] if row else None, row[1] if row else None)
 
 
-def warm_connection(session: Session, now: datetime, tag: str) -> None:
+def warm_connection(session: Session | AttemptDB, now: datetime, tag: str) -> None:
     """Run the hot path's statements once on a key no row has, then roll back. A new PostgreSQL
     backend loads the catalog entries of these tables and their indexes on first use (~10 ms):
     a spare task process pays that before it gets a task, not inside the claim of one. Only
@@ -143,14 +256,14 @@ def warm_connection(session: Session, now: datetime, tag: str) -> None:
     concurrent warm-ups off each other's (rolled-back) attempt row."""
     key = TaskInstanceKey("~warmup~", "~warmup~", f"~warmup~{tag}")  # "~" is not allowed in dag ids
     params = {**_key_params(key), "p_now": now, "p_host": "", "p_pid": 0, "p_envelope": None}
-    connection = session.connection()
-    connection.execute(_CLAIM, params).first()
-    connection.execute(_CLAIM_RUN, params).first()
-    connection.execute(_CLAIM_CLEAR_XCOM, params)
-    connection.execute(_FINISH, {**params, "p_expect": TaskState.RUNNING.value, "p_state": TaskState.SUCCESS.value,
-                                 "p_end": now, "p_reason": None, "p_next": None, "p_duration": 0.0}).first()
-    record_attempt(session, key, TaskState.SUCCESS.value, now, now, "", 0, None)  # an insert: rolled back
-    session.rollback()
+    db = AttemptDB.of(session)
+    db.execute("claim", params).fetchone()
+    db.execute("claim_run", params).fetchone()
+    db.execute("clear_xcom", params)
+    db.execute("finish", {**params, "p_expect": TaskState.RUNNING.value, "p_state": TaskState.SUCCESS.value,
+                          "p_end": now, "p_reason": None, "p_next": None, "p_duration": 0.0}).fetchone()
+    record_attempt(db, key, TaskState.SUCCESS.value, now, now, "", 0, None)  # an insert: rolled back
+    db.rollback()
 
 
 def heartbeat(session: Session, envelope_ids: list[str], now: datetime) -> int:
@@ -191,7 +304,8 @@ class Finish:
     next_retry_at: datetime | None = None
 
 
-def finish(session: Session, key: TaskInstanceKey, outcome: Finish, *, expect: TaskState = TaskState.RUNNING,
+def finish(session: Session | AttemptDB, key: TaskInstanceKey, outcome: Finish, *,
+           expect: TaskState = TaskState.RUNNING,
            started_at: datetime | None = None, commit: bool = True) -> bool:
     """RUNNING -> final state for this try_number; records the attempt row. Commits.
 
@@ -200,18 +314,19 @@ def finish(session: Session, key: TaskInstanceKey, outcome: Finish, *, expect: T
     when the attempt started (the runner) passes ``started_at`` and saves a read.
     """
     if started_at is not None:
-        row = session.connection().execute(_FINISH, {
+        db = AttemptDB.of(session)
+        row = db.execute("finish", {
             **_key_params(key), "p_expect": expect.value, "p_state": outcome.state.value,
             "p_end": outcome.ended_at, "p_reason": outcome.reason, "p_next": outcome.next_retry_at,
-            "p_duration": max(0.0, (outcome.ended_at - started_at).total_seconds())}).first()
+            "p_duration": max(0.0, (outcome.ended_at - started_at).total_seconds())}).fetchone()
         if row is None:
-            session.rollback()
+            db.rollback()
             return False
-        record_attempt(session, key, outcome.state.value, started_at, outcome.ended_at, row[0], row[1],
-                       outcome.reason)
+        record_attempt(db, key, outcome.state.value, started_at, outcome.ended_at, row[0], row[1], outcome.reason)
         if commit:
-            session.commit()
+            db.commit()
         return True
+    assert isinstance(session, Session), "an attempt's start is read through the ORM"
     ti = session.execute(
         select(TaskInstance).where(*_pk(key), TaskInstance.try_number == key.try_number,
                                    TaskInstance.state == expect.value).with_for_update()
@@ -231,12 +346,11 @@ def finish(session: Session, key: TaskInstanceKey, outcome: Finish, *, expect: T
 
 
 def record_attempt(
-    session: Session, key: TaskInstanceKey, state: str, started: datetime | None, ended: datetime | None,
+    session: Session | AttemptDB, key: TaskInstanceKey, state: str, started: datetime | None, ended: datetime | None,
     hostname: str | None, pid: int | None, reason: str | None,
 ) -> None:
     """Upsert the history row of one try (a try can be released and re-run after a warm shutdown)."""
-    connection = session.connection()
-    connection.execute(_RECORD_ATTEMPT[connection.dialect.name], {
+    AttemptDB.of(session).execute("record_attempt", {
         "a_dag_id": key.dag_id, "a_task_id": key.task_id, "a_run_id": key.run_id, "a_map_index": key.map_index,
         "a_try_number": key.try_number, "a_state": state, "a_start_date": started, "a_end_date": ended,
         "a_hostname": hostname, "a_pid": pid, "a_reason": reason})
@@ -278,5 +392,5 @@ def failure_outcome(
     return Finish(TaskState.FAILED, now, reason)
 
 
-__all__ = ["Claim", "Finish", "RescheduleHistory", "claim", "failure_outcome", "finish", "get_ti", "heartbeat",
+__all__ = ["AttemptDB", "Claim", "attempt_db", "Finish", "RescheduleHistory", "claim", "failure_outcome", "finish", "get_ti", "heartbeat",
            "mark_for_republish", "record_attempt", "record_reschedule", "reschedule_history", "utcnow"]

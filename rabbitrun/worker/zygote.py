@@ -211,15 +211,13 @@ class _Zygote:
         # new backend with the attempt's statements on a key no row has (SQLite has nothing to warm,
         # and the rolled-back insert would take its one write lock).
         try:
-            if self.engine.dialect.name == "postgresql":
-                from rabbitrun.models import attempts
-                from rabbitrun.models.base import utcnow
+            from rabbitrun.models import attempts
 
-                with self.sessions() as session:
-                    attempts.warm_connection(session, utcnow(), str(os.getpid()))
-            else:
-                with self.engine.connect():
-                    pass
+            with attempts.attempt_db(self.sessions) as db:  # the connection then waits in the child's pool
+                if self.engine.dialect.name == "postgresql":
+                    from rabbitrun.models.base import utcnow
+
+                    attempts.warm_connection(db, utcnow(), str(os.getpid()))
         except Exception as exc:  # noqa: BLE001 - the attempt will connect again and report the error
             log.warning("spare task process could not pre-connect to the DB: %s", exc)
 
