@@ -11,33 +11,32 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractConnection
+from aiormq import spec
 
 from rabbitrun.errors import PublishNotConfirmed, Unroutable
 from rabbitrun.names import Names
 
 
 class ConfirmedPublisher:
-    """Publishes on its own confirm-mode channel; every publish awaits the broker's answer."""
+    """Publishes on its own confirm-mode channel; every publish awaits the broker's answer.
+
+    It hands frames to aiormq's channel directly: aio-pika's Message and Exchange objects and a
+    wait_for task per message cost the scheduler a quarter of its publishing CPU (measured:
+    0.24 -> 0.18 ms per confirmed message; issue 6, W6). The robust channel still decides which
+    underlying channel is current after a reconnect.
+    """
 
     def __init__(self, channel: AbstractChannel, names: Names, confirm_timeout_s: float) -> None:
         self._channel = channel
         self._names = names
         self._timeout_s = confirm_timeout_s
-        self._exchanges: dict[str, AbstractExchange] = {}
 
     @classmethod
     async def open(cls, connection: AbstractConnection, names: Names, confirm_timeout_s: float) -> ConfirmedPublisher:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         return cls(channel, names, confirm_timeout_s)
-
-    async def _exchange(self, name: str) -> AbstractExchange:
-        if name == "":
-            return self._channel.default_exchange
-        if name not in self._exchanges:
-            self._exchanges[name] = await self._channel.get_exchange(name, ensure=False)
-        return self._exchanges[name]
 
     async def publish(
         self,
@@ -49,23 +48,32 @@ class ConfirmedPublisher:
         headers: Mapping[str, Any] | None = None,
         mandatory: bool = True,
     ) -> None:
-        """Publish and wait for the confirm; raise Unroutable or PublishNotConfirmed."""
-        message = aio_pika.Message(body, headers=dict(headers or {}), **properties)
-        target = await self._exchange(exchange)
+        """Publish and wait for the confirm; raise Unroutable or PublishNotConfirmed.
+
+        The timeout covers waiting for a reconnecting channel too: a publish never hangs on a
+        broker that is away, the caller puts the work back instead."""
+        amqp_properties = _properties(properties, headers)
         try:
-            await asyncio.wait_for(
-                target.publish(message, routing_key=routing_key, mandatory=mandatory), self._timeout_s
-            )
-        except aio_pika.exceptions.PublishError as exc:
+            async with asyncio.timeout(self._timeout_s):
+                channel = await self._channel.get_underlay_channel()
+                await channel.basic_publish(body, exchange=exchange, routing_key=routing_key,
+                                            properties=amqp_properties, mandatory=mandatory)
+        except aiormq.exceptions.PublishError as exc:
             queue = self._names.logical_queue(routing_key) or routing_key
             raise Unroutable(exchange, routing_key, queue) from exc
-        except aio_pika.exceptions.DeliveryError as exc:
+        except aiormq.exceptions.DeliveryError as exc:
             raise PublishNotConfirmed(routing_key, "broker nacked the message") from exc
-        except (TimeoutError, asyncio.TimeoutError) as exc:
+        except TimeoutError as exc:
             raise PublishNotConfirmed(routing_key, f"no confirm within {self._timeout_s:g}s") from exc
-        except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+        except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
             raise PublishNotConfirmed(routing_key, f"connection problem: {exc!r}") from exc
 
     async def close(self) -> None:
         if not self._channel.is_closed:
             await self._channel.close()
+
+
+def _properties(properties: Mapping[str, Any], headers: Mapping[str, Any] | None) -> spec.Basic.Properties:
+    """AMQP basic properties from the names DESIGN.md uses (``type`` is AMQP's message type)."""
+    fields = {("message_type" if name == "type" else name): value for name, value in properties.items()}
+    return spec.Basic.Properties(headers=dict(headers or {}), **fields)
