@@ -21,10 +21,9 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Integer, String, bindparam, case, delete, func, insert, select, tuple_, update
-from sqlalchemy import text
+from sqlalchemy import Integer, String, Table, bindparam, case, delete, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -403,26 +402,14 @@ def _queue(
         task = tasks[(ti.dag_id, ti.task_id)]
         groups[(ti.state in _KEEP_TRY, task.queue or settings.core.default_queue)].append(ti)
     envelopes = []
-    new_id = _random_id(session)
+    dialect = session.get_bind().dialect.name
     for (keep_try, queue), tis in groups.items():
         for start in range(0, len(tis), 500):
             chunk = tis[start:start + 500]
-            values: dict[str, Any] = {
-                "state": TaskState.QUEUED.value, "queued_at": now, "queue": queue, "envelope_id": new_id,
-                "hostname": None, "pid": None, "start_date": None, "end_date": None, "duration": None}
-            if not keep_try:  # re-published SCHEDULED and rescheduled sensors keep their try (and reason)
-                values.update(try_number=TaskInstance.try_number + 1, reason=None)
-            # compare-and-set on the state and try it was read with: never queued twice (scheduler HA)
-            match, params = _read_as(session, [(t.dag_id, t.task_id, t.run_id, t.map_index, t.try_number, t.state)
-                                               for t in chunk])
-            returned = session.execute(
-                update(TaskInstance)
-                .where(*match)
-                .values(**values)
-                .returning(TaskInstance.dag_id, TaskInstance.task_id, TaskInstance.run_id, TaskInstance.map_index,
-                           TaskInstance.try_number, TaskInstance.envelope_id)
-                .execution_options(synchronize_session=False), params
-            ).all()
+            read = [(t.dag_id, t.task_id, t.run_id, t.map_index, t.try_number, t.state) for t in chunk]
+            returned = cast(list[tuple[str, str, str, int, int, str | None]], session.execute(
+                _queue_statement(dialect, keep_try),
+                {"q_now": now, "q_queue": queue, **_read_as_params(dialect, read)}).all())
             for dag_id, task_id, run_id, map_index, try_number, envelope_id in returned:
                 assert envelope_id is not None  # set by this very UPDATE
                 envelopes.append(_envelope(
@@ -432,26 +419,47 @@ def _queue(
     return envelopes
 
 
-_READ_AS_COLUMNS = (TaskInstance.dag_id, TaskInstance.task_id, TaskInstance.run_id, TaskInstance.map_index,
-                   TaskInstance.try_number, TaskInstance.state)
+_TI_TABLE = cast(Table, TaskInstance.__table__)
+_READ_AS = ("dag_id", "task_id", "run_id", "map_index", "try_number", "state")
 _READ_AS_TYPES = (String, String, String, Integer, Integer, String)
+_QUEUE_STATEMENTS: dict[tuple[str, bool], Any] = {}
 
 
-def _read_as(session: Session, rows: list[tuple[str, str, str, int, int, str | None]]
-             ) -> tuple[list[ColumnElement[bool]], dict[str, list[Any]]]:
-    """WHERE clauses (and their parameters) matching task instances by key, try and state as read.
+def _queue_statement(dialect: str, keep_try: bool) -> Any:
+    """The UPDATE ... RETURNING that queues ready rows, built once per dialect and try rule (its
+    values and rows are parameters): building it per pass through the ORM cost each pass ~1 ms.
 
-    PostgreSQL joins the rows, sent as six arrays, on the primary key: one cached statement with
-    six parameters. A row-value IN list of 500 is planned there as a 500-way OR tested on every
-    row of the run (80 ms per 500 rows of a 10,000-task run; a VALUES list costs as much again to
-    compile; issue 6, W6). SQLite takes the IN list through its index."""
-    if session.get_bind().dialect.name != "postgresql":
-        return [tuple_(*_READ_AS_COLUMNS).in_(rows)], {}
-    names = [f"read_{col.key}" for col in _READ_AS_COLUMNS]
-    read = func.unnest(*(bindparam(name, type_=ARRAY(kind)) for name, kind in zip(names, _READ_AS_TYPES, strict=True))
-                       ).table_valued(*(col.key for col in _READ_AS_COLUMNS)).render_derived(name="read_as")
-    match = [col == read.c[col.key] for col in _READ_AS_COLUMNS]
-    return match, {name: [row[i] for row in rows] for i, name in enumerate(names)}
+    A compare-and-set on the state and try each row was read with: never queued twice (scheduler
+    HA). PostgreSQL joins the rows, sent as six arrays, on the primary key; a row-value IN list of
+    500 is planned there as a 500-way OR over every row of the run (80 ms per 500 rows of a
+    10,000-task run; issue 6, W6). SQLite takes the IN list through its index."""
+    statement = _QUEUE_STATEMENTS.get((dialect, keep_try))
+    if statement is not None:
+        return statement
+    ti = _TI_TABLE
+    values: dict[str, Any] = {
+        "state": TaskState.QUEUED.value, "queued_at": bindparam("q_now"), "queue": bindparam("q_queue"),
+        "hostname": None, "pid": None, "start_date": None, "end_date": None, "duration": None,
+        "envelope_id": _random_id(dialect)}
+    if not keep_try:  # re-published SCHEDULED and rescheduled sensors keep their try (and reason)
+        values.update(try_number=ti.c.try_number + 1, reason=None)
+    if dialect == "postgresql":
+        read = func.unnest(*(bindparam(f"read_{name}", type_=ARRAY(kind)) for name, kind in
+                             zip(_READ_AS, _READ_AS_TYPES, strict=True))
+                           ).table_valued(*_READ_AS).render_derived(name="read_as")
+        match = [ti.c[name] == read.c[name] for name in _READ_AS]
+    else:
+        match = [tuple_(*(ti.c[name] for name in _READ_AS)).in_(bindparam("read_rows", expanding=True))]
+    statement = _QUEUE_STATEMENTS[(dialect, keep_try)] = (
+        update(ti).where(*match).values(values)
+        .returning(ti.c.dag_id, ti.c.task_id, ti.c.run_id, ti.c.map_index, ti.c.try_number, ti.c.envelope_id))
+    return statement
+
+
+def _read_as_params(dialect: str, rows: Sequence[tuple[str, str, str, int, int, str | None]]) -> dict[str, Any]:
+    if dialect == "postgresql":
+        return {f"read_{name}": [row[i] for row in rows] for i, name in enumerate(_READ_AS)}
+    return {"read_rows": rows}
 
 
 def _envelope(envelope_id: str, key: TaskInstanceKey, task: BaseOperator, dagbag: DagBag, queue: str, priority: int,
@@ -485,9 +493,9 @@ def queued_envelopes(session: Session, dagbag: DagBag, now: datetime) -> list[Ta
     return envelopes
 
 
-def _random_id(session: Session) -> Any:
+def _random_id(dialect: str) -> Any:
     """A fresh 32-hex-digit id per row, computed by the database in a set-based UPDATE."""
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect == "postgresql":
         return func.md5(func.random().cast(String) + func.clock_timestamp().cast(String))
     return func.lower(func.hex(func.randomblob(16)))
 
