@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from rabbitrun import client, scheduling
 from rabbitrun.models.base import utcnow
 from rabbitrun.models.engine import make_engine, session_factory
@@ -57,3 +60,13 @@ def queue_counts(vhost: str, queue: str) -> tuple[int, int]:
         if name == queue:
             return int(ready), int(unacked)
     return 0, 0
+
+
+def start_run(sessions: Any, settings: Any, bag: Any, dag_id: str, run_id: str, now: datetime,
+              conf: dict[str, Any] | None = None) -> None:
+    """Register the bag's DAGs, then create and start one run (its task instances inserted), as
+    `dags trigger` and the scheduler's first pass do, without a broker."""
+    with sessions() as session:
+        scheduling.sync_dags(session, bag, now)
+        scheduling.create_run(session, dag_id, run_id, conf or {}, now)
+        scheduling.start_queued_runs(session, bag, settings, now)

@@ -18,6 +18,7 @@ from rabbitrun.models.tables import DagRun, TaskAttempt, TaskInstance
 from rabbitrun.settings import DatabaseSettings, Secret
 from rabbitrun.states import TaskState
 from tests.conftest import Env
+from tests.helpers import start_run
 
 # microseconds on purpose: SQLite keeps datetimes as text, and the claim compares start_date
 LOGICAL = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
@@ -28,10 +29,8 @@ def _queued(env: Env) -> tuple[object, object]:
     # as in a task process: no pre-ping, so a dead pooled connection shows at its first statement
     sessions = session_factory(make_engine(dataclasses.replace(settings.database, pool_pre_ping=False)))
     bag = client.dagbag(settings)
+    start_run(sessions, settings, bag, "simple", "r1", LOGICAL, {"rows": 3})
     with sessions() as session:
-        scheduling.sync_dags(session, bag, LOGICAL)
-        scheduling.create_run(session, "simple", "r1", {"rows": 3}, LOGICAL)
-        scheduling.start_queued_runs(session, bag, settings, LOGICAL)
         (envelope,) = scheduling.schedule(session, bag, settings, LOGICAL)
     return sessions, envelope
 

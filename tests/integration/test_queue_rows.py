@@ -15,6 +15,7 @@ from rabbitrun.authoring import DagBag
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import TaskInstance
 from tests.conftest import Env
+from tests.helpers import start_run
 
 
 def test_rows_changed_since_they_were_read_are_not_queued_again(env: Env) -> None:
@@ -22,10 +23,7 @@ def test_rows_changed_since_they_were_read_are_not_queued_again(env: Env) -> Non
     sessions = session_factory(make_engine(settings.database))
     bag = client.dagbag(settings)
     now = datetime.now(UTC)
-    with sessions() as session:
-        scheduling.sync_dags(session, bag, now)
-        scheduling.create_run(session, "simple", "r1", {}, now)
-        scheduling.start_queued_runs(session, bag, settings, now)
+    start_run(sessions, settings, bag, "simple", "r1", now)
     with sessions() as stale:  # a second scheduler's read, before the first one queues
         read = stale.execute(select(TaskInstance).where(TaskInstance.run_id == "r1")).scalars().all()
         stale.expunge_all()
@@ -59,10 +57,8 @@ def test_a_bulk_load_of_task_instances_is_analyzed_then_queued(env: Env, tmp_pat
     now = datetime.now(UTC)
     analyzed = text("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'task_instance'")
     with sessions() as session:
-        scheduling.sync_dags(session, bag, now)
-        scheduling.create_run(session, "bulk", "r1", {}, now)
         before = session.execute(analyzed).scalar()
-        scheduling.start_queued_runs(session, bag, settings, now)
+    start_run(sessions, settings, bag, "bulk", "r1", now)
     with sessions() as session:
         assert session.execute(analyzed).scalar() != before  # the statistics the queueing UPDATE is planned with
         envelopes = scheduling.schedule(session, bag, settings, now)

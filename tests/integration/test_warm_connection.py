@@ -12,6 +12,7 @@ from rabbitrun.models import attempts
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import DagRun, TaskAttempt, TaskInstance, XComRow
 from tests.conftest import Env
+from tests.helpers import start_run
 
 
 def _counts(sessions: object) -> tuple[int, ...]:
@@ -25,10 +26,8 @@ def test_warming_leaves_no_rows_and_the_connection_then_claims(env: Env) -> None
     sessions = session_factory(make_engine(settings.database))
     bag = client.dagbag(settings)
     now = datetime.now(UTC)
+    start_run(sessions, settings, bag, "simple", "r1", now)
     with sessions() as session:
-        scheduling.sync_dags(session, bag, now)
-        scheduling.create_run(session, "simple", "r1", {}, now)
-        scheduling.start_queued_runs(session, bag, settings, now)
         (envelope,) = scheduling.schedule(session, bag, settings, now)
     before = _counts(sessions)
     with sessions() as session:
