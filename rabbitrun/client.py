@@ -90,17 +90,22 @@ def trigger(settings: Settings, dag_id: str, *, run_id: str | None = None, conf:
     """Create a QUEUED DAG run the scheduler will start; returns its run id."""
     from rabbitrun.models.lean import LeanDB
 
-    now = datetime.now(UTC)
-    run_id = run_id or f"manual__{now.isoformat(timespec='microseconds')}"
     lean = LeanDB.open(settings.database)  # a DAG the scheduler registered: no SQLAlchemy import (W1)
     if lean is not None:
         try:
             if lean.dag_registered(dag_id):
+                now = datetime.now(UTC)  # queued_at: when the row is written, not before the driver loaded
+                run_id = run_id or _manual_run_id(now)
                 lean.insert_queued_run(dag_id, run_id, conf or {}, now)
                 return run_id
         finally:
             lean.close()
-    return _trigger_orm(settings, dag_id, run_id, conf or {}, now)
+    now = datetime.now(UTC)
+    return _trigger_orm(settings, dag_id, run_id or _manual_run_id(now), conf or {}, now)
+
+
+def _manual_run_id(now: datetime) -> str:
+    return f"manual__{now.isoformat(timespec='microseconds')}"
 
 
 def _trigger_orm(settings: Settings, dag_id: str, run_id: str, conf: dict[str, Any], now: datetime) -> str:
@@ -117,7 +122,25 @@ def _trigger_orm(settings: Settings, dag_id: str, run_id: str, conf: dict[str, A
                 scheduling.create_run(session, dag_id, run_id, conf, now)
         except IntegrityError as exc:
             raise DagError(f"DAG run {run_id!r} of {dag_id!r} already exists") from exc
+        _nudge_scheduler(engine, str(settings.database.url))
     return run_id
+
+
+def _nudge_scheduler(engine: Any, url: str) -> None:
+    """Wake the scheduler now rather than at its next poll (best effort, rabbitrun.wakeup)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from rabbitrun import wakeup
+
+    if engine.dialect.name == "postgresql":
+        try:
+            with engine.connect() as connection:
+                connection.exec_driver_sql(wakeup.NOTIFY_SQL)
+                connection.commit()
+        except DBAPIError:  # the run is written; the poll finds it
+            pass
+    else:
+        wakeup.nudge_sqlite(url)
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,9 @@ class Scheduler:
         from rabbitrun.metrics import Metrics
 
         self.metrics = Metrics(settings.metrics)
+        from rabbitrun.wakeup import Listener
+
+        self._listener = Listener(str(settings.database.url), self.on_new_run)
 
     def on_result(self, result: protocol.TaskResult) -> None:
         """A result only wakes the loop; the DB says what happened. A finished leaf task cannot make
@@ -74,6 +77,11 @@ class Scheduler:
             self._dirty.add(run)
         if result.state in _WAITING:
             self._due_stale = True
+        self._wake.set()
+
+    def on_new_run(self) -> None:
+        """`dags trigger` nudged us (rabbitrun.wakeup): a full pass starts the new run now."""
+        self._last_full = 0.0
         self._wake.set()
 
     def _is_leaf(self, dag_id: str, task_id: str) -> bool:
@@ -151,6 +159,7 @@ class Scheduler:
                 port = self.metrics.serve(s.metrics.scheduler_port, s.metrics.host)
                 log.info("metrics on http://%s:%s/metrics", s.metrics.host, port)
             await asyncio.to_thread(self._parse)
+            await self._listener.start()
             await self._adopt(executor)
             log.info("scheduler %s ready: reply queue %s", s.scheduler.scheduler_id, executor.reply_queue)
             if ready is not None:
@@ -173,6 +182,7 @@ class Scheduler:
             await executor.close()
             return 0
         finally:
+            await self._listener.close()
             await connection.close()
             self.engine.dispose()
 

@@ -75,6 +75,19 @@ class LeanDB:
             self._execute(sql, (dag_id, run_id, when, json.dumps(conf), when, when, when))
         except self._integrity_error as exc:
             raise DagError(f"DAG run {run_id!r} of {dag_id!r} already exists") from exc
+        self._nudge_scheduler()
+
+    def _nudge_scheduler(self) -> None:
+        """Wake the scheduler now rather than at its next poll (best effort, rabbitrun.wakeup)."""
+        from rabbitrun import wakeup
+
+        if self.dialect == "postgresql":
+            try:
+                self._conn.execute(wakeup.NOTIFY_SQL)
+            except self._driver_error:  # the run is written; the poll finds it
+                pass
+        else:
+            wakeup.nudge_sqlite(self._url)
 
     def run_progress(self, dag_id: str, run_id: str) -> tuple[str | None, dict[str, int]]:
         """The run's state (None: no such run) and its task instances counted by state."""

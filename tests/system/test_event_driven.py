@@ -3,15 +3,16 @@ interval (DESIGN rule 5); secrets are masked in the log of a worker's forked tas
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
 from rabbitrun.models.engine import make_engine, session_factory
-from rabbitrun.models.tables import TaskInstance
-from tests.conftest import Env
-from tests.helpers import run_dag
+from rabbitrun.models.tables import DagRun, TaskInstance
+from tests.conftest import Env, wait_until
+from tests.helpers import run_dag, trigger
 from tests.integration.conftest_secrets import log_file
 
 
@@ -27,6 +28,23 @@ def test_downstream_is_queued_within_a_second_of_the_upstream_end_despite_a_5s_p
     for upstream, downstream in (("first", "second"), ("second", "third")):
         gap = tis[downstream].queued_at - tis[upstream].end_date
         assert timedelta(0) <= gap < timedelta(seconds=1), (upstream, downstream, gap)
+
+
+def test_a_triggered_run_starts_at_once_despite_a_60s_new_run_poll(env: Env) -> None:
+    """`dags trigger` nudges the scheduler (NOTIFY on PostgreSQL, its wake-up socket on SQLite):
+    the run starts without waiting for the new-run poll or the full pass."""
+    env.vars["RABBITRUN__SCHEDULER__POLL_INTERVAL_S"] = "60"
+    env.vars["RABBITRUN__SCHEDULER__NEW_RUN_CHECK_S"] = "60"
+    env.scheduler()
+    time.sleep(2)  # the start-up pass is over: from here only a nudge (or 60 s) starts a new run
+    run_id = trigger(env, "chain3")
+    sessions = session_factory(make_engine(env.settings().database, pooled=False))
+
+    def started() -> bool:
+        with sessions() as session:
+            return session.execute(select(DagRun.state).where(DagRun.run_id == run_id)).scalar_one() != "queued"
+
+    wait_until(started, 15, what="the triggered run to start")
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
