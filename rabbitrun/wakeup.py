@@ -26,10 +26,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rabbitrun.models.lean import libpq_url, sqlite_file
+
 CHANNEL = "rabbitrun_new_run"
+NOTIFY_SQL = f"NOTIFY {CHANNEL}"
 SOCKET_SUFFIX = ".scheduler.sock"
-_SQLITE = "sqlite:///"
-_PSYCOPG = "postgresql+psycopg://"
 _RECONNECT_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 log = logging.getLogger("rabbitrun.wakeup")
@@ -37,17 +38,8 @@ log = logging.getLogger("rabbitrun.wakeup")
 
 def sqlite_socket(url: str) -> Path | None:
     """The scheduler's wake-up socket for a SQLite file URL; None for anything else."""
-    if not url.startswith(_SQLITE) or "?" in url or url == _SQLITE + ":memory:":
-        return None
-    return Path(url[len(_SQLITE):] + SOCKET_SUFFIX)
-
-
-def libpq_url(url: str) -> str | None:
-    """The libpq form of a ``postgresql+psycopg://`` URL; None for anything else."""
-    return "postgresql://" + url[len(_PSYCOPG):] if url.startswith(_PSYCOPG) else None
-
-
-NOTIFY_SQL = f"NOTIFY {CHANNEL}"
+    path = sqlite_file(url)
+    return Path(path + SOCKET_SUFFIX) if path is not None else None
 
 
 def nudge_sqlite(url: str) -> None:

@@ -392,5 +392,5 @@ def failure_outcome(
     return Finish(TaskState.FAILED, now, reason)
 
 
-__all__ = ["AttemptDB", "Claim", "attempt_db", "Finish", "RescheduleHistory", "claim", "failure_outcome", "finish", "get_ti", "heartbeat",
-           "mark_for_republish", "record_attempt", "record_reschedule", "reschedule_history", "utcnow"]
+__all__ = ["AttemptDB", "Claim", "Finish", "RescheduleHistory", "attempt_db", "claim", "failure_outcome", "finish",
+           "get_ti", "heartbeat", "mark_for_republish", "record_attempt", "record_reschedule", "reschedule_history", "utcnow"]

@@ -37,22 +37,23 @@ class LeanDB:
         """Connect, or None when this URL is for the ORM path only."""
         url = str(db.url)
         masked = mask_url(url)
-        if url.startswith(_SQLITE) and "?" not in url and url != _SQLITE + ":memory:":
+        path, pg_url = sqlite_file(url), libpq_url(url)
+        if path is not None:
             import sqlite3
 
             conn: Any
             try:
-                conn = sqlite3.connect(url[len(_SQLITE):], timeout=db.sqlite_busy_timeout_s, isolation_level=None,
+                conn = sqlite3.connect(path, timeout=db.sqlite_busy_timeout_s, isolation_level=None,
                                        uri=False)
                 conn.execute("PRAGMA foreign_keys=ON")
             except sqlite3.Error as exc:
                 raise DatabaseUnavailable(masked, _first_line(exc)) from exc
             return cls(conn, "sqlite", masked, sqlite3.IntegrityError, sqlite3.Error)
-        if url.startswith(_PSYCOPG):
+        if pg_url is not None:
             import psycopg
 
             try:
-                conn = psycopg.connect("postgresql://" + url[len(_PSYCOPG):], autocommit=True,
+                conn = psycopg.connect(pg_url, autocommit=True,
                                        connect_timeout=max(1, int(db.connect_timeout_s)))
             except psycopg.Error as exc:
                 raise DatabaseUnavailable(masked, _first_line(exc)) from exc
@@ -122,6 +123,18 @@ class LeanDB:
 
     def _all(self, template: str, params: tuple[Any, ...]) -> list[Any]:
         return list(self._execute(template, params).fetchall())
+
+
+def sqlite_file(url: str) -> str | None:
+    """The file of a plain ``sqlite:///`` URL (no query options, not in memory); None otherwise."""
+    if not url.startswith(_SQLITE) or "?" in url or url == _SQLITE + ":memory:":
+        return None
+    return url[len(_SQLITE):]
+
+
+def libpq_url(url: str) -> str | None:
+    """The libpq form of a ``postgresql+psycopg://`` URL; None for anything else."""
+    return "postgresql://" + url[len(_PSYCOPG):] if url.startswith(_PSYCOPG) else None
 
 
 def _first_line(exc: BaseException) -> str:

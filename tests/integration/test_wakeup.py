@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from rabbitrun import wakeup
+from rabbitrun.models.lean import libpq_url
 from tests.conftest import PG_URL
 
 
@@ -59,8 +60,8 @@ def test_a_socket_path_too_long_for_af_unix_leaves_polling_only(tmp_path: Path) 
 def test_other_urls_have_no_wakeup() -> None:
     assert wakeup.sqlite_socket("sqlite:///:memory:") is None
     assert wakeup.sqlite_socket("postgresql+psycopg://u@h/db") is None
-    assert wakeup.libpq_url("sqlite:///x.db") is None
-    assert wakeup.libpq_url("postgresql+psycopg://u:p@h:5432/db") == "postgresql://u:p@h:5432/db"
+    assert libpq_url("sqlite:///x.db") is None
+    assert libpq_url("postgresql+psycopg://u:p@h:5432/db") == "postgresql://u:p@h:5432/db"
 
 
 def _notify(libpq: str) -> None:
@@ -69,7 +70,7 @@ def _notify(libpq: str) -> None:
 
 
 def test_postgresql_listener_hears_notify_and_listens_again_after_its_connection_drops() -> None:
-    libpq = wakeup.libpq_url(PG_URL)
+    libpq = libpq_url(PG_URL)
     if libpq is None:
         pytest.skip("RABBITRUN_TEST_PG_URL is not a postgresql+psycopg URL")
 
