@@ -12,9 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from rabbitrun import client, scheduling
-from rabbitrun.models import attempts
+from rabbitrun.models import attempts, xcom
 from rabbitrun.models.engine import as_unavailable, is_transient, make_engine, session_factory
-from rabbitrun.models.tables import DagRun, TaskAttempt, TaskInstance
+from rabbitrun.models.tables import DagRun, TaskAttempt, TaskInstance, XComRow
 from rabbitrun.settings import DatabaseSettings, Secret
 from rabbitrun.states import TaskState
 from tests.conftest import Env
@@ -93,3 +93,54 @@ def test_an_unreachable_database_fails_as_the_orm_does() -> None:
         pass
     unavailable = as_unavailable(raised.value, "postgresql+psycopg://postgres:***@127.0.0.1:1/nowhere")
     assert unavailable is not None and "127.0.0.1" in str(unavailable) and "secret" not in str(unavailable)
+
+
+def _xcoms(sessions: object, key: object) -> list[str]:
+    with sessions() as session:  # type: ignore[operator]
+        return list(session.execute(select(XComRow.key).where(XComRow.run_id == key.run_id,  # type: ignore[attr-defined]
+                                                              XComRow.task_id == key.task_id)).scalars())  # type: ignore[attr-defined]
+
+
+def test_a_lost_claim_keeps_the_attempts_xcoms_and_a_won_claim_clears_the_old_ones(env: Env) -> None:
+    """On PostgreSQL the claim, the run read and the XCom clear are one statement: the clear must
+    happen only when the claim wins, or a duplicate delivery would wipe the running attempt's
+    XComs."""
+    sessions, envelope = _queued(env)
+    key = envelope.key  # type: ignore[attr-defined]
+    now = datetime.now(UTC)
+    with attempts.attempt_db(sessions) as db:  # type: ignore[arg-type]
+        assert attempts.claim(db, key, hostname="h1", pid=7, now=now, envelope_id="e1").won
+    with sessions() as session:  # type: ignore[operator]
+        xcom.set_xcom(session, key, "pushed", 1, allow_pickle=False, max_bytes=0)
+        session.commit()
+    with attempts.attempt_db(sessions) as db:  # type: ignore[arg-type]
+        assert not attempts.claim(db, key, hostname="h2", pid=8, now=now, envelope_id="e1").won  # a duplicate
+    assert _xcoms(sessions, key) == ["pushed"]
+
+    with attempts.attempt_db(sessions) as db:  # type: ignore[arg-type]
+        assert attempts.finish(db, key, attempts.Finish(TaskState.UP_FOR_RETRY, now), started_at=now)
+    with sessions() as session:  # type: ignore[operator]
+        ti = session.get(TaskInstance, (key.dag_id, key.task_id, key.run_id, key.map_index))
+        ti.state, ti.try_number = "queued", key.try_number + 1
+        session.commit()
+    with attempts.attempt_db(sessions) as db:  # type: ignore[arg-type]
+        assert attempts.claim(db, key.with_try(key.try_number + 1), hostname="h3", pid=9, now=now).won
+    assert _xcoms(sessions, key) == []
+
+
+def test_the_pooled_connection_goes_back_transactional_after_claim_and_finish(env: Env) -> None:
+    """PostgreSQL claims and finishes in autocommit (one round trip each): the pooled connection
+    must be back out of autocommit before anyone else uses it, whatever the outcome."""
+    sessions, envelope = _queued(env)
+    key = envelope.key  # type: ignore[attr-defined]
+    now = datetime.now(UTC)
+    with attempts.attempt_db(sessions) as db:  # type: ignore[arg-type]
+        assert attempts.claim(db, key, hostname="h", pid=1, now=now).won
+        assert not attempts.claim(db, key, hostname="h2", pid=2, now=now).won
+        assert attempts.finish(db, key, attempts.Finish(TaskState.SUCCESS, now), started_at=now)
+        assert not attempts.finish(db, key, attempts.Finish(TaskState.FAILED, now), started_at=now)
+    with sessions() as session:  # type: ignore[operator]  # the same pooled connection
+        xcom.set_xcom(session, key, "rolled_back", 1, allow_pickle=False, max_bytes=0)
+        session.flush()
+        session.rollback()
+    assert _xcoms(sessions, key) == []
