@@ -86,8 +86,8 @@ _RECORD_ATTEMPT = {"postgresql": _attempt_upsert(pg_insert), "sqlite": _attempt_
 
 # PostgreSQL runs each half of an attempt as ONE statement (data-modifying CTEs; SQLite has none):
 # the claim, the read of its DAG run and the clearing of old XComs; the finish and its attempt row.
-# Each statement on a task process's new backend is parsed and planned afresh, and each is a round
-# trip: the three-plus-two statements cost ~2 ms of CPU per task between client and server (issue 6).
+# With autocommit (AttemptDB.fetch_alone) each half is one round trip instead of BEGIN + 3 + COMMIT
+# and BEGIN + 2 + COMMIT: a chained task's overhead fell ~6 ms per task (issue 6, W2, A/B pairs).
 def _claim_in_one() -> Any:
     claimed = _CLAIM_UPDATE.returning(_TI.c.max_tries, _TI.c.queue).cte("claimed")
     cleared = _CLAIM_CLEAR_XCOM.where(select(claimed.c.max_tries).exists()).cte("cleared")  # only if it won
