@@ -71,7 +71,7 @@ class TaskInstance(Base):
             name="fk_task_instance_dag_run",
         ),
         Index("ix_task_instance_state", "state"),
-        Index("ix_task_instance_dag_run", "dag_id", "run_id"),
+        Index("ix_task_instance_dag_run_state", "dag_id", "run_id", "state"),  # "any unfinished in this run?"
     )
     dag_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
     task_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
