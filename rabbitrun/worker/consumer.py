@@ -132,10 +132,17 @@ class Consumer:
         if message.redelivered and self._metrics is not None:
             self._metrics.redeliveries.inc()
 
+        early_ack: _EarlyAck | None = None
+
+        async def settle_after_early_ack(report: ChildReport) -> None:
+            if early_ack is not None:
+                await early_ack.stop()  # an early ack in flight completes first: never two acks
+            await self._settle(message, envelope, report)
+
         def on_reported(report: ChildReport) -> None:
             # the child's outcome is durable in the DB: publish and ack now, don't wait for its exit
             if report.outcome is not None and decide(report).action == Action.PUBLISH_AND_ACK:
-                settled.append(loop.create_task(self._settle(message, envelope, report)))
+                settled.append(loop.create_task(settle_after_early_ack(report)))
 
         self.reserved[envelope.id] = envelope
         try:  # local concurrency bound (the slot is held until the process exits)
@@ -150,13 +157,11 @@ class Consumer:
             return
         try:
             self._started(envelope)
-            early_ack = loop.call_later(
-                self._ack_running_after_s, lambda: asyncio.ensure_future(self._ack_if_running(message, envelope))
-            )
+            early_ack = _EarlyAck(self, message, envelope)
             try:
                 report = await self._supervisor.run(envelope, on_reported)
             finally:
-                early_ack.cancel()
+                await early_ack.stop()
         finally:
             await self.slots.release()
             if self._metrics is not None:
@@ -332,24 +337,63 @@ class Consumer:
             return
         await _ack(message)
 
-    async def _ack_if_running(self, message: AbstractIncomingMessage, envelope: protocol.TaskEnvelope) -> None:
-        """Long task: ack once its claim is durable so RabbitMQ's consumer_timeout cannot fire.
-
-        From here on the attempt is recoverable from the DB alone: the worker's
-        heartbeat keeps it alive and the scheduler retries it if the heartbeat stops.
-        """
-        def claimed() -> bool:
-            with self._sessions() as session:
-                ti = attempts.get_ti(session, envelope.key)
-                return bool(ti and ti.state == TaskState.RUNNING and ti.try_number == envelope.key.try_number)
-
-        if await asyncio.to_thread(claimed):
-            log.info("%s: running longer than %ss, acknowledging its delivery early", envelope.key,
-                     self._ack_running_after_s)
-            await _ack(message)
+    def _claimed(self, envelope: protocol.TaskEnvelope) -> bool:
+        """Whether the envelope's attempt is claimed (RUNNING at its try) in the DB: durable."""
+        with self._sessions() as session:
+            ti = attempts.get_ti(session, envelope.key)
+            return bool(ti and ti.state == TaskState.RUNNING and ti.try_number == envelope.key.try_number)
 
     def _count(self, action: Action) -> None:
         self.stats[action.value] = self.stats.get(action.value, 0) + 1
+
+
+class _EarlyAck:
+    """Long task: ack its delivery once it has run ``ack_running_after_s`` and its claim is durable,
+    so RabbitMQ's consumer_timeout cannot fire; from then on the attempt is recoverable from the DB
+    alone (the worker's heartbeat keeps it alive, the scheduler retries it if that stops).
+
+    The claim can come later than ``ack_running_after_s`` (a zygote still loading DAG files, a
+    slow database): the check then repeats every ``_RECHECK_S`` until the task ends, instead of
+    giving up after one look and leaving the delivery to the consumer timeout. A timer costs the
+    common, short task nothing; ``stop`` waits for an ack in flight, so the settle never acks twice.
+    """
+
+    _RECHECK_S = 1.0
+
+    def __init__(self, consumer: Consumer, message: AbstractIncomingMessage, envelope: protocol.TaskEnvelope) -> None:
+        self._consumer, self._message, self._envelope = consumer, message, envelope
+        self._loop = asyncio.get_running_loop()
+        self._stopped = False
+        self._acking: asyncio.Task[None] | None = None
+        self._check: asyncio.Task[None] | None = None  # held: the loop keeps only weak references
+        self._timer = self._loop.call_later(consumer._ack_running_after_s, self._fire)
+
+    def _fire(self) -> None:
+        self._check = self._loop.create_task(self._ack_if_claimed())
+
+    async def _ack_if_claimed(self) -> None:
+        try:
+            claimed = await asyncio.to_thread(self._consumer._claimed, self._envelope)
+        except Exception as exc:  # noqa: BLE001 - a DB hiccup: look again later
+            log.warning("%s: cannot check its claim for an early ack (%s); checking again", self._envelope.key, exc)
+            claimed = False
+        if self._stopped:
+            return
+        if not claimed:
+            self._timer = self._loop.call_later(min(self._RECHECK_S, self._consumer._ack_running_after_s), self._fire)
+            return
+        log.info("%s: running longer than %ss, acknowledging its delivery early", self._envelope.key,
+                 self._consumer._ack_running_after_s)
+        self._acking = self._loop.create_task(_ack(self._message))
+        await self._acking
+
+    async def stop(self) -> None:
+        """No ack from here on; one already sent is waited for. A check still asking the DB is not
+        waited for: it sees the stop when it comes back."""
+        self._stopped = True
+        self._timer.cancel()
+        if self._acking is not None:
+            await asyncio.wait([self._acking])
 
 
 async def _ack(message: AbstractIncomingMessage) -> None:

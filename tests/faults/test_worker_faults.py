@@ -191,6 +191,23 @@ def test_shutdown_releases_an_early_acked_task_and_republishes_it(env: Env, vhos
     assert attempts_of(env, run_id) == [("long_task", 1, "success")]
 
 
+def test_a_claim_later_than_ack_running_after_s_still_gets_the_early_ack(env: Env, vhost: str) -> None:
+    """The early-ack check comes before the task process has claimed (here after 1 ms; in real life
+    a zygote still loading DAG files, a slow database): it must look again, not give up and leave a
+    long task to RabbitMQ's consumer_timeout."""
+    env.vars["RABBITRUN__WORKER__ACK_RUNNING_AFTER_S"] = "0.001"
+    env.scheduler()
+    env.worker()
+    run_id = trigger(env, "long_running", sleep_s=6)
+    queue = Names(env.prefix).task_queue("default")
+    wait_until(lambda: running_count(env, "long_running", run_id) == 1, 30, what="long task running")
+    wait_until(lambda: queue_counts(vhost, queue) == (0, 0), 10, what="its delivery acked early")
+    assert running_count(env, "long_running", run_id) == 1  # acked while it still runs
+    assert wait(env, "long_running", run_id, timeout_s=60).state == "success", env.logs()
+    assert len(lines(env, "long_task")) == 1
+    assert attempts_of(env, run_id) == [("long_task", 1, "success")]
+
+
 @pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
 def test_second_signal_is_a_cold_shutdown_and_the_task_reruns_elsewhere(env: Env, second: signal.Signals) -> None:
     env.vars["RABBITRUN__WORKER__SHUTDOWN_TIMEOUT_S"] = "60"
