@@ -86,7 +86,7 @@ _RECORD_ATTEMPT = {"postgresql": _attempt_upsert(pg_insert), "sqlite": _attempt_
 
 # PostgreSQL runs each half of an attempt as ONE statement (data-modifying CTEs; SQLite has none):
 # the claim, the read of its DAG run and the clearing of old XComs; the finish and its attempt row.
-# With autocommit (AttemptDB.fetch_alone) each half is one round trip instead of BEGIN + 3 + COMMIT
+# With autocommit (AttemptDB.fetch_one) each half is one round trip instead of BEGIN + 3 + COMMIT
 # and BEGIN + 2 + COMMIT: a chained task's overhead fell ~6 ms per task (issue 6, W2, A/B pairs).
 def _claim_in_one() -> Any:
     claimed = _CLAIM_UPDATE.returning(_TI.c.max_tries, _TI.c.queue).cte("claimed")
@@ -177,15 +177,16 @@ class AttemptDB:
 
     @property
     def autocommits(self) -> bool:
-        """Whether ``fetch_alone`` runs in autocommit (one round trip) on this connection."""
+        """Whether ``fetch_one(..., alone=True)`` runs in autocommit (one round trip) here."""
         return self._autocommit is not None
 
-    def fetch_alone(self, name: str, values: dict[str, Any]) -> Any:
-        """Run one statement as a transaction of its own and return its first row (or None).
-
-        On its own psycopg connection the statement runs in autocommit: one round trip, where
-        BEGIN, statement and COMMIT cost three. Elsewhere (SQLite, a Session's connection) it
-        runs, then commits."""
+    def fetch_one(self, name: str, values: dict[str, Any], *, alone: bool) -> Any:
+        """Run one statement and return its first row (or None); ``alone``: as a transaction of
+        its own. On its own psycopg connection that is autocommit: one round trip, where BEGIN,
+        statement and COMMIT cost three. Elsewhere (SQLite, a Session's connection) it runs,
+        then commits."""
+        if not alone:
+            return self.execute(name, values).fetchone()
         if self._autocommit is None:
             row = self.execute(name, values).fetchone()
             self.commit()
@@ -319,7 +320,7 @@ def _claim_statements(db: AttemptDB, params: dict[str, Any], commit: bool) -> tu
     ``commit``: (max_tries, queue, dag run) when it won, None when it lost (nothing written; on
     SQLite the caller ends the open transaction)."""
     if "claim_in_one" in db.statements:
-        row = db.fetch_alone("claim_in_one", params) if commit else db.execute("claim_in_one", params).fetchone()
+        row = db.fetch_one("claim_in_one", params, alone=commit)
         return (row[0], row[1], db.statements["claim_run"].record(row[2:])) if row is not None else None
     won = db.execute("claim", params).fetchone()
     if won is None:
@@ -339,9 +340,7 @@ def _finish_statements(db: AttemptDB, key: TaskInstanceKey, outcome: Finish, exp
               "p_end": outcome.ended_at, "p_reason": outcome.reason, "p_next": outcome.next_retry_at,
               "p_duration": max(0.0, (outcome.ended_at - started_at).total_seconds())}
     if "finish_in_one" in db.statements:
-        if commit:
-            return db.fetch_alone("finish_in_one", params) is not None
-        return db.execute("finish_in_one", params).fetchone() is not None
+        return db.fetch_one("finish_in_one", params, alone=commit) is not None
     row = db.execute("finish", params).fetchone()
     if row is None:
         return False

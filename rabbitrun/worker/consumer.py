@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -157,7 +158,7 @@ class Consumer:
             return
         try:
             self._started(envelope)
-            early_ack = _EarlyAck(self, message, envelope)
+            early_ack = _EarlyAck(message, envelope, self._ack_running_after_s, lambda: self._claimed(envelope))
             try:
                 report = await self._supervisor.run(envelope, on_reported)
             finally:
@@ -360,30 +361,30 @@ class _EarlyAck:
 
     _RECHECK_S = 1.0
 
-    def __init__(self, consumer: Consumer, message: AbstractIncomingMessage, envelope: protocol.TaskEnvelope) -> None:
-        self._consumer, self._message, self._envelope = consumer, message, envelope
+    def __init__(self, message: AbstractIncomingMessage, envelope: protocol.TaskEnvelope, after_s: float,
+                 claimed: Callable[[], bool]) -> None:
+        self._message, self._envelope, self._after_s, self._claimed = message, envelope, after_s, claimed
         self._loop = asyncio.get_running_loop()
         self._stopped = False
         self._acking: asyncio.Task[None] | None = None
         self._check: asyncio.Task[None] | None = None  # held: the loop keeps only weak references
-        self._timer = self._loop.call_later(consumer._ack_running_after_s, self._fire)
+        self._timer = self._loop.call_later(after_s, self._fire)
 
     def _fire(self) -> None:
         self._check = self._loop.create_task(self._ack_if_claimed())
 
     async def _ack_if_claimed(self) -> None:
         try:
-            claimed = await asyncio.to_thread(self._consumer._claimed, self._envelope)
+            claimed = await asyncio.to_thread(self._claimed)
         except Exception as exc:  # noqa: BLE001 - a DB hiccup: look again later
             log.warning("%s: cannot check its claim for an early ack (%s); checking again", self._envelope.key, exc)
             claimed = False
         if self._stopped:
             return
         if not claimed:
-            self._timer = self._loop.call_later(min(self._RECHECK_S, self._consumer._ack_running_after_s), self._fire)
+            self._timer = self._loop.call_later(min(self._RECHECK_S, self._after_s), self._fire)
             return
-        log.info("%s: running longer than %ss, acknowledging its delivery early", self._envelope.key,
-                 self._consumer._ack_running_after_s)
+        log.info("%s: running longer than %ss, acknowledging its delivery early", self._envelope.key, self._after_s)
         self._acking = self._loop.create_task(_ack(self._message))
         await self._acking
 
