@@ -27,10 +27,9 @@ from rabbitrun.authoring import (
     task,
 )
 
-
 # Data access needs SQLAlchemy: load it on first use, so `rabbitrun --help` and DAG parsing stay light.
-_LAZY = {"Connection": "rabbitrun.connections", "Variable": "rabbitrun.variables", "XCom": "rabbitrun.runtime",
-         "mask_secret": "rabbitrun.secrets", "ExternalTaskSensor": "rabbitrun.external_task"}
+_LAZY = {"Connection": "rabbitrun.data.connections", "Variable": "rabbitrun.data.variables", "XCom": "rabbitrun.data.access",
+         "mask_secret": "rabbitrun.secrets", "ExternalTaskSensor": "rabbitrun.data.external_task"}
 
 
 def __getattr__(name: str) -> object:

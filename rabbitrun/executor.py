@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
@@ -21,10 +22,17 @@ from rabbitrun.broker.publisher import ConfirmedPublisher
 from rabbitrun.errors import BrokerError, ProtocolError, SchedulerAlreadyRunning, Unroutable
 from rabbitrun.metrics import Metrics
 from rabbitrun.names import Names, consumer_tag
-from rabbitrun.scheduling import PublishFailure
 from rabbitrun.settings import Settings
 
 log = logging.getLogger("rabbitrun.executor")
+
+
+@dataclass(frozen=True, slots=True)
+class PublishFailure:
+    """An envelope the broker did not take (unroutable, not confirmed): the scheduler puts it back."""
+
+    envelope: protocol.TaskEnvelope
+    error: Exception
 NO_CONSUMER_WARN_EVERY_S = 30.0
 
 

@@ -16,6 +16,7 @@ REASON_HEADER = "x-rabbitrun-reason"
 APP_ID = "rabbitrun"
 #: AMQP ``type`` of task envelopes and results.
 TASK_MESSAGE_TYPE = "rabbitrun.task"
+TASK_LOGGER = "rabbitrun.task"  # the logger of task code (ti.log, print()); lines go to the attempt's file
 RESULT_MESSAGE_TYPE = "rabbitrun.result"
 #: The pool of every task that names none (Airflow's spelling); it always exists.
 DEFAULT_POOL = "default_pool"

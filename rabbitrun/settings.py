@@ -67,7 +67,7 @@ class CoreSettings:
     sensitive_var_conn_names: tuple[str, ...] = (
         "password", "secret", "passwd", "authorization", "api_key", "apikey", "access_token",
     )
-    # connection types accepted besides the built-in list (rabbitrun.connections.KNOWN_CONN_TYPES)
+    # connection types accepted besides the built-in list (rabbitrun.data.connections.KNOWN_CONN_TYPES)
     extra_conn_types: tuple[str, ...] = ()
 
 
@@ -88,7 +88,7 @@ class BrokerSettings:
     url: Secret = Secret("amqp://guest:guest@127.0.0.1:5672/")
     prefix: str = ""
     management_url: Secret = Secret("http://guest:guest@127.0.0.1:15672/")
-    topology_file: str = ""  # default: the packaged topology/default.toml
+    topology_file: str = ""  # default: the topology shipped in the package (rabbitrun/broker/default.toml)
     connect_timeout_s: float = 5.0
     confirm_timeout_s: float = 10.0
     heartbeat_s: int = 30

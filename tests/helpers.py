@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from rabbitrun import client, scheduling
+from rabbitrun import client
+from rabbitrun.models import runs
 from rabbitrun.models.base import utcnow
 from rabbitrun.models.engine import make_engine, session_factory
+from rabbitrun.scheduler import scheduling
 from tests.conftest import Env, rabbitmqctl
 
 
@@ -68,5 +70,5 @@ def start_run(sessions: Any, settings: Any, bag: Any, dag_id: str, run_id: str, 
     `dags trigger` and the scheduler's first pass do, without a broker."""
     with sessions() as session:
         scheduling.sync_dags(session, bag, now)
-        scheduling.create_run(session, dag_id, run_id, conf or {}, now)
+        runs.create_run(session, dag_id, run_id, conf or {}, now)
         scheduling.start_queued_runs(session, bag, settings, now)

@@ -69,7 +69,7 @@ class DAG:
         on_failure_callback: Callable[[Mapping[str, Any]], Any] | None = None,
     ) -> None:
         self.dag_id = validate_id("dag_id", dag_id)
-        from rabbitrun.timetables import validate  # a bad cron string is a DAG import error, early
+        from rabbitrun.authoring.timetables import validate  # a bad cron string is a DAG import error, early
 
         validate(schedule)
         self.schedule = schedule

@@ -26,6 +26,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,7 +34,6 @@ import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from pamqp.common import FieldValue
 
-import rabbitrun
 from rabbitrun.errors import ConfigError, TopologyError, TopologyMismatch
 from rabbitrun.names import Names
 from rabbitrun.settings import BrokerSettings
@@ -74,8 +74,12 @@ class Topology:
 
 
 def default_topology_path() -> Path:
-    """The topology shipped with the code: ``<repo root>/topology/default.toml``."""
-    return Path(rabbitrun.__file__).resolve().parent.parent / "topology" / "default.toml"
+    """The topology shipped inside the package (``rabbitrun/broker/default.toml``).
+
+    Read through importlib.resources so that a wheel installed without the source tree
+    declares the same topology as a checkout.
+    """
+    return Path(str(resources.files("rabbitrun.broker").joinpath("default.toml")))
 
 
 def load_topology(path: Path | None, settings: BrokerSettings) -> Topology:

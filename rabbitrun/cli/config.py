@@ -6,7 +6,7 @@ import json
 
 import click
 
-from rabbitrun.cli.main import settings_from
+from rabbitrun.cli.common import settings_from
 
 
 @click.group()

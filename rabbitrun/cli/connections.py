@@ -6,7 +6,7 @@ import json
 
 import click
 
-from rabbitrun.cli.main import read_json_object, settings_from, write_json
+from rabbitrun.cli.common import read_json_object, settings_from, write_json
 
 
 @click.group()
@@ -30,7 +30,7 @@ def add(ctx: click.Context, conn_id: str, conn_uri: str | None, conn_type: str |
         conn_schema: str | None, conn_login: str | None, conn_password: str | None, conn_port: int | None,
         conn_extra: str | None, conn_description: str | None) -> None:
     from rabbitrun import client
-    from rabbitrun.connections import Connection
+    from rabbitrun.data.connections import Connection
     from rabbitrun.errors import ConfigError
 
     if bool(conn_uri) == bool(conn_type):

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from rabbitrun.cli.main import settings_from
+from rabbitrun.cli.common import settings_from
 from rabbitrun.errors import EXIT_FAILURE, EXIT_OK, DagError
 
 
@@ -126,9 +126,10 @@ def set_state(ctx: click.Context, dag_id: str, run_id: str, state: str) -> None:
 @click.pass_context
 def test(ctx: click.Context, dag_id: str, conf: str | None) -> None:
     """Run the whole DAG in this process, without broker or workers, for debugging."""
-    from rabbitrun import client
 
-    run_id, rows = client.test_dag(settings_from(ctx), dag_id, conf=json.loads(conf) if conf else None)
+    from rabbitrun.scheduler.inprocess import run_dag_in_process
+
+    run_id, rows = run_dag_in_process(settings_from(ctx), dag_id, conf=json.loads(conf) if conf else None)
     for r in rows:
         name = f"{r.task_id}[{r.map_index}]" if r.map_index >= 0 else r.task_id  # mapped instances apart
         click.echo(f"{name:<24} {r.state:<16} try={r.try_number} {r.reason or ''}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from rabbitrun.cli.main import settings_from
+from rabbitrun.cli.common import settings_from
 
 
 @click.group()

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from rabbitrun.cli.main import settings_from
+from rabbitrun.cli.common import settings_from
 
 _common = [
     click.option("-d", "--destination", help="Only this worker (its --hostname)."),
@@ -26,7 +26,7 @@ def _options(func: Any) -> Any:
 
 def _ask(ctx: click.Context, command: str, args: dict[str, Any], destination: str | None, timeout_s: float,
          as_json: bool) -> None:
-    from rabbitrun import control_client
+    from rabbitrun.client import control as control_client
     from rabbitrun.errors import EXIT_FAILURE
 
     replies = asyncio.run(control_client.control(settings_from(ctx), command, args, destination=destination,

@@ -7,42 +7,11 @@ thin and import heavy modules inside their functions so `--help` is fast.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
-from typing import Any
 
 import click
 
 from rabbitrun.errors import EXIT_INTERNAL, RabbitrunError
-from rabbitrun.settings import Settings, load_settings
-
-
-def settings_from(ctx: click.Context, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Settings:
-    """Load the one settings object, with CLI flags as the highest layer."""
-    clean = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in (overrides or {}).items()}
-    return load_settings(overrides={s: kv for s, kv in clean.items() if kv})
-
-
-def read_json_object(path: str) -> dict[str, Any]:
-    """A JSON object from a file given on the command line, or a ConfigError naming the file."""
-    import json
-
-    from rabbitrun.errors import ConfigError
-
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path} is not a readable JSON file: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a JSON object")
-    return data
-
-
-def write_json(path: str, data: object) -> None:
-    import json
-
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
+from rabbitrun.settings import load_settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -57,8 +26,19 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from rabbitrun.cli import (config, connections, dags, db, inspect, pools, processes, status, tasks, topology,
-                               variables)
+    from rabbitrun.cli import (
+        config,
+        connections,
+        dags,
+        db,
+        inspect,
+        pools,
+        processes,
+        status,
+        tasks,
+        topology,
+        variables,
+    )
 
     for group in (config.config, db.db, dags.dags, tasks.tasks, topology.topology, variables.variables,
                   connections.connections, inspect.inspect, inspect.control, status.broker, pools.pools):

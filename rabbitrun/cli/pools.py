@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from rabbitrun.cli.main import settings_from
+from rabbitrun.cli.common import settings_from
 
 
 @click.group()
@@ -19,7 +19,7 @@ def pools() -> None:
 @click.pass_context
 def set_(ctx: click.Context, name: str, slots: int, description: str | None) -> None:
     """Create pool NAME with SLOTS slots (-1: unlimited), or resize it."""
-    from rabbitrun import pool_admin
+    from rabbitrun.client import pools as pool_admin
 
     info = pool_admin.set_pool(settings_from(ctx), name, slots, description)
     size = "unlimited" if info.slots < 0 else str(info.slots)
@@ -30,7 +30,7 @@ def set_(ctx: click.Context, name: str, slots: int, description: str | None) -> 
 @click.pass_context
 def list_(ctx: click.Context) -> None:
     """Pools with their slots, slots in use, queued and running task instances."""
-    from rabbitrun import pool_admin
+    from rabbitrun.client import pools as pool_admin
 
     click.echo("pool\tslots\toccupied\tqueued\trunning\tdescription")
     for p in pool_admin.list_pools(settings_from(ctx)):
@@ -42,7 +42,7 @@ def list_(ctx: click.Context) -> None:
 @click.pass_context
 def delete(ctx: click.Context, name: str) -> None:
     """Delete pool NAME; tasks naming it fail when they become ready (the default pool stays)."""
-    from rabbitrun import pool_admin
+    from rabbitrun.client import pools as pool_admin
 
     pool_admin.delete_pool(settings_from(ctx), name)
     click.echo(f"pool {name} deleted")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from rabbitrun.cli.main import settings_from
+from rabbitrun.cli.common import settings_from
 
 
 @click.command()
@@ -12,8 +12,8 @@ from rabbitrun.cli.main import settings_from
 @click.pass_context
 def scheduler(ctx: click.Context, scheduler_id: str | None) -> None:
     """Run the scheduler: start runs, queue ready tasks, react to results."""
-    from rabbitrun.logconfig import configure_process_logging
-    from rabbitrun.scheduler import run_scheduler
+    from rabbitrun.logs import configure_process_logging
+    from rabbitrun.scheduler.loop import run_scheduler
 
     settings = settings_from(ctx, {"scheduler": {"scheduler_id": scheduler_id}})
     configure_process_logging(settings)
@@ -30,7 +30,7 @@ def scheduler(ctx: click.Context, scheduler_id: str | None) -> None:
 def worker(ctx: click.Context, queues: str | None, concurrency: int | None, hostname: str | None,
            autoscale: str | None, log_file: str | None) -> None:
     """Run a worker: consume task queues and fork one process per task."""
-    from rabbitrun.logconfig import configure_process_logging
+    from rabbitrun.logs import configure_process_logging
     from rabbitrun.worker.main import run_worker
 
     settings = settings_from(ctx, {"worker": {"queues": queues, "concurrency": concurrency, "hostname": hostname,
@@ -45,8 +45,8 @@ def worker(ctx: click.Context, queues: str | None, concurrency: int | None, host
 def standalone(ctx: click.Context, concurrency: int | None) -> None:
     """db init + topology + a scheduler + one worker on every queue, for a laptop."""
     from rabbitrun import client
-    from rabbitrun.logconfig import configure_process_logging
-    from rabbitrun.standalone import run_standalone
+    from rabbitrun.client.standalone import run_standalone
+    from rabbitrun.logs import configure_process_logging
 
     settings = settings_from(ctx, {"worker": {"concurrency": concurrency}})
     configure_process_logging(settings)

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from rabbitrun.cli.main import settings_from
+from rabbitrun.cli.common import settings_from
 from rabbitrun.errors import EXIT_UNAVAILABLE
 
 
@@ -18,7 +18,7 @@ from rabbitrun.errors import EXIT_UNAVAILABLE
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Queues (depth, unacked, consumers, rates), live workers and task instance counts."""
-    from rabbitrun import control_client
+    from rabbitrun.client import control as control_client
 
     result = asyncio.run(control_client.status(settings_from(ctx)))
     if as_json:
@@ -55,7 +55,7 @@ def broker() -> None:
 @click.pass_context
 def broker_check(ctx: click.Context) -> None:
     """Exit non-zero unless the broker is reachable and the topology is declared."""
-    from rabbitrun import control_client
+    from rabbitrun.client import control as control_client
 
     problems = asyncio.run(control_client.broker_check(settings_from(ctx)))
     for problem in problems:
@@ -69,7 +69,8 @@ def broker_check(ctx: click.Context) -> None:
 @click.pass_context
 def health(ctx: click.Context) -> None:
     """Broker check + DB check, for systemd/Kubernetes probes (non-zero with a reason)."""
-    from rabbitrun import client, control_client
+    from rabbitrun import client
+    from rabbitrun.client import control as control_client
     from rabbitrun.errors import RabbitrunError
 
     settings = settings_from(ctx)
@@ -97,7 +98,7 @@ def health(ctx: click.Context) -> None:
 @click.pass_context
 def events(ctx: click.Context, dag_id: str | None, as_json: bool, duration: float | None, heartbeats: bool) -> None:
     """Tail task and worker events live from the events exchange."""
-    from rabbitrun import control_client
+    from rabbitrun.client import control as control_client
     from rabbitrun.names import task_events_pattern
 
     patterns = [task_events_pattern(dag_id)] + (["worker.#"] if heartbeats else ["worker.*.worker_offline"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from rabbitrun.cli.main import settings_from
+from rabbitrun.cli.common import settings_from
 from rabbitrun.errors import EXIT_FAILURE
 
 
@@ -103,7 +103,8 @@ def logs(ctx: click.Context, dag_id: str, task_id: str, run_id: str, try_number:
     With --follow, print its live lines until it ends (at once for an attempt that already ended)."""
     import asyncio
 
-    from rabbitrun import client, control_client
+    from rabbitrun import client
+    from rabbitrun.client import control as control_client
     from rabbitrun.errors import RabbitrunError
 
     settings = settings_from(ctx)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from rabbitrun.cli.main import settings_from
+from rabbitrun.cli.common import settings_from
 
 
 @click.group()
@@ -14,7 +14,7 @@ def topology() -> None:
 
 @topology.command("declare")
 @click.option("--scheduler-id", help="Also declare this scheduler's durable reply queue.")
-@click.option("--file", "file_", help="Topology file (default: broker.topology_file or topology/default.toml).")
+@click.option("--file", "file_", help="Topology file (default: broker.topology_file or the packaged default).")
 @click.pass_context
 def declare(ctx: click.Context, scheduler_id: str | None, file_: str | None) -> None:
     """Declare everything idempotently; a conflict names the object and the argument."""
@@ -27,7 +27,7 @@ def declare(ctx: click.Context, scheduler_id: str | None, file_: str | None) -> 
 
 @topology.command("export")
 @click.option("--vhost", default="/", show_default=True)
-@click.option("--file", "file_", help="Topology file (default: broker.topology_file or topology/default.toml).")
+@click.option("--file", "file_", help="Topology file (default: broker.topology_file or the packaged default).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to a file.")
 @click.pass_context
 def export(ctx: click.Context, vhost: str, file_: str | None, output: str | None) -> None:

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from rabbitrun.cli.main import read_json_object, settings_from, write_json
+from rabbitrun.cli.common import read_json_object, settings_from, write_json
 
 
 @click.group()
@@ -48,7 +48,7 @@ def get(ctx: click.Context, key: str, default: str | None) -> None:
 def list_(ctx: click.Context) -> None:
     """Keys and values; values of sensitive keys are masked."""
     from rabbitrun import client
-    from rabbitrun.variables import masked_value
+    from rabbitrun.data.variables import masked_value
 
     settings = settings_from(ctx)
     for info in client.data_access(settings).variables.list():

@@ -19,8 +19,8 @@ from sqlalchemy import ClauseElement, ColumnElement, Dialect, Table, and_, bindp
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models.base import utcnow

@@ -16,10 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rabbitrun.errors import DagError, DatabaseUnavailable
+from rabbitrun.models.urls import libpq_url, sqlite_file
 from rabbitrun.settings import DatabaseSettings, mask_url
-
-_SQLITE = "sqlite:///"
-_PSYCOPG = "postgresql+psycopg://"
 
 
 class LeanDB:
@@ -67,7 +65,7 @@ class LeanDB:
         return self._one("SELECT 1 FROM dag WHERE dag_id = {p}", (dag_id,)) is not None
 
     def insert_queued_run(self, dag_id: str, run_id: str, conf: dict[str, Any], now: datetime) -> None:
-        """A QUEUED manual run, as ``scheduling.create_run`` writes it (logical date and data
+        """A QUEUED manual run, as ``models.runs.create_run`` writes it (logical date and data
         interval = now)."""
         when = self._timestamp(now)
         sql = ("INSERT INTO dag_run (dag_id, run_id, state, run_type, logical_date, conf, queued_at,"
@@ -79,8 +77,8 @@ class LeanDB:
         self._nudge_scheduler()
 
     def _nudge_scheduler(self) -> None:
-        """Wake the scheduler now rather than at its next poll (best effort, rabbitrun.wakeup)."""
-        from rabbitrun import wakeup
+        """Wake the scheduler now rather than at its next poll (best effort, rabbitrun.models.wakeup)."""
+        from rabbitrun.models import wakeup
 
         if self.dialect == "postgresql":
             try:
@@ -123,18 +121,6 @@ class LeanDB:
 
     def _all(self, template: str, params: tuple[Any, ...]) -> list[Any]:
         return list(self._execute(template, params).fetchall())
-
-
-def sqlite_file(url: str) -> str | None:
-    """The file of a plain ``sqlite:///`` URL (no query options, not in memory); None otherwise."""
-    if not url.startswith(_SQLITE) or "?" in url or url == _SQLITE + ":memory:":
-        return None
-    return url[len(_SQLITE):]
-
-
-def libpq_url(url: str) -> str | None:
-    """The libpq form of a ``postgresql+psycopg://`` URL; None for anything else."""
-    return "postgresql://" + url[len(_PSYCOPG):] if url.startswith(_PSYCOPG) else None
 
 
 def _first_line(exc: BaseException) -> str:

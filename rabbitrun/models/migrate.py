@@ -11,9 +11,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
 
 from rabbitrun.errors import DatabaseNotInitialized
-from rabbitrun.models.engine import db_errors, masked
 from rabbitrun.models import tables  # noqa: F401 - registers every table on Base.metadata
 from rabbitrun.models.base import Base
+from rabbitrun.models.engine import db_errors, masked
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -21,15 +21,15 @@ from aio_pika.abc import AbstractIncomingMessage
 from sqlalchemy.orm import Session, sessionmaker
 
 from rabbitrun import protocol
+from rabbitrun.broker.events import EventPublisher
+from rabbitrun.broker.publisher import ConfirmedPublisher
 from rabbitrun.errors import BrokerError, ProtocolError
 from rabbitrun.keys import TaskInstanceKey, log_relpath
+from rabbitrun.metrics import Metrics
 from rabbitrun.models import attempts
 from rabbitrun.models.base import utcnow
 from rabbitrun.names import REASON_HEADER, Names, task_event_key
 from rabbitrun.states import ATTEMPT_OUTCOMES, FINISHED_TASK_STATES, TaskState
-from rabbitrun.broker.events import EventPublisher
-from rabbitrun.broker.publisher import ConfirmedPublisher
-from rabbitrun.metrics import Metrics
 from rabbitrun.worker.livelogs import LiveLogs
 from rabbitrun.worker.pool import Slots
 from rabbitrun.worker.supervisor import ChildReport, Supervisor, ts_to_dt

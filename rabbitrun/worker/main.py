@@ -52,11 +52,11 @@ def run_worker(settings: Settings, ready: Any = None) -> int:
 
 async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervisor, ready: Any) -> int:
     from rabbitrun.broker.connection import connect
+    from rabbitrun.broker.events import EventPublisher
     from rabbitrun.broker.publisher import ConfirmedPublisher
     from rabbitrun.broker.topology import declare_topology, load_topology
-    from rabbitrun.models.engine import make_engine, session_factory
-    from rabbitrun.broker.events import EventPublisher
     from rabbitrun.metrics import Metrics
+    from rabbitrun.models.engine import make_engine, session_factory
     from rabbitrun.names import Names, worker_event_key
     from rabbitrun.settings import mask_url
     from rabbitrun.worker.commands import WorkerParts, build_handlers

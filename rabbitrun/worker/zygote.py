@@ -105,7 +105,7 @@ class _Zygote:
 
     def _warm_up(self) -> None:
         """Import what tasks need and parse every DAG once, then freeze the heap."""
-        from rabbitrun import runner, templating  # noqa: F401 - imported for the children
+        from rabbitrun import runner  # noqa: F401 - imported for the children
         from rabbitrun.authoring import DagBag
         from rabbitrun.models.engine import make_engine, retrying, session_factory
 

@@ -101,7 +101,7 @@ def attempt_starts(env: Env, run_id: str) -> list[tuple[str, int, str, str, date
 
 def ask_first_worker(env: Env, command: str) -> list[Any]:
     """The data of the first worker's reply to an inspect command (none if it did not answer in time)."""
-    from rabbitrun.control_client import control
+    from rabbitrun.client.control import control
 
     replies = asyncio.run(control(env.settings(), command, destination=f"w1-{env.prefix}@test"))
     return [reply["data"] for reply in replies]
@@ -330,8 +330,9 @@ def test_duplicate_envelope_runs_the_task_once(env: Env) -> None:
 
 def test_two_copies_of_a_queued_envelope_raced_by_two_workers_run_once(env: Env) -> None:
     """Both copies are delivered at once, one to each worker (one slot each): the claim lets one run."""
-    from rabbitrun import client, scheduling
+    from rabbitrun import client
     from rabbitrun.models.base import utcnow
+    from rabbitrun.scheduler import scheduling
 
     env.vars["RABBITRUN__WORKER__CONCURRENCY"] = "1"
     first_worker = env.worker()  # the scheduler starts later: it would queue and publish the run itself

@@ -11,10 +11,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from rabbitrun import client, scheduling
+from rabbitrun import client
 from rabbitrun.models import attempts, xcom
 from rabbitrun.models.engine import as_unavailable, is_transient, make_engine, session_factory
 from rabbitrun.models.tables import DagRun, TaskAttempt, TaskInstance, XComRow
+from rabbitrun.scheduler import scheduling
 from rabbitrun.settings import DatabaseSettings, Secret
 from rabbitrun.states import TaskState
 from tests.conftest import Env

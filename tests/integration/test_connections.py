@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from rabbitrun.connections import Connection
+from rabbitrun.data.access import activate, build, deactivate
+from rabbitrun.data.connections import Connection
 from rabbitrun.errors import ConnectionNotFound
 from rabbitrun.models.engine import session_factory
 from rabbitrun.models.tables import ConnectionRow
-from rabbitrun.runtime import activate, build, deactivate
 from tests.conftest import Env
 from tests.integration.conftest_secrets import SECRET_URI, engine_of, raw_session
 

@@ -10,11 +10,13 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from rabbitrun import client, scheduling
+from rabbitrun import client
 from rabbitrun.errors import DagError, DatabaseUnavailable
+from rabbitrun.models import runs
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.lean import LeanDB
 from rabbitrun.models.tables import DagRun, TaskInstance
+from rabbitrun.scheduler import scheduling
 from rabbitrun.settings import DatabaseSettings
 from tests.conftest import Env
 
@@ -44,7 +46,7 @@ def test_a_lean_run_row_reads_back_through_the_orm_like_one_the_orm_wrote(env: E
     assert lean is not None and lean.dag_registered("simple") and not lean.dag_registered("nope")
     lean.insert_queued_run("simple", "lean", {"x": [1, "é"]}, now)
     with sessions() as session:
-        scheduling.create_run(session, "simple", "orm", {"x": [1, "é"]}, now)
+        runs.create_run(session, "simple", "orm", {"x": [1, "é"]}, now)
     assert _row(sessions, "lean") == _row(sessions, "orm")
     assert _row(sessions, "lean")["queued_at"] == now and _row(sessions, "lean")["queued_at"].tzinfo == UTC
     with pytest.raises(DagError, match="DAG run 'lean' of 'simple' already exists"):

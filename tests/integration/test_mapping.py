@@ -1,5 +1,5 @@
 """Dynamic task mapping against a real DB (SQLite and PostgreSQL), whole DAGs run in-process by
-`dags test` (client.test_dag): expansion, empty and non-list input, the length limit, xcom_pull by
+`dags test` (run_dag_in_process): expansion, empty and non-list input, the length limit, xcom_pull by
 map index, `tasks run --map-index`, per-instance logs and states, clear re-expanding."""
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from typing import Any
 from rabbitrun import client
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import XComRow
+from rabbitrun.scheduler.inprocess import run_dag_in_process
 from tests.conftest import Env
 
 
 def _test_dag(env: Env, dag_id: str) -> tuple[str, dict[tuple[str, int], client.TaskStateRow]]:
-    run_id, rows = client.test_dag(env.settings(), dag_id, conf={"out_dir": str(env.home.parent / "out")})
+    run_id, rows = run_dag_in_process(env.settings(), dag_id, conf={"out_dir": str(env.home.parent / "out")})
     return run_id, {(r.task_id, r.map_index): r for r in rows}
 
 
@@ -132,8 +133,9 @@ def test_clear_of_a_mapped_task_re_expands_to_the_new_length(env: Env) -> None:
 
 def _run_to_end(env: Env, dag_id: str, run_id: str) -> None:
     """What `dags test` does for a new run, for a run that exists: schedule, run in-process, repeat."""
-    from rabbitrun import runner, scheduling
+    from rabbitrun import runner
     from rabbitrun.models.base import utcnow
+    from rabbitrun.scheduler import scheduling
 
     settings = env.settings()
     bag = client.dagbag(settings)

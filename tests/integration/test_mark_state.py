@@ -3,11 +3,13 @@ and a running attempt whose final compare-and-set loses to the mark."""
 
 from __future__ import annotations
 
-from rabbitrun import client, runner, scheduling
+from rabbitrun import client, runner
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models import attempts
 from rabbitrun.models.base import utcnow
 from rabbitrun.models.engine import make_engine, session_factory
+from rabbitrun.scheduler import scheduling
+from rabbitrun.scheduler.inprocess import run_dag_in_process
 from rabbitrun.states import TaskState
 from tests.conftest import Env
 from tests.helpers import queue_run, states
@@ -33,7 +35,7 @@ def _drive(env: Env, dag_id: str, run_id: str) -> None:
 
 def test_marking_a_failed_task_success_resumes_its_downstream_and_the_run(env: Env) -> None:
     settings = env.settings()
-    run_id, _ = client.test_dag(settings, "failing", conf={"out_dir": str(env.home.parent / "out")})
+    run_id, _ = run_dag_in_process(settings, "failing", conf={"out_dir": str(env.home.parent / "out")})
     assert _run_state(env, "failing", run_id) == "failed"
     assert states(env, "failing", run_id)["after_boom"].state == "upstream_failed"
     marked = client.set_task_state(settings, "failing", "boom", run_id, "success")

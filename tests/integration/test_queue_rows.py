@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
-from rabbitrun import client, scheduling
+from rabbitrun import client
 from rabbitrun.authoring import DagBag
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import TaskInstance
+from rabbitrun.scheduler import scheduling
 from tests.conftest import Env
 from tests.helpers import start_run
 

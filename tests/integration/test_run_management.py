@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 
-from rabbitrun import client, scheduling
+from rabbitrun import client
 from rabbitrun.models.base import utcnow
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import XComRow
+from rabbitrun.scheduler import scheduling
+from rabbitrun.scheduler.inprocess import run_dag_in_process
 from tests.conftest import Env
 from tests.helpers import lines, states
 
@@ -24,7 +26,7 @@ def test_dags_test_runs_a_whole_dag_in_process_with_retries(env: Env) -> None:
 
 def test_clear_with_downstream_reruns_with_new_tries_and_replaces_xcoms(env: Env) -> None:
     settings = env.settings()
-    run_id, rows = client.test_dag(settings, "xcom_flow", conf={"out_dir": str(env.home.parent / "out")})
+    run_id, rows = run_dag_in_process(settings, "xcom_flow", conf={"out_dir": str(env.home.parent / "out")})
     assert all(r.state == "success" for r in rows)
     cleared = client.clear_tasks(settings, "xcom_flow", task_regex="^produce$", downstream=True, run_id=run_id)
     assert {t for _, t in cleared} == {"produce", "consume", "echo"}

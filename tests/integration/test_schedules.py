@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from rabbitrun import client, runner, scheduling
+from rabbitrun import client, runner
 from rabbitrun.models.base import utcnow
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import DagRun, XComRow
+from rabbitrun.scheduler import scheduling
 from tests.conftest import REPO, Env
 
 

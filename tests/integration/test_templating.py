@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from rabbitrun import client
+from rabbitrun.authoring.templating import render, template_context
 from rabbitrun.errors import DagDefinitionError
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import XComRow
-from rabbitrun.templating import render, template_context
+from rabbitrun.scheduler.inprocess import run_dag_in_process
 from tests.conftest import Env
 
 
@@ -18,7 +18,7 @@ def test_bash_command_and_env_are_rendered_with_the_context(env: Env) -> None:
     assert env.cli("variables", "set", "color", "teal").returncode == 0
     assert env.cli("connections", "add", "tdb", "--conn-uri", "postgresql://u:p@db.internal:5432/x").returncode == 0
     settings = env.settings()
-    run_id, rows = client.test_dag(settings, "templated", conf={"who": "operator-7"})
+    run_id, rows = run_dag_in_process(settings, "templated", conf={"who": "operator-7"})
     assert all(r.state == "success" for r in rows), rows
     with session_factory(make_engine(settings.database, pooled=False))() as session:
         said = json.loads(session.query(XComRow).filter_by(run_id=run_id, task_id="say").one().value)

@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import event
 
 from rabbitrun import client, runner
+from rabbitrun.data.access import activate, build, deactivate
+from rabbitrun.data.variables import Variable
 from rabbitrun.errors import SecretsError, VariableNotFound
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models.engine import session_factory
 from rabbitrun.models.tables import VariableRow
-from rabbitrun.runtime import activate, build, deactivate
-from rabbitrun.variables import Variable
 from tests.conftest import Env
 from tests.helpers import queue_run
 from tests.integration.conftest_secrets import engine_of, raw_session, xcoms

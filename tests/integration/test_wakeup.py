@@ -1,4 +1,4 @@
-"""The scheduler's wake-up on a triggered run (rabbitrun.wakeup): a datagram on the SQLite
+"""The scheduler's wake-up on a triggered run (rabbitrun.models.wakeup): a datagram on the SQLite
 scheduler's socket, NOTIFY/LISTEN on PostgreSQL; best effort on the sending side, and a listener
 that survives a stale socket file and a dropped PostgreSQL connection."""
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from rabbitrun import wakeup
-from rabbitrun.models.lean import libpq_url
+from rabbitrun.models import wakeup
+from rabbitrun.models.urls import libpq_url
 from tests.conftest import PG_URL
 
 

@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 
-from rabbitrun import client, scheduling
+from rabbitrun import client
 from rabbitrun.models import attempts
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import DagRun, TaskAttempt, TaskInstance, XComRow
+from rabbitrun.scheduler import scheduling
 from tests.conftest import Env
 from tests.helpers import start_run
 

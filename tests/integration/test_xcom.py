@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from rabbitrun.data.access import XCom, activate, build, deactivate
 from rabbitrun.errors import XComError
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models import xcom
 from rabbitrun.models.engine import session_factory
-from rabbitrun.runtime import XCom, activate, build, deactivate
 from tests.conftest import Env
 from tests.helpers import queue_run, schedule_again
 from tests.integration.conftest_secrets import engine_of, run_in_process, xcoms
@@ -72,7 +72,7 @@ def test_pickling_is_refused_unless_enabled_and_the_size_limit_names_task_key_an
 
 
 def test_the_file_backend_keeps_large_values_in_files_and_a_reference_in_the_db(env: Env) -> None:
-    env.vars["RABBITRUN__CORE__XCOM_BACKEND"] = "rabbitrun.xcom_backends.FileXComBackend"
+    env.vars["RABBITRUN__CORE__XCOM_BACKEND"] = "rabbitrun.models.xcom_backends.FileXComBackend"
     run_id = queue_run(env, "secrets_dag")
     assert run_in_process(env, "secrets_dag", run_id, "big").state == "success"
     assert run_in_process(env, "secrets_dag", run_id, "p1").state == "success"
@@ -89,7 +89,7 @@ def test_the_file_backend_keeps_large_values_in_files_and_a_reference_in_the_db(
 
 
 def test_db_clean_dry_run_counts_and_a_real_run_deletes_rows_and_referenced_files(env: Env) -> None:
-    env.vars["RABBITRUN__CORE__XCOM_BACKEND"] = "rabbitrun.xcom_backends.FileXComBackend"
+    env.vars["RABBITRUN__CORE__XCOM_BACKEND"] = "rabbitrun.models.xcom_backends.FileXComBackend"
     run_id = queue_run(env, "secrets_dag")
     run_in_process(env, "secrets_dag", run_id, "make_types")
     run_in_process(env, "secrets_dag", run_id, "big")

@@ -16,7 +16,8 @@ import aio_pika
 import pytest
 from sqlalchemy import func, select
 
-from rabbitrun import pool_admin, protocol
+from rabbitrun import protocol
+from rabbitrun.client import pools as pool_admin
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import DagRun, TaskAttempt, TaskInstance
 from rabbitrun.names import Names

@@ -13,7 +13,7 @@ from tests.helpers import run_dag
 
 
 def test_large_xcom_travels_through_a_file_between_worker_tasks(env: Env) -> None:
-    env.vars["RABBITRUN__CORE__XCOM_BACKEND"] = "rabbitrun.xcom_backends.FileXComBackend"
+    env.vars["RABBITRUN__CORE__XCOM_BACKEND"] = "rabbitrun.models.xcom_backends.FileXComBackend"
     env.scheduler()
     env.worker()
     run_id, final = run_dag(env, "xcom_file_dag")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from rabbitrun.admission import Candidate, Limits, Occupancy, admit, priority_order
+from rabbitrun.scheduler.admission import Candidate, Limits, Occupancy, admit, priority_order
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 

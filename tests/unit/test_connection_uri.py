@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rabbitrun.connections import Connection, check_conn_type, from_env_value, from_fields
+from rabbitrun.data.connections import Connection, check_conn_type, from_env_value, from_fields
 from rabbitrun.errors import SecretsError
 
 

@@ -7,7 +7,7 @@ def test_process_log_rotates_by_size(tmp_path: object) -> None:
     import logging
     from pathlib import Path
 
-    from rabbitrun.logconfig import configure_process_logging
+    from rabbitrun.logs import configure_process_logging
     from rabbitrun.settings import load_settings
 
     folder = Path(str(tmp_path))

@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from rabbitrun import scheduling
 from rabbitrun.authoring import DagBag
-from rabbitrun.models import mapping
+from rabbitrun.models import mapping, runs
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.migrate import upgrade
 from rabbitrun.models.tables import TaskInstance
+from rabbitrun.scheduler import scheduling
 from rabbitrun.settings import DatabaseSettings, Secret, Settings, load_settings
 
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -47,7 +47,7 @@ def world(tmp_path: Path) -> Iterator[tuple[Session, DagBag, Settings]]:
     bag = DagBag(dags, include_examples=False)
     assert not bag.import_errors, bag.import_errors
     session = session_factory(engine)()
-    scheduling.create_run(session, "fan", "r1", {}, NOW)
+    runs.create_run(session, "fan", "r1", {}, NOW)
     scheduling.start_queued_runs(session, bag, settings, NOW)
     try:
         yield session, bag, settings

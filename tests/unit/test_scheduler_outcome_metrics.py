@@ -1,14 +1,15 @@
 """Attempts the scheduler ends itself (zombie, stuck in queued, unroutable) are counted in its metrics,
-through the OutcomeHook of rabbitrun.scheduling; same migrated SQLite world as the scheduling rules."""
+through the OutcomeHook of rabbitrun.scheduler.scheduling; same migrated SQLite world as the scheduling rules."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from rabbitrun import scheduling
 from rabbitrun.errors import PublishNotConfirmed, Unroutable
+from rabbitrun.executor import PublishFailure
 from rabbitrun.metrics import Metrics
 from rabbitrun.models import attempts
+from rabbitrun.scheduler import scheduling
 from tests.unit.test_scheduling_rules import NOW, World, _key, _queued_root, world  # noqa: F401 - fixture
 
 NAME = "rabbitrun_scheduler_outcomes_total"
@@ -42,10 +43,10 @@ def test_stuck_in_queued_failure_is_counted(world: World) -> None:
 def test_unroutable_failure_is_counted_and_a_retried_publish_is_not(world: World) -> None:
     metrics = Metrics()
     envelope = _queued_root(world)
-    scheduling.put_back(world.session, [scheduling.PublishFailure(envelope, PublishNotConfirmed("d", "x"))], NOW,
+    scheduling.put_back(world.session, [PublishFailure(envelope, PublishNotConfirmed("d", "x"))], NOW,
                         metrics.count_scheduler_outcome)
     assert _count(metrics, "failed", "unroutable") is None
     (again,) = scheduling.schedule(world.session, world.dagbag, world.settings, NOW + timedelta(seconds=1))
-    scheduling.put_back(world.session, [scheduling.PublishFailure(again, Unroutable("x", "default", "default"))],
+    scheduling.put_back(world.session, [PublishFailure(again, Unroutable("x", "default", "default"))],
                         NOW, metrics.count_scheduler_outcome)
     assert _count(metrics, "failed", "unroutable") == 1.0

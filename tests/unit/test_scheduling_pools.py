@@ -11,13 +11,13 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from rabbitrun import scheduling
 from rabbitrun.authoring import DagBag
 from rabbitrun.errors import SchedulerAlreadyRunning
-from rabbitrun.models import pools, scheduler_lock
+from rabbitrun.models import pools, runs, scheduler_lock
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.migrate import upgrade
 from rabbitrun.models.tables import DagRun, TaskInstance
+from rabbitrun.scheduler import scheduling
 from rabbitrun.settings import Settings, load_settings
 
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -58,7 +58,7 @@ def world(tmp_path: Path) -> Iterator[tuple[Settings, Session, DagBag]]:
 
 
 def _start(session: Session, dagbag: DagBag, settings: Settings, dag_id: str, run_id: str = "r1") -> None:
-    scheduling.create_run(session, dag_id, run_id, {}, NOW)
+    runs.create_run(session, dag_id, run_id, {}, NOW)
     scheduling.start_queued_runs(session, dagbag, settings, NOW)
 
 

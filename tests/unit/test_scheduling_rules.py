@@ -1,5 +1,5 @@
 """Attempt claim/finish/heartbeat by compare-and-set, the retry decision, and the scheduler's decisions
-(rabbitrun.scheduling) against a migrated SQLite file and a real DagBag of a tmp dags folder."""
+(rabbitrun.scheduler.scheduling) against a migrated SQLite file and a real DagBag of a tmp dags folder."""
 
 from __future__ import annotations
 
@@ -13,15 +13,16 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from rabbitrun import scheduling
 from rabbitrun.authoring import DagBag
 from rabbitrun.errors import PublishNotConfirmed, Unroutable
+from rabbitrun.executor import PublishFailure
 from rabbitrun.keys import TaskInstanceKey
-from rabbitrun.models import attempts
+from rabbitrun.models import attempts, runs
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.migrate import upgrade
 from rabbitrun.models.tables import DagRun, TaskAttempt, TaskInstance, XComRow
 from rabbitrun.protocol import TaskEnvelope
+from rabbitrun.scheduler import scheduling
 from rabbitrun.settings import DatabaseSettings, Secret, Settings, load_settings
 from rabbitrun.states import TaskState
 
@@ -86,7 +87,7 @@ def world(tmp_path: Path) -> Iterator[World]:
 
 
 def _start(w: World, dag_id: str, run_id: str = "r1") -> None:
-    scheduling.create_run(w.session, dag_id, run_id, {}, NOW)
+    runs.create_run(w.session, dag_id, run_id, {}, NOW)
     scheduling.start_queued_runs(w.session, w.dagbag, w.settings, NOW)
 
 
@@ -283,7 +284,7 @@ def test_heartbeat_of_no_envelopes_touches_nothing(world: World) -> None:
 
 
 def test_starting_a_queued_run_creates_one_task_instance_per_task(world: World) -> None:
-    scheduling.create_run(world.session, "chain", "r1", {}, NOW)
+    runs.create_run(world.session, "chain", "r1", {}, NOW)
     started = scheduling.start_queued_runs(world.session, world.dagbag, world.settings, NOW)
     assert [r.run_id for r in started] == ["r1"]
     assert _run(world, "chain").state == "running"
@@ -295,7 +296,7 @@ def test_starting_a_queued_run_creates_one_task_instance_per_task(world: World) 
 
 
 def test_run_of_an_unknown_dag_fails_instead_of_starting(world: World) -> None:
-    scheduling.create_run(world.session, "ghost", "r1", {}, NOW)
+    runs.create_run(world.session, "ghost", "r1", {}, NOW)
     assert scheduling.start_queued_runs(world.session, world.dagbag, world.settings, NOW) == []
     assert _run(world, "ghost").state == "failed"
 
@@ -379,7 +380,7 @@ def test_retry_that_is_due_is_queued_with_the_next_try_number(world: World) -> N
 def test_unroutable_envelope_fails_its_task_with_a_reason_naming_the_queue(world: World) -> None:
     envelope = _queued_root(world)
     error = Unroutable("rabbitrun.tasks", "default", "default")
-    scheduling.put_back(world.session, [scheduling.PublishFailure(envelope, error)], NOW)
+    scheduling.put_back(world.session, [PublishFailure(envelope, error)], NOW)
     root = _ti(world, "chain", "root")
     assert root.state == "failed" and root.end_date == NOW
     assert root.reason and "'default'" in root.reason and "queue" in root.reason
@@ -390,7 +391,7 @@ def test_unroutable_envelope_fails_its_task_with_a_reason_naming_the_queue(world
 def test_other_publish_failure_puts_the_task_back_and_the_next_pass_republishes_the_same_try(world: World) -> None:
     envelope = _queued_root(world)
     error = PublishNotConfirmed("default", "timeout")
-    scheduling.put_back(world.session, [scheduling.PublishFailure(envelope, error)], NOW)
+    scheduling.put_back(world.session, [PublishFailure(envelope, error)], NOW)
     root = _ti(world, "chain", "root")
     assert root.state == "scheduled" and root.reason and "publish failed" in root.reason
     (again,) = scheduling.schedule(world.session, world.dagbag, world.settings, NOW + timedelta(seconds=1))
@@ -402,10 +403,10 @@ def test_other_publish_failure_puts_the_task_back_and_the_next_pass_republishes_
 def test_put_back_ignores_a_failure_for_an_envelope_that_is_no_longer_current(world: World) -> None:
     envelope = _queued_root(world)
     _set(world, "chain", "root", state="running")
-    scheduling.put_back(world.session, [scheduling.PublishFailure(envelope, PublishNotConfirmed("d", "x"))], NOW)
+    scheduling.put_back(world.session, [PublishFailure(envelope, PublishNotConfirmed("d", "x"))], NOW)
     assert _ti(world, "chain", "root").state == "running"
     _set(world, "chain", "root", state="queued", envelope_id="newer")
-    scheduling.put_back(world.session, [scheduling.PublishFailure(envelope, Unroutable("x", "d", "d"))], NOW)
+    scheduling.put_back(world.session, [PublishFailure(envelope, Unroutable("x", "d", "d"))], NOW)
     assert _ti(world, "chain", "root").state == "queued"
 
 

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from rabbitrun import DAG, BaseSensorOperator, FileSensor, PokeReturnValue, scheduling
+from rabbitrun import DAG, BaseSensorOperator, FileSensor, PokeReturnValue
 from rabbitrun.authoring.signals import RescheduleTask, SensorTimeout, SkipTask
 from rabbitrun.errors import DagDefinitionError
 from rabbitrun.models import attempts
+from rabbitrun.scheduler import scheduling
 from rabbitrun.states import TaskState
 from tests.unit.test_scheduling_rules import NOW, World, _key, _queued_root, _set, _start, _ti, world  # noqa: F401
 

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from rabbitrun import DAG
+from rabbitrun.authoring.timetables import due, intervals_after
 from rabbitrun.errors import DagDefinitionError
-from rabbitrun.timetables import due, intervals_after
 
 PARIS = ZoneInfo("Europe/Paris")
 

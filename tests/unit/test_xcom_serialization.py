@@ -12,8 +12,8 @@ import pytest
 from rabbitrun.errors import ConfigError, XComError
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models.xcom import REF, DatabaseXComBackend, deserialize, load_backend, serialize
+from rabbitrun.models.xcom_backends import FileXComBackend
 from rabbitrun.settings import load_settings
-from rabbitrun.xcom_backends import FileXComBackend
 
 TI = TaskInstanceKey("d", "t", "manual__2026/01", -1, 1)
 
@@ -57,7 +57,7 @@ def test_unknown_tags_and_types_are_errors_not_guesses() -> None:
 def test_backend_is_loaded_from_its_dotted_path(tmp_path: Path) -> None:
     settings = load_settings(home=tmp_path, env={})
     assert isinstance(load_backend("", settings), DatabaseXComBackend)
-    assert isinstance(load_backend("rabbitrun.xcom_backends.FileXComBackend", settings), FileXComBackend)
+    assert isinstance(load_backend("rabbitrun.models.xcom_backends.FileXComBackend", settings), FileXComBackend)
     with pytest.raises(ConfigError, match="xcom_backend 'no.such.Backend' cannot be imported"):
         load_backend("no.such.Backend", settings)
 

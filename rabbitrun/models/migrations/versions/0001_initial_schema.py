@@ -4,10 +4,10 @@ Revision ID: 0001
 Revises: 
 Create Date: 2026-11-24 02:59:03.045857
 """
-from alembic import op
 import sqlalchemy as sa
-import rabbitrun.models.base
+from alembic import op
 
+import rabbitrun.models.base
 
 revision = '0001'
 down_revision = None

@@ -137,19 +137,19 @@ class Variable:
 
     @staticmethod
     def get(key: str, default_var: Any = _MISSING, deserialize_json: bool = False) -> Any:
-        from rabbitrun.runtime import current  # runtime builds the stores from this module
+        from rabbitrun.data.access import current  # runtime builds the stores from this module
 
         return current().variables.get(key, default_var, deserialize_json)
 
     @staticmethod
     def set(key: str, value: Any, serialize_json: bool = False, description: str | None = None) -> None:
-        from rabbitrun.runtime import current
+        from rabbitrun.data.access import current
 
         current().variables.set(key, value, serialize_json, description)
 
     @staticmethod
     def delete(key: str) -> bool:
-        from rabbitrun.runtime import current
+        from rabbitrun.data.access import current
 
         return current().variables.delete(key)
 

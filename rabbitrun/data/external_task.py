@@ -77,7 +77,7 @@ class ExternalTaskSensor(BaseSensorOperator):
         """Current states of the external task instances (or runs) on those logical dates."""
         from sqlalchemy import select
 
-        from rabbitrun import runtime
+        from rabbitrun.data import access as runtime
         from rabbitrun.models.tables import DagRun, TaskInstance
 
         runs = select(DagRun.run_id).where(DagRun.dag_id == self.external_dag_id, DagRun.logical_date.in_(dates))

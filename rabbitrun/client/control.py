@@ -25,7 +25,13 @@ from rabbitrun.broker.connection import connect
 from rabbitrun.errors import ProtocolError, TopologyError
 from rabbitrun.keys import TaskInstanceKey, log_relpath
 from rabbitrun.names import (
-    APP_ID, CONTROL_BROADCAST, DIRECT_REPLY_TO, Names, control_key, log_key, task_events_pattern,
+    APP_ID,
+    CONTROL_BROADCAST,
+    DIRECT_REPLY_TO,
+    Names,
+    control_key,
+    log_key,
+    task_events_pattern,
 )
 from rabbitrun.settings import Settings
 

@@ -1,6 +1,6 @@
 """Shipped XCom backends beyond the default DB one.
 
-Select with ``[core] xcom_backend = "rabbitrun.xcom_backends.FileXComBackend"``.
+Select with ``[core] xcom_backend = "rabbitrun.models.xcom_backends.FileXComBackend"``.
 """
 
 from __future__ import annotations

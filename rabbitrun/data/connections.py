@@ -117,7 +117,7 @@ class Connection:
     @classmethod
     def get(cls, conn_id: str) -> Connection:
         """The connection as the running attempt (or this process's settings) sees it."""
-        from rabbitrun.runtime import current  # runtime builds the stores from this module
+        from rabbitrun.data.access import current  # runtime builds the stores from this module
 
         return current().connections.get(conn_id)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from rabbitrun.errors import DagError, DagNotFound, DagRunNotFound, RabbitrunError, TaskNotFound
 from rabbitrun.keys import TaskInstanceKey, log_relpath
+from rabbitrun.models.views import TaskStateRow
 from rabbitrun.settings import Settings
 
 
@@ -111,7 +112,7 @@ def _manual_run_id(now: datetime) -> str:
 def _trigger_orm(settings: Settings, dag_id: str, run_id: str, conf: dict[str, Any], now: datetime) -> str:
     from sqlalchemy.exc import IntegrityError
 
-    from rabbitrun import scheduling
+    from rabbitrun.models import runs
     from rabbitrun.models.engine import db_errors, make_engine, session_factory
 
     engine = make_engine(settings.database, pooled=False)
@@ -119,7 +120,7 @@ def _trigger_orm(settings: Settings, dag_id: str, run_id: str, conf: dict[str, A
         _known_dag(settings, dag_id)
         try:
             with session_factory(engine)() as session:
-                scheduling.create_run(session, dag_id, run_id, conf, now)
+                runs.create_run(session, dag_id, run_id, conf, now)
         except IntegrityError as exc:
             raise DagError(f"DAG run {run_id!r} of {dag_id!r} already exists") from exc
         _nudge_scheduler(engine, str(settings.database.url))
@@ -127,10 +128,10 @@ def _trigger_orm(settings: Settings, dag_id: str, run_id: str, conf: dict[str, A
 
 
 def _nudge_scheduler(engine: Any, url: str) -> None:
-    """Wake the scheduler now rather than at its next poll (best effort, rabbitrun.wakeup)."""
+    """Wake the scheduler now rather than at its next poll (best effort, rabbitrun.models.wakeup)."""
     from sqlalchemy.exc import DBAPIError
 
-    from rabbitrun import wakeup
+    from rabbitrun.models import wakeup
 
     if engine.dialect.name == "postgresql":
         try:
@@ -155,22 +156,13 @@ class RunProgress:
 
 
 def run_progress(settings: Settings, dag_id: str, run_id: str, sessions: Any = None) -> RunProgress:
-    from sqlalchemy import func, select
-
-    from rabbitrun.models.tables import DagRun, TaskInstance
+    from rabbitrun.models import runs
 
     with (sessions or _sessions(settings))() as session:
-        run = session.execute(
-            select(DagRun.state).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
-        ).scalar_one_or_none()
-        if run is None:
-            raise DagRunNotFound(dag_id, run_id)
-        counts = dict(session.execute(
-            select(TaskInstance.state, func.count()).where(TaskInstance.dag_id == dag_id,
-                                                           TaskInstance.run_id == run_id)
-            .group_by(TaskInstance.state)
-        ).all())
-    return _progress(run, counts)
+        state, counts = runs.state_and_counts(session, dag_id, run_id)
+    if state is None:
+        raise DagRunNotFound(dag_id, run_id)
+    return _progress(state, counts)
 
 
 def _progress(run_state: str, counts: dict[str, int]) -> RunProgress:
@@ -225,33 +217,11 @@ def wait_for_run(settings: Settings, dag_id: str, run_id: str, *, on_progress: C
 # --- tasks ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class TaskStateRow:
-    task_id: str
-    map_index: int
-    state: str
-    try_number: int
-    start_date: datetime | None
-    end_date: datetime | None
-    duration: float | None
-    hostname: str | None
-    reason: str | None
-
-
 def task_states(settings: Settings, dag_id: str, run_id: str) -> list[TaskStateRow]:
-    from sqlalchemy import select
-
-    from rabbitrun.models.tables import DagRun, TaskInstance
+    from rabbitrun.models import runs
 
     with _sessions(settings)() as session:
-        if session.execute(select(DagRun.id).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).first() is None:
-            raise DagRunNotFound(dag_id, run_id)
-        rows = session.execute(
-            select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
-            .order_by(TaskInstance.start_date.is_(None), TaskInstance.start_date, TaskInstance.task_id)
-        ).scalars().all()
-        return [TaskStateRow(t.task_id, t.map_index, t.state, t.try_number, t.start_date, t.end_date, t.duration,
-                             t.hostname, t.reason) for t in rows]
+        return runs.task_state_rows(session, dag_id, run_id)
 
 
 def read_log(settings: Settings, dag_id: str, task_id: str, run_id: str, *, try_number: int | None = None,
@@ -314,11 +284,10 @@ def run_task(settings: Settings, dag_id: str, task_id: str, run_id: str, *, map_
     try (QUEUED, try_number + 1) first, as `airflow tasks run` would.
     """
     from rabbitrun import runner
+    from rabbitrun.authoring import MappedOperator
     from rabbitrun.models import attempts
     from rabbitrun.models.base import utcnow
     from rabbitrun.states import CLAIMABLE_STATES, TaskState
-
-    from rabbitrun.authoring import MappedOperator
 
     bag = dagbag(settings)
     if isinstance(bag.get_dag(dag_id).get_task(task_id), MappedOperator) and map_index < 0:
@@ -380,7 +349,7 @@ def export_topology(settings: Settings, *, vhost: str = "/", scheduler_ids: tupl
 
 
 def data_access(settings: Settings) -> Any:
-    from rabbitrun import runtime
+    from rabbitrun.data import access as runtime
 
     return runtime.build(settings, _sessions(settings))
 
@@ -512,7 +481,7 @@ def clear_tasks(settings: Settings, dag_id: str, *, task_regex: str = ".*", run_
 def set_task_state(settings: Settings, dag_id: str, task_id: str, run_id: str, state: str, *,
                    map_index: int = -1) -> Any:
     """Mark one task instance success or failed; the scheduler continues downstream from it."""
-    from rabbitrun import marking
+    from rabbitrun.client import marking
 
     dag = dagbag(settings).get_dag(dag_id)
     with _sessions(settings)() as session:
@@ -521,7 +490,7 @@ def set_task_state(settings: Settings, dag_id: str, task_id: str, run_id: str, s
 
 def set_run_state(settings: Settings, dag_id: str, run_id: str, state: str) -> Any:
     """Mark a whole DAG run success or failed, with its unfinished task instances."""
-    from rabbitrun import marking
+    from rabbitrun.client import marking
 
     with _sessions(settings)() as session:
         return marking.set_run_state(session, dag_id, run_id, state, datetime.now(UTC))
@@ -544,37 +513,13 @@ def delete_dag(settings: Settings, dag_id: str) -> int:
     return int(runs)
 
 
-def test_dag(settings: Settings, dag_id: str, *, conf: dict[str, Any] | None = None) -> tuple[str, list[Any]]:
-    """Run a whole DAG in this process, without broker or workers: the scheduler's decisions and the
-    runner's attempts, in a loop (retries wait their delay). For debugging, like `airflow dags test`."""
-    from rabbitrun import runner, scheduling
-    from rabbitrun.models.base import utcnow
-    from rabbitrun.settings import default_hostname
-
-    bag = dagbag(settings)
-    bag.get_dag(dag_id)
-    run_id = trigger(settings, dag_id, run_id=f"test__{utcnow().isoformat(timespec='microseconds')}", conf=conf)
-    sessions = _sessions(settings)
-    with sessions() as session:
-        scheduling.start_queued_runs(session, bag, settings, utcnow())
-    while True:
-        with sessions() as session:
-            envelopes = scheduling.schedule(session, bag, settings, utcnow(), only=[(dag_id, run_id)])
-        for envelope in envelopes:
-            runner.run_attempt(settings, sessions, bag, envelope.key, hostname=default_hostname(), in_process=True)
-        progress = run_progress(settings, dag_id, run_id, sessions)
-        if progress.state in ("success", "failed"):
-            return run_id, task_states(settings, dag_id, run_id)
-        if not envelopes:
-            time.sleep(0.05)  # waiting for a retry delay
-
-
 def backfill(settings: Settings, dag_id: str, start: datetime, end: datetime) -> list[str]:
     """Create a run per data interval of the DAG's schedule between ``start`` and ``end`` (existing
     ones are kept); the scheduler runs them, max_active_runs at a time. Returns the run ids."""
     from sqlalchemy import select
 
-    from rabbitrun import scheduling, timetables
+    from rabbitrun.authoring import timetables
+    from rabbitrun.models import runs
     from rabbitrun.models.tables import DagRun
 
     dag = dagbag(settings).get_dag(dag_id)
@@ -591,7 +536,7 @@ def backfill(settings: Settings, dag_id: str, start: datetime, end: datetime) ->
             if scheduled in existing:  # the scheduler already made this interval's run
                 run_id = scheduled
             elif run_id not in existing:
-                scheduling.create_run(session, dag_id, run_id, {}, now, run_type="backfill", interval=interval,
+                runs.create_run(session, dag_id, run_id, {}, now, run_type="backfill", interval=interval,
                                       commit=False)
             run_ids.append(run_id)
         session.commit()

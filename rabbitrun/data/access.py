@@ -14,12 +14,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from rabbitrun.connections import ConnectionStore
+from rabbitrun.data.connections import ConnectionStore
+from rabbitrun.data.variables import Variable, VariableStore
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models import xcom
 from rabbitrun.secrets import Cipher, SecretsMasker
 from rabbitrun.settings import Settings, load_settings
-from rabbitrun.variables import Variable, VariableStore
 
 __all__ = ["DataAccess", "Variable", "XCom", "activate", "build", "current", "deactivate"]
 

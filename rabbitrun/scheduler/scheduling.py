@@ -15,7 +15,6 @@ read, so no task instance is queued twice.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
@@ -27,13 +26,14 @@ from sqlalchemy import Integer, String, Table, bindparam, case, delete, func, in
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from rabbitrun import admission
 from rabbitrun.authoring import DAG, BaseOperator, DagBag, Decision, MappedOperator, evaluate
 from rabbitrun.errors import DagError, DagNotFound, MappingError, Unroutable, XComError
+from rabbitrun.executor import PublishFailure
 from rabbitrun.keys import TaskInstanceKey
-from rabbitrun.models import attempts, mapping, pools, xcom
+from rabbitrun.models import attempts, mapping, pools, runs, xcom
 from rabbitrun.models.tables import DagImportErrorRow, DagModel, DagRun, TaskInstance
 from rabbitrun.protocol import TaskEnvelope
+from rabbitrun.scheduler import admission
 from rabbitrun.settings import Settings
 from rabbitrun.states import DUE_STATES, FINISHED_TASK_STATES, DagRunState, TaskState
 
@@ -68,12 +68,6 @@ def _ignore(_key: TaskInstanceKey, _state: str, _cause: str) -> None:
     """The default OutcomeHook."""
 
 
-@dataclass(frozen=True, slots=True)
-class PublishFailure:
-    envelope: TaskEnvelope
-    error: Exception
-
-
 @dataclass(slots=True)
 class PassNotes:
     """What a pass of :func:`schedule` leaves for the scheduler loop to follow up without waiting
@@ -102,7 +96,7 @@ def sync_dags(session: Session, dagbag: DagBag, now: datetime) -> None:
 
 def create_scheduled_runs(session: Session, dagbag: DagBag, now: datetime) -> list[DagRun]:
     """Create the runs whose data interval has ended (cron / preset / timedelta / @once, catchup)."""
-    from rabbitrun import timetables
+    from rabbitrun.authoring import timetables
 
     mine = _lock_dags(session, [d for d, dag in dagbag.dags.items() if dag.schedule is not None])
     created = []
@@ -114,7 +108,7 @@ def create_scheduled_runs(session: Session, dagbag: DagBag, now: datetime) -> li
                 DagRun.dag_id == dag_id, DagRun.run_type.in_(("scheduled", "backfill")))).one()
         for interval in timetables.due(dag.schedule, dag.start_date, dag.end_date, last_end, now, dag.catchup,
                                        bool(has_runs)):
-            created.append(create_run(session, dag_id, f"scheduled__{interval.start.isoformat()}", {}, now,
+            created.append(runs.create_run(session, dag_id, f"scheduled__{interval.start.isoformat()}", {}, now,
                                       run_type="scheduled", interval=interval, commit=False))
     session.commit()
     return created
@@ -579,21 +573,6 @@ def _retry_delay(dagbag: DagBag, key: TaskInstanceKey) -> timedelta:
         return dagbag.get_dag(key.dag_id).get_task(key.task_id).retry_delay_for(key.try_number)
     except DagError:  # DagNotFound, TaskNotFound
         return timedelta(0)
-
-
-def create_run(
-    session: Session, dag_id: str, run_id: str, conf: dict[str, object], now: datetime, run_type: str = "manual",
-    interval: Any = None, commit: bool = True,
-) -> DagRun:
-    """A QUEUED run; scheduled and backfill runs carry their data interval (logical_date = its start)."""
-    start, end = (interval.start, interval.end) if interval is not None else (now, now)
-    run = DagRun(dag_id=dag_id, run_id=run_id, state=DagRunState.QUEUED.value, run_type=run_type,
-                 logical_date=start, conf=json.dumps(conf), queued_at=now, data_interval_start=start,
-                 data_interval_end=end)
-    session.add(run)
-    if commit:
-        session.commit()
-    return run
 
 
 def state_counts(session: Session) -> dict[str, int]:

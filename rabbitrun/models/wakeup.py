@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rabbitrun.models.lean import libpq_url, sqlite_file
+from rabbitrun.models.urls import libpq_url, sqlite_file
 
 CHANNEL = "rabbitrun_new_run"
 NOTIFY_SQL = f"NOTIFY {CHANNEL}"

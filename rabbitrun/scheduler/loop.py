@@ -5,7 +5,7 @@ so downstream tasks are queued within milliseconds (DESIGN rule 5). The loop
 also wakes when the earliest retry or sensor reschedule falls due. New runs,
 stuck QUEUED tasks and zombies are found by a periodic full pass. DAG-level
 callbacks of finished runs run in a thread, off the loop.
-DB work runs in a thread (:mod:`rabbitrun.scheduling`); publishing stays on
+DB work runs in a thread (:mod:`rabbitrun.scheduler.scheduling`); publishing stays on
 the event loop.
 
 Several schedulers may share a PostgreSQL database (scheduling's row locks keep
@@ -62,7 +62,7 @@ class Scheduler:
         from rabbitrun.metrics import Metrics
 
         self.metrics = Metrics(settings.metrics)
-        from rabbitrun.wakeup import Listener
+        from rabbitrun.models.wakeup import Listener
 
         self._listener = Listener(str(settings.database.url), self.on_new_run)
 
@@ -80,7 +80,7 @@ class Scheduler:
         self._wake.set()
 
     def on_new_run(self) -> None:
-        """`dags trigger` nudged us (rabbitrun.wakeup): a full pass starts the new run now."""
+        """`dags trigger` nudged us (rabbitrun.models.wakeup): a full pass starts the new run now."""
         self._last_full = 0.0
         self._wake.set()
 
@@ -207,7 +207,7 @@ class Scheduler:
         """Take over what a previous scheduler left: RUNNING attempts need nothing (their results
         wait in the durable reply queue, zombies are found by heartbeat); QUEUED ones get their
         envelope republished, as its publish may never have been confirmed."""
-        from rabbitrun import scheduling
+        from rabbitrun.scheduler import scheduling
 
         def load() -> list[protocol.TaskEnvelope]:
             assert self.dagbag is not None
@@ -271,7 +271,7 @@ class Scheduler:
                     return
 
     def _queued_runs_exist(self) -> bool:
-        from rabbitrun import scheduling
+        from rabbitrun.scheduler import scheduling
 
         with self.sessions() as session:
             return scheduling.queued_runs_exist(session)
@@ -308,7 +308,7 @@ class Scheduler:
                 self._wake.set()
 
     def _parse(self) -> None:
-        from rabbitrun import scheduling
+        from rabbitrun.scheduler import scheduling
 
         if self.dagbag is None:
             self.dagbag = DagBag(Path(self.settings.core.dags_folder), include_examples=self.settings.core.load_examples)
@@ -324,7 +324,7 @@ class Scheduler:
               finished: list[Any]) -> tuple[list[protocol.TaskEnvelope], Any]:
         """One scheduling pass; ``only`` limits it to runs that just got results (plus, when ``due``,
         runs with a retry or reschedule that fell due, and the next due time is read again)."""
-        from rabbitrun import scheduling
+        from rabbitrun.scheduler import scheduling
 
         assert self.dagbag is not None
         s, now, notes = self.settings, utcnow(), scheduling.PassNotes()
@@ -349,7 +349,7 @@ class Scheduler:
             return envelopes, notes
 
     def _finish_runs(self, runs: set[tuple[str, str]], finished: list[Any]) -> None:
-        from rabbitrun import scheduling
+        from rabbitrun.scheduler import scheduling
 
         assert self.dagbag is not None
         with self.sessions() as session:
@@ -358,7 +358,7 @@ class Scheduler:
     def _run_dag_callbacks(self, finished: list[Any]) -> None:
         """DAG on_success/on_failure callbacks, once per finished run, in a thread so a slow
         callback never delays scheduling."""
-        from rabbitrun import dag_callbacks
+        from rabbitrun.scheduler import callbacks as dag_callbacks
 
         assert self.dagbag is not None
         todo = [(run, self.dagbag.dags[run.dag_id]) for run in finished
@@ -371,7 +371,7 @@ class Scheduler:
         task.add_done_callback(self._callbacks.discard)
 
     def _put_back(self, failures: list[Any]) -> None:
-        from rabbitrun import scheduling
+        from rabbitrun.scheduler import scheduling
 
         with self.sessions() as session:
             scheduling.put_back(session, failures, utcnow(), self.metrics.count_scheduler_outcome)

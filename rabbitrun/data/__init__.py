@@ -1,0 +1,1 @@
+"""Variables, Connections and XCom as a task and an operator see them, behind the metadata DB."""

@@ -1,0 +1,1 @@
+"""The scheduler: which runs start, which task instances are ready and queued, recovery."""
