@@ -28,7 +28,7 @@ from rabbitrun.authoring import (
 )
 
 # Data access needs SQLAlchemy: load it on first use, so `rabbitrun --help` and DAG parsing stay light.
-_LAZY = {"Connection": "rabbitrun.data.connections", "Variable": "rabbitrun.data.variables", "XCom": "rabbitrun.data.access",
+_LAZY = {"Connection": "rabbitrun.data.access", "Variable": "rabbitrun.data.access", "XCom": "rabbitrun.data.access",
          "mask_secret": "rabbitrun.secrets", "ExternalTaskSensor": "rabbitrun.data.external_task"}
 
 

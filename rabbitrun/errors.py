@@ -63,17 +63,6 @@ class DagRunNotFound(DagError):
         self.run_id = run_id
 
 
-class DagImportError(DagError):
-    """A DAG file raised while being imported."""
-
-    def __init__(self, filename: str, lineno: int | None, exception: str) -> None:
-        where = f"{filename}:{lineno}" if lineno else filename
-        super().__init__(f"cannot import {where}: {exception}")
-        self.filename = filename
-        self.lineno = lineno
-        self.exception = exception
-
-
 class DagDefinitionError(DagError):
     """A DAG or task is defined wrongly (cycle, duplicate task id, bad argument)."""
 
@@ -95,6 +84,8 @@ class UnsafeDagPath(DagError):
 
 class ProtocolError(RabbitrunError):
     """A message cannot be accepted; ``reason`` becomes the dead-letter header."""
+
+    exit_code = EXIT_USAGE  # bad input from a peer (a forged or malformed message), not a bug here
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -195,18 +186,16 @@ class DatabaseNotInitialized(StateError):
         self.url = url
 
 
-class AttemptAlreadyClaimed(StateError):
-    def __init__(self, key: str, state: str) -> None:
-        super().__init__(f"attempt {key} is not claimable (state {state})")
-        self.key = key
-        self.state = state
-
-
 class InvalidTransition(StateError):
-    def __init__(self, current: str, wanted: str) -> None:
-        super().__init__(f"invalid state transition {current} -> {wanted}")
+    """A task instance state change that states.TRANSITIONS, or the kind of change asked for
+    (``by``, e.g. "claim"), does not allow: a bug in the caller, never a race (a race loses the
+    compare-and-set and changes nothing)."""
+
+    def __init__(self, current: str, wanted: str, by: str = "") -> None:
+        super().__init__(f"invalid state transition {current} -> {wanted}" + (f" by {by}" if by else ""))
         self.current = current
         self.wanted = wanted
+        self.by = by
 
 
 class SchedulerAlreadyRunning(StateError):
@@ -224,6 +213,26 @@ class SchedulerAlreadyRunning(StateError):
 
 class XComError(RabbitrunError):
     exit_code = EXIT_FAILURE
+
+
+class LogNotFound(RabbitrunError):
+    """No log for the attempt: not in the log folder, not on remote storage, not on a live worker."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, *, key: str = "") -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class RunWaitTimeout(RabbitrunError):
+    """``--wait`` gave up: the DAG run did not finish within the time asked (it goes on running)."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, dag_id: str, run_id: str, timeout_s: float) -> None:
+        super().__init__(f"DAG run {run_id} of {dag_id} did not finish within {timeout_s:g}s")
+        self.dag_id, self.run_id, self.timeout_s = dag_id, run_id, timeout_s
 
 
 class SecretsError(RabbitrunError):

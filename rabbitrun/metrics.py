@@ -100,7 +100,7 @@ class Metrics:
         self.pool_size = self._gauge("rabbitrun_worker_pool_size", "Task process slots of this worker")
 
     def count_scheduler_outcome(self, key: TaskInstanceKey, state: str, cause: str) -> None:
-        """An OutcomeHook of :mod:`rabbitrun.scheduler.scheduling`."""
+        """An OutcomeHook of :mod:`rabbitrun.scheduler.recovery`."""
         self.scheduler_outcomes.labels(key.dag_id, key.task_id, state, cause).inc()
 
     def push_gauges(self) -> None:

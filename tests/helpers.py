@@ -9,7 +9,8 @@ from rabbitrun import client
 from rabbitrun.models import runs
 from rabbitrun.models.base import utcnow
 from rabbitrun.models.engine import make_engine, session_factory
-from rabbitrun.scheduler import scheduling
+from rabbitrun.scheduler import readiness
+from rabbitrun.scheduler.runs import start_queued_runs, sync_dags
 from tests.conftest import Env, rabbitmqctl
 
 
@@ -42,15 +43,15 @@ def queue_run(env: Env, dag_id: str, **conf: object) -> str:
     run_id = client.trigger(settings, dag_id, conf={"out_dir": str(env.home.parent / "out"), **conf})
     bag = client.dagbag(settings)
     with session_factory(make_engine(settings.database, pooled=False))() as session:
-        scheduling.start_queued_runs(session, bag, settings, utcnow())
-        scheduling.schedule(session, bag, settings, utcnow())
+        start_queued_runs(session, bag, settings, utcnow())
+        readiness.schedule(session, bag, settings, utcnow())
     return run_id
 
 
 def schedule_again(env: Env) -> None:
     settings = env.settings()
     with session_factory(make_engine(settings.database, pooled=False))() as session:
-        scheduling.schedule(session, client.dagbag(settings), settings, utcnow())
+        readiness.schedule(session, client.dagbag(settings), settings, utcnow())
 
 
 def queue_counts(vhost: str, queue: str) -> tuple[int, int]:
@@ -69,6 +70,6 @@ def start_run(sessions: Any, settings: Any, bag: Any, dag_id: str, run_id: str, 
     """Register the bag's DAGs, then create and start one run (its task instances inserted), as
     `dags trigger` and the scheduler's first pass do, without a broker."""
     with sessions() as session:
-        scheduling.sync_dags(session, bag, now)
+        sync_dags(session, bag, now)
         runs.create_run(session, dag_id, run_id, conf or {}, now)
-        scheduling.start_queued_runs(session, bag, settings, now)
+        start_queued_runs(session, bag, settings, now)

@@ -7,7 +7,7 @@ importing DAG files and BashOperator's child process.
 from rabbitrun.authoring.baseoperator import BaseOperator, Context, Dependable
 from rabbitrun.authoring.dag import DAG, get_current_dag
 from rabbitrun.authoring.dagbag import EXAMPLES_PREFIX, DagBag, ImportErrorInfo
-from rabbitrun.authoring.decorators import DecoratedPythonOperator, TaskDecorator, XComArg, task
+from rabbitrun.authoring.decorators import DecoratedPythonOperator, TaskDecorator, task
 from rabbitrun.authoring.mapped import MappedOperator
 from rabbitrun.authoring.operators import BashCommandFailed, BashOperator, PythonOperator
 from rabbitrun.authoring.sensors import BaseSensorOperator, FileSensor, PokeReturnValue
@@ -25,6 +25,7 @@ from rabbitrun.authoring.signals import (
     TaskTimeout,
 )
 from rabbitrun.authoring.trigger_rules import Decision, TriggerRule, evaluate
+from rabbitrun.authoring.xcomarg import XComArg
 
 __all__ = [
     "DAG",

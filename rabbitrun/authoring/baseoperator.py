@@ -12,17 +12,14 @@ import inspect
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
-from rabbitrun.authoring.dag import DAG, get_current_dag, validate_id
+from rabbitrun.authoring.dagcontext import OwningDag, current_dag, dag_for, validate_id
 from rabbitrun.authoring.trigger_rules import TriggerRule
 from rabbitrun.errors import DagDefinitionError
 from rabbitrun.names import DEFAULT_POOL
 
-if TYPE_CHECKING:
-    from rabbitrun.authoring.mapped import PartialOperator
-
-__all__ = ["BaseOperator", "Dependable", "Context"]
+__all__ = ["BaseOperator", "Dependable", "Context", "Expandable", "PartialFactory"]
 
 #: What ``execute`` receives: ti, dag, run_id, ds, params, ... (built by the runner).
 Context = Mapping[str, Any]
@@ -37,12 +34,24 @@ class Dependable(Protocol):
     def as_operators(self) -> list[BaseOperator]: ...
 
 
+class Expandable(Protocol):
+    """What ``SomeOperator.partial(...)`` returns: ``.expand(...)`` adds the mapped task."""
+
+    def expand(self, **mapped: Any) -> BaseOperator: ...
+
+
+class PartialFactory(Protocol):
+    """Builds what ``partial()`` returns from the operator class and the partial arguments."""
+
+    def __call__(self, operator_class: type[BaseOperator], kwargs: Mapping[str, Any], /) -> Expandable: ...
+
+
 class _OperatorMeta(type):
     """Fill constructor kwargs from the DAG's ``default_args`` (Airflow's apply_defaults)."""
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        dag = kwargs.get("dag") or get_current_dag()
-        if isinstance(dag, DAG) and dag.default_args:
+        dag = dag_for(kwargs)
+        if dag is not None and dag.default_args:
             given = _given_names(cls, args, kwargs)
             accepted = _accepted_names(cls)
             for name, value in dag.default_args.items():
@@ -95,11 +104,16 @@ class BaseOperator(metaclass=_OperatorMeta):
     #: Attribute names rendered as templates before ``execute`` (templating comes later).
     template_fields: tuple[str, ...] = ()
 
+    #: What ``partial()`` builds: rabbitrun.authoring.mapped sets its PartialOperator here when
+    #: imported (rabbitrun.authoring imports it). A mapped task is itself a BaseOperator, so the
+    #: mapping module sits above this one and cannot be imported from here.
+    partial_factory: ClassVar[PartialFactory | None] = None
+
     def __init__(
         self,
         task_id: str,
         *,
-        dag: DAG | None = None,
+        dag: OwningDag[BaseOperator] | None = None,
         retries: int = 0,
         retry_delay: timedelta | float = timedelta(seconds=300),
         retry_exponential_backoff: bool = False,
@@ -137,8 +151,8 @@ class BaseOperator(metaclass=_OperatorMeta):
         self.doc = doc
         self._upstream: set[str] = set()
         self._downstream: set[str] = set()
-        self.dag: DAG | None = None
-        dag = dag if dag is not None else get_current_dag()
+        self.dag: OwningDag[BaseOperator] | None = None
+        dag = dag if dag is not None else current_dag()
         self.params: dict[str, Any] = {**(dag.params if dag else {}), **(params or {})}
         if dag is not None:
             self._attach(dag)
@@ -147,14 +161,15 @@ class BaseOperator(metaclass=_OperatorMeta):
         return f"<Task({type(self).__name__}): {self.task_id}>"
 
     @classmethod
-    def partial(cls, **kwargs: Any) -> PartialOperator:
+    def partial(cls, **kwargs: Any) -> Expandable:
         """Fix the arguments shared by a mapped task's instances; ``.expand(...)`` maps the others:
         ``BashOperator.partial(task_id="echo").expand(bash_command=[...])``."""
-        from rabbitrun.authoring.mapped import PartialOperator
+        factory = BaseOperator.partial_factory
+        if factory is None:
+            raise DagDefinitionError("task mapping is unavailable: rabbitrun.authoring.mapped was not imported")
+        return factory(cls, kwargs)
 
-        return PartialOperator(cls, kwargs)
-
-    def _attach(self, dag: DAG) -> None:
+    def _attach(self, dag: OwningDag[BaseOperator]) -> None:
         dag.add_task(self)
         self.dag = dag
 
@@ -257,7 +272,7 @@ class BaseOperator(metaclass=_OperatorMeta):
         up._downstream.add(down.task_id)
         down._upstream.add(up.task_id)
 
-    def _dag_or_fail(self) -> DAG:
+    def _dag_or_fail(self) -> OwningDag[BaseOperator]:
         if self.dag is None:
             raise DagDefinitionError(f"task {self.task_id!r} is not assigned to a DAG")
         return self.dag

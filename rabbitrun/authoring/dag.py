@@ -1,48 +1,31 @@
 """The DAG: a named graph of tasks plus the scheduling facts the scheduler needs.
 
 Operators attach themselves to the DAG that is "current" while they are
-created (``with DAG(...):``). That current DAG lives in a :mod:`contextvars`
-stack, the only mutable state here that is not on an instance, so DAG files
-imported in different contexts (threads, the DagBag's isolated import
-context) never see each other's DAGs.
+created (``with DAG(...):``); that stack lives in
+:mod:`rabbitrun.authoring.dagcontext`, below this module and the operators.
 """
 
 from __future__ import annotations
 
 import heapq
-import re
 from collections.abc import Callable, Iterable, Mapping
-from contextvars import ContextVar, Token
+from contextvars import Token
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from rabbitrun.authoring import dagcontext
+from rabbitrun.authoring.baseoperator import BaseOperator
+from rabbitrun.authoring.dagcontext import OwningDag, validate_id
 from rabbitrun.errors import DagDefinitionError, TaskNotFound
 
-if TYPE_CHECKING:
-    from rabbitrun.authoring.baseoperator import BaseOperator
-
-__all__ = ["DAG", "ID_PATTERN", "get_current_dag", "validate_id"]
-
-#: dag_id and task_id end up in file paths, queue payloads and URLs: keep them tame.
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]+$")
-
-_current_dags: ContextVar[tuple[DAG, ...]] = ContextVar("rabbitrun_current_dags", default=())
+__all__ = ["DAG", "get_current_dag"]
 
 
 def get_current_dag() -> DAG | None:
     """Return the innermost DAG entered with ``with`` in this context, if any."""
-    stack = _current_dags.get()
-    return stack[-1] if stack else None
-
-
-def validate_id(kind: str, value: object) -> str:
-    """Check a dag_id/task_id early so a bad id fails in the DAG file, not on the wire."""
-    if not isinstance(value, str) or not ID_PATTERN.match(value):
-        raise DagDefinitionError(
-            f"invalid {kind} {value!r}: use only letters, digits, '_', '.' and '-' (at least one character)"
-        )
-    return value
+    dag = dagcontext.current_dag()
+    return dag if isinstance(dag, DAG) else None  # only DAG.__enter__ pushes, so always a DAG
 
 
 class DAG:
@@ -89,7 +72,7 @@ class DAG:
         self.fileloc: str = ""
         self._task_dict: dict[str, BaseOperator] = {}
         self._positions: dict[str, int] = {}
-        self._tokens: list[Token[tuple[DAG, ...]]] = []
+        self._tokens: list[Token[tuple[OwningDag[Any], ...]]] = []
         if start_date and end_date and end_date < start_date:
             raise DagDefinitionError(f"DAG {dag_id!r}: end_date {end_date} is before start_date {start_date}")
 
@@ -99,7 +82,7 @@ class DAG:
     # --- context manager ----------------------------------------------------
 
     def __enter__(self) -> DAG:
-        self._tokens.append(_current_dags.set((*_current_dags.get(), self)))
+        self._tokens.append(dagcontext.enter(self))
         return self
 
     def __exit__(
@@ -108,7 +91,7 @@ class DAG:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        _current_dags.reset(self._tokens.pop())
+        dagcontext.leave(self._tokens.pop())
 
     # --- tasks --------------------------------------------------------------
 

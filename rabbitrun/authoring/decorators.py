@@ -4,90 +4,27 @@ Calling a decorated function does not run it: it creates a
 :class:`DecoratedPythonOperator` and returns an :class:`XComArg`, a promise
 of that task's return value. Passing an XComArg to another decorated call
 makes the producer upstream; the value is pulled from XCom at execute time.
+``fn.partial(...).expand(...)`` (:class:`PartialTask`) maps a decorated function.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from rabbitrun.authoring.baseoperator import BaseOperator, Context
-from rabbitrun.authoring.dag import DAG, get_current_dag
+from rabbitrun.authoring.baseoperator import Context
+from rabbitrun.authoring.dagcontext import dag_for
+from rabbitrun.authoring.mapped import ExpandValue, MappedOperator, check_expand, partial_kwargs
 from rabbitrun.authoring.operators import PythonOperator
+from rabbitrun.authoring.xcomarg import XComArg, resolve_xcom_args, xcom_args_in
+from rabbitrun.errors import DagDefinitionError
 
-if TYPE_CHECKING:
-    from rabbitrun.authoring.mapped import PartialTask
-
-__all__ = ["DecoratedPythonOperator", "TaskDecorator", "XComArg", "task"]
+__all__ = ["DecoratedPythonOperator", "PartialTask", "TaskDecorator", "XComArg", "task"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-_T = TypeVar("_T")
-
-RETURN_VALUE_KEY = "return_value"
-
-
-class XComArg:
-    """A reference to an XCom that a task will push: ``operator`` and ``key``."""
-
-    def __init__(self, operator: BaseOperator, key: str = RETURN_VALUE_KEY) -> None:
-        self.operator = operator
-        self.key = key
-
-    def __repr__(self) -> str:
-        return f"XComArg({self.operator.task_id!r}, key={self.key!r})"
-
-    def __getitem__(self, key: str) -> XComArg:
-        """``extract()["rows"]``: one key of a ``multiple_outputs`` task."""
-        return XComArg(self.operator, key)
-
-    def as_operators(self) -> list[BaseOperator]:
-        return [self.operator]
-
-    def resolve(self, context: Context) -> Any:
-        """Pull the value this XComArg stands for from the running task's ``ti``."""
-        return context["ti"].xcom_pull(task_ids=self.operator.task_id, key=self.key)
-
-    def __rshift__(self, other: _T) -> _T:
-        return self.operator >> other
-
-    def __lshift__(self, other: _T) -> _T:
-        return self.operator << other
-
-    def __rrshift__(self, other: Any) -> XComArg:
-        self.operator.__rrshift__(other)
-        return self
-
-    def __rlshift__(self, other: Any) -> XComArg:
-        self.operator.__rlshift__(other)
-        return self
-
-
-def _xcom_args_in(value: Any) -> list[XComArg]:
-    """XComArgs in ``value`` itself or one level inside a list, tuple, set or dict."""
-    if isinstance(value, XComArg):
-        return [value]
-    if isinstance(value, Mapping):
-        return [v for v in value.values() if isinstance(v, XComArg)]
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [v for v in value if isinstance(v, XComArg)]
-    return []
-
-
-def _resolve(value: Any, context: Context) -> Any:
-    """Replace XComArgs (top level and one level deep) by their pulled values."""
-    if isinstance(value, XComArg):
-        return value.resolve(context)
-    if isinstance(value, Mapping):
-        return {k: _resolve_leaf(v, context) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return type(value)(_resolve_leaf(v, context) for v in value)
-    return value
-
-
-def _resolve_leaf(value: Any, context: Context) -> Any:
-    return value.resolve(context) if isinstance(value, XComArg) else value
 
 
 class DecoratedPythonOperator(PythonOperator):
@@ -105,12 +42,12 @@ class DecoratedPythonOperator(PythonOperator):
         super().__init__(task_id, python_callable, op_args=op_args, op_kwargs=op_kwargs, **kwargs)
         self.multiple_outputs = multiple_outputs
         for value in [*self.op_args, *self.op_kwargs.values()]:
-            for arg in _xcom_args_in(value):
+            for arg in xcom_args_in(value):
                 self.set_upstream(arg)
 
     def execute(self, context: Context) -> Any:
-        args = [_resolve(a, context) for a in self.op_args]
-        kwargs = {k: _resolve(v, context) for k, v in self.op_kwargs.items()}
+        args = [resolve_xcom_args(a, context) for a in self.op_args]
+        kwargs = {k: resolve_xcom_args(v, context) for k, v in self.op_kwargs.items()}
         result = self.execute_callable(args, kwargs, context)
         if self.multiple_outputs:
             self._push_outputs(result, context)
@@ -124,6 +61,42 @@ class DecoratedPythonOperator(PythonOperator):
             if not isinstance(key, str):
                 raise TypeError(f"task {self.task_id!r}: multiple_outputs keys must be str, got {key!r}")
             context["ti"].xcom_push(key=key, value=value)
+
+
+class PartialTask:
+    """``@task`` function ``.partial(y=10)``: waits for ``.expand(x=...)``; arguments are the function's."""
+
+    def __init__(self, function: Callable[..., Any], operator_kwargs: Mapping[str, Any],
+                 fixed: Mapping[str, Any]) -> None:
+        _check_function_args(function, fixed, "partial")
+        self.function = function
+        self.operator_kwargs = dict(operator_kwargs)
+        self.fixed = dict(fixed)
+
+    def expand(self, **mapped: ExpandValue) -> XComArg:
+        """Add the mapped task; its XComArg stands for the list of results in map-index order."""
+        _check_function_args(self.function, mapped, "expand")
+        check_expand(self.function.__name__, mapped, self.fixed, set(mapped))
+        kwargs = dict(self.operator_kwargs)
+        dag = dag_for(kwargs)
+        task_id = kwargs.pop("task_id", None) or self.function.__name__
+        if dag is not None:
+            task_id = dag.unique_task_id(task_id)
+        kwargs.update(task_id=task_id, python_callable=self.function, op_kwargs=self.fixed)
+        operator = MappedOperator(DecoratedPythonOperator, partial_kwargs(DecoratedPythonOperator, kwargs), mapped,
+                                  into_op_kwargs=True)
+        return XComArg(operator)
+
+
+def _check_function_args(function: Callable[..., Any], kwargs: Mapping[str, Any], where: str) -> None:
+    params = inspect.signature(function).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    unknown = sorted(set(kwargs) - names)
+    if unknown:
+        raise DagDefinitionError(f"{function.__name__}.{where}() got unknown argument(s) {unknown}; "
+                                 f"{function.__name__} takes {sorted(names)}")
 
 
 class TaskDecorator(Generic[P, R]):
@@ -141,9 +114,9 @@ class TaskDecorator(Generic[P, R]):
         declared parameter types, which the function's own signature cannot say.
         """
         op_kwargs = dict(self.operator_kwargs)
-        dag = op_kwargs.get("dag") or get_current_dag()
+        dag = dag_for(op_kwargs)
         task_id = op_kwargs.pop("task_id", None) or self.function.__name__
-        if isinstance(dag, DAG):
+        if dag is not None:
             task_id = dag.unique_task_id(task_id)
         operator = DecoratedPythonOperator(
             task_id=task_id, python_callable=self.function, op_args=args, op_kwargs=kwargs, **op_kwargs
@@ -152,8 +125,6 @@ class TaskDecorator(Generic[P, R]):
 
     def partial(self, **kwargs: Any) -> PartialTask:
         """Fix some function arguments of a mapped task: ``add.partial(y=10).expand(x=[1, 2, 3])``."""
-        from rabbitrun.authoring.mapped import PartialTask
-
         return PartialTask(self.function, self.operator_kwargs, kwargs)
 
     def expand(self, **mapped: Any) -> XComArg:

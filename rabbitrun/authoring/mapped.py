@@ -9,22 +9,25 @@ cartesian product, the last argument varying fastest, as in Airflow.
 
 Everything here is checked when the DAG file is parsed, so that a misspelt or
 unmappable argument is a DAG import error, not a failure at run time.
+
+``SomeOperator.partial`` reaches :class:`PartialOperator` through
+``BaseOperator.partial_factory``, set at the end of this module: a mapped task is
+a BaseOperator, so this module sits above ``baseoperator``. ``@task`` functions map
+through ``decorators.PartialTask``, which builds the same :class:`MappedOperator`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rabbitrun.authoring import dag as dag_module
 from rabbitrun.authoring.baseoperator import BaseOperator, Context, _accepted_names
-from rabbitrun.authoring.dag import DAG, get_current_dag
-from rabbitrun.authoring.decorators import DecoratedPythonOperator, XComArg, _resolve, _xcom_args_in
+from rabbitrun.authoring.dagcontext import dag_for, outside_any_dag
+from rabbitrun.authoring.xcomarg import XComArg, resolve_xcom_args, xcom_args_in
 from rabbitrun.errors import DagDefinitionError
 
-__all__ = ["ExpandValue", "MappedOperator", "PartialOperator", "PartialTask", "element_index", "partial_kwargs"]
+__all__ = ["ExpandValue", "MappedOperator", "PartialOperator", "check_expand", "element_index", "partial_kwargs"]
 
 #: What ``expand`` accepts for one argument: a literal list/tuple, or an upstream task's output.
 ExpandValue = Sequence[Any] | XComArg
@@ -42,8 +45,8 @@ def partial_kwargs(cls: type[BaseOperator], kwargs: Mapping[str, Any]) -> dict[s
     if unknown:
         raise DagDefinitionError(f"{cls.__name__}.partial() got unknown argument(s) {unknown}")
     out = dict(kwargs)
-    dag = out.get("dag") or get_current_dag()
-    if isinstance(dag, DAG):
+    dag = dag_for(out)
+    if dag is not None:
         for name, value in dag.default_args.items():
             if name in accepted and name not in out:
                 out[name] = value
@@ -62,7 +65,7 @@ class PartialOperator:
     def expand(self, **mapped: ExpandValue) -> MappedOperator:
         """One task instance per element of the mapped arguments (their product if several)."""
         accepted = _accepted_names(self.operator_class)
-        _check_expand(self.operator_class.__name__, mapped, self.kwargs, accepted)
+        check_expand(self.operator_class.__name__, mapped, self.kwargs, accepted)
         settings = sorted(set(mapped) & _TASK_SETTINGS)
         if settings:
             raise DagDefinitionError(f"{self.operator_class.__name__}.expand() cannot map task settings {settings}; "
@@ -72,31 +75,6 @@ class PartialOperator:
             raise DagDefinitionError(f"{self.operator_class.__name__} {self.kwargs['task_id']!r}: missing required "
                                      f"argument(s) {missing} in partial() or expand()")
         return MappedOperator(self.operator_class, self.kwargs, mapped, into_op_kwargs=False)
-
-
-class PartialTask:
-    """``@task`` function ``.partial(y=10)``: waits for ``.expand(x=...)``; arguments are the function's."""
-
-    def __init__(self, function: Callable[..., Any], operator_kwargs: Mapping[str, Any],
-                 fixed: Mapping[str, Any]) -> None:
-        _check_function_args(function, fixed, "partial")
-        self.function = function
-        self.operator_kwargs = dict(operator_kwargs)
-        self.fixed = dict(fixed)
-
-    def expand(self, **mapped: ExpandValue) -> XComArg:
-        """Add the mapped task; its XComArg stands for the list of results in map-index order."""
-        _check_function_args(self.function, mapped, "expand")
-        _check_expand(self.function.__name__, mapped, self.fixed, set(mapped))
-        kwargs = dict(self.operator_kwargs)
-        dag = kwargs.get("dag") or get_current_dag()
-        task_id = kwargs.pop("task_id", None) or self.function.__name__
-        if isinstance(dag, DAG):
-            task_id = dag.unique_task_id(task_id)
-        kwargs.update(task_id=task_id, python_callable=self.function, op_kwargs=self.fixed)
-        operator = MappedOperator(DecoratedPythonOperator, partial_kwargs(DecoratedPythonOperator, kwargs), mapped,
-                                  into_op_kwargs=True)
-        return XComArg(operator)
 
 
 class _MappedMeta(type(BaseOperator)):  # type: ignore[misc]
@@ -123,7 +101,7 @@ class MappedOperator(BaseOperator, metaclass=_MappedMeta):
         self.into_op_kwargs = into_op_kwargs
         for value in [*self.expand_input.values(), *self.partial_kwargs.values(),
                       *dict(self.partial_kwargs.get("op_kwargs") or {}).values()]:
-            for arg in _xcom_args_in(value):
+            for arg in xcom_args_in(value):
                 self.set_upstream(arg)
 
     def __repr__(self) -> str:
@@ -145,11 +123,11 @@ class MappedOperator(BaseOperator, metaclass=_MappedMeta):
         element = {name: value[i] for (name, value), i in zip(values.items(), index, strict=True)}
         kwargs = dict(self.partial_kwargs)
         if self.into_op_kwargs:  # @task: partial outputs are pulled here, so the copy links to nothing
-            fixed = {k: _resolve(v, context) for k, v in dict(kwargs.get("op_kwargs") or {}).items()}
+            fixed = {k: resolve_xcom_args(v, context) for k, v in dict(kwargs.get("op_kwargs") or {}).items()}
             kwargs["op_kwargs"] = {**fixed, **element}
         else:
             kwargs.update(element)
-        with _outside_any_dag():
+        with outside_any_dag():
             operator = self.operator_class(**kwargs)
         operator.dag, operator.params = self.dag, dict(self.params)
         operator._upstream, operator._downstream = set(self._upstream), set(self._downstream)
@@ -171,17 +149,7 @@ def element_index(map_index: int, lengths: Sequence[int]) -> list[int]:
     return index[::-1]
 
 
-@contextlib.contextmanager
-def _outside_any_dag() -> Iterator[None]:
-    """Build an unmapped copy without adding it to a DAG that happens to be open around the call."""
-    token = dag_module._current_dags.set(())
-    try:
-        yield
-    finally:
-        dag_module._current_dags.reset(token)
-
-
-def _check_expand(owner: str, mapped: Mapping[str, Any], fixed: Mapping[str, Any], accepted: set[str]) -> None:
+def check_expand(owner: str, mapped: Mapping[str, Any], fixed: Mapping[str, Any], accepted: set[str]) -> None:
     if not mapped:
         raise DagDefinitionError(f"{owner}.expand() needs at least one argument to map over")
     unknown = sorted(set(mapped) - accepted)
@@ -201,19 +169,11 @@ def _check_expand(owner: str, mapped: Mapping[str, Any], fixed: Mapping[str, Any
                                      "expand over a task that returns the list")
 
 
-def _check_function_args(function: Callable[..., Any], kwargs: Mapping[str, Any], where: str) -> None:
-    params = inspect.signature(function).parameters.values()
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return
-    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    unknown = sorted(set(kwargs) - names)
-    if unknown:
-        raise DagDefinitionError(f"{function.__name__}.{where}() got unknown argument(s) {unknown}; "
-                                 f"{function.__name__} takes {sorted(names)}")
-
-
 def _required_args(cls: type[BaseOperator]) -> set[str]:
     """Constructor arguments of ``cls`` itself that have no default."""
     params = inspect.signature(cls.__init__).parameters.values()
     return {p.name for p in params if p.default is p.empty and p.name != "self"
             and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+BaseOperator.partial_factory = PartialOperator  # what SomeOperator.partial(...) builds

@@ -18,9 +18,9 @@ from rabbitrun.errors import EXIT_UNAVAILABLE
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Queues (depth, unacked, consumers, rates), live workers and task instance counts."""
-    from rabbitrun.client import control as control_client
+    from rabbitrun.client import status as status_client
 
-    result = asyncio.run(control_client.status(settings_from(ctx)))
+    result = asyncio.run(status_client.status(settings_from(ctx)))
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
         return
@@ -55,9 +55,9 @@ def broker() -> None:
 @click.pass_context
 def broker_check(ctx: click.Context) -> None:
     """Exit non-zero unless the broker is reachable and the topology is declared."""
-    from rabbitrun.client import control as control_client
+    from rabbitrun.client import status as status_client
 
-    problems = asyncio.run(control_client.broker_check(settings_from(ctx)))
+    problems = asyncio.run(status_client.broker_check(settings_from(ctx)))
     for problem in problems:
         click.echo(f"unhealthy: {problem}", err=True)
     if problems:
@@ -70,13 +70,13 @@ def broker_check(ctx: click.Context) -> None:
 def health(ctx: click.Context) -> None:
     """Broker check + DB check, for systemd/Kubernetes probes (non-zero with a reason)."""
     from rabbitrun import client
-    from rabbitrun.client import control as control_client
+    from rabbitrun.client import status as status_client
     from rabbitrun.errors import RabbitrunError
 
     settings = settings_from(ctx)
     problems = []
     try:
-        problems += asyncio.run(control_client.broker_check(settings))
+        problems += asyncio.run(status_client.broker_check(settings))
     except RabbitrunError as exc:
         problems.append(str(exc))
     try:

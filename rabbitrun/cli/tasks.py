@@ -104,18 +104,17 @@ def logs(ctx: click.Context, dag_id: str, task_id: str, run_id: str, try_number:
     import asyncio
 
     from rabbitrun import client
-    from rabbitrun.client import control as control_client
-    from rabbitrun.errors import RabbitrunError
+    from rabbitrun.errors import LogNotFound
 
     settings = settings_from(ctx)
     key = client.attempt_key(settings, dag_id, task_id, run_id, try_number=try_number, map_index=map_index)
     if follow:
-        final = asyncio.run(control_client.follow(settings, key, lambda text: click.echo(text, nl=False),
-                                                  ended=lambda: client.attempt_ended(settings, key)))
+        final = asyncio.run(client.follow(settings, key, lambda text: click.echo(text, nl=False),
+                                          ended=lambda: client.attempt_ended(settings, key)))
         click.echo(f"*** attempt ended: {final}", err=True)
         return
-    found = asyncio.run(control_client.read_attempt_log(settings, key))
+    found = asyncio.run(client.read_attempt_log(settings, key))
     if found is None:
-        raise RabbitrunError(f"no log for {key} at {client.log_path(settings, key)}, nor on a live worker")
+        raise LogNotFound(f"no log for {key} at {client.log_path(settings, key)}, nor on a live worker", key=str(key))
     click.echo(f"*** {found[0]}", err=True)
     click.echo(found[1], nl=False)

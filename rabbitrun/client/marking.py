@@ -16,16 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rabbitrun.authoring import DAG
 from rabbitrun.errors import DagError, DagRunNotFound, TaskNotFound
+from rabbitrun.models import transitions
 from rabbitrun.models.tables import DagRun, TaskInstance
-from rabbitrun.states import FINISHED_RUN_STATES, FINISHED_TASK_STATES, DagRunState, TaskState
+from rabbitrun.states import FINISHED_RUN_STATES, DagRunState, TaskState
 
 MARKABLE = (TaskState.SUCCESS.value, TaskState.FAILED.value)
-_RESUMABLE = [TaskState.FAILED.value, TaskState.UPSTREAM_FAILED.value]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,22 +56,16 @@ def set_task_state(session: Session, dag: DAG, run_id: str, task_id: str, state:
     downstream = _descendants(dag, task_id)
     ti = session.execute(select(TaskInstance).where(
         TaskInstance.dag_id == dag.dag_id, TaskInstance.task_id == task_id, TaskInstance.run_id == run_id,
-        TaskInstance.map_index == map_index).with_for_update()).scalar_one_or_none()
+        TaskInstance.map_index == map_index).with_for_update()
+        .execution_options(populate_existing=True)).scalar_one_or_none()  # as locked: the CAS expects it
     if ti is None:
         raise TaskNotFound(dag.dag_id, task_id)
     previous = ti.state
-    ti.state, ti.end_date, ti.next_retry_at = state, now, None
-    ti.reason = f"marked {state} by hand (was {previous})"
-    ti.start_date = ti.start_date or now
-    ti.duration = max(0.0, (now - ti.start_date).total_seconds())
-    reset = list(session.execute(
-        update(TaskInstance)
-        .where(TaskInstance.dag_id == dag.dag_id, TaskInstance.run_id == run_id,
-               TaskInstance.task_id.in_(downstream), TaskInstance.state.in_(_RESUMABLE))
-        .values(state=TaskState.NONE.value, end_date=None, reason=None)
-        .returning(TaskInstance.task_id)
-        .execution_options(synchronize_session=False)
-    ).scalars()) if downstream else []
+    started = ti.start_date or now
+    transitions.change(session, ti, transitions.MARK_TASK, TaskState(state), end_date=now, next_retry_at=None,
+                       reason=f"marked {state} by hand (was {previous})", start_date=started,
+                       duration=max(0.0, (now - started).total_seconds()))
+    reset = transitions.reset_downstream(session, dag.dag_id, run_id, downstream)
     reopened = run.state in {s.value for s in FINISHED_RUN_STATES}
     if reopened:  # the scheduler settles the run again from the new task states
         run.state, run.end_date = DagRunState.RUNNING.value, None
@@ -84,20 +78,7 @@ def set_run_state(session: Session, dag_id: str, run_id: str, state: str, now: d
     _check(state)
     run = _run(session, dag_id, run_id)
     previous = run.state
-    mine = (TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
-    reason = f"run marked {state} by hand"
-    if state == TaskState.SUCCESS.value:
-        session.execute(update(TaskInstance).where(*mine, TaskInstance.state != TaskState.SUCCESS.value)
-                        .values(state=TaskState.SUCCESS.value, end_date=now, next_retry_at=None, reason=reason)
-                        .execution_options(synchronize_session=False))
-    else:
-        session.execute(update(TaskInstance).where(*mine, TaskInstance.state == TaskState.RUNNING.value)
-                        .values(state=TaskState.FAILED.value, end_date=now, reason=reason)
-                        .execution_options(synchronize_session=False))
-        finished = [s.value for s in FINISHED_TASK_STATES]  # running ones are failed by now
-        session.execute(update(TaskInstance).where(*mine, TaskInstance.state.notin_(finished))
-                        .values(state=TaskState.SKIPPED.value, end_date=now, next_retry_at=None, reason=reason)
-                        .execution_options(synchronize_session=False))
+    transitions.mark_run(session, dag_id, run_id, TaskState(state), now, f"run marked {state} by hand")
     run.state, run.end_date = state, now
     session.commit()
     return Marked(previous, [], False)

@@ -1,9 +1,13 @@
-"""What a task reads and writes besides its arguments: the data access of the running attempt.
+"""What a task reads and writes besides its arguments: the data access of the running attempt,
+and the Airflow-style ``Variable``, ``Connection`` and ``XCom`` facades over it.
 
 The runner sets one :class:`DataAccess` per attempt in a context variable, so
 ``Variable.get`` / ``Connection.get`` / ``XCom`` called from anywhere in a task
 use the attempt's DB sessions, cipher, caches and secrets masker. Outside an
 attempt (a script, the CLI) they build one from this process's settings.
+
+The facades live here, above the stores (``connections``, ``variables``), because
+they reach the stores through :func:`current`; the stores never import this module.
 """
 
 from __future__ import annotations
@@ -14,14 +18,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from rabbitrun.data import connections
 from rabbitrun.data.connections import ConnectionStore
-from rabbitrun.data.variables import Variable, VariableStore
+from rabbitrun.data.variables import MISSING, VariableStore
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models import xcom
 from rabbitrun.secrets import Cipher, SecretsMasker
 from rabbitrun.settings import Settings, load_settings
 
-__all__ = ["DataAccess", "Variable", "XCom", "activate", "build", "current", "deactivate"]
+__all__ = ["Connection", "DataAccess", "Variable", "XCom", "activate", "build", "current", "deactivate"]
 
 
 @dataclass(frozen=True)
@@ -30,14 +35,14 @@ class DataAccess:
     sessions: sessionmaker[Session]
     cipher: Cipher
     variables: VariableStore
-    connections: ConnectionStore
+    connections: ConnectionStore[Connection]
     xcom_backend: xcom.XComBackend
 
 
 def build(settings: Settings, sessions: sessionmaker[Session], masker: SecretsMasker | None = None) -> DataAccess:
     cipher = Cipher(settings.core.fernet_key)
     return DataAccess(settings, sessions, cipher, VariableStore(settings, sessions, cipher, masker),
-                      ConnectionStore(settings, sessions, cipher, masker),
+                      ConnectionStore(settings, sessions, cipher, masker, value_type=Connection),
                       xcom.load_backend(settings.core.xcom_backend, settings))
 
 
@@ -65,6 +70,40 @@ def current() -> DataAccess:
         settings = load_settings()
         access = build(settings, session_factory(make_engine(settings.database, pooled=False)))
     return access
+
+
+class Connection(connections.Connection):
+    """Airflow's ``Connection``: the value type, plus ``Connection.get(conn_id)``.
+
+    Built, compared and copied exactly like :class:`rabbitrun.data.connections.Connection`;
+    the stores of :func:`build` return this class, so what ``Connection.get`` and
+    ``context["conn"]`` give a task compares equal to a ``Connection(...)`` it builds.
+    """
+
+    @classmethod
+    def get(cls, conn_id: str) -> Connection:
+        """The connection as the running attempt (or this process's settings) sees it."""
+        return current().connections.get(conn_id)
+
+
+class Variable:
+    """Airflow's ``Variable``: ``Variable.get("key", default_var=..., deserialize_json=...)``.
+
+    In a task it uses the running attempt's sessions, cipher and cache (set by the
+    runner in a context variable); elsewhere, this process's settings.
+    """
+
+    @staticmethod
+    def get(key: str, default_var: Any = MISSING, deserialize_json: bool = False) -> Any:
+        return current().variables.get(key, default_var, deserialize_json)
+
+    @staticmethod
+    def set(key: str, value: Any, serialize_json: bool = False, description: str | None = None) -> None:
+        current().variables.set(key, value, serialize_json, description)
+
+    @staticmethod
+    def delete(key: str) -> bool:
+        return current().variables.delete(key)
 
 
 class XCom:

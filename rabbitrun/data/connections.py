@@ -3,6 +3,10 @@
 Lookup order: ``RABBITRUN_CONN_<CONN_ID>`` (a URI or a JSON object; wins) ->
 metadata DB. Passwords and extras are encrypted at rest; a password read by a
 task is masked in its log.
+
+``rabbitrun.Connection`` (with Airflow's ``Connection.get``) is the subclass in
+:mod:`rabbitrun.data.access`, which sits above this store; the store builds
+whatever subclass it is given, so what a task reads is a ``rabbitrun.Connection``.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import difflib
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from sqlalchemy import select
@@ -114,15 +118,10 @@ class Connection:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def get(cls, conn_id: str) -> Connection:
-        """The connection as the running attempt (or this process's settings) sees it."""
-        from rabbitrun.data.access import current  # runtime builds the stores from this module
-
-        return current().connections.get(conn_id)
-
 
 _FIELDS = {f.name for f in fields(Connection)} - {"conn_id"}
+
+C = TypeVar("C", bound=Connection)
 
 
 def check_conn_type(conn: Connection, extra_types: Iterable[str] = ()) -> None:
@@ -173,13 +172,16 @@ def from_env_value(conn_id: str, value: str) -> Connection:
     return Connection.from_uri(conn_id, text)
 
 
-class ConnectionStore:
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session], cipher: Cipher,
-                 masker: SecretsMasker | None = None) -> None:
-        self._settings, self._sessions, self._cipher, self._masker = settings, sessions, cipher, masker
-        self._cache: dict[str, Connection] = {}
+class ConnectionStore(Generic[C]):
+    """Reads build ``value_type`` (a :class:`Connection` subclass); writes take any Connection."""
 
-    def get(self, conn_id: str) -> Connection:
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session], cipher: Cipher,
+                 masker: SecretsMasker | None = None, *, value_type: type[C]) -> None:
+        self._settings, self._sessions, self._cipher, self._masker = settings, sessions, cipher, masker
+        self._value_type = value_type
+        self._cache: dict[str, C] = {}
+
+    def get(self, conn_id: str) -> C:
         conn = self._cache.get(conn_id) or self._load(conn_id)
         self._cache[conn_id] = conn
         if self._masker is not None:
@@ -187,24 +189,24 @@ class ConnectionStore:
                 self._masker.add(value)
         return conn
 
-    def _load(self, conn_id: str) -> Connection:
+    def _load(self, conn_id: str) -> C:
         env = self._settings.env_connections.get(conn_id.lower())
         if env is not None:
-            return from_env_value(conn_id, env)
+            return self._value_type(**from_env_value(conn_id, env).as_dict())
         with self._sessions() as session:
             row = get_connection_row(session, conn_id)
             if row is None:
                 raise ConnectionNotFound(conn_id)
             return self._from_row(row)
 
-    def _from_row(self, row: ConnectionRow) -> Connection:
+    def _from_row(self, row: ConnectionRow) -> C:
         what = f"connection {row.conn_id}"
         password = (self._cipher.decrypt(row.password, encrypted=row.is_encrypted, what=what)
                     if row.password is not None else None)
         extra = (self._cipher.decrypt(row.extra, encrypted=row.is_extra_encrypted, what=what)
                  if row.extra is not None else None)
-        return Connection(row.conn_id, row.conn_type, row.host, row.schema, row.login, password, row.port, extra,
-                          row.description)
+        return self._value_type(row.conn_id, row.conn_type, row.host, row.schema, row.login, password, row.port,
+                                extra, row.description)
 
     def add(self, conn: Connection, *, replace_existing: bool = False) -> None:
         self.add_many([conn], replace_existing=replace_existing)
@@ -245,7 +247,7 @@ class ConnectionStore:
         self._cache.pop(conn_id, None)
         return True
 
-    def list(self) -> list[Connection]:
+    def list(self) -> list[C]:
         with self._sessions() as session:
             rows = session.execute(select(ConnectionRow).order_by(ConnectionRow.conn_id)).scalars().all()
             return [self._from_row(r) for r in rows]

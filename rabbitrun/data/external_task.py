@@ -75,18 +75,8 @@ class ExternalTaskSensor(BaseSensorOperator):
 
     def _states(self, dates: list[datetime]) -> list[str]:
         """Current states of the external task instances (or runs) on those logical dates."""
-        from sqlalchemy import select
-
         from rabbitrun.data import access as runtime
-        from rabbitrun.models.tables import DagRun, TaskInstance
+        from rabbitrun.models.runs import external_states
 
-        runs = select(DagRun.run_id).where(DagRun.dag_id == self.external_dag_id, DagRun.logical_date.in_(dates))
-        if self.external_task_id is None:
-            query = select(DagRun.state).where(DagRun.dag_id == self.external_dag_id,
-                                               DagRun.logical_date.in_(dates))
-        else:
-            query = select(TaskInstance.state).where(TaskInstance.dag_id == self.external_dag_id,
-                                                     TaskInstance.task_id == self.external_task_id,
-                                                     TaskInstance.run_id.in_(runs))
         with runtime.current().sessions() as session:
-            return [str(s) for s in session.execute(query).scalars()]
+            return external_states(session, self.external_dag_id, self.external_task_id, dates)

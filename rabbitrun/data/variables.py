@@ -2,7 +2,8 @@
 
 Lookup order: ``RABBITRUN_VAR_<KEY>`` (environment, wins) -> metadata DB.
 One :class:`VariableStore` serves one task attempt (or one CLI call), and caches
-what it read: a variable read twice in one attempt hits the DB once.
+what it read: a variable read twice in one attempt hits the DB once. Airflow's
+``Variable`` facade is in :mod:`rabbitrun.data.access`, above this store.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from rabbitrun.models.variables import delete_variable_row, get_variable_row, pu
 from rabbitrun.secrets import Cipher, SecretsMasker, is_sensitive
 from rabbitrun.settings import Settings
 
-_MISSING: Any = object()
+#: ``default_var`` when none was given (None is a valid default).
+MISSING: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +50,10 @@ class VariableStore:
                                     self._cipher.decrypt(row.val, encrypted=row.is_encrypted, what=f"variable {key}"))
         return self._cache[key]
 
-    def get(self, key: str, default_var: Any = _MISSING, deserialize_json: bool = False) -> Any:
+    def get(self, key: str, default_var: Any = MISSING, deserialize_json: bool = False) -> Any:
         value = self._raw(key)
         if value is None:
-            if default_var is not _MISSING:
+            if default_var is not MISSING:
                 return default_var
             raise VariableNotFound(key)
         self._mask_if_sensitive(key, value)
@@ -126,32 +128,6 @@ class VariableStore:
                                                                 what=f"variable {row.key}")
             session.commit()
             return len(rows)
-
-
-class Variable:
-    """Airflow's ``Variable``: ``Variable.get("key", default_var=..., deserialize_json=...)``.
-
-    In a task it uses the running attempt's sessions, cipher and cache (set by the
-    runner in a context variable); elsewhere, this process's settings.
-    """
-
-    @staticmethod
-    def get(key: str, default_var: Any = _MISSING, deserialize_json: bool = False) -> Any:
-        from rabbitrun.data.access import current  # runtime builds the stores from this module
-
-        return current().variables.get(key, default_var, deserialize_json)
-
-    @staticmethod
-    def set(key: str, value: Any, serialize_json: bool = False, description: str | None = None) -> None:
-        from rabbitrun.data.access import current
-
-        current().variables.set(key, value, serialize_json, description)
-
-    @staticmethod
-    def delete(key: str) -> bool:
-        from rabbitrun.data.access import current
-
-        return current().variables.delete(key)
 
 
 def masked_value(key: str, value: str, settings: Settings) -> str:

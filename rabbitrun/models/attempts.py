@@ -4,6 +4,9 @@ Every transition here is one conditional UPDATE on the task instance row that
 names the expected state and ``try_number``: whoever loses the race sees
 rowcount 0 and does nothing (DESIGN rule 2). Both the task process (claim,
 finish) and the worker parent (heartbeat, finish of a killed child) use these.
+The state-writing statements are :mod:`rabbitrun.models.transitions`' (the one
+owner of task-instance state writes); this module compiles them once per
+dialect and runs them on the DB-API cursor.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, cast
 
-from sqlalchemy import ClauseElement, ColumnElement, Dialect, Table, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import ClauseElement, ColumnElement, Dialect, Table, and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -23,9 +26,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from rabbitrun.keys import TaskInstanceKey
+from rabbitrun.models import transitions
 from rabbitrun.models.base import utcnow
 from rabbitrun.models.tables import DagRun, TaskAttempt, TaskInstance, TaskReschedule, XComRow
-from rabbitrun.states import CLAIMABLE_STATES, TaskState
+from rabbitrun.states import TaskState
 
 # The statements of an attempt's hot path (claim, finish, attempt row) are built once, here, with
 # bind parameters, compiled once per dialect by SQLAlchemy (in the zygote, before it forks) and run
@@ -38,25 +42,7 @@ _XCOM = cast(Table, XComRow.__table__)
 _ATTEMPT = cast(Table, TaskAttempt.__table__)
 
 
-def _ti_pk() -> Any:
-    return and_(_TI.c.dag_id == bindparam("k_dag"), _TI.c.task_id == bindparam("k_task"),
-                _TI.c.run_id == bindparam("k_run"), _TI.c.map_index == bindparam("k_map"),
-                _TI.c.try_number == bindparam("k_try"))
-
-
-_CLAIM_UPDATE = (
-    update(_TI)
-    .where(_ti_pk(),
-           # ... or already ours: a retry after a commit whose answer was lost wins again
-           or_(*(_TI.c.state == s.value for s in sorted(CLAIMABLE_STATES)),
-               and_(_TI.c.state == TaskState.RUNNING.value, _TI.c.pid == bindparam("p_pid"),
-                    _TI.c.hostname == bindparam("p_host"), _TI.c.start_date == bindparam("p_now"))))
-    .values(state=TaskState.RUNNING.value, start_date=bindparam("p_now"), end_date=None, duration=None,
-            hostname=bindparam("p_host"), pid=bindparam("p_pid"), last_heartbeat_at=bindparam("p_now"),
-            reason=None, next_retry_at=None,
-            # the envelope that won is the one the worker heartbeats; NULL (in-process run): keep the row's
-            envelope_id=func.coalesce(bindparam("p_envelope", type_=_TI.c.envelope_id.type), _TI.c.envelope_id))
-)
+_CLAIM_UPDATE = transitions.CLAIM_UPDATE
 _CLAIM = _CLAIM_UPDATE.returning(_TI.c.max_tries, _TI.c.queue)
 _CLAIM_RUN = select(_RUN).where(_RUN.c.dag_id == bindparam("k_dag"), _RUN.c.run_id == bindparam("k_run"))
 _STATE = select(_TI.c.state, _TI.c.try_number).where(
@@ -65,13 +51,7 @@ _STATE = select(_TI.c.state, _TI.c.try_number).where(
 _CLAIM_CLEAR_XCOM = delete(_XCOM).where(
     _XCOM.c.dag_id == bindparam("k_dag"), _XCOM.c.task_id == bindparam("k_task"),
     _XCOM.c.run_id == bindparam("k_run"), _XCOM.c.map_index == bindparam("k_map"))
-_FINISH = (
-    update(_TI)
-    .where(_ti_pk(), _TI.c.state == bindparam("p_expect"))
-    .values(state=bindparam("p_state"), end_date=bindparam("p_end"), reason=bindparam("p_reason"),
-            duration=bindparam("p_duration"), next_retry_at=bindparam("p_next"))
-    .returning(_TI.c.hostname, _TI.c.pid)
-)
+_FINISH = transitions.FINISH_UPDATE
 _ATTEMPT_SET = ("state", "start_date", "end_date", "hostname", "pid", "reason")
 _ATTEMPT_KEY = ["dag_id", "task_id", "run_id", "map_index", "try_number"]
 
@@ -336,6 +316,7 @@ def _finish_statements(db: AttemptDB, key: TaskInstanceKey, outcome: Finish, exp
                        started_at: datetime, commit: bool) -> bool:
     """The final state and the attempt's history row (one statement on PostgreSQL, two on SQLite),
     committed if ``commit``; False when the state was not ``expect`` any more (nothing written)."""
+    transitions.check_finish(expect, outcome.state)
     params = {**_key_params(key), "p_expect": expect.value, "p_state": outcome.state.value, "p_start": started_at,
               "p_end": outcome.ended_at, "p_reason": outcome.reason, "p_next": outcome.next_retry_at,
               "p_duration": max(0.0, (outcome.ended_at - started_at).total_seconds())}
@@ -378,20 +359,6 @@ def heartbeat(session: Session, envelope_ids: list[str], now: datetime) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def mark_for_republish(session: Session, key: TaskInstanceKey, envelope_id: str, reason: str) -> bool:
-    """QUEUED -> SCHEDULED for this envelope: no message carries it any more, so the scheduler
-    publishes it again (same try). False when its state moved on meanwhile. Commits."""
-    result = session.execute(
-        update(TaskInstance)
-        .where(*_pk(key), TaskInstance.try_number == key.try_number, TaskInstance.envelope_id == envelope_id,
-               TaskInstance.state == TaskState.QUEUED.value)
-        .values(state=TaskState.SCHEDULED.value, reason=reason)
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-    return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
 @dataclass(frozen=True, slots=True)
 class Finish:
     """The final word on one attempt, decided by the runner or the worker parent."""
@@ -418,19 +385,22 @@ def finish(session: Session | AttemptDB, key: TaskInstanceKey, outcome: Finish, 
             return False
         return True
     assert isinstance(session, Session), "an attempt's start is read through the ORM"
+    transitions.check_finish(expect, outcome.state)
     ti = session.execute(
         select(TaskInstance).where(*_pk(key), TaskInstance.try_number == key.try_number,
                                    TaskInstance.state == expect.value).with_for_update()
+        .execution_options(populate_existing=True)  # the row as locked: the compare-and-set below expects it
     ).scalar_one_or_none()
     if ti is None:
         session.rollback()
         return False
     started = ti.start_date or outcome.ended_at
-    ti.state = outcome.state.value
-    ti.end_date = outcome.ended_at
-    ti.duration = max(0.0, (outcome.ended_at - started).total_seconds())
-    ti.reason = outcome.reason
-    ti.next_retry_at = outcome.next_retry_at
+    duration = max(0.0, (outcome.ended_at - started).total_seconds())
+    if not transitions.change(session, ti, transitions.FINISH, outcome.state, expected=expect,
+                              end_date=outcome.ended_at, duration=duration, reason=outcome.reason,
+                              next_retry_at=outcome.next_retry_at):
+        session.rollback()
+        return False
     record_attempt(session, key, outcome.state.value, started, outcome.ended_at, ti.hostname, ti.pid, outcome.reason)
     session.commit()
     return True
@@ -484,4 +454,4 @@ def failure_outcome(
 
 
 __all__ = ["AttemptDB", "Claim", "Finish", "RescheduleHistory", "attempt_db", "claim", "failure_outcome", "finish",
-           "get_ti", "heartbeat", "mark_for_republish", "record_attempt", "record_reschedule", "reschedule_history", "utcnow"]
+           "get_ti", "heartbeat", "record_attempt", "record_reschedule", "reschedule_history", "utcnow"]

@@ -1,4 +1,4 @@
-"""DAG run rows: create a QUEUED run, read a run's state and its task instances.
+"""DAG run rows: create a QUEUED run, read a run's state and its task instances, count task states.
 
 The scheduler, ``dags trigger``/``backfill`` and ``dags test`` create runs here, so a
 manual, scheduled and backfill run are written the same way.
@@ -7,6 +7,7 @@ manual, scheduled and backfill run are written the same way.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -59,3 +60,28 @@ def task_state_rows(session: Session, dag_id: str, run_id: str) -> list[TaskStat
     ).scalars().all()
     return [TaskStateRow(t.task_id, t.map_index, t.state, t.try_number, t.start_date, t.end_date, t.duration,
                          t.hostname, t.reason) for t in rows]
+
+
+def run_ids(session: Session, dag_id: str) -> set[str]:
+    """The run ids the DAG has."""
+    return set(session.execute(select(DagRun.run_id).where(DagRun.dag_id == dag_id)).scalars())
+
+
+def task_state_counts(session: Session) -> dict[str, int]:
+    """How many task instances, over all runs, are in each state."""
+    rows = session.execute(select(TaskInstance.state, func.count()).group_by(TaskInstance.state)).all()
+    return {state: count for state, count in rows}
+
+
+def external_states(session: Session, dag_id: str, task_id: str | None,
+                    logical_dates: Sequence[datetime]) -> list[str]:
+    """States of ``dag_id``'s runs on those logical dates, or of their ``task_id`` instances
+    when a task is named (what ExternalTaskSensor waits on); one entry per row found."""
+    dates = list(logical_dates)
+    if task_id is None:
+        query = select(DagRun.state).where(DagRun.dag_id == dag_id, DagRun.logical_date.in_(dates))
+    else:
+        runs = select(DagRun.run_id).where(DagRun.dag_id == dag_id, DagRun.logical_date.in_(dates))
+        query = select(TaskInstance.state).where(TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id,
+                                                 TaskInstance.run_id.in_(runs))
+    return [str(s) for s in session.execute(query).scalars()]

@@ -4,7 +4,7 @@ SQLite has no row locks to share work with, so a second scheduler would queue
 the same tasks as the first. The lock is held for the scheduler's lifetime
 and released by the kernel when the process exits, however it exits, so a
 crashed scheduler never leaves a stale lock behind. PostgreSQL needs no lock
-here: schedulers share its work through row locks (see rabbitrun.scheduler.scheduling).
+here: schedulers share its work through row locks (see rabbitrun.scheduler.runs and .readiness).
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,10 +31,9 @@ from rabbitrun.data import access as runtime
 from rabbitrun.errors import DagError, RabbitrunError, XComError
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.logs import attempt_log
-from rabbitrun.models import attempts, xcom
+from rabbitrun.models import attempts, transitions, xcom
 from rabbitrun.models.base import utcnow
 from rabbitrun.models.engine import retrying
-from rabbitrun.models.tables import TaskInstance
 from rabbitrun.names import TASK_LOGGER
 from rabbitrun.runner.context import RuntimeTaskInstance, build_context
 from rabbitrun.runner.limits import Terminated, time_limit
@@ -160,15 +158,9 @@ def _record(
     """Write the final state and the return value's XCom in one transaction (one commit)."""
     if finish.state == TaskState.QUEUED:  # released on shutdown: the requeued delivery claims it again
         attempts.record_attempt(session, key, "terminated", None, finish.ended_at, None, os.getpid(), finish.reason)
-        result = session.execute(
-            update(TaskInstance)
-            .where(TaskInstance.dag_id == key.dag_id, TaskInstance.task_id == key.task_id,
-                   TaskInstance.run_id == key.run_id, TaskInstance.map_index == key.map_index,
-                   TaskInstance.try_number == key.try_number, TaskInstance.state == TaskState.RUNNING.value)
-            .values(state=TaskState.QUEUED.value, reason=finish.reason, queued_at=finish.ended_at)
-        )
+        released = transitions.release(session, key, finish.reason, finish.ended_at)
         session.commit()
-        return finish, error, bool(result.rowcount)  # type: ignore[attr-defined]
+        return finish, error, released
     if value is not _NO_VALUE:
         try:
             core = access.settings.core

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from rabbitrun.authoring import DAG
 from rabbitrun.models.tables import DagRun, TaskInstance
-from rabbitrun.scheduler.scheduling import FinishedRun
+from rabbitrun.scheduler.runs import FinishedRun
 from rabbitrun.states import DagRunState, TaskState
 
 log = logging.getLogger("rabbitrun.scheduler")

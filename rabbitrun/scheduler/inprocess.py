@@ -17,7 +17,8 @@ from rabbitrun.models.base import utcnow
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.views import TaskStateRow
 from rabbitrun.runner import run_attempt
-from rabbitrun.scheduler import scheduling
+from rabbitrun.scheduler import readiness
+from rabbitrun.scheduler.runs import start_queued_runs
 from rabbitrun.settings import Settings, default_hostname
 from rabbitrun.states import FINISHED_RUN_STATES
 
@@ -32,11 +33,11 @@ def run_dag_in_process(settings: Settings, dag_id: str, *, conf: dict[str, Any] 
     run_id = f"test__{utcnow().isoformat(timespec='microseconds')}"
     with sessions() as session:
         runs.create_run(session, dag_id, run_id, conf or {}, utcnow())
-        scheduling.start_queued_runs(session, bag, settings, utcnow())
+        start_queued_runs(session, bag, settings, utcnow())
     finished = {s.value for s in FINISHED_RUN_STATES}
     while True:
         with sessions() as session:
-            envelopes = scheduling.schedule(session, bag, settings, utcnow(), only=[(dag_id, run_id)])
+            envelopes = readiness.schedule(session, bag, settings, utcnow(), only=[(dag_id, run_id)])
         for envelope in envelopes:
             run_attempt(settings, sessions, bag, envelope.key, hostname=default_hostname(), in_process=True)
         with sessions() as session:

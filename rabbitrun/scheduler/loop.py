@@ -5,10 +5,10 @@ so downstream tasks are queued within milliseconds (DESIGN rule 5). The loop
 also wakes when the earliest retry or sensor reschedule falls due. New runs,
 stuck QUEUED tasks and zombies are found by a periodic full pass. DAG-level
 callbacks of finished runs run in a thread, off the loop.
-DB work runs in a thread (:mod:`rabbitrun.scheduler.scheduling`); publishing stays on
-the event loop.
+DB work runs in a thread (:mod:`rabbitrun.scheduler.runs`, ``readiness``, ``queueing``
+and ``recovery``); publishing stays on the event loop.
 
-Several schedulers may share a PostgreSQL database (scheduling's row locks keep
+Several schedulers may share a PostgreSQL database (the row locks of those modules keep
 their work apart); each needs its own scheduler_id, hence its own reply queue,
 which it consumes exclusively. On SQLite a lock file refuses a second one.
 """
@@ -207,12 +207,12 @@ class Scheduler:
         """Take over what a previous scheduler left: RUNNING attempts need nothing (their results
         wait in the durable reply queue, zombies are found by heartbeat); QUEUED ones get their
         envelope republished, as its publish may never have been confirmed."""
-        from rabbitrun.scheduler import scheduling
+        from rabbitrun.scheduler import queueing
 
         def load() -> list[protocol.TaskEnvelope]:
             assert self.dagbag is not None
             with self.sessions() as session:
-                return scheduling.queued_envelopes(session, self.dagbag, utcnow())
+                return queueing.queued_envelopes(session, self.dagbag, utcnow())
 
         envelopes = await asyncio.to_thread(load)
         if not envelopes:
@@ -271,10 +271,10 @@ class Scheduler:
                     return
 
     def _queued_runs_exist(self) -> bool:
-        from rabbitrun.scheduler import scheduling
+        from rabbitrun.scheduler import runs
 
         with self.sessions() as session:
-            return scheduling.queued_runs_exist(session)
+            return runs.queued_runs_exist(session)
 
     async def _iterate(self, executor: Any) -> None:
 
@@ -308,7 +308,7 @@ class Scheduler:
                 self._wake.set()
 
     def _parse(self) -> None:
-        from rabbitrun.scheduler import scheduling
+        from rabbitrun.scheduler import runs
 
         if self.dagbag is None:
             self.dagbag = DagBag(Path(self.settings.core.dags_folder), include_examples=self.settings.core.load_examples)
@@ -317,43 +317,43 @@ class Scheduler:
         for ref, err in self.dagbag.import_errors.items():
             log.error("DAG file %s failed to import (line %s): %s", ref, err.lineno, err.exception)
         with self.sessions() as session:
-            scheduling.sync_dags(session, self.dagbag, utcnow())
+            runs.sync_dags(session, self.dagbag, utcnow())
         self._last_parse = time.monotonic()
 
     def _pass(self, only: set[tuple[str, str]] | None, due: bool,
               finished: list[Any]) -> tuple[list[protocol.TaskEnvelope], Any]:
         """One scheduling pass; ``only`` limits it to runs that just got results (plus, when ``due``,
         runs with a retry or reschedule that fell due, and the next due time is read again)."""
-        from rabbitrun.scheduler import scheduling
+        from rabbitrun.scheduler import readiness, recovery, runs
 
         assert self.dagbag is not None
-        s, now, notes = self.settings, utcnow(), scheduling.PassNotes()
+        s, now, notes = self.settings, utcnow(), readiness.PassNotes()
         with self.sessions() as session:
             if due and only is not None:
-                only = only | scheduling.due_runs(session, now)
+                only = only | runs.due_runs(session, now)
             if only is None:
-                for run in scheduling.create_scheduled_runs(session, self.dagbag, now):
+                for run in runs.create_scheduled_runs(session, self.dagbag, now):
                     log.info("DAG run %s of %s created by its schedule", run.run_id, run.dag_id)
-                for run in scheduling.start_queued_runs(session, self.dagbag, s, now):
+                for run in runs.start_queued_runs(session, self.dagbag, s, now):
                     log.info("DAG run %s of %s started", run.run_id, run.dag_id)
-                scheduling.surface_stuck_queued(session, s, now, self.metrics.count_scheduler_outcome)
-                scheduling.fail_zombies(session, self.dagbag, s, now, self.metrics.count_scheduler_outcome)
-            envelopes = scheduling.schedule(session, self.dagbag, s, now, only, notes, finished)
+                recovery.surface_stuck_queued(session, s, now, self.metrics.count_scheduler_outcome)
+                recovery.fail_zombies(session, self.dagbag, s, now, self.metrics.count_scheduler_outcome)
+            envelopes = readiness.schedule(session, self.dagbag, s, now, only, notes, finished)
             if due:  # one still due now could not be queued (e.g. a full pool): the poll retries it
-                next_due = scheduling.next_due_at(session)
+                next_due = runs.next_due_at(session)
                 self._next_due = next_due if next_due is not None and next_due > now else None
             if only is None:
-                counts = scheduling.state_counts(session)
+                counts = runs.state_counts(session)
                 self.metrics.tasks_queued.set(counts.get("queued", 0) + len(envelopes))
                 self.metrics.tasks_running.set(counts.get("running", 0))
             return envelopes, notes
 
     def _finish_runs(self, runs: set[tuple[str, str]], finished: list[Any]) -> None:
-        from rabbitrun.scheduler import scheduling
+        from rabbitrun.scheduler.runs import finish_runs_if_done
 
         assert self.dagbag is not None
         with self.sessions() as session:
-            scheduling.finish_runs_if_done(session, self.dagbag, runs, utcnow(), finished)
+            finish_runs_if_done(session, self.dagbag, runs, utcnow(), finished)
 
     def _run_dag_callbacks(self, finished: list[Any]) -> None:
         """DAG on_success/on_failure callbacks, once per finished run, in a thread so a slow
@@ -371,10 +371,10 @@ class Scheduler:
         task.add_done_callback(self._callbacks.discard)
 
     def _put_back(self, failures: list[Any]) -> None:
-        from rabbitrun.scheduler import scheduling
+        from rabbitrun.scheduler import queueing
 
         with self.sessions() as session:
-            scheduling.put_back(session, failures, utcnow(), self.metrics.count_scheduler_outcome)
+            queueing.put_back(session, failures, utcnow(), self.metrics.count_scheduler_outcome)
 
 
 def run_scheduler(settings: Settings, ready: Any = None) -> int:

@@ -26,7 +26,7 @@ from rabbitrun.broker.publisher import ConfirmedPublisher
 from rabbitrun.errors import BrokerError, ProtocolError
 from rabbitrun.keys import TaskInstanceKey, log_relpath
 from rabbitrun.metrics import Metrics
-from rabbitrun.models import attempts
+from rabbitrun.models import attempts, transitions
 from rabbitrun.models.base import utcnow
 from rabbitrun.names import REASON_HEADER, Names, task_event_key
 from rabbitrun.states import ATTEMPT_OUTCOMES, FINISHED_TASK_STATES, TaskState
@@ -315,7 +315,7 @@ class Consumer:
 
     def _reschedule(self, envelope: protocol.TaskEnvelope, reason: str) -> bool:
         with self._sessions() as session:
-            return attempts.mark_for_republish(session, envelope.key, envelope.id, reason)
+            return transitions.mark_for_republish(session, envelope.key, envelope.id, reason)
 
     async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
         """Republish the raw body to the DLX with the reason header, then ack (logged once)."""

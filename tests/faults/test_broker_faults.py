@@ -100,6 +100,10 @@ def _restore_rabbit_env(name: str, before: str) -> None:
         rabbitmqctl("eval", f"application:unset_env(rabbit, {name}).")
 
 
+_SHORT_TIMEOUTS = {"consumer_timeout": 5000, "channel_tick_interval": 1000}
+_RABBIT_DEFAULTS = {"consumer_timeout": "{ok,1800000}", "channel_tick_interval": "{ok,60000}"}  # RabbitMQ 3.10's
+
+
 @pytest.fixture
 def short_consumer_timeout() -> object:
     """consumer_timeout 5 s, checked every second, for one test; the previous values come back.
@@ -108,8 +112,11 @@ def short_consumer_timeout() -> object:
     default, read when a channel opens): with a 1 s tick, a delivery held unacked past 5 s closes
     the worker's channel within ~6 s, so a 15 s task really outlives the broker's check.
     """
-    saved = [(name, _set_rabbit_env(name, value))
-             for name, value in (("consumer_timeout", 5000), ("channel_tick_interval", 1000))]
+    saved = [(name, _set_rabbit_env(name, value)) for name, value in _SHORT_TIMEOUTS.items()]
+    # A run killed inside this fixture leaves the short values behind, and the next run would read
+    # them as "previous" and keep them: every later test's channel then times out after 5 s.
+    saved = [(name, _RABBIT_DEFAULTS[name] if before == f"{{ok,{_SHORT_TIMEOUTS[name]}}}" else before)
+             for name, before in saved]
     yield
     for name, before in saved:
         _restore_rabbit_env(name, before)

@@ -332,7 +332,7 @@ def test_two_copies_of_a_queued_envelope_raced_by_two_workers_run_once(env: Env)
     """Both copies are delivered at once, one to each worker (one slot each): the claim lets one run."""
     from rabbitrun import client
     from rabbitrun.models.base import utcnow
-    from rabbitrun.scheduler import scheduling
+    from rabbitrun.scheduler import queueing
 
     env.vars["RABBITRUN__WORKER__CONCURRENCY"] = "1"
     first_worker = env.worker()  # the scheduler starts later: it would queue and publish the run itself
@@ -341,7 +341,7 @@ def test_two_copies_of_a_queued_envelope_raced_by_two_workers_run_once(env: Env)
     run_id = queue_run(env, "chain3", sleep_s=1)  # QUEUED in the DB, no message yet
     settings = env.settings()
     with session_factory(make_engine(settings.database, pooled=False))() as session:
-        (envelope,) = scheduling.queued_envelopes(session, client.dagbag(settings), utcnow())
+        (envelope,) = queueing.queued_envelopes(session, client.dagbag(settings), utcnow())
     names = Names(env.prefix)
     props = protocol.envelope_properties(envelope, "", 10)  # no reply queue yet: the DB has the outcome
 

@@ -15,7 +15,7 @@ from rabbitrun import client
 from rabbitrun.models import attempts, xcom
 from rabbitrun.models.engine import as_unavailable, is_transient, make_engine, session_factory
 from rabbitrun.models.tables import DagRun, TaskAttempt, TaskInstance, XComRow
-from rabbitrun.scheduler import scheduling
+from rabbitrun.scheduler import readiness
 from rabbitrun.settings import DatabaseSettings, Secret
 from rabbitrun.states import TaskState
 from tests.conftest import Env
@@ -32,7 +32,7 @@ def _queued(env: Env) -> tuple[object, object]:
     bag = client.dagbag(settings)
     start_run(sessions, settings, bag, "simple", "r1", LOGICAL, {"rows": 3})
     with sessions() as session:
-        (envelope,) = scheduling.schedule(session, bag, settings, LOGICAL)
+        (envelope,) = readiness.schedule(session, bag, settings, LOGICAL)
     return sessions, envelope
 
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rabbitrun.data.access import activate, build, deactivate
-from rabbitrun.data.connections import Connection
+from rabbitrun.data.access import Connection, activate, build, deactivate
 from rabbitrun.errors import ConnectionNotFound
 from rabbitrun.models.engine import session_factory
 from rabbitrun.models.tables import ConnectionRow

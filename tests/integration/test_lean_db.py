@@ -16,7 +16,8 @@ from rabbitrun.models import runs
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.lean import LeanDB
 from rabbitrun.models.tables import DagRun, TaskInstance
-from rabbitrun.scheduler import scheduling
+from rabbitrun.scheduler import readiness
+from rabbitrun.scheduler.runs import start_queued_runs, sync_dags
 from rabbitrun.settings import DatabaseSettings
 from tests.conftest import Env
 
@@ -28,7 +29,7 @@ def _register(settings: object) -> None:
     """What the scheduler's parse does: the DAGs of the folder are known to the DB."""
     sessions = session_factory(make_engine(settings.database, pooled=False))  # type: ignore[attr-defined]
     with sessions() as session:
-        scheduling.sync_dags(session, client.dagbag(settings), datetime.now(UTC))  # type: ignore[arg-type]
+        sync_dags(session, client.dagbag(settings), datetime.now(UTC))  # type: ignore[arg-type]
 
 
 def _row(sessions: object, run_id: str) -> dict[str, object]:
@@ -61,8 +62,8 @@ def test_lean_progress_equals_the_orm_progress_of_a_started_run(env: Env) -> Non
     bag = client.dagbag(settings)
     sessions = session_factory(make_engine(settings.database, pooled=False))
     with sessions() as session:
-        scheduling.start_queued_runs(session, bag, settings, datetime.now(UTC))
-        scheduling.schedule(session, bag, settings, datetime.now(UTC))
+        start_queued_runs(session, bag, settings, datetime.now(UTC))
+        readiness.schedule(session, bag, settings, datetime.now(UTC))
         states = dict(session.execute(select(TaskInstance.task_id, TaskInstance.state)
                                       .where(TaskInstance.run_id == run_id)).all())
     assert states == {"first": "queued", "second": "none", "third": "none"}

@@ -135,14 +135,14 @@ def _run_to_end(env: Env, dag_id: str, run_id: str) -> None:
     """What `dags test` does for a new run, for a run that exists: schedule, run in-process, repeat."""
     from rabbitrun import runner
     from rabbitrun.models.base import utcnow
-    from rabbitrun.scheduler import scheduling
+    from rabbitrun.scheduler import readiness
 
     settings = env.settings()
     bag = client.dagbag(settings)
     sessions = session_factory(make_engine(settings.database, pooled=False))
     while True:
         with sessions() as session:
-            envelopes = scheduling.schedule(session, bag, settings, utcnow(), only=[(dag_id, run_id)])
+            envelopes = readiness.schedule(session, bag, settings, utcnow(), only=[(dag_id, run_id)])
         if not envelopes:
             return
         for e in envelopes:

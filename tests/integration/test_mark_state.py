@@ -8,7 +8,7 @@ from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models import attempts
 from rabbitrun.models.base import utcnow
 from rabbitrun.models.engine import make_engine, session_factory
-from rabbitrun.scheduler import scheduling
+from rabbitrun.scheduler import readiness
 from rabbitrun.scheduler.inprocess import run_dag_in_process
 from rabbitrun.states import TaskState
 from tests.conftest import Env
@@ -26,7 +26,7 @@ def _drive(env: Env, dag_id: str, run_id: str) -> None:
     sessions = session_factory(make_engine(settings.database, pooled=False))
     while True:
         with sessions() as session:
-            envelopes = scheduling.schedule(session, bag, settings, utcnow(), only=[(dag_id, run_id)])
+            envelopes = readiness.schedule(session, bag, settings, utcnow(), only=[(dag_id, run_id)])
         if not envelopes:
             return
         for envelope in envelopes:
@@ -63,7 +63,7 @@ def test_running_attempt_marked_failed_loses_its_finish_and_the_mark_stands(env:
     row = states(env, "simple", run_id)["one"]
     assert (row.state, row.try_number) == ("failed", 1) and "marked failed" in (row.reason or "")
     with sessions() as session:
-        scheduling.schedule(session, client.dagbag(settings), settings, utcnow())
+        readiness.schedule(session, client.dagbag(settings), settings, utcnow())
     assert _run_state(env, "simple", run_id) == "failed"
 
 

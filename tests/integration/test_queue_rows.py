@@ -1,4 +1,4 @@
-"""Queueing ready task instances (scheduling._queue): a compare-and-set on the state and try each
+"""Queueing ready task instances (queueing.queue): a compare-and-set on the state and try each
 row was read with, on SQLite (a row-value IN list) and PostgreSQL (six arrays joined on the key),
 and a bulk load of task instances analyzed on PostgreSQL before it is queued."""
 
@@ -14,7 +14,7 @@ from rabbitrun import client
 from rabbitrun.authoring import DagBag
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import TaskInstance
-from rabbitrun.scheduler import scheduling
+from rabbitrun.scheduler import queueing, readiness, runs
 from tests.conftest import Env
 from tests.helpers import start_run
 
@@ -29,12 +29,12 @@ def test_rows_changed_since_they_were_read_are_not_queued_again(env: Env) -> Non
         read = stale.execute(select(TaskInstance).where(TaskInstance.run_id == "r1")).scalars().all()
         stale.expunge_all()
     with sessions() as session:
-        first = scheduling.schedule(session, bag, settings, now)
+        first = readiness.schedule(session, bag, settings, now)
     assert first and {e.key.try_number for e in first} == {1}
     dag = bag.get_dag("simple")
     ready = [ti for ti in read if ti.task_id in {e.key.task_id for e in first}]
     with sessions() as session:
-        assert scheduling._queue(session, [(ti, dag) for ti in ready], bag, settings, now) == []
+        assert queueing.queue(session, [(ti, dag) for ti in ready], bag, settings, now) == []
         session.commit()
         rows = session.execute(select(TaskInstance.task_id, TaskInstance.try_number, TaskInstance.envelope_id)
                                .where(TaskInstance.run_id == "r1", TaskInstance.state == "queued")).all()
@@ -44,7 +44,7 @@ def test_rows_changed_since_they_were_read_are_not_queued_again(env: Env) -> Non
 def test_a_bulk_load_of_task_instances_is_analyzed_then_queued(env: Env, tmp_path: Path) -> None:
     if not env.vars["RABBITRUN__DATABASE__URL"].startswith("postgresql"):
         pytest.skip("planner statistics are PostgreSQL's")
-    size = scheduling.ANALYZE_AFTER_ROWS
+    size = runs.ANALYZE_AFTER_ROWS
     dags = tmp_path / "bulk_dags"
     dags.mkdir()
     (dags / "bulk.py").write_text(
@@ -62,7 +62,7 @@ def test_a_bulk_load_of_task_instances_is_analyzed_then_queued(env: Env, tmp_pat
     start_run(sessions, settings, bag, "bulk", "r1", now)
     with sessions() as session:
         assert session.execute(analyzed).scalar() != before  # the statistics the queueing UPDATE is planned with
-        envelopes = scheduling.schedule(session, bag, settings, now)
+        envelopes = readiness.schedule(session, bag, settings, now)
         queued = session.execute(select(func.count(), func.count(func.distinct(TaskInstance.envelope_id)))
                                  .where(TaskInstance.state == "queued")).one()
     assert len(envelopes) == size and tuple(queued) == (size, size)

@@ -9,7 +9,7 @@ from rabbitrun import client
 from rabbitrun.models.base import utcnow
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import XComRow
-from rabbitrun.scheduler import scheduling
+from rabbitrun.scheduler import readiness, runs
 from rabbitrun.scheduler.inprocess import run_dag_in_process
 from tests.conftest import Env
 from tests.helpers import lines, states
@@ -38,7 +38,7 @@ def test_clear_with_downstream_reruns_with_new_tries_and_replaces_xcoms(env: Env
 
     while True:
         with sessions() as session:
-            envelopes = scheduling.schedule(session, bag, settings, utcnow(), only=[("xcom_flow", run_id)])
+            envelopes = readiness.schedule(session, bag, settings, utcnow(), only=[("xcom_flow", run_id)])
         if not envelopes:
             break
         for e in envelopes:
@@ -58,12 +58,12 @@ def test_paused_dag_keeps_its_run_queued_until_unpaused_and_delete_removes_it(en
     bag = client.dagbag(settings)
     sessions = session_factory(make_engine(settings.database, pooled=False))
     with sessions() as session:
-        assert scheduling.start_queued_runs(session, bag, settings, utcnow()) == []
-        assert not scheduling.queued_runs_exist(session)
+        assert runs.start_queued_runs(session, bag, settings, utcnow()) == []
+        assert not runs.queued_runs_exist(session)
     assert env.cli("dags", "unpause", "simple").returncode == 0
     with sessions() as session:
-        assert scheduling.queued_runs_exist(session)
-        assert [r.run_id for r in scheduling.start_queued_runs(session, bag, settings, utcnow())] == [run_id]
+        assert runs.queued_runs_exist(session)
+        assert [r.run_id for r in runs.start_queued_runs(session, bag, settings, utcnow())] == [run_id]
     assert env.cli("dags", "delete", "simple", "--yes").returncode == 0
     assert env.cli("tasks", "states", "simple", run_id).returncode == 2
     assert env.cli("dags", "pause", "nope").returncode == 2

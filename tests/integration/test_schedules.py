@@ -12,7 +12,7 @@ from rabbitrun import client, runner
 from rabbitrun.models.base import utcnow
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import DagRun, XComRow
-from rabbitrun.scheduler import scheduling
+from rabbitrun.scheduler import readiness, runs
 from tests.conftest import REPO, Env
 
 
@@ -27,23 +27,23 @@ def test_catchup_runs_in_order_one_at_a_time_with_their_data_intervals(env: Env)
     bag = client.dagbag(settings)
     sessions = session_factory(make_engine(settings.database, pooled=False))
     with sessions() as session:
-        created = scheduling.create_scheduled_runs(session, bag, utcnow())
+        created = runs.create_scheduled_runs(session, bag, utcnow())
         assert [r.run_id for r in created if r.dag_id == "daily_catchup"] == [
             "scheduled__2026-01-01T00:00:00+00:00", "scheduled__2026-01-02T00:00:00+00:00",
             "scheduled__2026-01-03T00:00:00+00:00"]  # end_date 01-04 closes the last interval
         assert [r.run_id for r in created if r.dag_id == "six_hourly"].__len__() == 1  # catchup=False: latest
-        assert scheduling.create_scheduled_runs(session, bag, utcnow()) == []  # idempotent
+        assert runs.create_scheduled_runs(session, bag, utcnow()) == []  # idempotent
     for expected_day in ("2026-01-01", "2026-01-02", "2026-01-03"):
         with sessions() as session:
-            started = [r for r in scheduling.start_queued_runs(session, bag, settings, utcnow())
+            started = [r for r in runs.start_queued_runs(session, bag, settings, utcnow())
                        if r.dag_id == "daily_catchup"]
             assert [r.logical_date.date().isoformat() for r in started] == [expected_day]  # max_active_runs=1
-            envelopes = [e for e in scheduling.schedule(session, bag, settings, utcnow())
+            envelopes = [e for e in readiness.schedule(session, bag, settings, utcnow())
                          if e.key.dag_id == "daily_catchup"]
         for envelope in envelopes:
             runner.run_attempt(settings, sessions, bag, envelope.key, hostname="t", in_process=True)
         with sessions() as session:
-            scheduling.schedule(session, bag, settings, utcnow())
+            readiness.schedule(session, bag, settings, utcnow())
     with sessions() as session:
         values = sorted(json.loads(x.value) for x in session.query(XComRow).filter_by(dag_id="daily_catchup"))
         states = {r.run_id: r.state for r in session.query(DagRun).filter_by(dag_id="daily_catchup")}
@@ -57,7 +57,7 @@ def test_paused_dags_get_no_scheduled_runs_and_backfill_fills_a_range(env: Env) 
     bag = client.dagbag(settings)
     sessions = session_factory(make_engine(settings.database, pooled=False))
     with sessions() as session:
-        assert not [r for r in scheduling.create_scheduled_runs(session, bag, utcnow()) if r.dag_id == "six_hourly"]
+        assert not [r for r in runs.create_scheduled_runs(session, bag, utcnow()) if r.dag_id == "six_hourly"]
     run_ids = client.backfill(settings, "six_hourly", datetime(2026, 2, 1, tzinfo=UTC),
                               datetime(2026, 2, 2, tzinfo=UTC))
     assert run_ids == [f"backfill__2026-02-01T{h:02d}:00:00+00:00" for h in (0, 6, 12, 18)]

@@ -12,8 +12,7 @@ import pytest
 from sqlalchemy import event
 
 from rabbitrun import client, runner
-from rabbitrun.data.access import activate, build, deactivate
-from rabbitrun.data.variables import Variable
+from rabbitrun.data.access import Variable, activate, build, deactivate
 from rabbitrun.errors import SecretsError, VariableNotFound
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models.engine import session_factory

@@ -11,7 +11,7 @@ from rabbitrun import client
 from rabbitrun.models import attempts
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import DagRun, TaskAttempt, TaskInstance, XComRow
-from rabbitrun.scheduler import scheduling
+from rabbitrun.scheduler import readiness
 from tests.conftest import Env
 from tests.helpers import start_run
 
@@ -29,7 +29,7 @@ def test_warming_leaves_no_rows_and_the_connection_then_claims(env: Env) -> None
     now = datetime.now(UTC)
     start_run(sessions, settings, bag, "simple", "r1", now)
     with sessions() as session:
-        (envelope,) = scheduling.schedule(session, bag, settings, now)
+        (envelope,) = readiness.schedule(session, bag, settings, now)
     before = _counts(sessions)
     with sessions() as session:
         attempts.warm_connection(session, now, "1")

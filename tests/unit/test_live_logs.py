@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rabbitrun.client.control import LogCursor, _of_attempt
+from rabbitrun.client.logs import LogCursor, _of_attempt
 from rabbitrun.keys import TaskInstanceKey, log_relpath
 from rabbitrun.protocol import TaskEnvelope
 from rabbitrun.worker.livelogs import LiveLogs

@@ -16,7 +16,8 @@ from rabbitrun.models import mapping, runs
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.migrate import upgrade
 from rabbitrun.models.tables import TaskInstance
-from rabbitrun.scheduler import scheduling
+from rabbitrun.scheduler import readiness
+from rabbitrun.scheduler.runs import start_queued_runs
 from rabbitrun.settings import DatabaseSettings, Secret, Settings, load_settings
 
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -48,7 +49,7 @@ def world(tmp_path: Path) -> Iterator[tuple[Session, DagBag, Settings]]:
     assert not bag.import_errors, bag.import_errors
     session = session_factory(engine)()
     runs.create_run(session, "fan", "r1", {}, NOW)
-    scheduling.start_queued_runs(session, bag, settings, NOW)
+    start_queued_runs(session, bag, settings, NOW)
     try:
         yield session, bag, settings
     finally:
@@ -72,22 +73,22 @@ def test_ready_mapped_task_expands_into_queued_instances_and_downstream_waits(
     world: tuple[Session, DagBag, Settings],
 ) -> None:
     session, bag, settings = world
-    envelopes = scheduling.schedule(session, bag, settings, NOW)
+    envelopes = readiness.schedule(session, bag, settings, NOW)
     assert sorted((e.key.task_id, e.key.map_index, e.key.try_number) for e in envelopes) == [
         ("mapped", 0, 1), ("mapped", 1, 1), ("mapped", 2, 1)]
     assert _states(session) == {("mapped", 0): "queued", ("mapped", 1): "queued", ("mapped", 2): "queued",
                                 ("strict", -1): "none", ("done", -1): "none"}
     _finish_mapped(session, ["success", "success", "running"])
-    assert scheduling.schedule(session, bag, settings, NOW) == []  # one instance still running: all wait
+    assert readiness.schedule(session, bag, settings, NOW) == []  # one instance still running: all wait
 
 
 def test_one_failed_instance_fails_all_success_downstream_while_all_done_runs(
     world: tuple[Session, DagBag, Settings],
 ) -> None:
     session, bag, settings = world
-    scheduling.schedule(session, bag, settings, NOW)
+    readiness.schedule(session, bag, settings, NOW)
     _finish_mapped(session, ["success", "failed", "success"])
-    envelopes = scheduling.schedule(session, bag, settings, NOW)
+    envelopes = readiness.schedule(session, bag, settings, NOW)
     assert [(e.key.task_id, e.key.map_index) for e in envelopes] == [("done", -1)]
     assert _states(session)[("strict", -1)] == "upstream_failed"
 

@@ -1,5 +1,5 @@
 """Attempts the scheduler ends itself (zombie, stuck in queued, unroutable) are counted in its metrics,
-through the OutcomeHook of rabbitrun.scheduler.scheduling; same migrated SQLite world as the scheduling rules."""
+through the OutcomeHook of rabbitrun.scheduler.recovery; same migrated SQLite world as the scheduling rules."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from rabbitrun.errors import PublishNotConfirmed, Unroutable
 from rabbitrun.executor import PublishFailure
 from rabbitrun.metrics import Metrics
 from rabbitrun.models import attempts
-from rabbitrun.scheduler import scheduling
+from rabbitrun.scheduler import queueing, readiness, recovery
 from tests.unit.test_scheduling_rules import NOW, World, _key, _queued_root, world  # noqa: F401 - fixture
 
 NAME = "rabbitrun_scheduler_outcomes_total"
@@ -25,9 +25,9 @@ def test_zombie_retry_is_counted_with_its_cause(world: World) -> None:
     _queued_root(world)
     attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=42, now=NOW)
     settings = world.with_settings(scheduler__zombie_threshold_s="60")
-    scheduling.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(seconds=59), metrics.count_scheduler_outcome)
+    recovery.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(seconds=59), metrics.count_scheduler_outcome)
     assert _count(metrics, "up_for_retry", "zombie") is None
-    scheduling.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(seconds=61), metrics.count_scheduler_outcome)
+    recovery.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(seconds=61), metrics.count_scheduler_outcome)
     assert _count(metrics, "up_for_retry", "zombie") == 1.0
 
 
@@ -35,7 +35,7 @@ def test_stuck_in_queued_failure_is_counted(world: World) -> None:
     metrics = Metrics()
     _queued_root(world)
     settings = world.with_settings(core__task_queued_timeout_s="60")
-    scheduling.surface_stuck_queued(world.session, settings, NOW + timedelta(seconds=61),
+    recovery.surface_stuck_queued(world.session, settings, NOW + timedelta(seconds=61),
                                     metrics.count_scheduler_outcome)
     assert _count(metrics, "failed", "stuck_in_queued") == 1.0
 
@@ -43,10 +43,10 @@ def test_stuck_in_queued_failure_is_counted(world: World) -> None:
 def test_unroutable_failure_is_counted_and_a_retried_publish_is_not(world: World) -> None:
     metrics = Metrics()
     envelope = _queued_root(world)
-    scheduling.put_back(world.session, [PublishFailure(envelope, PublishNotConfirmed("d", "x"))], NOW,
+    queueing.put_back(world.session, [PublishFailure(envelope, PublishNotConfirmed("d", "x"))], NOW,
                         metrics.count_scheduler_outcome)
     assert _count(metrics, "failed", "unroutable") is None
-    (again,) = scheduling.schedule(world.session, world.dagbag, world.settings, NOW + timedelta(seconds=1))
-    scheduling.put_back(world.session, [PublishFailure(again, Unroutable("x", "default", "default"))],
+    (again,) = readiness.schedule(world.session, world.dagbag, world.settings, NOW + timedelta(seconds=1))
+    queueing.put_back(world.session, [PublishFailure(again, Unroutable("x", "default", "default"))],
                         NOW, metrics.count_scheduler_outcome)
     assert _count(metrics, "failed", "unroutable") == 1.0

@@ -17,7 +17,8 @@ from rabbitrun.models import pools, runs, scheduler_lock
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.migrate import upgrade
 from rabbitrun.models.tables import DagRun, TaskInstance
-from rabbitrun.scheduler import scheduling
+from rabbitrun.scheduler import readiness
+from rabbitrun.scheduler.runs import start_queued_runs
 from rabbitrun.settings import Settings, load_settings
 
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -59,7 +60,7 @@ def world(tmp_path: Path) -> Iterator[tuple[Settings, Session, DagBag]]:
 
 def _start(session: Session, dagbag: DagBag, settings: Settings, dag_id: str, run_id: str = "r1") -> None:
     runs.create_run(session, dag_id, run_id, {}, NOW)
-    scheduling.start_queued_runs(session, dagbag, settings, NOW)
+    start_queued_runs(session, dagbag, settings, NOW)
 
 
 def _tis(session: Session, dag_id: str) -> dict[str, TaskInstance]:
@@ -82,29 +83,29 @@ def test_pool_queues_only_its_slots_by_priority_and_the_rest_wait_saying_why(
     settings, session, dagbag = world
     pools.set_pool(session, "narrow", 2)
     _start(session, dagbag, settings, "pooled")
-    notes = scheduling.PassNotes()
-    envelopes = scheduling.schedule(session, dagbag, settings, NOW, notes=notes)
+    notes = readiness.PassNotes()
+    envelopes = readiness.schedule(session, dagbag, settings, NOW, notes=notes)
     assert [e.key.task_id for e in envelopes] == ["t3", "t1"]  # weights 9 and 5
     assert notes.waiting == {("pooled", "r1")}
     tis = _tis(session, "pooled")
     assert tis["t0"].state == "none" and tis["t0"].reason == "waiting: no free slot in pool 'narrow' (2 slots)"
-    assert scheduling.schedule(session, dagbag, settings, NOW) == []
+    assert readiness.schedule(session, dagbag, settings, NOW) == []
     session.execute(update(TaskInstance).where(TaskInstance.task_id == "t3").values(state="success"))
     session.commit()
-    assert [e.key.task_id for e in scheduling.schedule(session, dagbag, settings, NOW)] == ["t2"]  # weight 3
+    assert [e.key.task_id for e in readiness.schedule(session, dagbag, settings, NOW)] == ["t2"]  # weight 3
 
 
 def test_task_naming_an_unknown_pool_fails_with_the_reason_and_its_downstream_is_upstream_failed(
         world: tuple[Settings, Session, DagBag]) -> None:
     settings, session, dagbag = world
     _start(session, dagbag, settings, "lost")
-    notes = scheduling.PassNotes()
-    assert scheduling.schedule(session, dagbag, settings, NOW, notes=notes) == []
+    notes = readiness.PassNotes()
+    assert readiness.schedule(session, dagbag, settings, NOW, notes=notes) == []
     assert notes.again == {("lost", "r1")}  # the scheduler settles its downstream at once
     orphan = _tis(session, "lost")["orphan"]
     assert orphan.state == "failed" and "pool 'no_such_pool' does not exist" in (orphan.reason or "")
-    scheduling.schedule(session, dagbag, settings, NOW)
-    scheduling.schedule(session, dagbag, settings, NOW)
+    readiness.schedule(session, dagbag, settings, NOW)
+    readiness.schedule(session, dagbag, settings, NOW)
     assert _tis(session, "lost")["after"].state == "upstream_failed"
     run = session.execute(select(DagRun).where(DagRun.dag_id == "lost")).scalar_one()
     assert run.state == "failed"
@@ -115,8 +116,8 @@ def test_max_active_tasks_counts_task_instances_of_all_runs_of_the_dag(
     settings, session, dagbag = world
     _start(session, dagbag, settings, "capped", "r1")
     _start(session, dagbag, settings, "capped", "r2")
-    assert len(scheduling.schedule(session, dagbag, settings, NOW)) == 2
-    assert scheduling.schedule(session, dagbag, settings, NOW) == []
+    assert len(readiness.schedule(session, dagbag, settings, NOW)) == 2
+    assert readiness.schedule(session, dagbag, settings, NOW) == []
     reasons = {ti.reason for ti in _tis(session, "capped").values() if ti.state == "none"}
     assert reasons == {"waiting: max_active_tasks (2) of DAG capped reached"}
 
@@ -125,9 +126,9 @@ def test_resizing_a_pool_lets_its_waiting_tasks_go(world: tuple[Settings, Sessio
     settings, session, dagbag = world
     pools.set_pool(session, "narrow", 0)
     _start(session, dagbag, settings, "pooled")
-    assert scheduling.schedule(session, dagbag, settings, NOW) == []
+    assert readiness.schedule(session, dagbag, settings, NOW) == []
     pools.set_pool(session, "narrow", 10)
-    assert len(scheduling.schedule(session, dagbag, settings, NOW)) == 5
+    assert len(readiness.schedule(session, dagbag, settings, NOW)) == 5
     assert {p.pool: p.occupied for p in pools.list_pools(session)}["narrow"] == 6  # "big" holds 2
 
 

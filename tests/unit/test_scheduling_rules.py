@@ -1,5 +1,6 @@
 """Attempt claim/finish/heartbeat by compare-and-set, the retry decision, and the scheduler's decisions
-(rabbitrun.scheduler.scheduling) against a migrated SQLite file and a real DagBag of a tmp dags folder."""
+(rabbitrun.scheduler.runs, .readiness, .queueing, .recovery) against a migrated SQLite file and a real
+DagBag of a tmp dags folder."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.migrate import upgrade
 from rabbitrun.models.tables import DagRun, TaskAttempt, TaskInstance, XComRow
 from rabbitrun.protocol import TaskEnvelope
-from rabbitrun.scheduler import scheduling
+from rabbitrun.scheduler import queueing, readiness, recovery
+from rabbitrun.scheduler.runs import finish_runs_if_done, start_queued_runs
 from rabbitrun.settings import DatabaseSettings, Secret, Settings, load_settings
 from rabbitrun.states import TaskState
 
@@ -88,7 +90,7 @@ def world(tmp_path: Path) -> Iterator[World]:
 
 def _start(w: World, dag_id: str, run_id: str = "r1") -> None:
     runs.create_run(w.session, dag_id, run_id, {}, NOW)
-    scheduling.start_queued_runs(w.session, w.dagbag, w.settings, NOW)
+    start_queued_runs(w.session, w.dagbag, w.settings, NOW)
 
 
 def _ti(w: World, dag_id: str, task_id: str, run_id: str = "r1") -> TaskInstance:
@@ -115,7 +117,7 @@ def _key(dag_id: str, task_id: str, try_number: int = 1, run_id: str = "r1") -> 
 
 def _queued_root(w: World) -> TaskEnvelope:
     _start(w, "chain")
-    (envelope,) = scheduling.schedule(w.session, w.dagbag, w.settings, NOW)
+    (envelope,) = readiness.schedule(w.session, w.dagbag, w.settings, NOW)
     return envelope
 
 
@@ -265,7 +267,7 @@ def test_finish_as_up_for_retry_stores_when_the_retry_is_due(world: World) -> No
 
 def test_heartbeat_touches_only_running_attempts_of_the_given_envelopes(world: World) -> None:
     _start(world, "prio")
-    envelopes = {e.key.task_id: e for e in scheduling.schedule(world.session, world.dagbag, world.settings, NOW)}
+    envelopes = {e.key.task_id: e for e in readiness.schedule(world.session, world.dagbag, world.settings, NOW)}
     for task_id in ("low", "high"):
         attempts.claim(world.session, _key("prio", task_id), hostname="w1", pid=1, now=NOW)
     later = NOW + timedelta(seconds=30)
@@ -285,25 +287,25 @@ def test_heartbeat_of_no_envelopes_touches_nothing(world: World) -> None:
 
 def test_starting_a_queued_run_creates_one_task_instance_per_task(world: World) -> None:
     runs.create_run(world.session, "chain", "r1", {}, NOW)
-    started = scheduling.start_queued_runs(world.session, world.dagbag, world.settings, NOW)
+    started = start_queued_runs(world.session, world.dagbag, world.settings, NOW)
     assert [r.run_id for r in started] == ["r1"]
     assert _run(world, "chain").state == "running"
     tis = world.session.execute(select(TaskInstance)).scalars().all()
     assert sorted(t.task_id for t in tis) == ["child", "cleanup", "root"]
     assert {(t.state, t.try_number, t.map_index, t.queue) for t in tis} == {("none", 0, -1, "default")}
     assert {t.task_id: t.max_tries for t in tis} == {"root": 1, "child": 0, "cleanup": 0}
-    assert scheduling.start_queued_runs(world.session, world.dagbag, world.settings, NOW) == []
+    assert start_queued_runs(world.session, world.dagbag, world.settings, NOW) == []
 
 
 def test_run_of_an_unknown_dag_fails_instead_of_starting(world: World) -> None:
     runs.create_run(world.session, "ghost", "r1", {}, NOW)
-    assert scheduling.start_queued_runs(world.session, world.dagbag, world.settings, NOW) == []
+    assert start_queued_runs(world.session, world.dagbag, world.settings, NOW) == []
     assert _run(world, "ghost").state == "failed"
 
 
 def test_schedule_queues_only_root_tasks_with_try_one_and_an_envelope(world: World) -> None:
     _start(world, "chain")
-    envelopes = scheduling.schedule(world.session, world.dagbag, world.settings, NOW)
+    envelopes = readiness.schedule(world.session, world.dagbag, world.settings, NOW)
     assert [e.key.task_id for e in envelopes] == ["root"]
     (envelope,) = envelopes
     assert envelope.key == TaskInstanceKey("chain", "root", "r1", -1, 1)
@@ -319,22 +321,22 @@ def test_schedule_queues_only_root_tasks_with_try_one_and_an_envelope(world: Wor
 def test_queued_envelopes_rebuild_each_queued_task_instances_envelope_unchanged(world: World) -> None:
     envelope = _queued_root(world)
     _start(world, "prio")
-    scheduling.schedule(world.session, world.dagbag, world.settings, NOW)
+    readiness.schedule(world.session, world.dagbag, world.settings, NOW)
     _set(world, "prio", "low", state="running")  # claimed: not republished
-    rebuilt = scheduling.queued_envelopes(world.session, world.dagbag, NOW + timedelta(minutes=1))
+    rebuilt = queueing.queued_envelopes(world.session, world.dagbag, NOW + timedelta(minutes=1))
     assert [e.key.task_id for e in rebuilt] == ["high", "mid", "root"]  # highest priority first
     assert rebuilt[-1] == envelope  # same id, try, queue, limits and enqueued_at: the claim keeps it single
 
 
 def test_schedule_does_not_queue_an_already_queued_task_again(world: World) -> None:
     _queued_root(world)
-    assert scheduling.schedule(world.session, world.dagbag, world.settings, NOW) == []
+    assert readiness.schedule(world.session, world.dagbag, world.settings, NOW) == []
     assert _ti(world, "chain", "root").try_number == 1
 
 
 def test_every_queued_task_instance_gets_its_own_envelope_id(world: World) -> None:
     _start(world, "prio")
-    envelopes = scheduling.schedule(world.session, world.dagbag, world.settings, NOW)
+    envelopes = readiness.schedule(world.session, world.dagbag, world.settings, NOW)
     assert len({e.id for e in envelopes}) == 3
     assert {e.key.task_id: e.queue for e in envelopes} == {"low": "default", "mid": "default",
                                                            "high": "high_priority"}
@@ -343,7 +345,7 @@ def test_every_queued_task_instance_gets_its_own_envelope_id(world: World) -> No
 def test_downstream_is_queued_once_its_upstream_succeeded(world: World) -> None:
     _queued_root(world)
     _set(world, "chain", "root", state="success")
-    envelopes = scheduling.schedule(world.session, world.dagbag, world.settings, NOW)
+    envelopes = readiness.schedule(world.session, world.dagbag, world.settings, NOW)
     assert sorted(e.key.task_id for e in envelopes) == ["child", "cleanup"]
     assert all(e.key.try_number == 1 for e in envelopes)
 
@@ -351,7 +353,7 @@ def test_downstream_is_queued_once_its_upstream_succeeded(world: World) -> None:
 def test_failed_root_marks_all_success_downstream_upstream_failed_and_queues_all_done(world: World) -> None:
     _queued_root(world)
     _set(world, "chain", "root", state="failed")
-    envelopes = scheduling.schedule(world.session, world.dagbag, world.settings, NOW)
+    envelopes = readiness.schedule(world.session, world.dagbag, world.settings, NOW)
     assert [e.key.task_id for e in envelopes] == ["cleanup"]
     child = _ti(world, "chain", "child")
     assert child.state == "upstream_failed" and child.reason and "upstream" in child.reason
@@ -360,7 +362,7 @@ def test_failed_root_marks_all_success_downstream_upstream_failed_and_queues_all
 def test_retry_that_is_not_due_yet_is_not_queued(world: World) -> None:
     _queued_root(world)
     _set(world, "chain", "root", state="up_for_retry", next_retry_at=NOW + timedelta(minutes=1))
-    assert scheduling.schedule(world.session, world.dagbag, world.settings, NOW) == []
+    assert readiness.schedule(world.session, world.dagbag, world.settings, NOW) == []
     assert _ti(world, "chain", "root").state == "up_for_retry"
     assert _run(world, "chain").state == "running"
 
@@ -368,7 +370,7 @@ def test_retry_that_is_not_due_yet_is_not_queued(world: World) -> None:
 def test_retry_that_is_due_is_queued_with_the_next_try_number(world: World) -> None:
     first = _queued_root(world)
     _set(world, "chain", "root", state="up_for_retry", next_retry_at=NOW - timedelta(seconds=1), reason="boom")
-    (envelope,) = scheduling.schedule(world.session, world.dagbag, world.settings, NOW)
+    (envelope,) = readiness.schedule(world.session, world.dagbag, world.settings, NOW)
     assert envelope.key.try_number == 2 and envelope.id != first.id
     root = _ti(world, "chain", "root")
     assert (root.state, root.try_number, root.envelope_id, root.reason) == ("queued", 2, envelope.id, None)
@@ -380,7 +382,7 @@ def test_retry_that_is_due_is_queued_with_the_next_try_number(world: World) -> N
 def test_unroutable_envelope_fails_its_task_with_a_reason_naming_the_queue(world: World) -> None:
     envelope = _queued_root(world)
     error = Unroutable("rabbitrun.tasks", "default", "default")
-    scheduling.put_back(world.session, [PublishFailure(envelope, error)], NOW)
+    queueing.put_back(world.session, [PublishFailure(envelope, error)], NOW)
     root = _ti(world, "chain", "root")
     assert root.state == "failed" and root.end_date == NOW
     assert root.reason and "'default'" in root.reason and "queue" in root.reason
@@ -391,10 +393,10 @@ def test_unroutable_envelope_fails_its_task_with_a_reason_naming_the_queue(world
 def test_other_publish_failure_puts_the_task_back_and_the_next_pass_republishes_the_same_try(world: World) -> None:
     envelope = _queued_root(world)
     error = PublishNotConfirmed("default", "timeout")
-    scheduling.put_back(world.session, [PublishFailure(envelope, error)], NOW)
+    queueing.put_back(world.session, [PublishFailure(envelope, error)], NOW)
     root = _ti(world, "chain", "root")
     assert root.state == "scheduled" and root.reason and "publish failed" in root.reason
-    (again,) = scheduling.schedule(world.session, world.dagbag, world.settings, NOW + timedelta(seconds=1))
+    (again,) = readiness.schedule(world.session, world.dagbag, world.settings, NOW + timedelta(seconds=1))
     assert again.key == envelope.key, "a re-publish keeps the try_number"
     root = _ti(world, "chain", "root")
     assert (root.state, root.try_number, root.envelope_id) == ("queued", 1, again.id)
@@ -403,10 +405,10 @@ def test_other_publish_failure_puts_the_task_back_and_the_next_pass_republishes_
 def test_put_back_ignores_a_failure_for_an_envelope_that_is_no_longer_current(world: World) -> None:
     envelope = _queued_root(world)
     _set(world, "chain", "root", state="running")
-    scheduling.put_back(world.session, [PublishFailure(envelope, PublishNotConfirmed("d", "x"))], NOW)
+    queueing.put_back(world.session, [PublishFailure(envelope, PublishNotConfirmed("d", "x"))], NOW)
     assert _ti(world, "chain", "root").state == "running"
     _set(world, "chain", "root", state="queued", envelope_id="newer")
-    scheduling.put_back(world.session, [PublishFailure(envelope, Unroutable("x", "d", "d"))], NOW)
+    queueing.put_back(world.session, [PublishFailure(envelope, Unroutable("x", "d", "d"))], NOW)
     assert _ti(world, "chain", "root").state == "queued"
 
 
@@ -416,9 +418,9 @@ def test_put_back_ignores_a_failure_for_an_envelope_that_is_no_longer_current(wo
 def test_task_queued_too_long_is_failed_with_a_reason_naming_its_queue(world: World) -> None:
     _queued_root(world)
     settings = world.with_settings(core__task_queued_timeout_s="60")
-    scheduling.surface_stuck_queued(world.session, settings, NOW + timedelta(seconds=59))
+    recovery.surface_stuck_queued(world.session, settings, NOW + timedelta(seconds=59))
     assert _ti(world, "chain", "root").state == "queued"
-    scheduling.surface_stuck_queued(world.session, settings, NOW + timedelta(seconds=61))
+    recovery.surface_stuck_queued(world.session, settings, NOW + timedelta(seconds=61))
     root = _ti(world, "chain", "root")
     assert root.state == "failed" and root.end_date == NOW + timedelta(seconds=61)
     assert root.reason and "stuck in queued" in root.reason and "'default'" in root.reason
@@ -430,10 +432,10 @@ def test_task_queued_too_long_is_requeued_when_so_configured(world: World) -> No
     first = _queued_root(world)
     settings = world.with_settings(core__task_queued_timeout_s="60", core__task_queued_timeout_action="requeue")
     later = NOW + timedelta(seconds=61)
-    scheduling.surface_stuck_queued(world.session, settings, later)
+    recovery.surface_stuck_queued(world.session, settings, later)
     root = _ti(world, "chain", "root")
     assert root.state == "scheduled" and root.reason and "'default'" in root.reason
-    (again,) = scheduling.schedule(world.session, world.dagbag, settings, later)
+    (again,) = readiness.schedule(world.session, world.dagbag, settings, later)
     assert again.key.try_number == 1 and again.id != first.id
 
 
@@ -443,14 +445,14 @@ def test_attempt_claimed_from_an_older_envelope_of_the_same_try_is_kept_alive_by
     settings = world.with_settings(core__task_queued_timeout_s="60", core__task_queued_timeout_action="requeue",
                                    scheduler__zombie_threshold_s="60")
     t = NOW + timedelta(seconds=61)
-    scheduling.surface_stuck_queued(world.session, settings, t)
-    (new,) = scheduling.schedule(world.session, world.dagbag, settings, t)
+    recovery.surface_stuck_queued(world.session, settings, t)
+    (new,) = readiness.schedule(world.session, world.dagbag, settings, t)
     assert new.key == old.key and new.id != old.id
     # a worker appears and receives the old envelope first: the claim is by key and try, so it wins
     assert attempts.claim(world.session, old.key, hostname="w1", pid=42, now=t, envelope_id=old.id).won
     for beat in range(1, 5):  # the worker heartbeats the envelope it is running every 30 s
         attempts.heartbeat(world.session, [old.id], t + timedelta(seconds=30 * beat))
-    assert scheduling.fail_zombies(world.session, world.dagbag, settings, t + timedelta(seconds=150)) == []
+    assert recovery.fail_zombies(world.session, world.dagbag, settings, t + timedelta(seconds=150)) == []
     assert _ti(world, "chain", "root").state == "running"
 
 
@@ -458,8 +460,8 @@ def test_running_task_with_a_stale_heartbeat_is_retried_as_a_zombie(world: World
     _queued_root(world)
     attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=42, now=NOW)
     settings = world.with_settings(scheduler__zombie_threshold_s="60")
-    assert scheduling.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(seconds=59)) == []
-    assert scheduling.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(seconds=61)) == [("chain", "r1")]
+    assert recovery.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(seconds=59)) == []
+    assert recovery.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(seconds=61)) == [("chain", "r1")]
     root = _ti(world, "chain", "root")
     assert root.state == "up_for_retry", "root has retries=1, so its first try is retried"
     assert root.reason and "zombie" in root.reason and "w1" in root.reason
@@ -471,11 +473,11 @@ def test_zombie_retry_waits_for_the_tasks_retry_delay(world: World) -> None:
     attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=42, now=NOW)
     settings = world.with_settings(scheduler__zombie_threshold_s="60")
     found_at = NOW + timedelta(seconds=61)
-    scheduling.fail_zombies(world.session, world.dagbag, settings, found_at)
+    recovery.fail_zombies(world.session, world.dagbag, settings, found_at)
     root = _ti(world, "chain", "root")
     assert root.state == "up_for_retry"
     assert root.next_retry_at.replace(tzinfo=UTC) == found_at + timedelta(seconds=300)  # root's retry_delay
-    assert scheduling.schedule(world.session, world.dagbag, world.settings, found_at + timedelta(seconds=299)) == []
+    assert readiness.schedule(world.session, world.dagbag, world.settings, found_at + timedelta(seconds=299)) == []
 
 
 def test_zombie_without_tries_left_fails(world: World) -> None:
@@ -483,7 +485,7 @@ def test_zombie_without_tries_left_fails(world: World) -> None:
     _set(world, "chain", "root", try_number=2, state="queued")
     attempts.claim(world.session, _key("chain", "root", 2), hostname="w1", pid=42, now=NOW)
     settings = world.with_settings(scheduler__zombie_threshold_s="60")
-    scheduling.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(minutes=5))
+    recovery.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(minutes=5))
     assert _ti(world, "chain", "root").state == "failed"
 
 
@@ -492,7 +494,7 @@ def test_running_task_with_a_fresh_heartbeat_is_not_a_zombie(world: World) -> No
     attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=42, now=NOW)
     attempts.heartbeat(world.session, [envelope.id], NOW + timedelta(seconds=50))
     settings = world.with_settings(scheduler__zombie_threshold_s="60")
-    assert scheduling.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(seconds=100)) == []
+    assert recovery.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(seconds=100)) == []
     assert _ti(world, "chain", "root").state == "running"
 
 
@@ -503,7 +505,7 @@ def test_run_succeeds_when_every_leaf_succeeded_even_if_an_inner_task_failed(wor
     _start(world, "leaf_rule")
     _set(world, "leaf_rule", "first", state="failed")
     _set(world, "leaf_rule", "last", state="success")
-    scheduling.schedule(world.session, world.dagbag, world.settings, NOW)
+    readiness.schedule(world.session, world.dagbag, world.settings, NOW)
     run = _run(world, "leaf_rule")
     assert (run.state, run.end_date) == ("success", NOW)
 
@@ -512,18 +514,18 @@ def test_run_fails_when_a_leaf_failed(world: World) -> None:
     _start(world, "leaf_rule")
     _set(world, "leaf_rule", "first", state="success")
     _set(world, "leaf_rule", "last", state="failed")
-    scheduling.schedule(world.session, world.dagbag, world.settings, NOW)
+    readiness.schedule(world.session, world.dagbag, world.settings, NOW)
     assert _run(world, "leaf_rule").state == "failed"
 
 
 def test_run_fails_when_a_leaf_is_upstream_failed(world: World) -> None:
     _queued_root(world)
     _set(world, "chain", "root", state="failed")
-    assert [e.key.task_id for e in scheduling.schedule(world.session, world.dagbag, world.settings, NOW)] == [
+    assert [e.key.task_id for e in readiness.schedule(world.session, world.dagbag, world.settings, NOW)] == [
         "cleanup"]
     assert _run(world, "chain").state == "running", "cleanup is still queued"
     _set(world, "chain", "cleanup", state="success")
-    scheduling.schedule(world.session, world.dagbag, world.settings, NOW)
+    readiness.schedule(world.session, world.dagbag, world.settings, NOW)
     assert _run(world, "chain").state == "failed"
 
 
@@ -531,7 +533,7 @@ def test_run_with_a_task_waiting_for_retry_is_not_finished(world: World) -> None
     _start(world, "leaf_rule")
     _set(world, "leaf_rule", "first", state="success")
     _set(world, "leaf_rule", "last", state="up_for_retry", next_retry_at=NOW + timedelta(hours=1))
-    scheduling.schedule(world.session, world.dagbag, world.settings, NOW)
+    readiness.schedule(world.session, world.dagbag, world.settings, NOW)
     assert _run(world, "leaf_rule").state == "running"
 
 
@@ -539,7 +541,7 @@ def test_finish_runs_if_done_applies_the_leaf_rule_too(world: World) -> None:
     _start(world, "leaf_rule")
     _set(world, "leaf_rule", "first", state="failed")
     _set(world, "leaf_rule", "last", state="success")
-    scheduling.finish_runs_if_done(world.session, world.dagbag, [("leaf_rule", "r1")], NOW)
+    finish_runs_if_done(world.session, world.dagbag, [("leaf_rule", "r1")], NOW)
     assert _run(world, "leaf_rule").state == "success"
 
 
@@ -548,19 +550,19 @@ def test_finish_runs_if_done_applies_the_leaf_rule_too(world: World) -> None:
 
 def test_envelopes_come_out_highest_priority_weight_first(world: World) -> None:
     _start(world, "prio")
-    envelopes = scheduling.schedule(world.session, world.dagbag, world.settings, NOW)
+    envelopes = readiness.schedule(world.session, world.dagbag, world.settings, NOW)
     assert [(e.key.task_id, e.priority) for e in envelopes] == [("high", 10), ("mid", 5), ("low", 1)]
 
 
 def test_parallelism_caps_queued_tasks_and_gives_slots_to_the_highest_priority(world: World) -> None:
     _start(world, "prio")
     settings = world.with_settings(core__parallelism="2")
-    envelopes = scheduling.schedule(world.session, world.dagbag, settings, NOW)
+    envelopes = readiness.schedule(world.session, world.dagbag, settings, NOW)
     assert [e.key.task_id for e in envelopes] == ["high", "mid"]
     assert _ti(world, "prio", "low").state == "none"
-    assert scheduling.schedule(world.session, world.dagbag, settings, NOW) == [], "both slots are taken"
+    assert readiness.schedule(world.session, world.dagbag, settings, NOW) == [], "both slots are taken"
     _set(world, "prio", "high", state="success")
-    assert [e.key.task_id for e in scheduling.schedule(world.session, world.dagbag, settings, NOW)] == ["low"]
+    assert [e.key.task_id for e in readiness.schedule(world.session, world.dagbag, settings, NOW)] == ["low"]
 
 
 def test_running_tasks_count_against_parallelism(world: World) -> None:
@@ -568,7 +570,7 @@ def test_running_tasks_count_against_parallelism(world: World) -> None:
     attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=1, now=NOW)
     _start(world, "prio", run_id="p1")
     settings = world.with_settings(core__parallelism="2")
-    assert [e.key.task_id for e in scheduling.schedule(world.session, world.dagbag, settings, NOW)] == ["high"]
+    assert [e.key.task_id for e in readiness.schedule(world.session, world.dagbag, settings, NOW)] == ["high"]
 
 
 # --- the full pass skips runs that only wait for results ------------------------------------------------
@@ -577,17 +579,17 @@ def test_running_tasks_count_against_parallelism(world: World) -> None:
 def test_a_run_is_waiting_for_results_only_while_all_its_unfinished_tasks_are_queued_or_running(
         world: World) -> None:
     _queued_root(world)  # root queued, child and cleanup still none: something may become ready
-    waiting = scheduling._waiting_for_results()  # noqa: SLF001 - the filter itself
+    waiting = readiness._waiting_for_results()  # noqa: SLF001 - the filter itself
     assert world.session.execute(waiting).all() == []
     for task_id in ("child", "cleanup"):
         _set(world, "chain", task_id, state="queued")
     _set(world, "chain", "root", state="running")
     assert world.session.execute(waiting).all() == [("chain", "r1")]
-    assert scheduling.schedule(world.session, world.dagbag, world.settings, NOW) == []
+    assert readiness.schedule(world.session, world.dagbag, world.settings, NOW) == []
     _set(world, "chain", "cleanup", state="up_for_retry")  # a retry to wait for: evaluated again
     assert world.session.execute(waiting).all() == []
     for task_id in ("root", "child", "cleanup"):
         _set(world, "chain", task_id, state="success")  # all finished: the full pass finishes the run
     assert world.session.execute(waiting).all() == []
-    scheduling.schedule(world.session, world.dagbag, world.settings, NOW)
+    readiness.schedule(world.session, world.dagbag, world.settings, NOW)
     assert _run(world, "chain").state == "success"

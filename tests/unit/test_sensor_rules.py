@@ -13,7 +13,7 @@ from rabbitrun import DAG, BaseSensorOperator, FileSensor, PokeReturnValue
 from rabbitrun.authoring.signals import RescheduleTask, SensorTimeout, SkipTask
 from rabbitrun.errors import DagDefinitionError
 from rabbitrun.models import attempts
-from rabbitrun.scheduler import scheduling
+from rabbitrun.scheduler import readiness, runs
 from rabbitrun.states import TaskState
 from tests.unit.test_scheduling_rules import NOW, World, _key, _queued_root, _set, _start, _ti, world  # noqa: F401
 
@@ -129,22 +129,22 @@ def test_reschedule_is_recorded_with_its_history_and_due_time(world: World) -> N
     assert (ti.state, ti.try_number, ti.next_retry_at) == ("up_for_reschedule", 1, due)
     assert attempts.reschedule_history(world.session, key) == attempts.RescheduleHistory(NOW, 1)
     assert attempts.reschedule_history(world.session, _key("chain", "root", 2)) == attempts.RescheduleHistory(None, 0)
-    assert scheduling.next_due_at(world.session) == due
-    assert scheduling.due_runs(world.session, NOW) == set()
-    assert scheduling.due_runs(world.session, due) == {("chain", "r1")}
+    assert runs.next_due_at(world.session) == due
+    assert runs.due_runs(world.session, NOW) == set()
+    assert runs.due_runs(world.session, due) == {("chain", "r1")}
 
 
 def test_rescheduled_sensor_not_yet_due_is_not_queued_and_its_run_is_not_finished(world: World) -> None:  # noqa: F811
     _queued_root(world)
     _set(world, "chain", "root", state="up_for_reschedule", next_retry_at=NOW + timedelta(seconds=5))
-    assert scheduling.schedule(world.session, world.dagbag, world.settings, NOW) == []
+    assert readiness.schedule(world.session, world.dagbag, world.settings, NOW) == []
     assert _ti(world, "chain", "root").state == "up_for_reschedule"
 
 
 def test_rescheduled_sensor_that_is_due_is_queued_again_with_the_same_try(world: World) -> None:  # noqa: F811
     first = _queued_root(world)
     _set(world, "chain", "root", state="up_for_reschedule", next_retry_at=NOW - timedelta(seconds=1))
-    (envelope,) = scheduling.schedule(world.session, world.dagbag, world.settings, NOW)
+    (envelope,) = readiness.schedule(world.session, world.dagbag, world.settings, NOW)
     assert envelope.key.try_number == 1 and envelope.id != first.id
     root = _ti(world, "chain", "root")
     assert (root.state, root.try_number, root.envelope_id) == ("queued", 1, envelope.id)
@@ -155,10 +155,10 @@ def test_a_pass_that_finishes_a_run_reports_it_for_the_dag_callbacks(world: Worl
     _start(world, "leaf_rule")
     _set(world, "leaf_rule", "first", state="success")
     _set(world, "leaf_rule", "last", state="failed")
-    finished: list[scheduling.FinishedRun] = []
-    scheduling.schedule(world.session, world.dagbag, world.settings, NOW, finished=finished)
-    assert finished == [scheduling.FinishedRun("leaf_rule", "r1", "failed")]
-    again: list[scheduling.FinishedRun] = []
-    scheduling.schedule(world.session, world.dagbag, world.settings, NOW, finished=again)
-    scheduling.finish_runs_if_done(world.session, world.dagbag, [("leaf_rule", "r1")], NOW, again)
+    finished: list[runs.FinishedRun] = []
+    readiness.schedule(world.session, world.dagbag, world.settings, NOW, finished=finished)
+    assert finished == [runs.FinishedRun("leaf_rule", "r1", "failed")]
+    again: list[runs.FinishedRun] = []
+    readiness.schedule(world.session, world.dagbag, world.settings, NOW, finished=again)
+    runs.finish_runs_if_done(world.session, world.dagbag, [("leaf_rule", "r1")], NOW, again)
     assert again == [], "a finished run is reported once"

@@ -1,0 +1,97 @@
+"""The DAG an operator joins: the "current DAG" stack of ``with DAG(...):``, id checks, and the
+:class:`OwningDag` Protocol through which operators see their DAG.
+
+Operators attach themselves to the DAG that is current while they are created.
+That current DAG lives in a :mod:`contextvars` stack, the only mutable state of
+authoring that is not on an instance, so DAG files imported in different
+contexts (threads, the DagBag's isolated import context) never see each other's
+DAGs.
+
+This module sits below both ``dag`` and ``baseoperator``: a DAG holds operators
+(``dag`` imports ``baseoperator``), so an operator knows its DAG only through
+:class:`OwningDag`, which :class:`rabbitrun.authoring.dag.DAG` implements.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar, Token
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from rabbitrun.errors import DagDefinitionError
+
+__all__ = ["ID_PATTERN", "OwningDag", "current_dag", "dag_for", "enter", "leave", "outside_any_dag", "validate_id"]
+
+#: dag_id and task_id end up in file paths, queue payloads and URLs: keep them tame.
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+TaskT = TypeVar("TaskT")
+
+
+@runtime_checkable
+class OwningDag(Protocol[TaskT]):
+    """What an operator needs of the DAG it belongs to (``TaskT``: the operator type)."""
+
+    @property
+    def dag_id(self) -> str: ...
+
+    @property
+    def default_args(self) -> Mapping[str, Any]: ...
+
+    @property
+    def params(self) -> Mapping[str, Any]: ...
+
+    def has_task(self, task_id: str) -> bool: ...
+
+    def get_task(self, task_id: str) -> TaskT: ...
+
+    def add_task(self, task: TaskT) -> None: ...
+
+    def unique_task_id(self, base: str) -> str: ...
+
+
+_current_dags: ContextVar[tuple[OwningDag[Any], ...]] = ContextVar("rabbitrun_current_dags", default=())
+
+
+def current_dag() -> OwningDag[Any] | None:
+    """Return the innermost DAG entered with ``with`` in this context, if any."""
+    stack = _current_dags.get()
+    return stack[-1] if stack else None
+
+
+def dag_for(kwargs: Mapping[str, Any]) -> OwningDag[Any] | None:
+    """The DAG a task built with these constructor kwargs joins: ``dag=`` if given, else the current one."""
+    given = kwargs.get("dag")
+    if not given:
+        return current_dag()
+    return given if isinstance(given, OwningDag) else None
+
+
+def enter(dag: OwningDag[Any]) -> Token[tuple[OwningDag[Any], ...]]:
+    """Make ``dag`` the current DAG (``DAG.__enter__``); :func:`leave` with the token undoes it."""
+    return _current_dags.set((*_current_dags.get(), dag))
+
+
+def leave(token: Token[tuple[OwningDag[Any], ...]]) -> None:
+    _current_dags.reset(token)
+
+
+@contextlib.contextmanager
+def outside_any_dag() -> Iterator[None]:
+    """Build an operator without adding it to a DAG that happens to be open around the call."""
+    token = _current_dags.set(())
+    try:
+        yield
+    finally:
+        _current_dags.reset(token)
+
+
+def validate_id(kind: str, value: object) -> str:
+    """Check a dag_id/task_id early so a bad id fails in the DAG file, not on the wire."""
+    if not isinstance(value, str) or not ID_PATTERN.match(value):
+        raise DagDefinitionError(
+            f"invalid {kind} {value!r}: use only letters, digits, '_', '.' and '-' (at least one character)"
+        )
+    return value

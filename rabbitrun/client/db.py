@@ -1,0 +1,94 @@
+"""The metadata DB as the operator manages it: sessions, schema init/check/reset, cleaning old rows,
+the fernet key and the variables/connections access that uses it."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rabbitrun.settings import Settings
+
+
+def sessions_for(settings: Settings) -> Any:
+    """A session factory on an unpooled engine (a CLI command is short-lived)."""
+    from rabbitrun.models.engine import make_engine, session_factory
+
+    return session_factory(make_engine(settings.database, pooled=False))
+
+
+def db_init(settings: Settings) -> str:
+    from rabbitrun.models import migrate
+    from rabbitrun.models.engine import make_engine
+
+    Path(settings.core.dags_folder).mkdir(parents=True, exist_ok=True)
+    return migrate.upgrade(make_engine(settings.database, pooled=False))
+
+
+def db_check(settings: Settings) -> str:
+    from rabbitrun.models import migrate
+    from rabbitrun.models.engine import make_engine
+
+    return migrate.check(make_engine(settings.database, pooled=False))
+
+
+def db_reset(settings: Settings) -> str:
+    from rabbitrun.models import migrate
+    from rabbitrun.models.engine import make_engine
+
+    return migrate.reset(make_engine(settings.database, pooled=False))
+
+
+def clean_db(settings: Settings, before: datetime, tables: list[str], *, dry_run: bool) -> dict[str, int]:
+    """Delete rows older than ``before`` from the named tables (xcom, task_attempt, dag_run)."""
+    from rabbitrun.errors import ConfigError
+    from rabbitrun.models import cleanup, xcom
+
+    cleaners = {
+        "xcom": lambda s: xcom.clean(s, before, dry_run=dry_run),
+        "task_attempt": lambda s: cleanup.clean_task_attempts(s, before, dry_run=dry_run),
+        "dag_run": lambda s: cleanup.clean_dag_runs(s, before, dry_run=dry_run),
+    }
+    unknown = [t for t in tables if t not in cleaners]
+    if unknown:
+        raise ConfigError(f"cannot clean table(s) {unknown}; choose from {sorted(cleaners)}", key="--tables")
+    with sessions_for(settings)() as session:
+        return {t: cleaners[t](session) for t in tables}
+
+
+# --- variables, connections, keys ---------------------------------------------------
+
+
+def data_access(settings: Settings) -> Any:
+    from rabbitrun.data import access as runtime
+
+    return runtime.build(settings, sessions_for(settings))
+
+
+def ensure_fernet_key(settings: Settings) -> str | None:
+    """On a home without a key, generate one into rabbitrun.toml (mode 0600); returns the file written."""
+    from rabbitrun.secrets import generate_key
+
+    if settings.core.fernet_key:
+        return None
+    path = settings.config_file
+    text = path.read_text() if path.exists() else ""
+    if "fernet_key" in text:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    block = f'\n[core]\nfernet_key = "{generate_key()}"\n' if "[core]" not in text else None
+    if block is None:
+        text = text.replace("[core]", f'[core]\nfernet_key = "{generate_key()}"', 1)
+    else:
+        text += block
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others, not even briefly
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    path.chmod(0o600)  # an existing file keeps its mode on open: tighten it too
+    return str(path)
+
+
+def rotate_fernet_key(settings: Settings) -> tuple[int, int]:
+    access = data_access(settings)
+    return access.variables.rotate(), access.connections.rotate()
