@@ -28,8 +28,13 @@ from rabbitrun.authoring import (
 )
 
 # Data access needs SQLAlchemy: load it on first use, so `rabbitrun --help` and DAG parsing stay light.
-_LAZY = {"Connection": "rabbitrun.data.access", "Variable": "rabbitrun.data.access", "XCom": "rabbitrun.data.access",
-         "mask_secret": "rabbitrun.secrets", "ExternalTaskSensor": "rabbitrun.data.external_task"}
+_LAZY = {
+    "Connection": "rabbitrun.data.access",
+    "Variable": "rabbitrun.data.access",
+    "XCom": "rabbitrun.data.access",
+    "mask_secret": "rabbitrun.secrets",
+    "ExternalTaskSensor": "rabbitrun.data.external_task",
+}
 
 
 def __getattr__(name: str) -> object:
@@ -39,12 +44,8 @@ def __getattr__(name: str) -> object:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'rabbitrun' has no attribute {name!r}")
 
+
 __all__ = [
-    "Connection",
-    "ExternalTaskSensor",
-    "Variable",
-    "XCom",
-    "mask_secret",
     "DAG",
     "AirflowFailException",
     "AirflowRescheduleException",
@@ -54,6 +55,8 @@ __all__ = [
     "BaseOperator",
     "BaseSensorOperator",
     "BashOperator",
+    "Connection",
+    "ExternalTaskSensor",
     "FailTask",
     "FileSensor",
     "PokeReturnValue",
@@ -63,6 +66,9 @@ __all__ = [
     "SkipTask",
     "TaskTimeout",
     "TriggerRule",
+    "Variable",
+    "XCom",
     "XComArg",
+    "mask_secret",
     "task",
 ]

@@ -33,12 +33,15 @@ class PublishFailure:
 
     envelope: protocol.TaskEnvelope
     error: Exception
+
+
 NO_CONSUMER_WARN_EVERY_S = 30.0
 
 
 class Executor:
-    def __init__(self, connection: AbstractRobustConnection, names: Names, settings: Settings,
-                 metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, connection: AbstractRobustConnection, names: Names, settings: Settings, metrics: Metrics | None = None
+    ) -> None:
         self._connection, self._names, self._settings = connection, names, settings
         self._metrics = metrics
         self.scheduler_id = settings.scheduler.scheduler_id
@@ -49,8 +52,9 @@ class Executor:
 
     async def start(self, on_result: Callable[[protocol.TaskResult], None]) -> None:
         """Open the confirm channel and consume this scheduler's durable reply queue."""
-        self._publisher = await ConfirmedPublisher.open(self._connection, self._names,
-                                                        self._settings.broker.confirm_timeout_s)
+        self._publisher = await ConfirmedPublisher.open(
+            self._connection, self._names, self._settings.broker.confirm_timeout_s
+        )
         self._channel = await self._connection.channel()
         await self._channel.set_qos(prefetch_count=1000)
         queue = await self._channel.get_queue(self.reply_queue, ensure=True)
@@ -67,12 +71,14 @@ class Executor:
 
         # exclusive: two schedulers with one scheduler_id would take each other's results
         try:
-            await queue.consume(handle, consumer_tag=consumer_tag("scheduler", self.scheduler_id, "replies"),
-                                exclusive=True)
+            await queue.consume(
+                handle, consumer_tag=consumer_tag("scheduler", self.scheduler_id, "replies"), exclusive=True
+            )
         except aiormq.exceptions.ChannelAccessRefused as exc:
             raise SchedulerAlreadyRunning(
                 f"another scheduler with scheduler_id {self.scheduler_id!r} is consuming {self.reply_queue}: "
-                "give each scheduler its own [scheduler] scheduler_id (or --scheduler-id)") from exc
+                "give each scheduler its own [scheduler] scheduler_id (or --scheduler-id)"
+            ) from exc
 
     async def publish(self, envelopes: Sequence[protocol.TaskEnvelope]) -> list[PublishFailure]:
         """Publish every envelope with confirms, concurrently; return the ones that failed."""
@@ -83,12 +89,16 @@ class Executor:
             assert self._publisher is not None
             try:
                 await self._publisher.publish(
-                    self._names.tasks_exchange, envelope.queue, protocol.encode_envelope(envelope),
+                    self._names.tasks_exchange,
+                    envelope.queue,
+                    protocol.encode_envelope(envelope),
                     protocol.envelope_properties(envelope, self.reply_queue, max_priority),
                 )
             except BrokerError as exc:
                 if self._metrics is not None:
-                    (self._metrics.publish_returns if isinstance(exc, Unroutable) else self._metrics.publish_nacks).inc()
+                    (
+                        self._metrics.publish_returns if isinstance(exc, Unroutable) else self._metrics.publish_nacks
+                    ).inc()
                 return PublishFailure(envelope, exc)
             if self._metrics is not None:
                 self._metrics.publish_confirms.inc()
@@ -115,8 +125,13 @@ class Executor:
             result = declared.declaration_result
             if result.consumer_count == 0:
                 self._warned[queue] = now
-                log.warning("queue %r has no consumer (%s messages ready): start a worker with --queues %s; "
-                            "tasks stay queued until task_queued_timeout", queue, result.message_count, queue)
+                log.warning(
+                    "queue %r has no consumer (%s messages ready): start a worker with --queues %s; "
+                    "tasks stay queued until task_queued_timeout",
+                    queue,
+                    result.message_count,
+                    queue,
+                )
 
     async def close(self) -> None:
         if self._publisher is not None:

@@ -19,7 +19,7 @@ class TaskInstanceKey:
         mapped = f" map={self.map_index}" if self.map_index >= 0 else ""
         return f"{self.dag_id}.{self.task_id} run={self.run_id}{mapped} try={self.try_number}"
 
-    def with_try(self, try_number: int) -> "TaskInstanceKey":
+    def with_try(self, try_number: int) -> TaskInstanceKey:
         return TaskInstanceKey(self.dag_id, self.task_id, self.run_id, self.map_index, try_number)
 
 

@@ -25,8 +25,12 @@ def configure_process_logging(settings: Settings, log_file: str | None = None) -
     handler: logging.Handler
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        handler = RotatingFileHandler(path, maxBytes=settings.logging.process_log_max_bytes,
-                                      backupCount=settings.logging.process_log_backup_count, encoding="utf-8")
+        handler = RotatingFileHandler(
+            path,
+            maxBytes=settings.logging.process_log_max_bytes,
+            backupCount=settings.logging.process_log_backup_count,
+            encoding="utf-8",
+        )
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(name)s - %(message)s"))

@@ -83,20 +83,23 @@ class Metrics:
         self._gauges: dict[str, float] = {}
         self.tasks_queued = self._gauge("rabbitrun_tasks_queued", "Task instances in state queued")
         self.tasks_running = self._gauge("rabbitrun_tasks_running", "Task instances running (here, on a worker)")
-        self.task_outcomes = self._counter("rabbitrun_task_outcomes_total", "Finished attempts by outcome",
-                                           ["dag_id", "task_id", "state"])
-        self.task_duration = self._histogram("rabbitrun_task_duration_seconds", "Attempt duration",
-                                             ["dag_id", "task_id"])
+        self.task_outcomes = self._counter(
+            "rabbitrun_task_outcomes_total", "Finished attempts by outcome", ["dag_id", "task_id", "state"]
+        )
+        self.task_duration = self._histogram(
+            "rabbitrun_task_duration_seconds", "Attempt duration", ["dag_id", "task_id"]
+        )
         self.queue_lag = self._histogram("rabbitrun_task_queue_lag_seconds", "Enqueued -> started", ["queue"])
         self.publish_confirms = self._counter("rabbitrun_publish_confirms_total", "Envelopes confirmed by the broker")
         self.publish_nacks = self._counter("rabbitrun_publish_nacks_total", "Envelopes nacked or not confirmed")
         self.publish_returns = self._counter("rabbitrun_publish_returns_total", "Envelopes returned as unroutable")
         self.redeliveries = self._counter("rabbitrun_redeliveries_total", "Deliveries flagged redelivered")
-        self.dead_lettered = self._counter("rabbitrun_dead_lettered_total",
-                                           "Messages sent to the dead-letter exchange")
+        self.dead_lettered = self._counter("rabbitrun_dead_lettered_total", "Messages sent to the dead-letter exchange")
         self.scheduler_outcomes = self._counter(
-            "rabbitrun_scheduler_outcomes_total", "Attempts the scheduler ended itself, by cause "
-            "(zombie, stuck_in_queued, unroutable)", ["dag_id", "task_id", "state", "cause"])
+            "rabbitrun_scheduler_outcomes_total",
+            "Attempts the scheduler ended itself, by cause (zombie, stuck_in_queued, unroutable)",
+            ["dag_id", "task_id", "state", "cause"],
+        )
         self.pool_size = self._gauge("rabbitrun_worker_pool_size", "Task process slots of this worker")
 
     def count_scheduler_outcome(self, key: TaskInstanceKey, state: str, cause: str) -> None:

@@ -65,7 +65,7 @@ class Names:
     def logical_queue(self, amqp_queue: str) -> str | None:
         """Inverse of :meth:`task_queue`; None when the name is not a task queue."""
         head = self.task_queue("")
-        name = amqp_queue[len(head):] if amqp_queue.startswith(head) else ""
+        name = amqp_queue[len(head) :] if amqp_queue.startswith(head) else ""
         return name or None  # "rabbitrun.q." alone names no logical queue
 
 

@@ -153,7 +153,7 @@ def _get(obj: Mapping[str, Any], name: str, kind: type | tuple[type, ...], *, op
     value = obj[name]
     if value is None and optional:
         return None
-    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
         names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
         raise InvalidEnvelope(f"field {name!r} must be {names}, got {type(value).__name__}")
     return value
@@ -288,8 +288,8 @@ def split_frames(buffer: bytearray) -> list[dict[str, Any]]:
         (size,) = _LEN.unpack_from(buffer)
         if len(buffer) < _LEN.size + size:
             break
-        payload = bytes(buffer[_LEN.size:_LEN.size + size])
-        del buffer[:_LEN.size + size]
+        payload = bytes(buffer[_LEN.size : _LEN.size + size])
+        del buffer[: _LEN.size + size]
         obj = msgpack.unpackb(payload, raw=False)
         if not isinstance(obj, dict):
             raise ProtocolError("worker frame is not a map")
@@ -326,8 +326,20 @@ def decode_message(body: bytes) -> dict[str, Any]:
 
 
 __all__ = [
-    "CONTENT_TYPE", "VERSION", "TaskEnvelope", "TaskResult", "amqp_priority",
-    "check_dag_file", "decode_envelope", "decode_result", "encode_envelope", "encode_frame",
-    "encode_result", "envelope_from_frame", "envelope_properties", "frame_fields",
-    "result_properties", "split_frames",
+    "CONTENT_TYPE",
+    "VERSION",
+    "TaskEnvelope",
+    "TaskResult",
+    "amqp_priority",
+    "check_dag_file",
+    "decode_envelope",
+    "decode_result",
+    "encode_envelope",
+    "encode_frame",
+    "encode_result",
+    "envelope_from_frame",
+    "envelope_properties",
+    "frame_fields",
+    "result_properties",
+    "split_frames",
 ]

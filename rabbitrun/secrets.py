@@ -55,13 +55,16 @@ class Cipher:
         if not encrypted:
             return stored
         if self._fernet is None:
-            raise SecretsError(f"{what} is encrypted but no [core] fernet_key is configured "
-                               "(RABBITRUN__CORE__FERNET_KEY)")
+            raise SecretsError(
+                f"{what} is encrypted but no [core] fernet_key is configured (RABBITRUN__CORE__FERNET_KEY)"
+            )
         try:
             return self._fernet.decrypt(stored.encode()).decode()
         except InvalidToken as exc:
-            raise SecretsError(f"{what} cannot be decrypted with the configured fernet_key "
-                               "(wrong key, or the key it was encrypted with was removed)") from exc
+            raise SecretsError(
+                f"{what} cannot be decrypted with the configured fernet_key "
+                "(wrong key, or the key it was encrypted with was removed)"
+            ) from exc
 
     def rotate(self, stored: str, *, encrypted: bool, what: str) -> tuple[str, bool]:
         """Re-encrypt with the first key (plaintext rows get encrypted)."""

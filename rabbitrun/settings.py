@@ -65,7 +65,13 @@ class CoreSettings:
     xcom_backend: str = ""
     max_map_length: int = 1024  # most task instances one mapped task may expand to
     sensitive_var_conn_names: tuple[str, ...] = (
-        "password", "secret", "passwd", "authorization", "api_key", "apikey", "access_token",
+        "password",
+        "secret",
+        "passwd",
+        "authorization",
+        "api_key",
+        "apikey",
+        "access_token",
     )
     # connection types accepted besides the built-in list (rabbitrun.data.connections.KNOWN_CONN_TYPES)
     extra_conn_types: tuple[str, ...] = ()
@@ -240,7 +246,8 @@ def _apply(
         if section not in SECTIONS:
             raise ConfigError(
                 f"unknown section [{section}] in {source}{_closest(section, list(SECTIONS))}",
-                key=section, source=source,
+                key=section,
+                source=source,
             )
         if not isinstance(entries, Mapping):
             raise ConfigError(f"[{section}] in {source} must be a table", key=section, source=source)
@@ -249,7 +256,8 @@ def _apply(
             if key not in known:
                 raise ConfigError(
                     f"unknown setting [{section}] {key} in {source}{_closest(key, list(known))}",
-                    key=f"{section}.{key}", source=source,
+                    key=f"{section}.{key}",
+                    source=source,
                 )
             layers.setdefault(section, {})[key] = _convert(section, key, raw, known[key], source)
 
@@ -259,7 +267,7 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX):
             continue
-        parts = name[len(ENV_PREFIX):].lower().split("__")
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
         if len(parts) != 2:
             raise ConfigError(
                 f"environment variable {name} must look like RABBITRUN__SECTION__KEY", key=name, source="environment"
@@ -269,7 +277,7 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
 
 
 def _prefixed(environ: Mapping[str, str], prefix: str) -> dict[str, str]:
-    return {name[len(prefix):].lower(): value for name, value in environ.items() if name.startswith(prefix)}
+    return {name[len(prefix) :].lower(): value for name, value in environ.items() if name.startswith(prefix)}
 
 
 def default_hostname() -> str:
@@ -302,8 +310,12 @@ def load_settings(
     if overrides:
         _apply(layers, overrides, "command line")
     sections = {name: dataclasses.replace(cls(), **layers.get(name, {})) for name, cls in SECTIONS.items()}
-    settings = Settings(home=home_path, **sections,
-                        env_variables=_prefixed(environ, VAR_PREFIX), env_connections=_prefixed(environ, CONN_PREFIX))
+    settings = Settings(
+        home=home_path,
+        **sections,
+        env_variables=_prefixed(environ, VAR_PREFIX),
+        env_connections=_prefixed(environ, CONN_PREFIX),
+    )
     return _fill_defaults(settings)
 
 
@@ -322,14 +334,13 @@ def _fill_defaults(s: Settings) -> Settings:
     if s.core.max_map_length < 1:
         raise ConfigError("[core] max_map_length must be at least 1", key="core.max_map_length")
     if not 0 < s.broker.reconnect_min_s <= s.broker.reconnect_max_s:
-        raise ConfigError("[broker] reconnect_min_s must be positive and at most reconnect_max_s",
-                          key="broker.reconnect_min_s")
+        raise ConfigError(
+            "[broker] reconnect_min_s must be positive and at most reconnect_max_s", key="broker.reconnect_min_s"
+        )
     if s.broker.queue_type not in ("classic", "quorum"):
         raise ConfigError("[broker] queue_type must be 'classic' or 'quorum'", key="broker.queue_type")
     if s.core.task_queued_timeout_action not in ("fail", "requeue"):
         raise ConfigError(
             "[core] task_queued_timeout_action must be 'fail' or 'requeue'", key="core.task_queued_timeout_action"
         )
-    return dataclasses.replace(
-        s, core=core, database=database, logging=logging_, scheduler=scheduler, worker=worker
-    )
+    return dataclasses.replace(s, core=core, database=database, logging=logging_, scheduler=scheduler, worker=worker)

@@ -61,62 +61,79 @@ _MANUAL = (TaskState.SUCCESS, TaskState.FAILED)  # `tasks mark` sets either, fro
 #: what that module can do. Manual changes (`tasks mark`, `dags mark`, `tasks clear`, `tasks run`)
 #: reach most states; the automatic ones are the first entries of each set. Creating a task instance
 #: (state none, with its run or a mapped task's expansion) is an insert, not a change.
-TRANSITIONS: Mapping[TaskState, frozenset[TaskState]] = MappingProxyType({
-    TaskState.NONE: frozenset({
-        TaskState.QUEUED,  # ready: queued with a new try (try_number + 1); `tasks run` does the same
-        TaskState.SKIPPED,  # its trigger rule skips it; a mapped task over an empty list; a run marked failed
-        TaskState.UPSTREAM_FAILED,  # its trigger rule, after an upstream failure
-        TaskState.FAILED,  # its mapped input is not a list or too long; its pool does not exist; by hand
-        TaskState.SUCCESS,  # by hand
-        TaskState.NONE,  # cleared while none: its dates and reason are reset
-    }),
-    TaskState.SCHEDULED: frozenset({
-        TaskState.QUEUED,  # published again, same try (its earlier envelope is gone)
-        TaskState.RUNNING,  # claimed by an older envelope of the same try that is still delivered
-        TaskState.FAILED,  # its pool does not exist; by hand
-        TaskState.SUCCESS,  # by hand
-        TaskState.SKIPPED,  # its run is marked failed
-        TaskState.NONE,  # cleared
-    }),
-    TaskState.QUEUED: frozenset({
-        TaskState.RUNNING,  # the claim (DESIGN rule 2)
-        # the publish failed, it sat unclaimed past task_queued_timeout_s ("requeue"), or a worker
-        # shutting down could not republish an early-acked delivery: the scheduler publishes it again
-        TaskState.SCHEDULED,
-        TaskState.FAILED,  # unroutable; stuck in queued ("fail"); by hand
-        TaskState.SUCCESS,  # by hand
-        TaskState.SKIPPED,  # its run is marked failed
-    }),
-    TaskState.RUNNING: frozenset({
-        TaskState.RUNNING,  # a claim retried after its commit's answer was lost wins again (same host/pid/start)
-        TaskState.SUCCESS, TaskState.FAILED, TaskState.SKIPPED, TaskState.UP_FOR_RETRY,  # the attempt's outcome
-        TaskState.UP_FOR_RESCHEDULE,  # a sensor in reschedule mode: same try, its slot freed
-        # released on warm shutdown: its requeued delivery claims it again (same try); `tasks run` (new try)
-        TaskState.QUEUED,
-    }),
-    TaskState.UP_FOR_RETRY: frozenset({
-        TaskState.QUEUED,  # due: queued with the next try (there is no SCHEDULED step in between)
-        TaskState.FAILED,  # its pool does not exist; by hand
-        TaskState.SUCCESS,  # by hand
-        TaskState.SKIPPED,  # its run is marked failed
-        TaskState.NONE,  # cleared
-    }),
-    TaskState.UP_FOR_RESCHEDULE: frozenset({
-        TaskState.QUEUED,  # the sensor's next poke is due: same try
-        TaskState.FAILED,  # its pool does not exist; by hand
-        TaskState.SUCCESS,  # by hand
-        TaskState.SKIPPED,  # its run is marked failed
-        TaskState.NONE,  # cleared
-    }),
-    # finished: only by hand. Cleared -> none (the next queueing takes a new try); `tasks run` -> queued
-    # with a new try; marked. A failed or upstream_failed downstream of a task marked by hand goes back
-    # to none as well. Nothing sets REMOVED today (a cleared mapped task's extra instances are deleted).
-    TaskState.SUCCESS: frozenset({TaskState.NONE, TaskState.QUEUED, *_MANUAL}),
-    TaskState.FAILED: frozenset({TaskState.NONE, TaskState.QUEUED, *_MANUAL}),
-    TaskState.UPSTREAM_FAILED: frozenset({TaskState.NONE, TaskState.QUEUED, *_MANUAL}),
-    TaskState.SKIPPED: frozenset({TaskState.NONE, TaskState.QUEUED, *_MANUAL}),
-    TaskState.REMOVED: frozenset({TaskState.NONE, TaskState.QUEUED, *_MANUAL}),
-})
+TRANSITIONS: Mapping[TaskState, frozenset[TaskState]] = MappingProxyType(
+    {
+        TaskState.NONE: frozenset(
+            {
+                TaskState.QUEUED,  # ready: queued with a new try (try_number + 1); `tasks run` does the same
+                TaskState.SKIPPED,  # its trigger rule skips it; a mapped task over an empty list; a run marked failed
+                TaskState.UPSTREAM_FAILED,  # its trigger rule, after an upstream failure
+                TaskState.FAILED,  # its mapped input is not a list or too long; its pool does not exist; by hand
+                TaskState.SUCCESS,  # by hand
+                TaskState.NONE,  # cleared while none: its dates and reason are reset
+            }
+        ),
+        TaskState.SCHEDULED: frozenset(
+            {
+                TaskState.QUEUED,  # published again, same try (its earlier envelope is gone)
+                TaskState.RUNNING,  # claimed by an older envelope of the same try that is still delivered
+                TaskState.FAILED,  # its pool does not exist; by hand
+                TaskState.SUCCESS,  # by hand
+                TaskState.SKIPPED,  # its run is marked failed
+                TaskState.NONE,  # cleared
+            }
+        ),
+        TaskState.QUEUED: frozenset(
+            {
+                TaskState.RUNNING,  # the claim (DESIGN rule 2)
+                # the publish failed, it sat unclaimed past task_queued_timeout_s ("requeue"), or a worker
+                # shutting down could not republish an early-acked delivery: the scheduler publishes it again
+                TaskState.SCHEDULED,
+                TaskState.FAILED,  # unroutable; stuck in queued ("fail"); by hand
+                TaskState.SUCCESS,  # by hand
+                TaskState.SKIPPED,  # its run is marked failed
+            }
+        ),
+        TaskState.RUNNING: frozenset(
+            {
+                TaskState.RUNNING,  # a claim retried after its commit's answer was lost wins again (same host/pid)
+                TaskState.SUCCESS,
+                TaskState.FAILED,
+                TaskState.SKIPPED,
+                TaskState.UP_FOR_RETRY,  # the attempt's outcome
+                TaskState.UP_FOR_RESCHEDULE,  # a sensor in reschedule mode: same try, its slot freed
+                # released on warm shutdown: its requeued delivery claims it again (same try); `tasks run` (new try)
+                TaskState.QUEUED,
+            }
+        ),
+        TaskState.UP_FOR_RETRY: frozenset(
+            {
+                TaskState.QUEUED,  # due: queued with the next try (there is no SCHEDULED step in between)
+                TaskState.FAILED,  # its pool does not exist; by hand
+                TaskState.SUCCESS,  # by hand
+                TaskState.SKIPPED,  # its run is marked failed
+                TaskState.NONE,  # cleared
+            }
+        ),
+        TaskState.UP_FOR_RESCHEDULE: frozenset(
+            {
+                TaskState.QUEUED,  # the sensor's next poke is due: same try
+                TaskState.FAILED,  # its pool does not exist; by hand
+                TaskState.SUCCESS,  # by hand
+                TaskState.SKIPPED,  # its run is marked failed
+                TaskState.NONE,  # cleared
+            }
+        ),
+        # finished: only by hand. Cleared -> none (the next queueing takes a new try); `tasks run` -> queued
+        # with a new try; marked. A failed or upstream_failed downstream of a task marked by hand goes back
+        # to none as well. Nothing sets REMOVED today (a cleared mapped task's extra instances are deleted).
+        TaskState.SUCCESS: frozenset({TaskState.NONE, TaskState.QUEUED, *_MANUAL}),
+        TaskState.FAILED: frozenset({TaskState.NONE, TaskState.QUEUED, *_MANUAL}),
+        TaskState.UPSTREAM_FAILED: frozenset({TaskState.NONE, TaskState.QUEUED, *_MANUAL}),
+        TaskState.SKIPPED: frozenset({TaskState.NONE, TaskState.QUEUED, *_MANUAL}),
+        TaskState.REMOVED: frozenset({TaskState.NONE, TaskState.QUEUED, *_MANUAL}),
+    }
+)
 
 
 def allowed(from_: TaskState | str, to: TaskState | str) -> bool:

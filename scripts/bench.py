@@ -61,8 +61,10 @@ class Size:
     ceiling: int  # messages for the fork-per-task ceiling
 
 
-SIZES = {"full": Size(fan=1000, scale=10000, runs=100, ceiling=2000),
-         "tiny": Size(fan=20, scale=200, runs=3, ceiling=100)}
+SIZES = {
+    "full": Size(fan=1000, scale=10000, runs=100, ceiling=2000),
+    "tiny": Size(fan=20, scale=200, runs=3, ceiling=100),
+}
 
 
 @dataclass(frozen=True)
@@ -134,8 +136,10 @@ def rss_mb(pid: int) -> float:
 def uss_mb(pid: int) -> float:
     """Private (unshared) memory: what the process costs on top of the pages it shares."""
     text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    return sum(int(line.split()[1]) for line in text.splitlines()
-               if line.startswith(("Private_Clean:", "Private_Dirty:"))) / 1024
+    return (
+        sum(int(line.split()[1]) for line in text.splitlines() if line.startswith(("Private_Clean:", "Private_Dirty:")))
+        / 1024
+    )
 
 
 def cpu_s(pid: int) -> float:
@@ -196,11 +200,13 @@ class BrokerProbe:
         async def go() -> int:
             q = await self.channel.declare_queue(queue, passive=True)
             return int(q.declaration_result.message_count or 0)
+
         return self._run(go())
 
     def purge(self, queue: str) -> None:
         async def go() -> None:
             await (await self.channel.declare_queue(queue, passive=True)).purge()
+
         self._run(go())
 
     def close(self) -> None:
@@ -245,17 +251,19 @@ class Installation:
         else:
             db_url = f"sqlite:///{self.home / 'rabbitrun.db'}"
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("RABBITRUN")}  # no stray settings
-        self.env = {**inherited,
-                    "RABBITRUN_HOME": str(self.home),
-                    "RABBITRUN__BROKER__URL": self.amqp_url,
-                    "RABBITRUN__BROKER__PREFIX": "",
-                    "RABBITRUN__DATABASE__URL": db_url,
-                    "RABBITRUN__CORE__DAGS_FOLDER": str(DAGS),
-                    "RABBITRUN__CORE__LOAD_EXAMPLES": "false",
-                    "RABBITRUN__SCHEDULER__SCHEDULER_ID": f"bench-{self.id}",
-                    "RABBITRUN__WORKER__CONCURRENCY": "2",
-                    "RABBITRUN_BENCH_FAN": str(size.fan),
-                    "RABBITRUN_BENCH_SCALE": str(size.scale)}
+        self.env = {
+            **inherited,
+            "RABBITRUN_HOME": str(self.home),
+            "RABBITRUN__BROKER__URL": self.amqp_url,
+            "RABBITRUN__BROKER__PREFIX": "",
+            "RABBITRUN__DATABASE__URL": db_url,
+            "RABBITRUN__CORE__DAGS_FOLDER": str(DAGS),
+            "RABBITRUN__CORE__LOAD_EXAMPLES": "false",
+            "RABBITRUN__SCHEDULER__SCHEDULER_ID": f"bench-{self.id}",
+            "RABBITRUN__WORKER__CONCURRENCY": "2",
+            "RABBITRUN_BENCH_FAN": str(size.fan),
+            "RABBITRUN_BENCH_SCALE": str(size.scale),
+        }
         if self.pgbouncer is not None:  # the worker and its task processes connect through it
             self.worker_env = {**self.env, "RABBITRUN__DATABASE__URL": self.pgbouncer.url_for(db_url)}
         self.cli("db", "init")
@@ -269,23 +277,36 @@ class Installation:
         """Run `python -m rabbitrun ARGS`; return its wall time (interpreter start included)."""
         started = time.perf_counter()
         try:
-            done = subprocess.run([sys.executable, "-m", "rabbitrun", *args], env=self.env, capture_output=True,
-                                  text=True, timeout=timeout_s)
+            done = subprocess.run(
+                [sys.executable, "-m", "rabbitrun", *args],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+            )
         except subprocess.TimeoutExpired as exc:
-            raise BenchError(f"`rabbitrun {' '.join(args)}` still running after {timeout_s:.0f} s"
-                             f"{self.logs_tail()}") from exc
+            raise BenchError(
+                f"`rabbitrun {' '.join(args)}` still running after {timeout_s:.0f} s{self.logs_tail()}"
+            ) from exc
         elapsed = time.perf_counter() - started
         if done.returncode != 0:
-            raise BenchError(f"`rabbitrun {' '.join(args)}` exited {done.returncode}:\n"
-                             f"{(done.stdout + done.stderr)[-3000:]}{self.logs_tail()}")
+            raise BenchError(
+                f"`rabbitrun {' '.join(args)}` exited {done.returncode}:\n"
+                f"{(done.stdout + done.stderr)[-3000:]}{self.logs_tail()}"
+            )
         return elapsed
 
     def start(self, role: str, ready: str) -> int:
         log_path = self.home / f"{role}.log"
         with log_path.open("ab") as log:
             env = self.worker_env if role == "worker" and self.worker_env else self.env
-            proc = subprocess.Popen([sys.executable, "-m", "rabbitrun", role], env=env, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "rabbitrun", role],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.procs[role] = proc
         deadline = time.monotonic() + 120
         while ready not in log_path.read_text(errors="replace"):
@@ -346,13 +367,17 @@ class Installation:
         return run_id, wall
 
     def run_span_s(self, dag_id: str, run_id: str) -> float:
-        (queued, ended), = self.sql("SELECT queued_at, end_date FROM dag_run WHERE dag_id = :d AND run_id = :r",
-                                    d=dag_id, r=run_id)
+        ((queued, ended),) = self.sql(
+            "SELECT queued_at, end_date FROM dag_run WHERE dag_id = :d AND run_id = :r", d=dag_id, r=run_id
+        )
         return (as_utc(ended) - as_utc(queued)).total_seconds()
 
     def task_rows(self, dag_id: str, run_id: str) -> list[tuple[str, datetime, datetime, datetime]]:
-        rows = self.sql("SELECT task_id, queued_at, start_date, end_date FROM task_instance "
-                        "WHERE dag_id = :d AND run_id = :r", d=dag_id, r=run_id)
+        rows = self.sql(
+            "SELECT task_id, queued_at, start_date, end_date FROM task_instance WHERE dag_id = :d AND run_id = :r",
+            d=dag_id,
+            r=run_id,
+        )
         return [(r[0], as_utc(r[1]), as_utc(r[2]), as_utc(r[3])) for r in rows]
 
 
@@ -377,14 +402,19 @@ class PgBouncer:
             f"[databases]\n* = host={server.host or '127.0.0.1'} port={server.port or 5432}\n"
             f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
             f"auth_type = trust\nauth_file = {self.dir / 'users.txt'}\npool_mode = session\n"
-            "max_client_conn = 1000\ndefault_pool_size = 20\n")
+            "max_client_conn = 1000\ndefault_pool_size = 20\n"
+        )
         self.dir.chmod(0o755)  # pgbouncer refuses to run as root: as root it runs as postgres (-u)
         for f in self.dir.iterdir():
             f.chmod(0o644)
         as_user = ["-u", "postgres"] if os.geteuid() == 0 else []
         with log_path.open("ab") as log:
-            self.proc = subprocess.Popen([PGBOUNCER, *as_user, str(self.dir / "pgbouncer.ini")], stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [PGBOUNCER, *as_user, str(self.dir / "pgbouncer.ini")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 20
         while not _port_open(self.port):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -431,9 +461,13 @@ def pg_admin(statement: str) -> None:
     from sqlalchemy.engine import make_url
 
     url = make_url(PG_ADMIN_URL)
-    conninfo = psycopg.conninfo.make_conninfo(host=url.host or "127.0.0.1", port=url.port or 5432,
-                                              user=url.username or "postgres", password=url.password or None,
-                                              dbname=url.database or "postgres")
+    conninfo = psycopg.conninfo.make_conninfo(
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
+        user=url.username or "postgres",
+        password=url.password or None,
+        dbname=url.database or "postgres",
+    )
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(statement)
 
@@ -548,14 +582,19 @@ def scheduler_scale(inst: Installation, probe: BrokerProbe, scheduler: int, size
         run_ids = [client.trigger(settings, dag_id) for _ in range(runs)]
         while True:
             elapsed = time.perf_counter() - started
-            (queued,), = inst.sql("SELECT count(*) FROM task_instance WHERE dag_id = :d AND run_id IN :r "
-                                  "AND state = 'queued'", d=dag_id, r=run_ids)
+            ((queued,),) = inst.sql(
+                "SELECT count(*) FROM task_instance WHERE dag_id = :d AND run_id IN :r AND state = 'queued'",
+                d=dag_id,
+                r=run_ids,
+            )
             if queued >= total and probe.depth(TASK_QUEUE) >= total:
                 break
             if elapsed > RUN_TIMEOUT_S:
-                raise BenchError(f"W6 {dag_id} x{runs}: {queued} of {total} queued, "
-                                 f"{probe.depth(TASK_QUEUE)} in {TASK_QUEUE} after {elapsed:.0f} s"
-                                 f"{inst.logs_tail()}")
+                raise BenchError(
+                    f"W6 {dag_id} x{runs}: {queued} of {total} queued, "
+                    f"{probe.depth(TASK_QUEUE)} in {TASK_QUEUE} after {elapsed:.0f} s"
+                    f"{inst.logs_tail()}"
+                )
             time.sleep(min(0.05, 0.005 + elapsed / 50))
         elapsed = time.perf_counter() - started
         time.sleep(0.05)  # confirms and bookkeeping that follow the last publish
@@ -565,8 +604,11 @@ def scheduler_scale(inst: Installation, probe: BrokerProbe, scheduler: int, size
     small = [queue_runs("bench_fan100", 1, 100) for _ in range(10)]
     out["w6_100_s"] = statistics.median(s for s, _ in small)
     out["w6_100_cpu_ms"] = sum(c for _, c in small) * 1000 / (len(small) * 100)
-    for key, dag_id, runs, tasks in (("fan", "bench_fan", 1, size.fan), ("scale", "bench_scale", 1, size.scale),
-                                     ("runs", "bench_fan100", size.runs, 100)):
+    for key, dag_id, runs, tasks in (
+        ("fan", "bench_fan", 1, size.fan),
+        ("scale", "bench_scale", 1, size.scale),
+        ("runs", "bench_fan100", size.runs, 100),
+    ):
         elapsed, cpu = queue_runs(dag_id, runs, tasks)
         out[f"w6_{key}_s"], out[f"w6_{key}_cpu_ms"] = elapsed, cpu * 1000 / (runs * tasks)
         if key == "scale":
@@ -576,8 +618,7 @@ def scheduler_scale(inst: Installation, probe: BrokerProbe, scheduler: int, size
 
 
 def fork_ceiling(amqp_url: str, n: int) -> dict[str, float]:
-    done = subprocess.run([sys.executable, str(CEILING), amqp_url, str(n)], capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run([sys.executable, str(CEILING), amqp_url, str(n)], capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         raise BenchError(f"fork-per-task ceiling failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout)
@@ -587,13 +628,26 @@ def fork_ceiling(amqp_url: str, n: int) -> dict[str, float]:
 
 
 def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
     rabbit = subprocess.run([*RABBITMQCTL, "-q", "version"], capture_output=True, text=True).stdout.strip()
-    return {"host": platform.node(), "cpu": cpu, "cpus": os.cpu_count(), "memory_gb": round(mem_kb / 2**20, 1),
-            "kernel": platform.release(), "python": platform.python_version(), "rabbitmq": rabbit,
-            "sqlite": sqlite3.sqlite_version}
+    return {
+        "host": platform.node(),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "memory_gb": round(mem_kb / 2**20, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "rabbitmq": rabbit,
+        "sqlite": sqlite3.sqlite_version,
+    }
 
 
 def pg_version() -> str:
@@ -620,11 +674,14 @@ def verdict(figure: Figure, db: str, median: float) -> tuple[str, str]:
     return f"{op} {limit:g}", "PASS" if ok else "MISS"
 
 
-def report(results: dict[str, list[dict[str, float]]], size: Size, args: argparse.Namespace,
-           info: dict[str, Any]) -> list[dict[str, Any]]:
+def report(
+    results: dict[str, list[dict[str, float]]], size: Size, args: argparse.Namespace, info: dict[str, Any]
+) -> list[dict[str, Any]]:
     rows = []
-    print(f"\nrabbitrun benchmark: size={args.size} (W3 {size.fan}, W6 {size.scale} and {size.runs} x 100),"
-          f" repeat={args.repeat}")
+    print(
+        f"\nrabbitrun benchmark: size={args.size} (W3 {size.fan}, W6 {size.scale} and {size.runs} x 100),"
+        f" repeat={args.repeat}"
+    )
     print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
     for db, runs in results.items():
         print(f"\n{db:<20} {'figure':<58} {'min':>9} {'median':>9} {'max':>9} {'unit':<8} target")
@@ -635,11 +692,24 @@ def report(results: dict[str, list[dict[str, float]]], size: Size, args: argpars
             median = statistics.median(values)
             target, outcome = verdict(figure, db, median)
             label = figure.label.format(fan=size.fan, scale=size.scale, runs=size.runs)
-            rows.append({"db": db, "key": figure.key, "figure": label, "unit": figure.unit, "values": values,
-                         "min": min(values), "median": median, "max": max(values), "target": target,
-                         "verdict": outcome})
-            print(f"{db:<20} {label:<58} {fmt(min(values)):>9} {fmt(median):>9} {fmt(max(values)):>9} "
-                  f"{figure.unit:<8} {outcome + ' (' + target + ')' if target else ''}")
+            rows.append(
+                {
+                    "db": db,
+                    "key": figure.key,
+                    "figure": label,
+                    "unit": figure.unit,
+                    "values": values,
+                    "min": min(values),
+                    "median": median,
+                    "max": max(values),
+                    "target": target,
+                    "verdict": outcome,
+                }
+            )
+            print(
+                f"{db:<20} {label:<58} {fmt(min(values)):>9} {fmt(median):>9} {fmt(max(values)):>9} "
+                f"{figure.unit:<8} {outcome + ' (' + target + ')' if target else ''}"
+            )
     misses = [f"{r['db']}: {r['figure']}" for r in rows if r["verdict"] == "MISS"]
     print(f"\n{len(misses)} target(s) missed" + (":\n  " + "\n  ".join(misses) if misses else ""))
     return rows
@@ -651,8 +721,9 @@ def fmt(value: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db", default="sqlite,postgresql",
-                        help="comma-separated: sqlite, postgresql, postgresql-pgbouncer")
+    parser.add_argument(
+        "--db", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql, postgresql-pgbouncer"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="fresh installations per database (default 3)")
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
     parser.add_argument("--json", default=str(ROOT / ".bench" / "results.json"), help="where to write results")
@@ -682,14 +753,25 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 inst.close()
             results.setdefault(db, []).append(figures)
-            print(f"[{db} run {attempt}/{args.repeat}: {time.perf_counter() - t0:.0f} s]", file=sys.stderr,
-                  flush=True)
+            print(f"[{db} run {attempt}/{args.repeat}: {time.perf_counter() - t0:.0f} s]", file=sys.stderr, flush=True)
     rows = report(results, size, args, info)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"started_at": started.isoformat(timespec="seconds"), "size": args.size,
-                               "sizes": size.__dict__, "repeat": args.repeat, "machine": info, "rows": rows,
-                               "runs": results}, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "started_at": started.isoformat(timespec="seconds"),
+                "size": args.size,
+                "sizes": size.__dict__,
+                "repeat": args.repeat,
+                "machine": info,
+                "rows": rows,
+                "runs": results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"JSON: {out}")
     return 0
 

@@ -28,9 +28,14 @@ async def main(url: str, n: int) -> dict[str, float]:
     async with connection:
         channel = await connection.channel()
         queue = await channel.declare_queue(f"rabbitrun-bench.ceiling.{uuid.uuid4().hex[:8]}", exclusive=True)
-        await asyncio.gather(*(channel.default_exchange.publish(
-            aio_pika.Message(b"x", delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key=queue.name)
-            for _ in range(n)))
+        await asyncio.gather(
+            *(
+                channel.default_exchange.publish(
+                    aio_pika.Message(b"x", delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key=queue.name
+                )
+                for _ in range(n)
+            )
+        )
         await channel.set_qos(prefetch_count=PREFETCH)
         loop = asyncio.get_running_loop()
         done = asyncio.Event()

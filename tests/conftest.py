@@ -108,15 +108,17 @@ class Env:
         return load_settings(env=self.vars)  # the home is this test's own: its rabbitrun.toml too
 
     def cli(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "rabbitrun", *args], env=self.vars, capture_output=True,
-                              text=True, timeout=timeout_s)
+        return subprocess.run(
+            [sys.executable, "-m", "rabbitrun", *args], env=self.vars, capture_output=True, text=True, timeout=timeout_s
+        )
 
     def start(self, *args: str, ready: str) -> subprocess.Popen[str]:
         """Start a long-running rabbitrun process; wait for its ready line in its log."""
         log_path = self.home / f"{args[0]}-{len(self.children)}.log"
         fh = log_path.open("w")
-        proc = subprocess.Popen([sys.executable, "-m", "rabbitrun", *args], env=self.vars, stdout=fh,
-                                stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rabbitrun", *args], env=self.vars, stdout=fh, stderr=subprocess.STDOUT, text=True
+        )
         proc.log_path = log_path  # type: ignore[attr-defined]
         self.children.append(proc)
 
@@ -146,8 +148,10 @@ class Env:
                 proc.wait()
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.args[3]} ---\n" + p.log_path.read_text()  # type: ignore[attr-defined]
-                         for p in self.children)
+        return "\n".join(
+            f"--- {p.args[3]} ---\n" + p.log_path.read_text()  # type: ignore[attr-defined]
+            for p in self.children
+        )
 
 
 @pytest.fixture

@@ -56,8 +56,9 @@ def schedule_again(env: Env) -> None:
 
 def queue_counts(vhost: str, queue: str) -> tuple[int, int]:
     """(ready, unacknowledged) messages of one queue, read from the broker (read-only)."""
-    out = rabbitmqctl("list_queues", "-p", vhost, "--no-table-headers", "name", "messages_ready",
-                      "messages_unacknowledged")
+    out = rabbitmqctl(
+        "list_queues", "-p", vhost, "--no-table-headers", "name", "messages_ready", "messages_unacknowledged"
+    )
     for line in out.strip().splitlines():
         name, ready, unacked = line.split("\t")
         if name == queue:
@@ -65,8 +66,9 @@ def queue_counts(vhost: str, queue: str) -> tuple[int, int]:
     return 0, 0
 
 
-def start_run(sessions: Any, settings: Any, bag: Any, dag_id: str, run_id: str, now: datetime,
-              conf: dict[str, Any] | None = None) -> None:
+def start_run(
+    sessions: Any, settings: Any, bag: Any, dag_id: str, run_id: str, now: datetime, conf: dict[str, Any] | None = None
+) -> None:
     """Register the bag's DAGs, then create and start one run (its task instances inserted), as
     `dags trigger` and the scheduler's first pass do, without a broker."""
     with sessions() as session:

@@ -19,7 +19,7 @@ from rabbitrun.authoring.trigger_rules import TriggerRule
 from rabbitrun.errors import DagDefinitionError
 from rabbitrun.names import DEFAULT_POOL
 
-__all__ = ["BaseOperator", "Dependable", "Context", "Expandable", "PartialFactory"]
+__all__ = ["BaseOperator", "Context", "Dependable", "Expandable", "PartialFactory"]
 
 #: What ``execute`` receives: ti, dag, run_id, ds, params, ... (built by the runner).
 Context = Mapping[str, Any]
@@ -76,7 +76,7 @@ def _accepted_names(cls: type) -> set[str]:
 def _given_names(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> set[str]:
     """Names the caller set explicitly, positional ones included."""
     try:
-        signature = inspect.signature(getattr(cls, "__init__"))
+        signature = inspect.signature(getattr(cls, "__init__"))  # noqa: B009 - mypy refuses cls.__init__ on a type
         bound = signature.bind_partial(None, *args, **kwargs)
     except TypeError:
         return set(kwargs)  # let __init__ report the bad call with its own message

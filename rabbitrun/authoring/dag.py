@@ -206,6 +206,7 @@ class DAG:
             seen[nxt] = len(path)
             path.append(nxt)
 
+
 def _positive_int(name: str, value: int) -> int:
     if not isinstance(value, int) or value < 1:
         raise DagDefinitionError(f"{name} must be a positive integer, got {value!r}")

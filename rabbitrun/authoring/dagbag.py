@@ -90,9 +90,7 @@ class DagBag:
                 base = Path(root).relative_to(self.dags_folder)
                 refs.extend((base / f).as_posix() for f in sorted(files) if f.endswith(".py") and not _hidden(f))
         if self.include_examples:
-            refs.extend(
-                EXAMPLES_PREFIX + p.name for p in sorted(EXAMPLES_DIR.glob("*.py")) if not _hidden(p.name)
-            )
+            refs.extend(EXAMPLES_PREFIX + p.name for p in sorted(EXAMPLES_DIR.glob("*.py")) if not _hidden(p.name))
         return refs
 
     def resolve(self, file_ref: str) -> Path:
@@ -137,7 +135,7 @@ class DagBag:
             path = self.resolve(file_ref)
             self._stamps[file_ref] = _stamp(path)
             dags = self._collect(_import(path), file_ref)
-        except (Exception, SystemExit) as exc:  # user code: a process boundary (STYLE 6)
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - user code: a process boundary (STYLE 6)
             self.import_errors[file_ref] = _error_info(file_ref, exc, path)
             return []
         for dag in dags:

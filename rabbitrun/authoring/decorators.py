@@ -66,8 +66,9 @@ class DecoratedPythonOperator(PythonOperator):
 class PartialTask:
     """``@task`` function ``.partial(y=10)``: waits for ``.expand(x=...)``; arguments are the function's."""
 
-    def __init__(self, function: Callable[..., Any], operator_kwargs: Mapping[str, Any],
-                 fixed: Mapping[str, Any]) -> None:
+    def __init__(
+        self, function: Callable[..., Any], operator_kwargs: Mapping[str, Any], fixed: Mapping[str, Any]
+    ) -> None:
         _check_function_args(function, fixed, "partial")
         self.function = function
         self.operator_kwargs = dict(operator_kwargs)
@@ -83,8 +84,9 @@ class PartialTask:
         if dag is not None:
             task_id = dag.unique_task_id(task_id)
         kwargs.update(task_id=task_id, python_callable=self.function, op_kwargs=self.fixed)
-        operator = MappedOperator(DecoratedPythonOperator, partial_kwargs(DecoratedPythonOperator, kwargs), mapped,
-                                  into_op_kwargs=True)
+        operator = MappedOperator(
+            DecoratedPythonOperator, partial_kwargs(DecoratedPythonOperator, kwargs), mapped, into_op_kwargs=True
+        )
         return XComArg(operator)
 
 
@@ -95,8 +97,10 @@ def _check_function_args(function: Callable[..., Any], kwargs: Mapping[str, Any]
     names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     unknown = sorted(set(kwargs) - names)
     if unknown:
-        raise DagDefinitionError(f"{function.__name__}.{where}() got unknown argument(s) {unknown}; "
-                                 f"{function.__name__} takes {sorted(names)}")
+        raise DagDefinitionError(
+            f"{function.__name__}.{where}() got unknown argument(s) {unknown}; "
+            f"{function.__name__} takes {sorted(names)}"
+        )
 
 
 class TaskDecorator(Generic[P, R]):

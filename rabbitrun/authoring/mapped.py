@@ -68,12 +68,15 @@ class PartialOperator:
         check_expand(self.operator_class.__name__, mapped, self.kwargs, accepted)
         settings = sorted(set(mapped) & _TASK_SETTINGS)
         if settings:
-            raise DagDefinitionError(f"{self.operator_class.__name__}.expand() cannot map task settings {settings}; "
-                                     "give them to partial()")
+            raise DagDefinitionError(
+                f"{self.operator_class.__name__}.expand() cannot map task settings {settings}; give them to partial()"
+            )
         missing = sorted(_required_args(self.operator_class) - set(self.kwargs) - set(mapped))
         if missing:
-            raise DagDefinitionError(f"{self.operator_class.__name__} {self.kwargs['task_id']!r}: missing required "
-                                     f"argument(s) {missing} in partial() or expand()")
+            raise DagDefinitionError(
+                f"{self.operator_class.__name__} {self.kwargs['task_id']!r}: missing required "
+                f"argument(s) {missing} in partial() or expand()"
+            )
         return MappedOperator(self.operator_class, self.kwargs, mapped, into_op_kwargs=False)
 
 
@@ -91,16 +94,25 @@ class MappedOperator(BaseOperator, metaclass=_MappedMeta):
     (``op_kwargs``), not the operator's constructor arguments.
     """
 
-    def __init__(self, operator_class: type[BaseOperator], partial: Mapping[str, Any],
-                 expand_input: Mapping[str, ExpandValue], *, into_op_kwargs: bool) -> None:
+    def __init__(
+        self,
+        operator_class: type[BaseOperator],
+        partial: Mapping[str, Any],
+        expand_input: Mapping[str, ExpandValue],
+        *,
+        into_op_kwargs: bool,
+    ) -> None:
         settings = {k: v for k, v in partial.items() if k in _TASK_SETTINGS}
         super().__init__(**settings)
         self.operator_class = operator_class
         self.partial_kwargs = {k: v for k, v in partial.items() if k != "dag"}
         self.expand_input = dict(expand_input)
         self.into_op_kwargs = into_op_kwargs
-        for value in [*self.expand_input.values(), *self.partial_kwargs.values(),
-                      *dict(self.partial_kwargs.get("op_kwargs") or {}).values()]:
+        for value in [
+            *self.expand_input.values(),
+            *self.partial_kwargs.values(),
+            *dict(self.partial_kwargs.get("op_kwargs") or {}).values(),
+        ]:
             for arg in xcom_args_in(value):
                 self.set_upstream(arg)
 
@@ -108,17 +120,21 @@ class MappedOperator(BaseOperator, metaclass=_MappedMeta):
         return f"<Mapped({self.operator_class.__name__}): {self.task_id}>"
 
     def execute(self, context: Context) -> Any:
-        raise DagDefinitionError(f"mapped task {self.task_id!r} runs as its instances (map_index >= 0), "
-                                 "each built by unmap()")
+        raise DagDefinitionError(
+            f"mapped task {self.task_id!r} runs as its instances (map_index >= 0), each built by unmap()"
+        )
 
     def unmap(self, map_index: int, context: Context) -> BaseOperator:
         """The real operator for instance ``map_index``: upstream outputs pulled, element picked."""
-        values = {name: value.resolve(context) if isinstance(value, XComArg) else value
-                  for name, value in self.expand_input.items()}
+        values = {
+            name: value.resolve(context) if isinstance(value, XComArg) else value
+            for name, value in self.expand_input.items()
+        }
         for name, value in values.items():
             if not isinstance(value, list | tuple):
-                raise DagDefinitionError(f"mapped task {self.task_id!r}: expand argument {name!r} is a "
-                                         f"{type(value).__name__}, not a list")
+                raise DagDefinitionError(
+                    f"mapped task {self.task_id!r}: expand argument {name!r} is a {type(value).__name__}, not a list"
+                )
         index = element_index(map_index, [len(v) for v in values.values()])
         element = {name: value[i] for (name, value), i in zip(values.items(), index, strict=True)}
         kwargs = dict(self.partial_kwargs)
@@ -130,7 +146,7 @@ class MappedOperator(BaseOperator, metaclass=_MappedMeta):
         with outside_any_dag():
             operator = self.operator_class(**kwargs)
         operator.dag, operator.params = self.dag, dict(self.params)
-        operator._upstream, operator._downstream = set(self._upstream), set(self._downstream)
+        operator._upstream, operator._downstream = set(self._upstream), set(self._downstream)  # noqa: SLF001 - same family
         return operator
 
 
@@ -140,8 +156,9 @@ def element_index(map_index: int, lengths: Sequence[int]) -> list[int]:
     for n in lengths:
         total *= n
     if not 0 <= map_index < total:
-        raise DagDefinitionError(f"map_index {map_index} is out of range: the mapped arguments have "
-                                 f"{total} combination(s)")
+        raise DagDefinitionError(
+            f"map_index {map_index} is out of range: the mapped arguments have {total} combination(s)"
+        )
     index = []
     for n in reversed(lengths):
         index.append(map_index % n)
@@ -162,18 +179,24 @@ def check_expand(owner: str, mapped: Mapping[str, Any], fixed: Mapping[str, Any]
         if isinstance(value, XComArg):
             continue
         if not isinstance(value, list | tuple):
-            raise DagDefinitionError(f"{owner}.expand({name}=...) needs a list, a tuple or a task's output, "
-                                     f"got {type(value).__name__}")
+            raise DagDefinitionError(
+                f"{owner}.expand({name}=...) needs a list, a tuple or a task's output, got {type(value).__name__}"
+            )
         if any(isinstance(v, XComArg) for v in value):
-            raise DagDefinitionError(f"{owner}.expand({name}=...): a literal list cannot hold task outputs; "
-                                     "expand over a task that returns the list")
+            raise DagDefinitionError(
+                f"{owner}.expand({name}=...): a literal list cannot hold task outputs; "
+                "expand over a task that returns the list"
+            )
 
 
 def _required_args(cls: type[BaseOperator]) -> set[str]:
     """Constructor arguments of ``cls`` itself that have no default."""
     params = inspect.signature(cls.__init__).parameters.values()
-    return {p.name for p in params if p.default is p.empty and p.name != "self"
-            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return {
+        p.name
+        for p in params
+        if p.default is p.empty and p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
 
 
 BaseOperator.partial_factory = PartialOperator  # what SomeOperator.partial(...) builds

@@ -53,9 +53,7 @@ def context_kwargs(
         positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         filled = {p.name for p in positional[:n_positional]}
         wanted = {
-            p.name
-            for p in params
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in filled
+            p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in filled
         }
         kwargs = {k: v for k, v in context.items() if k in wanted}
     kwargs.update(explicit or {})

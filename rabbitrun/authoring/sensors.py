@@ -98,16 +98,19 @@ class BaseSensorOperator(BaseOperator):
         while True:
             pokes += 1
             result = self.poke(context)
-            done, value = (result.is_done, result.xcom_value) if isinstance(result, PokeReturnValue) \
-                else (bool(result), None)
+            done, value = (
+                (result.is_done, result.xcom_value) if isinstance(result, PokeReturnValue) else (bool(result), None)
+            )
             if done:
                 self.log.info("Success criteria met after %d poke(s). Exiting.", pokes)
                 return value
             now = datetime.now(UTC)
             waited_s = (now - started_at).total_seconds()
             if waited_s > self.timeout_s:
-                message = (f"Sensor has timed out; run duration of {waited_s:.1f} seconds exceeds the "
-                           f"specified timeout of {self.timeout_s:g}.")
+                message = (
+                    f"Sensor has timed out; run duration of {waited_s:.1f} seconds exceeds the "
+                    f"specified timeout of {self.timeout_s:g}."
+                )
                 if self.soft_fail:
                     raise SkipTask(message)
                 raise SensorTimeout(message)

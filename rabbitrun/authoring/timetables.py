@@ -23,8 +23,14 @@ from croniter import croniter
 
 from rabbitrun.errors import DagDefinitionError
 
-PRESETS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *",
-           "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *"}
+PRESETS = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+}
 MAX_PER_PASS = 1000  # catchup of years of hourly runs proceeds in slices
 
 
@@ -46,14 +52,15 @@ def validate(schedule: object) -> None:
     raise DagDefinitionError(f"schedule {schedule!r} is not a cron expression, preset, timedelta, '@once' or None")
 
 
-def intervals_after(schedule: str | timedelta, start_date: datetime, after: datetime | None,
-                    until: datetime) -> list[Interval]:
+def intervals_after(
+    schedule: str | timedelta, start_date: datetime, after: datetime | None, until: datetime
+) -> list[Interval]:
     """Complete intervals that start at or after ``after`` (or ``start_date``) and end by ``until``."""
     start_date, until = _aware(start_date), _aware(until)
     cursor = _aware(after) if after is not None else start_date
     out: list[Interval] = []
     if isinstance(schedule, timedelta):
-        steps = max(0, -(-int((cursor - start_date) / schedule)))  # first boundary >= cursor
+        steps = max(0, int((cursor - start_date) / schedule))  # whole intervals before cursor
         begin = start_date + steps * schedule
         while begin + schedule <= until and len(out) < MAX_PER_PASS:
             out.append(Interval(begin.astimezone(UTC), (begin + schedule).astimezone(UTC)))
@@ -71,8 +78,15 @@ def intervals_after(schedule: str | timedelta, start_date: datetime, after: date
     return out
 
 
-def due(schedule: object, start_date: datetime | None, end_date: datetime | None, last_end: datetime | None,
-        now: datetime, catchup: bool, has_runs: bool) -> list[Interval]:
+def due(
+    schedule: object,
+    start_date: datetime | None,
+    end_date: datetime | None,
+    last_end: datetime | None,
+    now: datetime,
+    catchup: bool,
+    has_runs: bool,
+) -> list[Interval]:
     """The runs to create now for one DAG."""
     if schedule is None or start_date is None:
         return []

@@ -32,8 +32,13 @@ class EventPublisher:
         if self._exchange is None:
             return
         body = protocol.encode_message(kind, hostname=self.hostname, **fields)
-        message = aio_pika.Message(body, content_type=protocol.CONTENT_TYPE, type=protocol.EVENT_MESSAGE_TYPE,
-                                   app_id=APP_ID, delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT)
+        message = aio_pika.Message(
+            body,
+            content_type=protocol.CONTENT_TYPE,
+            type=protocol.EVENT_MESSAGE_TYPE,
+            app_id=APP_ID,
+            delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+        )
         task = asyncio.get_running_loop().create_task(self._publish(message, routing_key))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)

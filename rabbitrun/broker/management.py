@@ -21,8 +21,10 @@ class ManagementUnavailable(BrokerError):
     """The management API cannot be used: not reachable, wrong credentials, or failing."""
 
     def __init__(self, url: str, cause: str) -> None:
-        super().__init__(f"RabbitMQ management API at {url} is unavailable: {cause} "
-                         "(enable it with `rabbitmq-plugins enable rabbitmq_management`)")
+        super().__init__(
+            f"RabbitMQ management API at {url} is unavailable: {cause} "
+            "(enable it with `rabbitmq-plugins enable rabbitmq_management`)"
+        )
         self.url = url
         self.cause = cause
 

@@ -56,8 +56,9 @@ class ConfirmedPublisher:
         try:
             async with asyncio.timeout(self._timeout_s):
                 channel = await self._channel.get_underlay_channel()
-                await channel.basic_publish(body, exchange=exchange, routing_key=routing_key,
-                                            properties=amqp_properties, mandatory=mandatory)
+                await channel.basic_publish(
+                    body, exchange=exchange, routing_key=routing_key, properties=amqp_properties, mandatory=mandatory
+                )
         except aiormq.exceptions.PublishError as exc:
             queue = self._names.logical_queue(routing_key) or routing_key
             raise Unroutable(exchange, routing_key, queue) from exc

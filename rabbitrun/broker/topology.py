@@ -103,20 +103,27 @@ def load_topology(path: Path | None, settings: BrokerSettings) -> Topology:
     queues = tuple(_queue_spec(name, opts, defaults, settings, source) for name, opts in queues_table.items())
     dead_lettering = defaults.get("dead_lettering", True)
     if not isinstance(dead_lettering, bool):
-        raise ConfigError(f"{source}: defaults.dead_lettering must be true or false, not {dead_lettering!r}",
-                          key="defaults.dead_lettering", source=source)
+        raise ConfigError(
+            f"{source}: defaults.dead_lettering must be true or false, not {dead_lettering!r}",
+            key="defaults.dead_lettering",
+            source=source,
+        )
     return Topology(queues, dead_lettering, source)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise ConfigError(f"topology file {path} not found; fix [broker] topology_file or create it",
-                          key="broker.topology_file", source=str(path))
+        raise ConfigError(
+            f"topology file {path} not found; fix [broker] topology_file or create it",
+            key="broker.topology_file",
+            source=str(path),
+        )
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read topology file {path}: {exc}", key="broker.topology_file",
-                          source=str(path)) from exc
+        raise ConfigError(
+            f"cannot read topology file {path}: {exc}", key="broker.topology_file", source=str(path)
+        ) from exc
 
 
 def _table(value: object, source: str, key: str) -> dict[str, Any]:
@@ -134,12 +141,14 @@ def _check_keys(table: Mapping[str, Any], valid: Sequence[str], source: str, whe
             raise ConfigError(f"{source}: unknown key {where}{key}; {hint}", key=f"{where}{key}", source=source)
 
 
-def _queue_spec(name: str, opts: object, defaults: Mapping[str, Any], settings: BrokerSettings,
-                source: str) -> QueueSpec:
+def _queue_spec(
+    name: str, opts: object, defaults: Mapping[str, Any], settings: BrokerSettings, source: str
+) -> QueueSpec:
     where = f"queues.{name}"
     if not _QUEUE_NAME.fullmatch(name):
-        raise ConfigError(f"{source}: bad queue name {name!r} (letters, digits, '_', '-', '.')",
-                          key=where, source=source)
+        raise ConfigError(
+            f"{source}: bad queue name {name!r} (letters, digits, '_', '-', '.')", key=where, source=source
+        )
     table = _table(opts, source, where)
     _check_keys(table, _QUEUE_KEYS, source, f"{where}.")
 
@@ -159,8 +168,10 @@ def _queue_spec(name: str, opts: object, defaults: Mapping[str, Any], settings: 
     if queue_type == "quorum" and max_priority:
         raise ConfigError(
             f"{source}: {priority_key} = {max_priority} but queue {name!r} is a quorum queue, and quorum "
-            "queues do not support priorities in RabbitMQ 3.10; set max_priority = 0 or queue_type = \"classic\"",
-            key=priority_key, source=source)
+            'queues do not support priorities in RabbitMQ 3.10; set max_priority = 0 or queue_type = "classic"',
+            key=priority_key,
+            source=source,
+        )
     ttl = _optional_int(*pick("message_ttl_ms"), source)
     max_length = _optional_int(*pick("max_length"), source)
     return QueueSpec(name, queue_type, max_priority, ttl, max_length)
@@ -170,8 +181,9 @@ def _queue_type(value: object, key: str, settings: BrokerSettings, source: str) 
     if value is None:
         value, key, source = settings.queue_type, "broker.queue_type", "settings"
     if value not in QUEUE_TYPES:
-        raise ConfigError(f"{source}: {key} must be one of {', '.join(QUEUE_TYPES)}, not {value!r}",
-                          key=key, source=source)
+        raise ConfigError(
+            f"{source}: {key} must be one of {', '.join(QUEUE_TYPES)}, not {value!r}", key=key, source=source
+        )
     return str(value)
 
 
@@ -295,8 +307,7 @@ class DeclareReport:
 
     def __str__(self) -> str:
         lines = [_describe(o) for o in self.declared]
-        head = (f"declared {len(self.exchanges)} exchanges, {len(self.queues)} queues, "
-                f"{len(self.bindings)} bindings")
+        head = f"declared {len(self.exchanges)} exchanges, {len(self.queues)} queues, {len(self.bindings)} bindings"
         return "\n  ".join([head + ":", *lines])
 
 
@@ -339,8 +350,14 @@ def _refusal(obj: ObjectSpec, exc: aiormq.exceptions.ChannelClosed) -> TopologyE
     return mismatch or TopologyError(f"the broker refused to declare {_describe(obj)}: {text}")
 
 
-async def declare_topology(target: AbstractConnection | AbstractChannel, topology: Topology, names: Names, *,
-                           scheduler_id: str | None = None, timeout_s: float = 10.0) -> DeclareReport:
+async def declare_topology(
+    target: AbstractConnection | AbstractChannel,
+    topology: Topology,
+    names: Names,
+    *,
+    scheduler_id: str | None = None,
+    timeout_s: float = 10.0,
+) -> DeclareReport:
     """Declare every object idempotently; raise TopologyMismatch on the first conflict.
 
     Pass a connection: the declarations run on a channel of their own, because a
@@ -358,8 +375,9 @@ async def declare_topology(target: AbstractConnection | AbstractChannel, topolog
             except aiormq.exceptions.ChannelClosed as exc:
                 raise _refusal(obj, exc) from exc
             except TimeoutError as exc:
-                raise TopologyError(f"the broker did not answer within {timeout_s}s declaring "
-                                    f"{_describe(obj)}") from exc
+                raise TopologyError(
+                    f"the broker did not answer within {timeout_s}s declaring {_describe(obj)}"
+                ) from exc
             declared.append(obj)
     finally:
         if own and not channel.is_closed:
@@ -372,8 +390,14 @@ async def _declare_one(channel: AbstractChannel, obj: ObjectSpec) -> None:
     # remember these objects and re-declare them on every reconnect of the caller's channel.
     raw = await channel.get_underlay_channel()
     if isinstance(obj, ExchangeObj):
-        await raw.exchange_declare(obj.name, exchange_type=obj.type, durable=obj.durable,
-                                   auto_delete=obj.auto_delete, internal=obj.internal, arguments={})
+        await raw.exchange_declare(
+            obj.name,
+            exchange_type=obj.type,
+            durable=obj.durable,
+            auto_delete=obj.auto_delete,
+            internal=obj.internal,
+            arguments={},
+        )
     elif isinstance(obj, QueueObj):
         arguments: dict[str, FieldValue] = dict(obj.args)
         await raw.queue_declare(obj.name, durable=obj.durable, auto_delete=obj.auto_delete, arguments=arguments)
@@ -384,20 +408,45 @@ async def _declare_one(channel: AbstractChannel, obj: ObjectSpec) -> None:
 # --- exporting -------------------------------------------------------------------------------
 
 
-def export_definitions(topology: Topology, names: Names, *, vhost: str = "/",
-                       scheduler_ids: Sequence[str] = ()) -> dict[str, Any]:
+def export_definitions(
+    topology: Topology, names: Names, *, vhost: str = "/", scheduler_ids: Sequence[str] = ()
+) -> dict[str, Any]:
     """RabbitMQ definitions JSON (management UI: Overview > Import definitions) of the same objects."""
     exchanges: list[dict[str, Any]] = []
     queues: list[dict[str, Any]] = []
     bindings: list[dict[str, Any]] = []
     for obj in object_specs(topology, names, scheduler_ids):
         if isinstance(obj, ExchangeObj):
-            exchanges.append({"name": obj.name, "vhost": vhost, "type": obj.type, "durable": obj.durable,
-                              "auto_delete": obj.auto_delete, "internal": obj.internal, "arguments": {}})
+            exchanges.append(
+                {
+                    "name": obj.name,
+                    "vhost": vhost,
+                    "type": obj.type,
+                    "durable": obj.durable,
+                    "auto_delete": obj.auto_delete,
+                    "internal": obj.internal,
+                    "arguments": {},
+                }
+            )
         elif isinstance(obj, QueueObj):
-            queues.append({"name": obj.name, "vhost": vhost, "durable": obj.durable,
-                           "auto_delete": obj.auto_delete, "arguments": obj.arguments})
+            queues.append(
+                {
+                    "name": obj.name,
+                    "vhost": vhost,
+                    "durable": obj.durable,
+                    "auto_delete": obj.auto_delete,
+                    "arguments": obj.arguments,
+                }
+            )
         else:
-            bindings.append({"source": obj.exchange, "vhost": vhost, "destination": obj.queue,
-                             "destination_type": "queue", "routing_key": obj.routing_key, "arguments": {}})
+            bindings.append(
+                {
+                    "source": obj.exchange,
+                    "vhost": vhost,
+                    "destination": obj.queue,
+                    "destination_type": "queue",
+                    "routing_key": obj.routing_key,
+                    "arguments": {},
+                }
+            )
     return {"vhosts": [{"name": vhost}], "exchanges": exchanges, "queues": queues, "bindings": bindings}

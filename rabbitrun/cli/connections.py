@@ -26,18 +26,40 @@ def connections() -> None:
 @click.option("--conn-extra", help="JSON object")
 @click.option("--conn-description")
 @click.pass_context
-def add(ctx: click.Context, conn_id: str, conn_uri: str | None, conn_type: str | None, conn_host: str | None,
-        conn_schema: str | None, conn_login: str | None, conn_password: str | None, conn_port: int | None,
-        conn_extra: str | None, conn_description: str | None) -> None:
+def add(
+    ctx: click.Context,
+    conn_id: str,
+    conn_uri: str | None,
+    conn_type: str | None,
+    conn_host: str | None,
+    conn_schema: str | None,
+    conn_login: str | None,
+    conn_password: str | None,
+    conn_port: int | None,
+    conn_extra: str | None,
+    conn_description: str | None,
+) -> None:
     from rabbitrun import client
     from rabbitrun.data.connections import Connection
     from rabbitrun.errors import ConfigError
 
     if bool(conn_uri) == bool(conn_type):
         raise ConfigError("give either --conn-uri or --conn-type (with --conn-host ...)", key="--conn-uri")
-    conn = (Connection.from_uri(conn_id, conn_uri) if conn_uri else
-            Connection(conn_id, conn_type or "", conn_host, conn_schema, conn_login, conn_password, conn_port,
-                       conn_extra, conn_description))
+    conn = (
+        Connection.from_uri(conn_id, conn_uri)
+        if conn_uri
+        else Connection(
+            conn_id,
+            conn_type or "",
+            conn_host,
+            conn_schema,
+            conn_login,
+            conn_password,
+            conn_port,
+            conn_extra,
+            conn_description,
+        )
+    )
     client.data_access(settings_from(ctx)).connections.add(conn)
     click.echo(f"connection {conn_id} added: {conn.get_uri(mask_password=True)}")
 

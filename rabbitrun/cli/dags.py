@@ -39,8 +39,9 @@ def list_(ctx: click.Context) -> None:
 @click.option("--wait", is_flag=True, help="Show progress until the run ends; exit 1 if it fails.")
 @click.option("--timeout", type=float, help="With --wait: give up after this many seconds.")
 @click.pass_context
-def trigger(ctx: click.Context, dag_id: str, run_id: str | None, conf: str | None, wait: bool,
-            timeout: float | None) -> None:
+def trigger(
+    ctx: click.Context, dag_id: str, run_id: str | None, conf: str | None, wait: bool, timeout: float | None
+) -> None:
     """Create a DAG run for the scheduler to execute."""
     from rabbitrun import client
 
@@ -66,8 +67,10 @@ def _show_progress(dag_id: str):  # type: ignore[no-untyped-def]
     tty = sys.stderr.isatty()
 
     def show(p):  # type: ignore[no-untyped-def]
-        line = (f"{dag_id}: {p.state:<8} {p.done}/{p.total} done, {p.queued} queued, {p.running} running, "
-                f"{p.waiting} waiting, {p.failed} failed")
+        line = (
+            f"{dag_id}: {p.state:<8} {p.done}/{p.total} done, {p.queued} queued, {p.running} running, "
+            f"{p.waiting} waiting, {p.failed} failed"
+        )
         click.echo(f"\r{line:<90}" if tty else line, err=True, nl=not tty)
 
     return show

@@ -69,7 +69,8 @@ def clean(ctx: click.Context, before: str, tables: str, dry_run: bool) -> None:
     except ValueError as exc:
         raise ConfigError(f"--before {before!r} is not an ISO timestamp", key="--before") from exc
     cutoff = cutoff if cutoff.tzinfo else cutoff.replace(tzinfo=UTC)
-    counts = client.clean_db(settings_from(ctx), cutoff, [t.strip() for t in tables.split(",") if t.strip()],
-                             dry_run=dry_run)
+    counts = client.clean_db(
+        settings_from(ctx), cutoff, [t.strip() for t in tables.split(",") if t.strip()], dry_run=dry_run
+    )
     for table, count in counts.items():
         click.echo(f"{table}: {count} row(s) {'would be deleted' if dry_run else 'deleted'}")

@@ -12,8 +12,9 @@ from rabbitrun.cli.common import settings_from
 
 _common = [
     click.option("-d", "--destination", help="Only this worker (its --hostname)."),
-    click.option("-t", "--timeout", "timeout_s", type=float, default=2.0, show_default=True,
-                 help="Seconds to wait for replies."),
+    click.option(
+        "-t", "--timeout", "timeout_s", type=float, default=2.0, show_default=True, help="Seconds to wait for replies."
+    ),
     click.option("--json", "as_json", is_flag=True, help="Print the replies as JSON."),
 ]
 
@@ -24,13 +25,15 @@ def _options(func: Any) -> Any:
     return func
 
 
-def _ask(ctx: click.Context, command: str, args: dict[str, Any], destination: str | None, timeout_s: float,
-         as_json: bool) -> None:
+def _ask(
+    ctx: click.Context, command: str, args: dict[str, Any], destination: str | None, timeout_s: float, as_json: bool
+) -> None:
     from rabbitrun.client import control as control_client
     from rabbitrun.errors import EXIT_FAILURE
 
-    replies = asyncio.run(control_client.control(settings_from(ctx), command, args, destination=destination,
-                                                 timeout_s=timeout_s))
+    replies = asyncio.run(
+        control_client.control(settings_from(ctx), command, args, destination=destination, timeout_s=timeout_s)
+    )
     if as_json:
         click.echo(json.dumps(replies, indent=2, default=str))
     for reply in [] if as_json else replies:
@@ -94,8 +97,7 @@ def add_consumer(ctx: click.Context, queue: str, destination: str | None, timeou
 @click.argument("queue")
 @_options
 @click.pass_context
-def cancel_consumer(ctx: click.Context, queue: str, destination: str | None, timeout_s: float,
-                    as_json: bool) -> None:
+def cancel_consumer(ctx: click.Context, queue: str, destination: str | None, timeout_s: float, as_json: bool) -> None:
     """Stop consuming QUEUE (running tasks finish)."""
     _ask(ctx, "cancel_consumer", {"queue": queue}, destination, timeout_s, as_json)
 

@@ -40,11 +40,29 @@ def _register() -> None:
         variables,
     )
 
-    for group in (config.config, db.db, dags.dags, tasks.tasks, topology.topology, variables.variables,
-                  connections.connections, inspect.inspect, inspect.control, status.broker, pools.pools):
+    for group in (
+        config.config,
+        db.db,
+        dags.dags,
+        tasks.tasks,
+        topology.topology,
+        variables.variables,
+        connections.connections,
+        inspect.inspect,
+        inspect.control,
+        status.broker,
+        pools.pools,
+    ):
         cli.add_command(group)
-    for command in (processes.scheduler, processes.worker, processes.standalone, connections.rotate_fernet_key,
-                    status.status, status.health, status.events):
+    for command in (
+        processes.scheduler,
+        processes.worker,
+        processes.standalone,
+        connections.rotate_fernet_key,
+        status.status,
+        status.health,
+        status.events,
+    ):
         cli.add_command(command)
 
 
@@ -65,13 +83,14 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - process boundary: one line, not a traceback
+    except Exception as exc:
         known = _as_known_error(exc)
         if known is not None:
             click.echo(f"error: {known}", err=True)
             sys.exit(known.exit_code)
-        click.echo(f"internal error: {type(exc).__name__}: {exc} (set RABBITRUN__LOGGING__LEVEL=DEBUG "
-                   "and report it)", err=True)
+        click.echo(
+            f"internal error: {type(exc).__name__}: {exc} (set RABBITRUN__LOGGING__LEVEL=DEBUG and report it)", err=True
+        )
         if load_settings_safe_debug():
             raise
         sys.exit(EXIT_INTERNAL)

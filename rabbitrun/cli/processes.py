@@ -27,14 +27,21 @@ def scheduler(ctx: click.Context, scheduler_id: str | None) -> None:
 @click.option("--autoscale", help="MAX,MIN: grow and shrink task processes with the backlog (like Celery).")
 @click.option("--log-file", help="Write the worker's log here, rotated by [logging] process_log_max_bytes.")
 @click.pass_context
-def worker(ctx: click.Context, queues: str | None, concurrency: int | None, hostname: str | None,
-           autoscale: str | None, log_file: str | None) -> None:
+def worker(
+    ctx: click.Context,
+    queues: str | None,
+    concurrency: int | None,
+    hostname: str | None,
+    autoscale: str | None,
+    log_file: str | None,
+) -> None:
     """Run a worker: consume task queues and fork one process per task."""
     from rabbitrun.logs import configure_process_logging
     from rabbitrun.worker.main import run_worker
 
-    settings = settings_from(ctx, {"worker": {"queues": queues, "concurrency": concurrency, "hostname": hostname,
-                                              "autoscale": autoscale}})
+    settings = settings_from(
+        ctx, {"worker": {"queues": queues, "concurrency": concurrency, "hostname": hostname, "autoscale": autoscale}}
+    )
     configure_process_logging(settings, log_file)
     ctx.exit(run_worker(settings))
 

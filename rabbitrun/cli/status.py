@@ -30,16 +30,22 @@ def status(ctx: click.Context, as_json: bool) -> None:
         if q.get("missing"):
             click.echo(f"{q['name']:<44} missing: run `rabbitrun topology declare`")
             continue
-        click.echo(f"{q['name']:<44} {q['ready']:>7} {_n(q['unacked']):>8} {q['consumers']:>9} "
-                   f"{_n(q['publish_rate']):>10} {_n(q['deliver_rate']):>10}")
+        click.echo(
+            f"{q['name']:<44} {q['ready']:>7} {_n(q['unacked']):>8} {q['consumers']:>9} "
+            f"{_n(q['publish_rate']):>10} {_n(q['deliver_rate']):>10}"
+        )
     click.echo(f"\nworkers online: {len(result['workers'])}")
     for host, beat in sorted(result["workers"].items()):
         seen = datetime.fromtimestamp(beat["last_heartbeat_at"], UTC).isoformat(timespec="seconds")
-        click.echo(f"  {host:<30} last heartbeat {seen}  active {beat.get('active')}/{beat.get('concurrency')}  "
-                   f"queues {','.join(beat.get('queues', []))}")
+        click.echo(
+            f"  {host:<30} last heartbeat {seen}  active {beat.get('active')}/{beat.get('concurrency')}  "
+            f"queues {','.join(beat.get('queues', []))}"
+        )
     counts = result["task_instances"]
-    click.echo("\ntask instances: " + (counts.get("error") or ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-                                         or "none"))
+    click.echo(
+        "\ntask instances: "
+        + (counts.get("error") or ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
+    )
 
 
 def _n(value: Any) -> str:
@@ -108,8 +114,9 @@ def events(ctx: click.Context, dag_id: str | None, as_json: bool, duration: floa
             click.echo(json.dumps({"routing_key": key, **event}, default=str))
         else:
             what = " ".join(f"{k}={event[k]}" for k in ("run_id", "try_number", "state", "error") if event.get(k))
-            click.echo(f"{datetime.now(UTC).isoformat(timespec='milliseconds')} {key} {event.get('hostname')} "
-                       f"{what}".rstrip())
+            click.echo(
+                f"{datetime.now(UTC).isoformat(timespec='milliseconds')} {key} {event.get('hostname')} {what}".rstrip()
+            )
 
     try:
         asyncio.run(control_client.tail(settings_from(ctx), patterns, show, duration_s=duration))

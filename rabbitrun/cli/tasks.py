@@ -25,10 +25,19 @@ def run(ctx: click.Context, dag_id: str, task_id: str, run_id: str, map_index: i
     from rabbitrun import client
     from rabbitrun.settings import default_hostname
 
-    outcome = client.run_task(settings_from(ctx), dag_id, task_id, run_id, map_index=map_index,
-                              try_number=try_number, hostname=default_hostname())
-    click.echo(f"{dag_id}.{task_id} {run_id} try={outcome.key.try_number}: {outcome.state}"
-               + (f" ({outcome.error})" if outcome.error else ""))
+    outcome = client.run_task(
+        settings_from(ctx),
+        dag_id,
+        task_id,
+        run_id,
+        map_index=map_index,
+        try_number=try_number,
+        hostname=default_hostname(),
+    )
+    click.echo(
+        f"{dag_id}.{task_id} {run_id} try={outcome.key.try_number}: {outcome.state}"
+        + (f" ({outcome.error})" if outcome.error else "")
+    )
     if outcome.exit_code:
         ctx.exit(EXIT_FAILURE)
 
@@ -40,13 +49,15 @@ def run(ctx: click.Context, dag_id: str, task_id: str, run_id: str, map_index: i
 @click.option("-d", "--downstream", is_flag=True, help="Also clear their downstream tasks.")
 @click.option("--dry-run", is_flag=True)
 @click.pass_context
-def clear(ctx: click.Context, dag_id: str, task_regex: str, run_id: str | None, downstream: bool,
-          dry_run: bool) -> None:
+def clear(
+    ctx: click.Context, dag_id: str, task_regex: str, run_id: str | None, downstream: bool, dry_run: bool
+) -> None:
     """Re-run finished task instances: they get a new try and replace their XComs."""
     from rabbitrun import client
 
-    cleared = client.clear_tasks(settings_from(ctx), dag_id, task_regex=task_regex, run_id=run_id,
-                                 downstream=downstream, dry_run=dry_run)
+    cleared = client.clear_tasks(
+        settings_from(ctx), dag_id, task_regex=task_regex, run_id=run_id, downstream=downstream, dry_run=dry_run
+    )
     for run, task in cleared:
         click.echo(f"{'would clear' if dry_run else 'cleared'} {dag_id}.{task} run={run}")
     click.echo(f"{len(cleared)} task instance(s)")
@@ -78,14 +89,18 @@ def states(ctx: click.Context, dag_id: str, run_id: str) -> None:
     from rabbitrun import client
 
     rows = client.task_states(settings_from(ctx), dag_id, run_id)
-    click.echo(f"{'task_id':<24} {'map':>4} {'state':<17} {'try':>3} {'start':<26} {'end':<26} "
-               f"{'duration':>9} {'hostname':<20} reason")
+    click.echo(
+        f"{'task_id':<24} {'map':>4} {'state':<17} {'try':>3} {'start':<26} {'end':<26} "
+        f"{'duration':>9} {'hostname':<20} reason"
+    )
     for r in rows:
         start = r.start_date.isoformat(timespec="milliseconds") if r.start_date else "-"
         end = r.end_date.isoformat(timespec="milliseconds") if r.end_date else "-"
         dur = f"{r.duration:.3f}" if r.duration is not None else "-"
-        click.echo(f"{r.task_id:<24} {r.map_index:>4} {r.state:<17} {r.try_number:>3} {start:<26} {end:<26} "
-                   f"{dur:>9} {r.hostname or '-':<20} {r.reason or ''}")
+        click.echo(
+            f"{r.task_id:<24} {r.map_index:>4} {r.state:<17} {r.try_number:>3} {start:<26} {end:<26} "
+            f"{dur:>9} {r.hostname or '-':<20} {r.reason or ''}"
+        )
 
 
 @tasks.command("logs")
@@ -96,8 +111,9 @@ def states(ctx: click.Context, dag_id: str, run_id: str) -> None:
 @click.option("--map-index", type=int, default=-1)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines of a running attempt until it ends.")
 @click.pass_context
-def logs(ctx: click.Context, dag_id: str, task_id: str, run_id: str, try_number: int | None,
-         map_index: int, follow: bool) -> None:
+def logs(
+    ctx: click.Context, dag_id: str, task_id: str, run_id: str, try_number: int | None, map_index: int, follow: bool
+) -> None:
     """Print the log of one attempt: the local file, else asked from the worker that ran it.
 
     With --follow, print its live lines until it ends (at once for an attempt that already ended)."""
@@ -109,8 +125,14 @@ def logs(ctx: click.Context, dag_id: str, task_id: str, run_id: str, try_number:
     settings = settings_from(ctx)
     key = client.attempt_key(settings, dag_id, task_id, run_id, try_number=try_number, map_index=map_index)
     if follow:
-        final = asyncio.run(client.follow(settings, key, lambda text: click.echo(text, nl=False),
-                                          ended=lambda: client.attempt_ended(settings, key)))
+        final = asyncio.run(
+            client.follow(
+                settings,
+                key,
+                lambda text: click.echo(text, nl=False),
+                ended=lambda: client.attempt_ended(settings, key),
+            )
+        )
         click.echo(f"*** attempt ended: {final}", err=True)
         return
     found = asyncio.run(client.read_attempt_log(settings, key))

@@ -41,15 +41,22 @@ def topology_declared() -> Iterator[None]:
         raise TopologyError(f"{reason}: run `rabbitrun topology declare`") from exc
 
 
-async def control(settings: Settings, command: str, args: dict[str, Any] | None = None, *,
-                  destination: str | None = None, timeout_s: float = 2.0) -> list[dict[str, Any]]:
+async def control(
+    settings: Settings,
+    command: str,
+    args: dict[str, Any] | None = None,
+    *,
+    destination: str | None = None,
+    timeout_s: float = 2.0,
+) -> list[dict[str, Any]]:
     """Send one command to all workers (or ``destination``) and collect replies for ``timeout_s``."""
     with topology_declared():
         return await _control(settings, command, args, destination, timeout_s)
 
 
-async def _control(settings: Settings, command: str, args: dict[str, Any] | None, destination: str | None,
-                   timeout_s: float) -> list[dict[str, Any]]:
+async def _control(
+    settings: Settings, command: str, args: dict[str, Any] | None, destination: str | None, timeout_s: float
+) -> list[dict[str, Any]]:
     names = Names(settings.broker.prefix)
     connection = await connect(settings.broker, "cli", f"{command}")
     replies: list[dict[str, Any]] = []
@@ -73,10 +80,17 @@ async def _control(settings: Settings, command: str, args: dict[str, Any] | None
         exchange = await channel.get_exchange(names.control_exchange, ensure=False)
         body = protocol.encode_message(command, args=args or {})
         await exchange.publish(
-            aio_pika.Message(body, reply_to=DIRECT_REPLY_TO, correlation_id=correlation_id, app_id=APP_ID,
-                             content_type=protocol.CONTENT_TYPE, type=protocol.CONTROL_MESSAGE_TYPE,
-                             expiration=timeout_s),
-            routing_key=control_key(destination) if destination else CONTROL_BROADCAST)
+            aio_pika.Message(
+                body,
+                reply_to=DIRECT_REPLY_TO,
+                correlation_id=correlation_id,
+                app_id=APP_ID,
+                content_type=protocol.CONTENT_TYPE,
+                type=protocol.CONTROL_MESSAGE_TYPE,
+                expiration=timeout_s,
+            ),
+            routing_key=control_key(destination) if destination else CONTROL_BROADCAST,
+        )
         try:
             await asyncio.wait_for(done.wait(), timeout_s)
         except TimeoutError:
@@ -86,15 +100,24 @@ async def _control(settings: Settings, command: str, args: dict[str, Any] | None
     return sorted(replies, key=lambda r: str(r.get("hostname")))
 
 
-async def tail(settings: Settings, patterns: list[str], on_event: Callable[[str, dict[str, Any]], bool | None],
-               *, duration_s: float | None = None) -> None:
+async def tail(
+    settings: Settings,
+    patterns: list[str],
+    on_event: Callable[[str, dict[str, Any]], bool | None],
+    *,
+    duration_s: float | None = None,
+) -> None:
     """Deliver events matching the topic ``patterns`` until ``on_event`` returns True or time is up."""
     with topology_declared():
         await _tail(settings, patterns, on_event, duration_s)
 
 
-async def _tail(settings: Settings, patterns: list[str], on_event: Callable[[str, dict[str, Any]], bool | None],
-                duration_s: float | None) -> None:
+async def _tail(
+    settings: Settings,
+    patterns: list[str],
+    on_event: Callable[[str, dict[str, Any]], bool | None],
+    duration_s: float | None,
+) -> None:
     names = Names(settings.broker.prefix)
     connection = await connect(settings.broker, "cli", "events")
     finished = asyncio.Event()

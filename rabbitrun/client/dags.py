@@ -144,8 +144,7 @@ def backfill(settings: Settings, dag_id: str, start: datetime, end: datetime) ->
             if scheduled in existing:  # the scheduler already made this interval's run
                 run_id = scheduled
             elif run_id not in existing:
-                runs.create_run(session, dag_id, run_id, {}, now, run_type="backfill", interval=interval,
-                                commit=False)
+                runs.create_run(session, dag_id, run_id, {}, now, run_type="backfill", interval=interval, commit=False)
             run_ids.append(run_id)
         session.commit()
     return run_ids

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
     from aio_pika.abc import AbstractIncomingMessage
 
 
-def read_log(settings: Settings, dag_id: str, task_id: str, run_id: str, *, try_number: int | None = None,
-             map_index: int = -1) -> tuple[Path, str]:
+def read_log(
+    settings: Settings, dag_id: str, task_id: str, run_id: str, *, try_number: int | None = None, map_index: int = -1
+) -> tuple[Path, str]:
     """The local per-try log file of an attempt (the latest try when none is given)."""
     from rabbitrun.models import attempts
 
@@ -38,14 +39,16 @@ def read_log(settings: Settings, dag_id: str, task_id: str, run_id: str, *, try_
             raise TaskNotFound(dag_id, task_id) if dag_id else DagRunNotFound(dag_id, run_id)
         try_number = max(ti.try_number, 1)
     path = Path(settings.logging.base_log_folder) / log_relpath(
-        TaskInstanceKey(dag_id, task_id, run_id, map_index, try_number))
+        TaskInstanceKey(dag_id, task_id, run_id, map_index, try_number)
+    )
     if not path.is_file():
         raise LogNotFound(f"no log for {dag_id}.{task_id} run={run_id} try={try_number} at {path}")
     return path, path.read_text(encoding="utf-8", errors="replace")
 
 
-def attempt_key(settings: Settings, dag_id: str, task_id: str, run_id: str, *, try_number: int | None = None,
-                map_index: int = -1) -> TaskInstanceKey:
+def attempt_key(
+    settings: Settings, dag_id: str, task_id: str, run_id: str, *, try_number: int | None = None, map_index: int = -1
+) -> TaskInstanceKey:
     """The key of one attempt of a known task instance (the latest try when none is given);
     an unknown DAG, run or task is a DagError (exit 2)."""
     from rabbitrun.models import attempts
@@ -89,8 +92,13 @@ async def remote_log(settings: Settings, key: TaskInstanceKey, timeout_s: float 
     """Ask live workers for an attempt's log file (for a machine that does not have it)."""
     from rabbitrun.client.control import control
 
-    args = {"dag_id": key.dag_id, "task_id": key.task_id, "run_id": key.run_id, "try_number": key.try_number,
-            "map_index": key.map_index}
+    args = {
+        "dag_id": key.dag_id,
+        "task_id": key.task_id,
+        "run_id": key.run_id,
+        "try_number": key.try_number,
+        "map_index": key.map_index,
+    }
     for reply in await control(settings, "read_log", args, timeout_s=timeout_s):
         if reply.get("ok") and reply.get("data"):
             return str(reply["data"])
@@ -120,7 +128,7 @@ class LogCursor:
     def after(self, text: str) -> str:
         """The part of the whole file ``text`` not printed yet; it counts as printed from now on."""
         data = text.encode("utf-8")
-        new = data[self.printed_bytes:]
+        new = data[self.printed_bytes :]
         self.printed_bytes = max(self.printed_bytes, len(data))
         return new.decode("utf-8", "replace")
 
@@ -137,8 +145,15 @@ class LogCursor:
 _FINAL_EVENTS = {"succeeded", "failed", "retried", "skipped", "revoked"}
 
 
-async def follow(settings: Settings, key: TaskInstanceKey, on_text: Callable[[str], None], *,
-                 ended: Callable[[], str | None], check_every_s: float = 1.0, grace_s: float = 2.0) -> str:
+async def follow(
+    settings: Settings,
+    key: TaskInstanceKey,
+    on_text: Callable[[str], None],
+    *,
+    ended: Callable[[], str | None],
+    check_every_s: float = 1.0,
+    grace_s: float = 2.0,
+) -> str:
     """Print an attempt's log and then its live lines until it ends; returns how it ended.
 
     Subscribes before reading the file, so no line falls between the two. It stops at the
@@ -152,8 +167,14 @@ async def follow(settings: Settings, key: TaskInstanceKey, on_text: Callable[[st
         return await _follow(settings, key, on_text, ended, check_every_s, grace_s)
 
 
-async def _follow(settings: Settings, key: TaskInstanceKey, on_text: Callable[[str], None],
-                  ended: Callable[[], str | None], check_every_s: float, grace_s: float) -> str:
+async def _follow(
+    settings: Settings,
+    key: TaskInstanceKey,
+    on_text: Callable[[str], None],
+    ended: Callable[[], str | None],
+    check_every_s: float,
+    grace_s: float,
+) -> str:
     import asyncio
 
     from rabbitrun import protocol
@@ -189,12 +210,22 @@ async def _follow(settings: Settings, key: TaskInstanceKey, on_text: Callable[[s
 
 def _of_attempt(event: dict[str, Any], key: TaskInstanceKey) -> bool:
     return (event.get("run_id"), event.get("task_id"), event.get("try_number"), event.get("map_index", -1)) == (
-        key.run_id, key.task_id, key.try_number, key.map_index)
+        key.run_id,
+        key.task_id,
+        key.try_number,
+        key.map_index,
+    )
 
 
-async def _follow_events(inbox: asyncio.Queue[tuple[str, dict[str, Any]]], key: TaskInstanceKey, cursor: LogCursor,
-                         on_text: Callable[[str], None], ended: Callable[[], str | None], check_every_s: float,
-                         grace_s: float) -> str:
+async def _follow_events(
+    inbox: asyncio.Queue[tuple[str, dict[str, Any]]],
+    key: TaskInstanceKey,
+    cursor: LogCursor,
+    on_text: Callable[[str], None],
+    ended: Callable[[], str | None],
+    check_every_s: float,
+    grace_s: float,
+) -> str:
     import asyncio
 
     ended_as = await asyncio.to_thread(ended)
@@ -208,7 +239,9 @@ async def _follow_events(inbox: asyncio.Queue[tuple[str, dict[str, Any]]], key: 
             if ended_as is not None:  # its final event is due: wait a little for it and its last lines
                 deadline = loop.time() + grace_s
         try:
-            _key, event = await asyncio.wait_for(inbox.get(), max(0.0, (next_check if ended_as is None else deadline) - loop.time()))
+            _key, event = await asyncio.wait_for(
+                inbox.get(), max(0.0, (next_check if ended_as is None else deadline) - loop.time())
+            )
         except TimeoutError:
             continue
         if not _of_attempt(event, key):

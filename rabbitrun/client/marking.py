@@ -41,30 +41,47 @@ def _check(state: str) -> None:
 
 
 def _run(session: Session, dag_id: str, run_id: str) -> DagRun:
-    run = session.execute(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
-                          .with_for_update()).scalar_one_or_none()
+    run = session.execute(
+        select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id).with_for_update()
+    ).scalar_one_or_none()
     if run is None:
         raise DagRunNotFound(dag_id, run_id)
     return run
 
 
-def set_task_state(session: Session, dag: DAG, run_id: str, task_id: str, state: str, now: datetime,
-                   map_index: int = -1) -> Marked:
+def set_task_state(
+    session: Session, dag: DAG, run_id: str, task_id: str, state: str, now: datetime, map_index: int = -1
+) -> Marked:
     """Set one task instance's state; the scheduler continues downstream from it. Commits."""
     _check(state)
     run = _run(session, dag.dag_id, run_id)
     downstream = _descendants(dag, task_id)
-    ti = session.execute(select(TaskInstance).where(
-        TaskInstance.dag_id == dag.dag_id, TaskInstance.task_id == task_id, TaskInstance.run_id == run_id,
-        TaskInstance.map_index == map_index).with_for_update()
-        .execution_options(populate_existing=True)).scalar_one_or_none()  # as locked: the CAS expects it
+    ti = session.execute(
+        select(TaskInstance)
+        .where(
+            TaskInstance.dag_id == dag.dag_id,
+            TaskInstance.task_id == task_id,
+            TaskInstance.run_id == run_id,
+            TaskInstance.map_index == map_index,
+        )
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()  # as locked: the CAS expects it
     if ti is None:
         raise TaskNotFound(dag.dag_id, task_id)
     previous = ti.state
     started = ti.start_date or now
-    transitions.change(session, ti, transitions.MARK_TASK, TaskState(state), end_date=now, next_retry_at=None,
-                       reason=f"marked {state} by hand (was {previous})", start_date=started,
-                       duration=max(0.0, (now - started).total_seconds()))
+    transitions.change(
+        session,
+        ti,
+        transitions.MARK_TASK,
+        TaskState(state),
+        end_date=now,
+        next_retry_at=None,
+        reason=f"marked {state} by hand (was {previous})",
+        start_date=started,
+        duration=max(0.0, (now - started).total_seconds()),
+    )
     reset = transitions.reset_downstream(session, dag.dag_id, run_id, downstream)
     reopened = run.state in {s.value for s in FINISHED_RUN_STATES}
     if reopened:  # the scheduler settles the run again from the new task states

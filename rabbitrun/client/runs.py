@@ -43,12 +43,26 @@ def _progress(run_state: str, counts: dict[str, int]) -> RunProgress:
     total = sum(counts.values())
     done = sum(n for s, n in counts.items() if s in {x.value for x in FINISHED_TASK_STATES})
     failed = counts.get(TaskState.FAILED.value, 0) + counts.get(TaskState.UPSTREAM_FAILED.value, 0)
-    return RunProgress(run_state, total, done, counts.get(TaskState.RUNNING.value, 0), failed,
-                       counts.get(TaskState.QUEUED.value, 0), sum(counts.get(s.value, 0) for s in DUE_STATES))
+    return RunProgress(
+        run_state,
+        total,
+        done,
+        counts.get(TaskState.RUNNING.value, 0),
+        failed,
+        counts.get(TaskState.QUEUED.value, 0),
+        sum(counts.get(s.value, 0) for s in DUE_STATES),
+    )
 
 
-def wait_for_run(settings: Settings, dag_id: str, run_id: str, *, on_progress: Callable[[RunProgress], None],
-                 poll_s: float = 0.02, timeout_s: float | None = None) -> RunProgress:
+def wait_for_run(
+    settings: Settings,
+    dag_id: str,
+    run_id: str,
+    *,
+    on_progress: Callable[[RunProgress], None],
+    poll_s: float = 0.02,
+    timeout_s: float | None = None,
+) -> RunProgress:
     """Poll the run until it is success or failed, reporting progress whenever it changes.
     Two indexed queries per poll on one connection: cheap next to the wait it shortens."""
     from rabbitrun.models.lean import LeanDB
@@ -57,6 +71,7 @@ def wait_for_run(settings: Settings, dag_id: str, run_id: str, *, on_progress: C
     lean = LeanDB.open(settings.database)
     read: Callable[[], RunProgress]
     if lean is not None:
+
         def read() -> RunProgress:
             state, counts = lean.run_progress(dag_id, run_id)
             if state is None:
@@ -96,8 +111,15 @@ def task_states(settings: Settings, dag_id: str, run_id: str) -> list[TaskStateR
 # --- run management (issue 7) -------------------------------------------------------------------
 
 
-def clear_tasks(settings: Settings, dag_id: str, *, task_regex: str = ".*", run_id: str | None = None,
-                downstream: bool = False, dry_run: bool = False) -> list[tuple[str, str]]:
+def clear_tasks(
+    settings: Settings,
+    dag_id: str,
+    *,
+    task_regex: str = ".*",
+    run_id: str | None = None,
+    downstream: bool = False,
+    dry_run: bool = False,
+) -> list[tuple[str, str]]:
     """Reset matching finished task instances (and optionally their downstream) so they run again
     with a new try; their runs go back to running. Returns (run_id, task_id) pairs cleared."""
     import re
@@ -120,8 +142,9 @@ def clear_tasks(settings: Settings, dag_id: str, *, task_regex: str = ".*", run_
     return sorted(cleared)
 
 
-def set_task_state(settings: Settings, dag_id: str, task_id: str, run_id: str, state: str, *,
-                   map_index: int = -1) -> Any:
+def set_task_state(
+    settings: Settings, dag_id: str, task_id: str, run_id: str, state: str, *, map_index: int = -1
+) -> Any:
     """Mark one task instance success or failed; the scheduler continues downstream from it."""
     from rabbitrun.client import marking
 

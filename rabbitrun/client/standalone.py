@@ -26,11 +26,14 @@ def run_standalone(settings: Settings, concurrency: int | None) -> int:
     if concurrency:
         worker_cmd += ["--concurrency", str(concurrency)]
     commands = {"scheduler": [sys.executable, "-m", "rabbitrun", "scheduler"], "worker": worker_cmd}
-    children = {name: subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, bufsize=1)
-                for name, cmd in commands.items()}
+    children = {
+        name: subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, bufsize=1) for name, cmd in commands.items()
+    }
     ready = {name: threading.Event() for name in children}
-    threads = [threading.Thread(target=_forward, args=(name, proc.stderr, ready[name]), daemon=True)
-               for name, proc in children.items()]
+    threads = [
+        threading.Thread(target=_forward, args=(name, proc.stderr, ready[name]), daemon=True)
+        for name, proc in children.items()
+    ]
     for t in threads:
         t.start()
 
@@ -44,8 +47,9 @@ def run_standalone(settings: Settings, concurrency: int | None) -> int:
     announced = False
     while any(p.poll() is None for p in children.values()):
         if not announced and all(e.is_set() for e in ready.values()):
-            log.info("%s: scheduler pid %s, worker pid %s", READY_LINE, children["scheduler"].pid,
-                     children["worker"].pid)
+            log.info(
+                "%s: scheduler pid %s, worker pid %s", READY_LINE, children["scheduler"].pid, children["worker"].pid
+            )
             announced = True
         if any(p.poll() is not None for p in children.values()):
             stop(signal.SIGTERM, None)  # one died: take the other down too

@@ -20,8 +20,9 @@ async def broker_check(settings: Settings) -> list[str]:
     from rabbitrun.broker.topology import ExchangeObj, QueueObj, load_topology, object_specs
 
     names = Names(settings.broker.prefix)
-    topology = load_topology(Path(settings.broker.topology_file) if settings.broker.topology_file else None,
-                             settings.broker)
+    topology = load_topology(
+        Path(settings.broker.topology_file) if settings.broker.topology_file else None, settings.broker
+    )
     problems = []
     connection = await connect(settings.broker, "cli", "check")
     try:
@@ -51,8 +52,9 @@ async def status(settings: Settings, *, listen_s: float | None = None) -> dict[s
     from rabbitrun.broker.topology import QueueObj, load_topology, object_specs
 
     names = Names(settings.broker.prefix)
-    topology = load_topology(Path(settings.broker.topology_file) if settings.broker.topology_file else None,
-                             settings.broker)
+    topology = load_topology(
+        Path(settings.broker.topology_file) if settings.broker.topology_file else None, settings.broker
+    )
     wanted = [o.name for o in object_specs(topology, names) if isinstance(o, QueueObj)]
     result: dict[str, Any] = {"management_api": "ok", "queues": []}
     try:
@@ -60,11 +62,16 @@ async def status(settings: Settings, *, listen_s: float | None = None) -> dict[s
         for q in queues:
             if q["name"] in wanted or q["name"].startswith(names.reply_queue("")):
                 stats = q.get("message_stats") or {}
-                result["queues"].append({
-                    "name": q["name"], "ready": q.get("messages_ready", 0),
-                    "unacked": q.get("messages_unacknowledged", 0), "consumers": q.get("consumers", 0),
-                    "publish_rate": (stats.get("publish_details") or {}).get("rate", 0.0),
-                    "deliver_rate": (stats.get("deliver_get_details") or {}).get("rate", 0.0)})
+                result["queues"].append(
+                    {
+                        "name": q["name"],
+                        "ready": q.get("messages_ready", 0),
+                        "unacked": q.get("messages_unacknowledged", 0),
+                        "consumers": q.get("consumers", 0),
+                        "publish_rate": (stats.get("publish_details") or {}).get("rate", 0.0),
+                        "deliver_rate": (stats.get("deliver_get_details") or {}).get("rate", 0.0),
+                    }
+                )
     except ManagementUnavailable as exc:
         result["management_api"] = f"unavailable ({exc}); showing depth and consumers over AMQP, no rates"
         result["queues"] = await _queues_over_amqp(settings, wanted)
@@ -82,8 +89,16 @@ async def _queues_over_amqp(settings: Settings, wanted: list[str]) -> list[dict[
             try:
                 declared = await channel.declare_queue(name, passive=True)
                 ok = declared.declaration_result
-                out.append({"name": name, "ready": ok.message_count, "unacked": None,
-                            "consumers": ok.consumer_count, "publish_rate": None, "deliver_rate": None})
+                out.append(
+                    {
+                        "name": name,
+                        "ready": ok.message_count,
+                        "unacked": None,
+                        "consumers": ok.consumer_count,
+                        "publish_rate": None,
+                        "deliver_rate": None,
+                    }
+                )
             except aio_pika.exceptions.ChannelClosed:
                 out.append({"name": name, "missing": True})
             finally:

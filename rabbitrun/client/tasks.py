@@ -11,8 +11,16 @@ from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.settings import Settings
 
 
-def run_task(settings: Settings, dag_id: str, task_id: str, run_id: str, *, map_index: int = -1,
-             try_number: int | None = None, hostname: str) -> Any:
+def run_task(
+    settings: Settings,
+    dag_id: str,
+    task_id: str,
+    run_id: str,
+    *,
+    map_index: int = -1,
+    try_number: int | None = None,
+    hostname: str,
+) -> Any:
     """Run one attempt here, through the runner the worker's child uses.
 
     With no try number, a finished or never-queued task instance gets a new
@@ -26,8 +34,9 @@ def run_task(settings: Settings, dag_id: str, task_id: str, run_id: str, *, map_
 
     bag = dagbag(settings)
     if isinstance(bag.get_dag(dag_id).get_task(task_id), MappedOperator) and map_index < 0:
-        raise DagError(f"{dag_id}.{task_id} is a mapped task: give --map-index of one of its instances "
-                       "(`tasks states` lists them)")
+        raise DagError(
+            f"{dag_id}.{task_id} is a mapped task: give --map-index of one of its instances (`tasks states` lists them)"
+        )
     sessions = sessions_for(settings)
     with sessions() as session:
         ti = attempts.get_ti(session, TaskInstanceKey(dag_id, task_id, run_id, map_index))
@@ -35,8 +44,14 @@ def run_task(settings: Settings, dag_id: str, task_id: str, run_id: str, *, map_
             raise DagRunNotFound(dag_id, run_id)
         if try_number is None:
             if ti.state not in {s.value for s in CLAIMABLE_STATES}:
-                transitions.change(session, ti, transitions.RUN_HERE, TaskState.QUEUED,
-                                   try_number=ti.try_number + 1, queued_at=utcnow())
+                transitions.change(
+                    session,
+                    ti,
+                    transitions.RUN_HERE,
+                    TaskState.QUEUED,
+                    try_number=ti.try_number + 1,
+                    queued_at=utcnow(),
+                )
                 session.commit()
             try_number = ti.try_number
     key = TaskInstanceKey(dag_id, task_id, run_id, map_index, try_number)

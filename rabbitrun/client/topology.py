@@ -27,8 +27,9 @@ def declare_topology(settings: Settings, *, scheduler_id: str | None = None) -> 
     async def main() -> Any:
         connection = await connect(settings.broker, "cli", "topology")
         try:
-            return await declare(connection, _topology(settings), Names(settings.broker.prefix),
-                                 scheduler_id=scheduler_id)
+            return await declare(
+                connection, _topology(settings), Names(settings.broker.prefix), scheduler_id=scheduler_id
+            )
         finally:
             await connection.close()
 
@@ -39,6 +40,10 @@ def export_topology(settings: Settings, *, vhost: str = "/", scheduler_ids: tupl
     from rabbitrun.broker.topology import export_definitions
     from rabbitrun.names import Names
 
-    defs = export_definitions(_topology(settings), Names(settings.broker.prefix), vhost=vhost,
-                              scheduler_ids=scheduler_ids or (settings.scheduler.scheduler_id,))
+    defs = export_definitions(
+        _topology(settings),
+        Names(settings.broker.prefix),
+        vhost=vhost,
+        scheduler_ids=scheduler_ids or (settings.scheduler.scheduler_id,),
+    )
     return json.dumps(defs, indent=2, sort_keys=True)

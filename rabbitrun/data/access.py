@@ -41,9 +41,14 @@ class DataAccess:
 
 def build(settings: Settings, sessions: sessionmaker[Session], masker: SecretsMasker | None = None) -> DataAccess:
     cipher = Cipher(settings.core.fernet_key)
-    return DataAccess(settings, sessions, cipher, VariableStore(settings, sessions, cipher, masker),
-                      ConnectionStore(settings, sessions, cipher, masker, value_type=Connection),
-                      xcom.load_backend(settings.core.xcom_backend, settings))
+    return DataAccess(
+        settings,
+        sessions,
+        cipher,
+        VariableStore(settings, sessions, cipher, masker),
+        ConnectionStore(settings, sessions, cipher, masker, value_type=Connection),
+        xcom.load_backend(settings.core.xcom_backend, settings),
+    )
 
 
 _current: contextvars.ContextVar[DataAccess | None] = contextvars.ContextVar("rabbitrun_data", default=None)
@@ -110,20 +115,31 @@ class XCom:
     """Airflow-style access to XComs outside ``ti.xcom_pull`` (e.g. in callbacks or scripts)."""
 
     @staticmethod
-    def get_one(*, dag_id: str, run_id: str, task_id: str, key: str = xcom.RETURN_VALUE,
-                map_index: int = -1) -> Any:
+    def get_one(*, dag_id: str, run_id: str, task_id: str, key: str = xcom.RETURN_VALUE, map_index: int = -1) -> Any:
         access = current()
         with access.sessions() as session:
-            found = xcom.get_xcoms(session, dag_id, run_id, [task_id], key,
-                                   allow_pickle=access.settings.core.enable_xcom_pickling,
-                                   backend=access.xcom_backend)
+            found = xcom.get_xcoms(
+                session,
+                dag_id,
+                run_id,
+                [task_id],
+                key,
+                allow_pickle=access.settings.core.enable_xcom_pickling,
+                backend=access.xcom_backend,
+            )
         return found.get((task_id, map_index))
 
     @staticmethod
     def set(*, key: str, value: Any, dag_id: str, task_id: str, run_id: str, map_index: int = -1) -> None:
         access = current()
         with access.sessions() as session:
-            xcom.set_xcom(session, TaskInstanceKey(dag_id, task_id, run_id, map_index), key, value,
-                          allow_pickle=access.settings.core.enable_xcom_pickling,
-                          max_bytes=access.settings.core.max_xcom_size, backend=access.xcom_backend)
+            xcom.set_xcom(
+                session,
+                TaskInstanceKey(dag_id, task_id, run_id, map_index),
+                key,
+                value,
+                allow_pickle=access.settings.core.enable_xcom_pickling,
+                max_bytes=access.settings.core.max_xcom_size,
+                backend=access.xcom_backend,
+            )
             session.commit()

@@ -28,16 +28,71 @@ from rabbitrun.secrets import MASK, Cipher, SecretsMasker, is_sensitive
 from rabbitrun.settings import Settings
 
 # Types an Airflow user writes (URI schemes, normalised "-" -> "_"); more via [core] extra_conn_types.
-KNOWN_CONN_TYPES = frozenset({
-    "amqp", "amqps", "aws", "azure", "azure_blob_storage", "cassandra", "databricks", "docker",
-    "elasticsearch", "email", "fs", "ftp", "ftps", "generic", "google_cloud_platform", "grpc", "hive", "hiveserver2",
-    "http", "https", "imap", "jdbc", "kafka", "kubernetes", "ldap", "mongo", "mongodb", "mssql", "mysql", "odbc",
-    "oracle", "postgres", "postgresql", "redis", "rediss", "s3", "samba", "sftp", "slack", "smtp", "smtps",
-    "snowflake", "sqlite", "ssh", "trino", "presto", "vertica", "wasb", "webhdfs",
-})
+KNOWN_CONN_TYPES = frozenset(
+    {
+        "amqp",
+        "amqps",
+        "aws",
+        "azure",
+        "azure_blob_storage",
+        "cassandra",
+        "databricks",
+        "docker",
+        "elasticsearch",
+        "email",
+        "fs",
+        "ftp",
+        "ftps",
+        "generic",
+        "google_cloud_platform",
+        "grpc",
+        "hive",
+        "hiveserver2",
+        "http",
+        "https",
+        "imap",
+        "jdbc",
+        "kafka",
+        "kubernetes",
+        "ldap",
+        "mongo",
+        "mongodb",
+        "mssql",
+        "mysql",
+        "odbc",
+        "oracle",
+        "postgres",
+        "postgresql",
+        "redis",
+        "rediss",
+        "s3",
+        "samba",
+        "sftp",
+        "slack",
+        "smtp",
+        "smtps",
+        "snowflake",
+        "sqlite",
+        "ssh",
+        "trino",
+        "presto",
+        "vertica",
+        "wasb",
+        "webhdfs",
+    }
+)
 # extra fields hidden in listings and task logs (besides [core] sensitive_var_conn_names in logs)
-SENSITIVE_EXTRA_KEYS = ("password", "secret", "passwd", "authorization", "api_key", "apikey", "access_token",
-                        "private_key", "token")
+SENSITIVE_EXTRA_KEYS = (
+    "password",
+    "secret",
+    "passwd",
+    "authorization",
+    "api_key",
+    "apikey",
+    "access_token",
+    "private_key",
+    "token",
+)
 
 
 @dataclass(frozen=True)
@@ -75,12 +130,14 @@ class Connection:
         except ValueError as exc:
             raise SecretsError(f"connection {conn_id}: bad port in URI") from exc
         return cls(
-            conn_id=conn_id, conn_type=parts.scheme.replace("-", "_"),
+            conn_id=conn_id,
+            conn_type=parts.scheme.replace("-", "_"),
             host=unquote(parts.hostname) if parts.hostname else None,
             schema=unquote(parts.path.lstrip("/")) or None,
             login=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
-            port=port, extra=extra,
+            port=port,
+            extra=extra,
         )
 
     def get_uri(self, *, mask_password: bool = False) -> str:
@@ -130,8 +187,10 @@ def check_conn_type(conn: Connection, extra_types: Iterable[str] = ()) -> None:
     if conn.conn_type not in known:
         match = difflib.get_close_matches(conn.conn_type, sorted(known), n=1)
         hint = f"; did you mean {match[0]!r}?" if match else ""
-        raise SecretsError(f"connection {conn.conn_id}: unknown conn_type {conn.conn_type!r}{hint} "
-                           "(add it to [core] extra_conn_types to allow it)")
+        raise SecretsError(
+            f"connection {conn.conn_id}: unknown conn_type {conn.conn_type!r}{hint} "
+            "(add it to [core] extra_conn_types to allow it)"
+        )
 
 
 def from_fields(conn_id: str, data: Any) -> Connection:
@@ -175,8 +234,15 @@ def from_env_value(conn_id: str, value: str) -> Connection:
 class ConnectionStore(Generic[C]):
     """Reads build ``value_type`` (a :class:`Connection` subclass); writes take any Connection."""
 
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session], cipher: Cipher,
-                 masker: SecretsMasker | None = None, *, value_type: type[C]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        cipher: Cipher,
+        masker: SecretsMasker | None = None,
+        *,
+        value_type: type[C],
+    ) -> None:
         self._settings, self._sessions, self._cipher, self._masker = settings, sessions, cipher, masker
         self._value_type = value_type
         self._cache: dict[str, C] = {}
@@ -201,12 +267,19 @@ class ConnectionStore(Generic[C]):
 
     def _from_row(self, row: ConnectionRow) -> C:
         what = f"connection {row.conn_id}"
-        password = (self._cipher.decrypt(row.password, encrypted=row.is_encrypted, what=what)
-                    if row.password is not None else None)
-        extra = (self._cipher.decrypt(row.extra, encrypted=row.is_extra_encrypted, what=what)
-                 if row.extra is not None else None)
-        return self._value_type(row.conn_id, row.conn_type, row.host, row.schema, row.login, password, row.port,
-                                extra, row.description)
+        password = (
+            self._cipher.decrypt(row.password, encrypted=row.is_encrypted, what=what)
+            if row.password is not None
+            else None
+        )
+        extra = (
+            self._cipher.decrypt(row.extra, encrypted=row.is_extra_encrypted, what=what)
+            if row.extra is not None
+            else None
+        )
+        return self._value_type(
+            row.conn_id, row.conn_type, row.host, row.schema, row.login, password, row.port, extra, row.description
+        )
 
     def add(self, conn: Connection, *, replace_existing: bool = False) -> None:
         self.add_many([conn], replace_existing=replace_existing)
@@ -226,12 +299,19 @@ class ConnectionStore(Generic[C]):
                     row = ConnectionRow(conn_id=conn.conn_id)
                     session.add(row)
                 row.conn_type, row.host, row.schema, row.login, row.port = (
-                    conn.conn_type, conn.host, conn.schema, conn.login, conn.port)
+                    conn.conn_type,
+                    conn.host,
+                    conn.schema,
+                    conn.login,
+                    conn.port,
+                )
                 row.description = conn.description
-                row.password, row.is_encrypted = (self._cipher.encrypt(conn.password) if conn.password is not None
-                                                  else (None, False))
-                row.extra, row.is_extra_encrypted = (self._cipher.encrypt(conn.extra) if conn.extra is not None
-                                                     else (None, False))
+                row.password, row.is_encrypted = (
+                    self._cipher.encrypt(conn.password) if conn.password is not None else (None, False)
+                )
+                row.extra, row.is_extra_encrypted = (
+                    self._cipher.encrypt(conn.extra) if conn.extra is not None else (None, False)
+                )
                 session.flush()  # a later duplicate conn_id in the same batch sees this row
             session.commit()
         for conn in conns:
@@ -266,10 +346,12 @@ class ConnectionStore(Generic[C]):
             for row in rows:
                 what = f"connection {row.conn_id}"
                 if row.password is not None:
-                    row.password, row.is_encrypted = self._cipher.rotate(row.password, encrypted=row.is_encrypted,
-                                                                         what=what)
+                    row.password, row.is_encrypted = self._cipher.rotate(
+                        row.password, encrypted=row.is_encrypted, what=what
+                    )
                 if row.extra is not None:
                     row.extra, row.is_extra_encrypted = self._cipher.rotate(
-                        row.extra, encrypted=row.is_extra_encrypted, what=what)
+                        row.extra, encrypted=row.is_extra_encrypted, what=what
+                    )
             session.commit()
             return len(rows)

@@ -34,8 +34,9 @@ class VariableInfo:
 
 
 class VariableStore:
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session], cipher: Cipher,
-                 masker: SecretsMasker | None = None) -> None:
+    def __init__(
+        self, settings: Settings, sessions: sessionmaker[Session], cipher: Cipher, masker: SecretsMasker | None = None
+    ) -> None:
         self._settings, self._sessions, self._cipher, self._masker = settings, sessions, cipher, masker
         self._cache: dict[str, str | None] = {}
 
@@ -46,8 +47,11 @@ class VariableStore:
         if key not in self._cache:
             with self._sessions() as session:
                 row = get_variable_row(session, key)
-                self._cache[key] = (None if row is None else
-                                    self._cipher.decrypt(row.val, encrypted=row.is_encrypted, what=f"variable {key}"))
+                self._cache[key] = (
+                    None
+                    if row is None
+                    else self._cipher.decrypt(row.val, encrypted=row.is_encrypted, what=f"variable {key}")
+                )
         return self._cache[key]
 
     def get(self, key: str, default_var: Any = MISSING, deserialize_json: bool = False) -> Any:
@@ -100,9 +104,15 @@ class VariableStore:
     def list(self) -> list[VariableInfo]:
         with self._sessions() as session:
             rows = session.execute(select(VariableRow).order_by(VariableRow.key)).scalars().all()
-            return [VariableInfo(r.key, self._cipher.decrypt(r.val, encrypted=r.is_encrypted,
-                                                             what=f"variable {r.key}"),
-                                 r.description, r.is_encrypted) for r in rows]
+            return [
+                VariableInfo(
+                    r.key,
+                    self._cipher.decrypt(r.val, encrypted=r.is_encrypted, what=f"variable {r.key}"),
+                    r.description,
+                    r.is_encrypted,
+                )
+                for r in rows
+            ]
 
     def export(self) -> dict[str, Any]:
         """{key: value}; JSON-looking values are exported as JSON, like `airflow variables export`."""
@@ -124,8 +134,9 @@ class VariableStore:
         with self._sessions() as session:
             rows = session.execute(select(VariableRow)).scalars().all()
             for row in rows:
-                row.val, row.is_encrypted = self._cipher.rotate(row.val, encrypted=row.is_encrypted,
-                                                                what=f"variable {row.key}")
+                row.val, row.is_encrypted = self._cipher.rotate(
+                    row.val, encrypted=row.is_encrypted, what=f"variable {row.key}"
+                )
             session.commit()
             return len(rows)
 

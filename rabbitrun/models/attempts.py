@@ -46,11 +46,17 @@ _CLAIM_UPDATE = transitions.CLAIM_UPDATE
 _CLAIM = _CLAIM_UPDATE.returning(_TI.c.max_tries, _TI.c.queue)
 _CLAIM_RUN = select(_RUN).where(_RUN.c.dag_id == bindparam("k_dag"), _RUN.c.run_id == bindparam("k_run"))
 _STATE = select(_TI.c.state, _TI.c.try_number).where(
-    _TI.c.dag_id == bindparam("k_dag"), _TI.c.task_id == bindparam("k_task"), _TI.c.run_id == bindparam("k_run"),
-    _TI.c.map_index == bindparam("k_map"))
+    _TI.c.dag_id == bindparam("k_dag"),
+    _TI.c.task_id == bindparam("k_task"),
+    _TI.c.run_id == bindparam("k_run"),
+    _TI.c.map_index == bindparam("k_map"),
+)
 _CLAIM_CLEAR_XCOM = delete(_XCOM).where(
-    _XCOM.c.dag_id == bindparam("k_dag"), _XCOM.c.task_id == bindparam("k_task"),
-    _XCOM.c.run_id == bindparam("k_run"), _XCOM.c.map_index == bindparam("k_map"))
+    _XCOM.c.dag_id == bindparam("k_dag"),
+    _XCOM.c.task_id == bindparam("k_task"),
+    _XCOM.c.run_id == bindparam("k_run"),
+    _XCOM.c.map_index == bindparam("k_map"),
+)
 _FINISH = transitions.FINISH_UPDATE
 _ATTEMPT_SET = ("state", "start_date", "end_date", "hostname", "pid", "reason")
 _ATTEMPT_KEY = ["dag_id", "task_id", "run_id", "map_index", "try_number"]
@@ -72,19 +78,34 @@ def _claim_in_one() -> Any:
     claimed = _CLAIM_UPDATE.returning(_TI.c.max_tries, _TI.c.queue).cte("claimed")
     cleared = _CLAIM_CLEAR_XCOM.where(select(claimed.c.max_tries).exists()).cte("cleared")  # only if it won
     run = _RUN.c.dag_id == bindparam("k_dag"), _RUN.c.run_id == bindparam("k_run")
-    return (select(claimed.c.max_tries, claimed.c.queue, *_RUN.c)
-            .select_from(claimed.outerjoin(_RUN, and_(*run))).add_cte(cleared))
+    return (
+        select(claimed.c.max_tries, claimed.c.queue, *_RUN.c)
+        .select_from(claimed.outerjoin(_RUN, and_(*run)))
+        .add_cte(cleared)
+    )
 
 
 def _finish_in_one() -> Any:
     finished = _FINISH.cte("finished")
-    values = {"dag_id": bindparam("k_dag"), "task_id": bindparam("k_task"), "run_id": bindparam("k_run"),
-              "map_index": bindparam("k_map"), "try_number": bindparam("k_try"), "state": bindparam("p_state"),
-              "start_date": bindparam("p_start", type_=_ATTEMPT.c.start_date.type), "end_date": bindparam("p_end"),
-              "hostname": finished.c.hostname, "pid": finished.c.pid, "reason": bindparam("p_reason")}
+    values = {
+        "dag_id": bindparam("k_dag"),
+        "task_id": bindparam("k_task"),
+        "run_id": bindparam("k_run"),
+        "map_index": bindparam("k_map"),
+        "try_number": bindparam("k_try"),
+        "state": bindparam("p_state"),
+        "start_date": bindparam("p_start", type_=_ATTEMPT.c.start_date.type),
+        "end_date": bindparam("p_end"),
+        "hostname": finished.c.hostname,
+        "pid": finished.c.pid,
+        "reason": bindparam("p_reason"),
+    }
     stmt = pg_insert(_ATTEMPT).from_select(list(values), select(*values.values()))
-    return (stmt.on_conflict_do_update(index_elements=_ATTEMPT_KEY, set_={k: stmt.excluded[k] for k in _ATTEMPT_SET})
-            .returning(_ATTEMPT.c.hostname).add_cte(finished))
+    return (
+        stmt.on_conflict_do_update(index_elements=_ATTEMPT_KEY, set_={k: stmt.excluded[k] for k in _ATTEMPT_SET})
+        .returning(_ATTEMPT.c.hostname)
+        .add_cte(finished)
+    )
 
 
 class _Compiled:
@@ -97,11 +118,17 @@ class _Compiled:
         self.positions = compiled.positiontup  # qmark drivers (SQLite); None: named (psycopg)
         binds = compiled.binds
         self.defaults = {name: b.value for name, b in binds.items() if not b.required}
-        self.bind_processors = [(name, proc) for name, b in binds.items()
-                                if (proc := b.type.dialect_impl(dialect).bind_processor(dialect)) is not None]
+        self.bind_processors = [
+            (name, proc)
+            for name, b in binds.items()
+            if (proc := b.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        ]
         self.columns = [c.name for c in rows_of.c] if rows_of is not None else []
-        self.result_processors = ([c.type.dialect_impl(dialect).result_processor(dialect, None) for c in rows_of.c]
-                                  if rows_of is not None else [])
+        self.result_processors = (
+            [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in rows_of.c]
+            if rows_of is not None
+            else []
+        )
 
     def params(self, values: dict[str, Any]) -> Any:
         params = {**self.defaults, **values}
@@ -111,8 +138,12 @@ class _Compiled:
 
     def record(self, row: Any) -> SimpleNamespace:
         """A result row as attributes, values converted as the ORM would (aware UTC datetimes)."""
-        return SimpleNamespace(**{name: proc(value) if proc is not None else value
-                                  for name, proc, value in zip(self.columns, self.result_processors, row, strict=True)})
+        return SimpleNamespace(
+            **{
+                name: proc(value) if proc is not None else value
+                for name, proc, value in zip(self.columns, self.result_processors, row, strict=True)
+            }
+        )
 
 
 _COMPILED: dict[str, dict[str, _Compiled]] = {}
@@ -122,10 +153,13 @@ def _compiled(dialect: Dialect) -> dict[str, _Compiled]:
     found = _COMPILED.get(dialect.name)
     if found is None:
         found = _COMPILED[dialect.name] = {
-            "claim": _Compiled(_CLAIM, dialect), "claim_run": _Compiled(_CLAIM_RUN, dialect, rows_of=_RUN),
-            "clear_xcom": _Compiled(_CLAIM_CLEAR_XCOM, dialect), "state": _Compiled(_STATE, dialect),
+            "claim": _Compiled(_CLAIM, dialect),
+            "claim_run": _Compiled(_CLAIM_RUN, dialect, rows_of=_RUN),
+            "clear_xcom": _Compiled(_CLAIM_CLEAR_XCOM, dialect),
+            "state": _Compiled(_STATE, dialect),
             "finish": _Compiled(_FINISH, dialect),
-            "record_attempt": _Compiled(_RECORD_ATTEMPT[dialect.name], dialect)}
+            "record_attempt": _Compiled(_RECORD_ATTEMPT[dialect.name], dialect),
+        }
         if dialect.name == "postgresql":
             found["claim_in_one"] = _Compiled(_claim_in_one(), dialect)
             found["finish_in_one"] = _Compiled(_finish_in_one(), dialect)
@@ -138,9 +172,15 @@ class AttemptDB:
     out of the engine's pool). Driver errors come out as SQLAlchemy's DBAPIError, with a dropped
     connection invalidated, so ``retrying`` and ``db_errors`` treat them as they treat the ORM's."""
 
-    def __init__(self, dbapi_connection: Any, dialect: Dialect, commit: Callable[[], None],
-                 rollback: Callable[[], None], invalidate: Callable[[BaseException], None],
-                 autocommit: Callable[[], AbstractContextManager[Any]] | None = None) -> None:
+    def __init__(
+        self,
+        dbapi_connection: Any,
+        dialect: Dialect,
+        commit: Callable[[], None],
+        rollback: Callable[[], None],
+        invalidate: Callable[[BaseException], None],
+        autocommit: Callable[[], AbstractContextManager[Any]] | None = None,
+    ) -> None:
         self._conn, self.dialect = dbapi_connection, dialect
         self._commit, self._rollback, self._invalidate = commit, rollback, invalidate
         self._autocommit = autocommit
@@ -152,8 +192,9 @@ class AttemptDB:
         if isinstance(db, AttemptDB):
             return db
         connection = db.connection()
-        return cls(connection.connection.dbapi_connection, connection.dialect, db.commit, db.rollback,
-                   connection.invalidate)
+        return cls(
+            connection.connection.dbapi_connection, connection.dialect, db.commit, db.rollback, connection.invalidate
+        )
 
     @property
     def autocommits(self) -> bool:
@@ -197,8 +238,12 @@ class AttemptDB:
         lost = bool(self.dialect.is_disconnect(cast(Any, exc), self._conn, cursor))
         if lost:
             self._invalidate(exc)
-        return cast(DBAPIError, DBAPIError.instance(sql, params, exc, self.dialect.loaded_dbapi.Error,
-                                                    connection_invalidated=lost, dialect=self.dialect))
+        return cast(
+            DBAPIError,
+            DBAPIError.instance(
+                sql, params, exc, self.dialect.loaded_dbapi.Error, connection_invalidated=lost, dialect=self.dialect
+            ),
+        )
 
 
 @contextmanager
@@ -240,8 +285,13 @@ def _psycopg_autocommit(raw: Any) -> Callable[[], AbstractContextManager[None]]:
 
 
 def _key_params(key: TaskInstanceKey) -> dict[str, Any]:
-    return {"k_dag": key.dag_id, "k_task": key.task_id, "k_run": key.run_id, "k_map": key.map_index,
-            "k_try": key.try_number}
+    return {
+        "k_dag": key.dag_id,
+        "k_task": key.task_id,
+        "k_run": key.run_id,
+        "k_map": key.map_index,
+        "k_try": key.try_number,
+    }
 
 
 def _pk(key: TaskInstanceKey) -> tuple[ColumnElement[bool], ...]:
@@ -270,8 +320,16 @@ class Claim:
     run: SimpleNamespace | None = None  # the dag_run row: conf, logical_date, data intervals, ...
 
 
-def claim(session: Session | AttemptDB, key: TaskInstanceKey, *, hostname: str, pid: int, now: datetime,
-          envelope_id: str | None = None, commit: bool = True) -> Claim:
+def claim(
+    session: Session | AttemptDB,
+    key: TaskInstanceKey,
+    *,
+    hostname: str,
+    pid: int,
+    now: datetime,
+    envelope_id: str | None = None,
+    commit: bool = True,
+) -> Claim:
     """QUEUED -> RUNNING for exactly this try_number, in one statement; commits.
 
     ``envelope_id`` is the delivery being run: an older envelope of the same try
@@ -312,14 +370,22 @@ def _claim_statements(db: AttemptDB, params: dict[str, Any], commit: bool) -> tu
     return won[0], won[1], run
 
 
-def _finish_statements(db: AttemptDB, key: TaskInstanceKey, outcome: Finish, expect: TaskState,
-                       started_at: datetime, commit: bool) -> bool:
+def _finish_statements(
+    db: AttemptDB, key: TaskInstanceKey, outcome: Finish, expect: TaskState, started_at: datetime, commit: bool
+) -> bool:
     """The final state and the attempt's history row (one statement on PostgreSQL, two on SQLite),
     committed if ``commit``; False when the state was not ``expect`` any more (nothing written)."""
     transitions.check_finish(expect, outcome.state)
-    params = {**_key_params(key), "p_expect": expect.value, "p_state": outcome.state.value, "p_start": started_at,
-              "p_end": outcome.ended_at, "p_reason": outcome.reason, "p_next": outcome.next_retry_at,
-              "p_duration": max(0.0, (outcome.ended_at - started_at).total_seconds())}
+    params = {
+        **_key_params(key),
+        "p_expect": expect.value,
+        "p_state": outcome.state.value,
+        "p_start": started_at,
+        "p_end": outcome.ended_at,
+        "p_reason": outcome.reason,
+        "p_next": outcome.next_retry_at,
+        "p_duration": max(0.0, (outcome.ended_at - started_at).total_seconds()),
+    }
     if "finish_in_one" in db.statements:
         return db.fetch_one("finish_in_one", params, alone=commit) is not None
     row = db.execute("finish", params).fetchone()
@@ -369,9 +435,15 @@ class Finish:
     next_retry_at: datetime | None = None
 
 
-def finish(session: Session | AttemptDB, key: TaskInstanceKey, outcome: Finish, *,
-           expect: TaskState = TaskState.RUNNING,
-           started_at: datetime | None = None, commit: bool = True) -> bool:
+def finish(
+    session: Session | AttemptDB,
+    key: TaskInstanceKey,
+    outcome: Finish,
+    *,
+    expect: TaskState = TaskState.RUNNING,
+    started_at: datetime | None = None,
+    commit: bool = True,
+) -> bool:
     """RUNNING -> final state for this try_number; records the attempt row. Commits.
 
     Returns False when the attempt was already decided elsewhere (e.g. the
@@ -387,8 +459,9 @@ def finish(session: Session | AttemptDB, key: TaskInstanceKey, outcome: Finish, 
     assert isinstance(session, Session), "an attempt's start is read through the ORM"
     transitions.check_finish(expect, outcome.state)
     ti = session.execute(
-        select(TaskInstance).where(*_pk(key), TaskInstance.try_number == key.try_number,
-                                   TaskInstance.state == expect.value).with_for_update()
+        select(TaskInstance)
+        .where(*_pk(key), TaskInstance.try_number == key.try_number, TaskInstance.state == expect.value)
+        .with_for_update()
         .execution_options(populate_existing=True)  # the row as locked: the compare-and-set below expects it
     ).scalar_one_or_none()
     if ti is None:
@@ -396,9 +469,17 @@ def finish(session: Session | AttemptDB, key: TaskInstanceKey, outcome: Finish, 
         return False
     started = ti.start_date or outcome.ended_at
     duration = max(0.0, (outcome.ended_at - started).total_seconds())
-    if not transitions.change(session, ti, transitions.FINISH, outcome.state, expected=expect,
-                              end_date=outcome.ended_at, duration=duration, reason=outcome.reason,
-                              next_retry_at=outcome.next_retry_at):
+    if not transitions.change(
+        session,
+        ti,
+        transitions.FINISH,
+        outcome.state,
+        expected=expect,
+        end_date=outcome.ended_at,
+        duration=duration,
+        reason=outcome.reason,
+        next_retry_at=outcome.next_retry_at,
+    ):
         session.rollback()
         return False
     record_attempt(session, key, outcome.state.value, started, outcome.ended_at, ti.hostname, ti.pid, outcome.reason)
@@ -407,22 +488,50 @@ def finish(session: Session | AttemptDB, key: TaskInstanceKey, outcome: Finish, 
 
 
 def record_attempt(
-    session: Session | AttemptDB, key: TaskInstanceKey, state: str, started: datetime | None, ended: datetime | None,
-    hostname: str | None, pid: int | None, reason: str | None,
+    session: Session | AttemptDB,
+    key: TaskInstanceKey,
+    state: str,
+    started: datetime | None,
+    ended: datetime | None,
+    hostname: str | None,
+    pid: int | None,
+    reason: str | None,
 ) -> None:
     """Upsert the history row of one try (a try can be released and re-run after a warm shutdown)."""
-    AttemptDB.of(session).execute("record_attempt", {
-        "a_dag_id": key.dag_id, "a_task_id": key.task_id, "a_run_id": key.run_id, "a_map_index": key.map_index,
-        "a_try_number": key.try_number, "a_state": state, "a_start_date": started, "a_end_date": ended,
-        "a_hostname": hostname, "a_pid": pid, "a_reason": reason})
+    AttemptDB.of(session).execute(
+        "record_attempt",
+        {
+            "a_dag_id": key.dag_id,
+            "a_task_id": key.task_id,
+            "a_run_id": key.run_id,
+            "a_map_index": key.map_index,
+            "a_try_number": key.try_number,
+            "a_state": state,
+            "a_start_date": started,
+            "a_end_date": ended,
+            "a_hostname": hostname,
+            "a_pid": pid,
+            "a_reason": reason,
+        },
+    )
 
 
-def record_reschedule(session: Session, key: TaskInstanceKey, started: datetime, ended: datetime,
-                      reschedule_at: datetime) -> None:
+def record_reschedule(
+    session: Session, key: TaskInstanceKey, started: datetime, ended: datetime, reschedule_at: datetime
+) -> None:
     """Note one reschedule of this try, in the transaction that records UP_FOR_RESCHEDULE."""
-    session.add(TaskReschedule(dag_id=key.dag_id, task_id=key.task_id, run_id=key.run_id, map_index=key.map_index,
-                               try_number=key.try_number, start_date=started, end_date=ended,
-                               reschedule_date=reschedule_at))
+    session.add(
+        TaskReschedule(
+            dag_id=key.dag_id,
+            task_id=key.task_id,
+            run_id=key.run_id,
+            map_index=key.map_index,
+            try_number=key.try_number,
+            start_date=started,
+            end_date=ended,
+            reschedule_date=reschedule_at,
+        )
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,9 +546,12 @@ class RescheduleHistory:
 def reschedule_history(session: Session, key: TaskInstanceKey) -> RescheduleHistory:
     first, count = session.execute(
         select(func.min(TaskReschedule.start_date), func.count()).where(
-            TaskReschedule.dag_id == key.dag_id, TaskReschedule.task_id == key.task_id,
-            TaskReschedule.run_id == key.run_id, TaskReschedule.map_index == key.map_index,
-            TaskReschedule.try_number == key.try_number)
+            TaskReschedule.dag_id == key.dag_id,
+            TaskReschedule.task_id == key.task_id,
+            TaskReschedule.run_id == key.run_id,
+            TaskReschedule.map_index == key.map_index,
+            TaskReschedule.try_number == key.try_number,
+        )
     ).one()
     return RescheduleHistory(first, int(count))
 
@@ -453,5 +565,19 @@ def failure_outcome(
     return Finish(TaskState.FAILED, now, reason)
 
 
-__all__ = ["AttemptDB", "Claim", "Finish", "RescheduleHistory", "attempt_db", "claim", "failure_outcome", "finish",
-           "get_ti", "heartbeat", "record_attempt", "record_reschedule", "reschedule_history", "utcnow"]
+__all__ = [
+    "AttemptDB",
+    "Claim",
+    "Finish",
+    "RescheduleHistory",
+    "attempt_db",
+    "claim",
+    "failure_outcome",
+    "finish",
+    "get_ti",
+    "heartbeat",
+    "record_attempt",
+    "record_reschedule",
+    "reschedule_history",
+    "utcnow",
+]

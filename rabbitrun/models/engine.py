@@ -97,5 +97,9 @@ def retrying(db: DatabaseSettings) -> Any:
     """tenacity policy for one DB unit of work (the caller makes it safe to repeat)."""
     from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-    return Retrying(retry=retry_if_exception(is_transient), stop=stop_after_attempt(max(1, db.retry_attempts)),
-                    wait=wait_exponential(multiplier=0.05, max=1.0), reraise=True)
+    return Retrying(
+        retry=retry_if_exception(is_transient),
+        stop=stop_after_attempt(max(1, db.retry_attempts)),
+        wait=wait_exponential(multiplier=0.05, max=1.0),
+        reraise=True,
+    )

@@ -23,8 +23,9 @@ from rabbitrun.settings import DatabaseSettings, mask_url
 class LeanDB:
     """One DB-API connection to the metadata DB (SQLite or PostgreSQL through psycopg 3)."""
 
-    def __init__(self, conn: Any, dialect: str, url: str, integrity_error: type[Exception],
-                 driver_error: type[Exception]) -> None:
+    def __init__(
+        self, conn: Any, dialect: str, url: str, integrity_error: type[Exception], driver_error: type[Exception]
+    ) -> None:
         self._conn, self.dialect, self._url = conn, dialect, url
         # a duplicate run id; anything else the driver raises means this database cannot be used as
         # it is: connection lost, a locked file, no schema yet (the message says which)
@@ -41,8 +42,7 @@ class LeanDB:
 
             conn: Any
             try:
-                conn = sqlite3.connect(path, timeout=db.sqlite_busy_timeout_s, isolation_level=None,
-                                       uri=False)
+                conn = sqlite3.connect(path, timeout=db.sqlite_busy_timeout_s, isolation_level=None, uri=False)
                 conn.execute("PRAGMA foreign_keys=ON")
             except sqlite3.Error as exc:
                 raise DatabaseUnavailable(masked, _first_line(exc)) from exc
@@ -51,8 +51,7 @@ class LeanDB:
             import psycopg
 
             try:
-                conn = psycopg.connect(pg_url, autocommit=True,
-                                       connect_timeout=max(1, int(db.connect_timeout_s)))
+                conn = psycopg.connect(pg_url, autocommit=True, connect_timeout=max(1, int(db.connect_timeout_s)))
             except psycopg.Error as exc:
                 raise DatabaseUnavailable(masked, _first_line(exc)) from exc
             return cls(conn, "postgresql", masked, psycopg.IntegrityError, psycopg.Error)
@@ -68,8 +67,10 @@ class LeanDB:
         """A QUEUED manual run, as ``models.runs.create_run`` writes it (logical date and data
         interval = now)."""
         when = self._timestamp(now)
-        sql = ("INSERT INTO dag_run (dag_id, run_id, state, run_type, logical_date, conf, queued_at,"
-               " data_interval_start, data_interval_end) VALUES ({p}, {p}, 'queued', 'manual', {p}, {p}, {p}, {p}, {p})")
+        sql = (
+            "INSERT INTO dag_run (dag_id, run_id, state, run_type, logical_date, conf, queued_at,"
+            " data_interval_start, data_interval_end) VALUES ({p}, {p}, 'queued', 'manual', {p}, {p}, {p}, {p}, {p})"
+        )
         try:
             self._execute(sql, (dag_id, run_id, when, json.dumps(conf), when, when, when))
         except self._integrity_error as exc:
@@ -93,8 +94,10 @@ class LeanDB:
         row = self._one("SELECT state FROM dag_run WHERE dag_id = {p} AND run_id = {p}", (dag_id, run_id))
         if row is None:
             return None, {}
-        rows = self._all("SELECT state, count(*) FROM task_instance WHERE dag_id = {p} AND run_id = {p}"
-                         " GROUP BY state", (dag_id, run_id))
+        rows = self._all(
+            "SELECT state, count(*) FROM task_instance WHERE dag_id = {p} AND run_id = {p} GROUP BY state",
+            (dag_id, run_id),
+        )
         return str(row[0]), {str(state): int(count) for state, count in rows}
 
     def _timestamp(self, value: datetime) -> Any:

@@ -29,9 +29,13 @@ def expand(session: Session, placeholder: TaskInstance, length: int) -> list[Tas
     """
     won = session.execute(
         update(TaskInstance)
-        .where(TaskInstance.dag_id == placeholder.dag_id, TaskInstance.task_id == placeholder.task_id,
-               TaskInstance.run_id == placeholder.run_id, TaskInstance.map_index == -1,
-               TaskInstance.state == TaskState.NONE.value)
+        .where(
+            TaskInstance.dag_id == placeholder.dag_id,
+            TaskInstance.task_id == placeholder.task_id,
+            TaskInstance.run_id == placeholder.run_id,
+            TaskInstance.map_index == -1,
+            TaskInstance.state == TaskState.NONE.value,
+        )
         .values(map_index=0)
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
@@ -40,11 +44,23 @@ def expand(session: Session, placeholder: TaskInstance, length: int) -> list[Tas
     session.expunge(placeholder)  # its identity (map_index -1) no longer exists
     first = session.get(TaskInstance, (placeholder.dag_id, placeholder.task_id, placeholder.run_id, 0))
     assert first is not None
-    rest = [TaskInstance(dag_id=first.dag_id, task_id=first.task_id, run_id=first.run_id, map_index=i,
-                         state=TaskState.NONE.value, try_number=first.try_number, max_tries=first.max_tries,
-                         queue=first.queue, priority_weight=first.priority_weight, operator=first.operator,
-                         pool=first.pool, pool_slots=first.pool_slots)
-            for i in range(1, length)]
+    rest = [
+        TaskInstance(
+            dag_id=first.dag_id,
+            task_id=first.task_id,
+            run_id=first.run_id,
+            map_index=i,
+            state=TaskState.NONE.value,
+            try_number=first.try_number,
+            max_tries=first.max_tries,
+            queue=first.queue,
+            priority_weight=first.priority_weight,
+            operator=first.operator,
+            pool=first.pool,
+            pool_slots=first.pool_slots,
+        )
+        for i in range(1, length)
+    ]
     session.add_all(rest)
     session.flush()  # the queueing UPDATE that follows must see them
     return [first, *rest]
@@ -53,28 +69,43 @@ def expand(session: Session, placeholder: TaskInstance, length: int) -> list[Tas
 def collapse(session: Session, dag_id: str, run_id: str, task_id: str, retries: int) -> bool:
     """Clear an expanded mapped task: its instances become one placeholder again (state none),
     re-expanded when ready; their XComs go. False (nothing changed) while an instance is active."""
-    rows = session.execute(select(TaskInstance.map_index, TaskInstance.state, TaskInstance.try_number).where(
-        TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id, TaskInstance.task_id == task_id,
-        TaskInstance.map_index >= 0)).all()
+    rows = session.execute(
+        select(TaskInstance.map_index, TaskInstance.state, TaskInstance.try_number).where(
+            TaskInstance.dag_id == dag_id,
+            TaskInstance.run_id == run_id,
+            TaskInstance.task_id == task_id,
+            TaskInstance.map_index >= 0,
+        )
+    ).all()
     if not rows or any(r.state in (TaskState.QUEUED.value, TaskState.RUNNING.value) for r in rows):
         return False
     top = max(r.try_number for r in rows)
     if not transitions.collapse(session, dag_id, run_id, task_id, try_number=top, max_tries=top + retries):
         return False  # instance 0 was queued meanwhile
     mine = (TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id, TaskInstance.task_id == task_id)
-    session.execute(delete(TaskInstance).where(*mine, TaskInstance.map_index >= 1)
-                    .execution_options(synchronize_session=False))
-    session.execute(delete(XComRow).where(XComRow.dag_id == dag_id, XComRow.run_id == run_id,
-                                          XComRow.task_id == task_id, XComRow.map_index >= 0)
-                    .execution_options(synchronize_session=False))
+    session.execute(
+        delete(TaskInstance).where(*mine, TaskInstance.map_index >= 1).execution_options(synchronize_session=False)
+    )
+    session.execute(
+        delete(XComRow)
+        .where(XComRow.dag_id == dag_id, XComRow.run_id == run_id, XComRow.task_id == task_id, XComRow.map_index >= 0)
+        .execution_options(synchronize_session=False)
+    )
     return True
 
 
 def mapped_indexes(session: Session, dag_id: str, run_id: str, task_ids: Sequence[str]) -> dict[str, list[int]]:
     """Map indexes of the expanded instances of these tasks, in order (tasks not expanded are absent)."""
-    rows = session.execute(select(TaskInstance.task_id, TaskInstance.map_index).where(
-        TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id, TaskInstance.task_id.in_(list(task_ids)),
-        TaskInstance.map_index >= 0).order_by(TaskInstance.map_index)).all()
+    rows = session.execute(
+        select(TaskInstance.task_id, TaskInstance.map_index)
+        .where(
+            TaskInstance.dag_id == dag_id,
+            TaskInstance.run_id == run_id,
+            TaskInstance.task_id.in_(list(task_ids)),
+            TaskInstance.map_index >= 0,
+        )
+        .order_by(TaskInstance.map_index)
+    ).all()
     out: dict[str, list[int]] = {}
     for task_id, map_index in rows:
         out.setdefault(task_id, []).append(map_index)

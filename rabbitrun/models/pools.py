@@ -67,7 +67,9 @@ def list_pools(session: Session) -> list[PoolInfo]:
     usage: dict[str, dict[str, tuple[int, int]]] = {}
     rows = session.execute(
         select(TaskInstance.pool, TaskInstance.state, func.count(), func.sum(TaskInstance.pool_slots))
-        .where(TaskInstance.state.in_(OCCUPYING_STATES)).group_by(TaskInstance.pool, TaskInstance.state)).all()
+        .where(TaskInstance.state.in_(OCCUPYING_STATES))
+        .group_by(TaskInstance.pool, TaskInstance.state)
+    ).all()
     for pool, state, count, slots in rows:
         usage.setdefault(pool, {})[state] = (int(count), int(slots or 0))
     out = []

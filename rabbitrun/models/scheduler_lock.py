@@ -46,8 +46,9 @@ def acquire(db: DatabaseSettings) -> IO[str] | None:
         fh.close()
         raise SchedulerAlreadyRunning(
             f"another scheduler (pid {holder}) is already running against the SQLite database "
-            f"{str(path)[:-len(SUFFIX)]}: SQLite supports one scheduler; use PostgreSQL to run "
-            f"several (lock file {path})") from None
+            f"{str(path)[: -len(SUFFIX)]}: SQLite supports one scheduler; use PostgreSQL to run "
+            f"several (lock file {path})"
+        ) from None
     fh.seek(0)
     fh.truncate()
     fh.write(f"{os.getpid()}\n")

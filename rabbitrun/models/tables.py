@@ -67,7 +67,9 @@ class TaskInstance(Base):
     __tablename__ = "task_instance"
     __table_args__ = (
         ForeignKeyConstraint(
-            ["dag_id", "run_id"], ["dag_run.dag_id", "dag_run.run_id"], ondelete="CASCADE",
+            ["dag_id", "run_id"],
+            ["dag_run.dag_id", "dag_run.run_id"],
+            ondelete="CASCADE",
             name="fk_task_instance_dag_run",
         ),
         Index("ix_task_instance_state", "state"),
@@ -130,7 +132,9 @@ class TaskReschedule(Base):
     __tablename__ = "task_reschedule"
     __table_args__ = (
         ForeignKeyConstraint(
-            ["dag_id", "run_id"], ["dag_run.dag_id", "dag_run.run_id"], ondelete="CASCADE",
+            ["dag_id", "run_id"],
+            ["dag_run.dag_id", "dag_run.run_id"],
+            ondelete="CASCADE",
             name="fk_task_reschedule_dag_run",
         ),
         Index("ix_task_reschedule_ti_try", "dag_id", "task_id", "run_id", "map_index", "try_number"),

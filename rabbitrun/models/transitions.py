@@ -104,8 +104,9 @@ del S
 # --- set-based: a WHERE and the states it expects ------------------------------------------------
 
 
-def statement(edge: Edge, where: Sequence[ColumnElement[bool]], from_states: Iterable[TaskState], to: TaskState,
-              **columns: Any) -> Any:
+def statement(
+    edge: Edge, where: Sequence[ColumnElement[bool]], from_states: Iterable[TaskState], to: TaskState, **columns: Any
+) -> Any:
     """``UPDATE task_instance SET state = to, <columns> WHERE <where> AND state IN (from_states)``,
     each (from, to) checked against ``edge`` first."""
     sources = sorted(set(from_states))
@@ -113,14 +114,28 @@ def statement(edge: Edge, where: Sequence[ColumnElement[bool]], from_states: Ite
         raise InvalidTransition("(nothing)", str(to), edge.name)
     for from_ in sources:
         edge.check(from_, to)
-    expected = (TaskInstance.state == sources[0].value if len(sources) == 1
-                else TaskInstance.state.in_([s.value for s in sources]))
-    return (update(TaskInstance).where(*where, expected).values(state=to.value, **columns)
-            .execution_options(synchronize_session=False))
+    expected = (
+        TaskInstance.state == sources[0].value
+        if len(sources) == 1
+        else TaskInstance.state.in_([s.value for s in sources])
+    )
+    return (
+        update(TaskInstance)
+        .where(*where, expected)
+        .values(state=to.value, **columns)
+        .execution_options(synchronize_session=False)
+    )
 
 
-def transition(session: Session, where: Sequence[ColumnElement[bool]], from_states: Iterable[TaskState],
-               to: TaskState, *, edge: Edge, **columns: Any) -> int:
+def transition(
+    session: Session,
+    where: Sequence[ColumnElement[bool]],
+    from_states: Iterable[TaskState],
+    to: TaskState,
+    *,
+    edge: Edge,
+    **columns: Any,
+) -> int:
     """Compare-and-set the rows ``where`` selects that are in one of ``from_states`` to ``to``
     (and ``columns``); returns how many changed. Does not commit."""
     result = session.execute(statement(edge, where, from_states, to, **columns))
@@ -128,47 +143,83 @@ def transition(session: Session, where: Sequence[ColumnElement[bool]], from_stat
 
 
 def _pk(key: TaskInstanceKey) -> list[ColumnElement[bool]]:
-    return [TaskInstance.dag_id == key.dag_id, TaskInstance.task_id == key.task_id,
-            TaskInstance.run_id == key.run_id, TaskInstance.map_index == key.map_index]
+    return [
+        TaskInstance.dag_id == key.dag_id,
+        TaskInstance.task_id == key.task_id,
+        TaskInstance.run_id == key.run_id,
+        TaskInstance.map_index == key.map_index,
+    ]
 
 
 def release(session: Session, key: TaskInstanceKey, reason: str | None, at: datetime) -> bool:
     """RUNNING -> QUEUED for this try, on a warm shutdown: the requeued delivery claims it again.
     Does not commit."""
-    return bool(transition(session, [*_pk(key), TaskInstance.try_number == key.try_number], [TaskState.RUNNING],
-                           TaskState.QUEUED, edge=RELEASE, reason=reason, queued_at=at))
+    return bool(
+        transition(
+            session,
+            [*_pk(key), TaskInstance.try_number == key.try_number],
+            [TaskState.RUNNING],
+            TaskState.QUEUED,
+            edge=RELEASE,
+            reason=reason,
+            queued_at=at,
+        )
+    )
 
 
 def mark_for_republish(session: Session, key: TaskInstanceKey, envelope_id: str, reason: str) -> bool:
     """QUEUED -> SCHEDULED for this envelope: no message carries it any more, so the scheduler
     publishes it again (same try). False when its state moved on meanwhile. Commits."""
-    done = transition(session, [*_pk(key), TaskInstance.try_number == key.try_number,
-                                TaskInstance.envelope_id == envelope_id],
-                      [TaskState.QUEUED], TaskState.SCHEDULED, edge=REPUBLISH, reason=reason)
+    done = transition(
+        session,
+        [*_pk(key), TaskInstance.try_number == key.try_number, TaskInstance.envelope_id == envelope_id],
+        [TaskState.QUEUED],
+        TaskState.SCHEDULED,
+        edge=REPUBLISH,
+        reason=reason,
+    )
     session.commit()
     return bool(done)
 
 
-def put_back(session: Session, key: TaskInstanceKey, envelope_id: str, to: TaskState, reason: str,
-             now: datetime) -> bool:
+def put_back(
+    session: Session, key: TaskInstanceKey, envelope_id: str, to: TaskState, reason: str, now: datetime
+) -> bool:
     """QUEUED (with this envelope) -> SCHEDULED, or FAILED (ended now), after its publish failed.
     Does not commit."""
     columns: dict[str, Any] = {"reason": reason}
     if to == TaskState.FAILED:
         columns["end_date"] = now
-    return bool(transition(session, [*_pk(key), TaskInstance.envelope_id == envelope_id], [TaskState.QUEUED], to,
-                           edge=PUT_BACK, **columns))
+    return bool(
+        transition(
+            session,
+            [*_pk(key), TaskInstance.envelope_id == envelope_id],
+            [TaskState.QUEUED],
+            to,
+            edge=PUT_BACK,
+            **columns,
+        )
+    )
 
 
-def end_stuck_queued(session: Session, key: TaskInstanceKey, envelope_id: str | None, to: TaskState, reason: str,
-                     now: datetime) -> bool:
+def end_stuck_queued(
+    session: Session, key: TaskInstanceKey, envelope_id: str | None, to: TaskState, reason: str, now: datetime
+) -> bool:
     """QUEUED (with the envelope seen) -> FAILED (ended now) or SCHEDULED (published again): no worker
     claimed it in time. Another scheduler may have handled it already. Does not commit."""
     columns: dict[str, Any] = {"reason": reason}
     if to == TaskState.FAILED:
         columns["end_date"] = now
-    return bool(transition(session, [*_pk(key), TaskInstance.envelope_id == envelope_id], [TaskState.QUEUED], to,
-                           edge=STUCK_QUEUED, **columns))
+    return bool(
+        transition(
+            session,
+            [*_pk(key), TaskInstance.envelope_id == envelope_id],
+            [TaskState.QUEUED],
+            to,
+            edge=STUCK_QUEUED,
+            **columns,
+        )
+    )
 
 
 def reset_downstream(session: Session, dag_id: str, run_id: str, task_ids: Sequence[str]) -> list[str]:
@@ -176,9 +227,14 @@ def reset_downstream(session: Session, dag_id: str, run_id: str, task_ids: Seque
     hand), so they are evaluated again; returns the task ids reset. Does not commit."""
     if not task_ids:
         return []
-    stmt = statement(RESET_DOWNSTREAM, [TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id,
-                                        TaskInstance.task_id.in_(list(task_ids))],
-                     RESET_DOWNSTREAM.sources, TaskState.NONE, end_date=None, reason=None)
+    stmt = statement(
+        RESET_DOWNSTREAM,
+        [TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id, TaskInstance.task_id.in_(list(task_ids))],
+        RESET_DOWNSTREAM.sources,
+        TaskState.NONE,
+        end_date=None,
+        reason=None,
+    )
     return list(session.execute(stmt.returning(TaskInstance.task_id)).scalars())
 
 
@@ -188,31 +244,63 @@ def mark_run(session: Session, dag_id: str, run_id: str, state: TaskState, now: 
     commit."""
     mine = [TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id]
     if state == TaskState.SUCCESS:
-        transition(session, mine, MARK_RUN_SUCCESS.sources, TaskState.SUCCESS, edge=MARK_RUN_SUCCESS,
-                   end_date=now, next_retry_at=None, reason=reason)
+        transition(
+            session,
+            mine,
+            MARK_RUN_SUCCESS.sources,
+            TaskState.SUCCESS,
+            edge=MARK_RUN_SUCCESS,
+            end_date=now,
+            next_retry_at=None,
+            reason=reason,
+        )
         return
-    transition(session, mine, MARK_RUN_FAILED.sources, TaskState.FAILED, edge=MARK_RUN_FAILED,
-               end_date=now, reason=reason)
-    transition(session, mine, MARK_RUN_SKIP.sources, TaskState.SKIPPED, edge=MARK_RUN_SKIP,  # running: failed now
-               end_date=now, next_retry_at=None, reason=reason)
+    transition(
+        session, mine, MARK_RUN_FAILED.sources, TaskState.FAILED, edge=MARK_RUN_FAILED, end_date=now, reason=reason
+    )
+    transition(
+        session,
+        mine,
+        MARK_RUN_SKIP.sources,
+        TaskState.SKIPPED,
+        edge=MARK_RUN_SKIP,  # running: failed now
+        end_date=now,
+        next_retry_at=None,
+        reason=reason,
+    )
 
 
 def collapse(session: Session, dag_id: str, run_id: str, task_id: str, *, try_number: int, max_tries: int) -> bool:
     """A cleared mapped task's instance 0 becomes its placeholder again (map_index -1, state none),
     unless it is queued or running; the caller deletes the other instances. Does not commit."""
-    where = [TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id, TaskInstance.task_id == task_id,
-             TaskInstance.map_index == 0]
-    return bool(transition(session, where, COLLAPSE.sources, TaskState.NONE, edge=COLLAPSE, map_index=-1,
-                           try_number=try_number, max_tries=max_tries, end_date=None, reason=None,
-                           next_retry_at=None))
+    where = [
+        TaskInstance.dag_id == dag_id,
+        TaskInstance.run_id == run_id,
+        TaskInstance.task_id == task_id,
+        TaskInstance.map_index == 0,
+    ]
+    return bool(
+        transition(
+            session,
+            where,
+            COLLAPSE.sources,
+            TaskState.NONE,
+            edge=COLLAPSE,
+            map_index=-1,
+            try_number=try_number,
+            max_tries=max_tries,
+            end_date=None,
+            reason=None,
+            next_retry_at=None,
+        )
+    )
 
 
 # --- rows a caller loaded: the row shows its new values, as an ORM attribute set would -------------
 
 
 def _row_key(ti: TaskInstance) -> dict[str, Any]:
-    return {"k_dag": ti.dag_id, "k_task": ti.task_id, "k_run": ti.run_id, "k_map": ti.map_index,
-            "k_try": ti.try_number}
+    return {"k_dag": ti.dag_id, "k_task": ti.task_id, "k_run": ti.run_id, "k_map": ti.map_index, "k_try": ti.try_number}
 
 
 _ROW_STATEMENTS: dict[tuple[TaskState, TaskState, tuple[str, ...]], Any] = {}
@@ -224,8 +312,10 @@ def _row_statement(from_: TaskState, to: TaskState, names: tuple[str, ...]) -> A
     found = _ROW_STATEMENTS.get((from_, to, names))
     if found is None:
         found = _ROW_STATEMENTS[(from_, to, names)] = (
-            update(_TI).where(_ti_pk(), _TI.c.state == from_.value)
-            .values(state=to.value, **{name: bindparam(f"c_{name}") for name in names}))
+            update(_TI)
+            .where(_ti_pk(), _TI.c.state == from_.value)
+            .values(state=to.value, **{name: bindparam(f"c_{name}") for name in names})
+        )
     return found
 
 
@@ -236,8 +326,9 @@ def _show(ti: TaskInstance, to: TaskState, columns: dict[str, Any]) -> None:
         set_committed_value(ti, name, value)
 
 
-def change(session: Session, ti: TaskInstance, edge: Edge, to: TaskState, *, expected: TaskState | None = None,
-           **columns: Any) -> bool:
+def change(
+    session: Session, ti: TaskInstance, edge: Edge, to: TaskState, *, expected: TaskState | None = None, **columns: Any
+) -> bool:
     """Compare-and-set one loaded row (by its key and try) from the state it was read in (or
     ``expected``) to ``to``, now; the row shows its new values. False, and the row expired, when its
     state moved on meanwhile. Does not commit."""
@@ -262,8 +353,9 @@ class Changes:
 
     def __init__(self) -> None:
         # per kind of change: its statement, and each row with its parameters
-        self._rows: dict[tuple[TaskState, TaskState, tuple[str, ...]],
-                         tuple[Any, list[tuple[TaskInstance, dict[str, Any]]]]] = {}
+        self._rows: dict[
+            tuple[TaskState, TaskState, tuple[str, ...]], tuple[Any, list[tuple[TaskInstance, dict[str, Any]]]]
+        ] = {}
 
     def add(self, ti: TaskInstance, edge: Edge, to: TaskState, **columns: Any) -> None:
         from_ = TaskState(ti.state)
@@ -297,9 +389,13 @@ class Changes:
 
 
 def _ti_pk() -> Any:
-    return and_(_TI.c.dag_id == bindparam("k_dag"), _TI.c.task_id == bindparam("k_task"),
-                _TI.c.run_id == bindparam("k_run"), _TI.c.map_index == bindparam("k_map"),
-                _TI.c.try_number == bindparam("k_try"))
+    return and_(
+        _TI.c.dag_id == bindparam("k_dag"),
+        _TI.c.task_id == bindparam("k_task"),
+        _TI.c.run_id == bindparam("k_run"),
+        _TI.c.map_index == bindparam("k_map"),
+        _TI.c.try_number == bindparam("k_try"),
+    )
 
 
 def _claim_update() -> Any:
@@ -307,16 +403,32 @@ def _claim_update() -> Any:
         CLAIM.check(from_, TaskState.RUNNING)
     return (
         update(_TI)
-        .where(_ti_pk(),
-               # ... or already ours: a retry after a commit whose answer was lost wins again
-               or_(*(_TI.c.state == s.value for s in sorted(CLAIMABLE_STATES)),
-                   and_(_TI.c.state == TaskState.RUNNING.value, _TI.c.pid == bindparam("p_pid"),
-                        _TI.c.hostname == bindparam("p_host"), _TI.c.start_date == bindparam("p_now"))))
-        .values(state=TaskState.RUNNING.value, start_date=bindparam("p_now"), end_date=None, duration=None,
-                hostname=bindparam("p_host"), pid=bindparam("p_pid"), last_heartbeat_at=bindparam("p_now"),
-                reason=None, next_retry_at=None,
-                # the envelope that won is the one the worker heartbeats; NULL (in-process run): keep the row's
-                envelope_id=func.coalesce(bindparam("p_envelope", type_=_TI.c.envelope_id.type), _TI.c.envelope_id))
+        .where(
+            _ti_pk(),
+            # ... or already ours: a retry after a commit whose answer was lost wins again
+            or_(
+                *(_TI.c.state == s.value for s in sorted(CLAIMABLE_STATES)),
+                and_(
+                    _TI.c.state == TaskState.RUNNING.value,
+                    _TI.c.pid == bindparam("p_pid"),
+                    _TI.c.hostname == bindparam("p_host"),
+                    _TI.c.start_date == bindparam("p_now"),
+                ),
+            ),
+        )
+        .values(
+            state=TaskState.RUNNING.value,
+            start_date=bindparam("p_now"),
+            end_date=None,
+            duration=None,
+            hostname=bindparam("p_host"),
+            pid=bindparam("p_pid"),
+            last_heartbeat_at=bindparam("p_now"),
+            reason=None,
+            next_retry_at=None,
+            # the envelope that won is the one the worker heartbeats; NULL (in-process run): keep the row's
+            envelope_id=func.coalesce(bindparam("p_envelope", type_=_TI.c.envelope_id.type), _TI.c.envelope_id),
+        )
     )
 
 
@@ -327,8 +439,13 @@ CLAIM_UPDATE = _claim_update()
 FINISH_UPDATE = (
     update(_TI)
     .where(_ti_pk(), _TI.c.state == bindparam("p_expect"))
-    .values(state=bindparam("p_state"), end_date=bindparam("p_end"), reason=bindparam("p_reason"),
-            duration=bindparam("p_duration"), next_retry_at=bindparam("p_next"))
+    .values(
+        state=bindparam("p_state"),
+        end_date=bindparam("p_end"),
+        reason=bindparam("p_reason"),
+        duration=bindparam("p_duration"),
+        next_retry_at=bindparam("p_next"),
+    )
     .returning(_TI.c.hostname, _TI.c.pid)
 )
 
@@ -344,8 +461,9 @@ _QUEUE_STATEMENTS: dict[tuple[str, bool], Any] = {}
 QueueRow = tuple[str, str, str, int, int, str | None]
 
 
-def queue_rows(session: Session, rows: Sequence[QueueRow], *, keep_try: bool, queue: str,
-               now: datetime) -> list[tuple[str, str, str, int, int, str | None]]:
+def queue_rows(
+    session: Session, rows: Sequence[QueueRow], *, keep_try: bool, queue: str, now: datetime
+) -> list[tuple[str, str, str, int, int, str | None]]:
     """Ready rows -> QUEUED on ``queue``, each a compare-and-set on the (key, try, state) it was read
     with (``rows``): never queued twice (scheduler HA). ``keep_try``: SCHEDULED (a re-publish) and
     UP_FOR_RESCHEDULE rows keep their try and reason; else NONE / UP_FOR_RETRY take try + 1. Returns
@@ -355,9 +473,12 @@ def queue_rows(session: Session, rows: Sequence[QueueRow], *, keep_try: bool, qu
         if row[5] not in edge.sources:
             raise InvalidTransition(str(row[5]), TaskState.QUEUED.value, edge.name)
     dialect = session.get_bind().dialect.name
-    return cast(list[tuple[str, str, str, int, int, str | None]], session.execute(
-        _queue_statement(dialect, keep_try), {"q_now": now, "q_queue": queue, **_read_as_params(dialect, rows)}
-    ).all())
+    return cast(
+        list[tuple[str, str, str, int, int, str | None]],
+        session.execute(
+            _queue_statement(dialect, keep_try), {"q_now": now, "q_queue": queue, **_read_as_params(dialect, rows)}
+        ).all(),
+    )
 
 
 def _queue_statement(dialect: str, keep_try: bool) -> Any:
@@ -372,21 +493,38 @@ def _queue_statement(dialect: str, keep_try: bool) -> Any:
         return statement
     ti = _TI
     values: dict[str, Any] = {
-        "state": TaskState.QUEUED.value, "queued_at": bindparam("q_now"), "queue": bindparam("q_queue"),
-        "hostname": None, "pid": None, "start_date": None, "end_date": None, "duration": None,
-        "envelope_id": _random_id(dialect)}
+        "state": TaskState.QUEUED.value,
+        "queued_at": bindparam("q_now"),
+        "queue": bindparam("q_queue"),
+        "hostname": None,
+        "pid": None,
+        "start_date": None,
+        "end_date": None,
+        "duration": None,
+        "envelope_id": _random_id(dialect),
+    }
     if not keep_try:  # re-published SCHEDULED and rescheduled sensors keep their try (and reason)
         values.update(try_number=ti.c.try_number + 1, reason=None)
     if dialect == "postgresql":
-        read = func.unnest(*(bindparam(f"read_{name}", type_=ARRAY(kind)) for name, kind in
-                             zip(_READ_AS, _READ_AS_TYPES, strict=True))
-                           ).table_valued(*_READ_AS).render_derived(name="read_as")
+        read = (
+            func.unnest(
+                *(
+                    bindparam(f"read_{name}", type_=ARRAY(kind))
+                    for name, kind in zip(_READ_AS, _READ_AS_TYPES, strict=True)
+                )
+            )
+            .table_valued(*_READ_AS)
+            .render_derived(name="read_as")
+        )
         match = [ti.c[name] == read.c[name] for name in _READ_AS]
     else:
         match = [tuple_(*(ti.c[name] for name in _READ_AS)).in_(bindparam("read_rows", expanding=True))]
     statement = _QUEUE_STATEMENTS[(dialect, keep_try)] = (
-        update(ti).where(*match).values(values)
-        .returning(ti.c.dag_id, ti.c.task_id, ti.c.run_id, ti.c.map_index, ti.c.try_number, ti.c.envelope_id))
+        update(ti)
+        .where(*match)
+        .values(values)
+        .returning(ti.c.dag_id, ti.c.task_id, ti.c.run_id, ti.c.map_index, ti.c.try_number, ti.c.envelope_id)
+    )
     return statement
 
 
@@ -403,6 +541,24 @@ def _random_id(dialect: str) -> Any:
     return func.lower(func.hex(func.randomblob(16)))
 
 
-__all__ = ["CLAIM", "CLAIM_UPDATE", "EDGES", "FINISH", "FINISH_UPDATE", "Changes", "Edge", "change", "check_finish",
-           "collapse", "end_stuck_queued", "mark_for_republish", "mark_run", "put_back", "queue_rows", "release",
-           "reset_downstream", "statement", "transition"]
+__all__ = [
+    "CLAIM",
+    "CLAIM_UPDATE",
+    "EDGES",
+    "FINISH",
+    "FINISH_UPDATE",
+    "Changes",
+    "Edge",
+    "change",
+    "check_finish",
+    "collapse",
+    "end_stuck_queued",
+    "mark_for_republish",
+    "mark_run",
+    "put_back",
+    "queue_rows",
+    "release",
+    "reset_downstream",
+    "statement",
+    "transition",
+]

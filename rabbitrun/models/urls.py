@@ -15,9 +15,9 @@ def sqlite_file(url: str) -> str | None:
     """The file of a plain ``sqlite:///`` URL (no query options, not in memory); None otherwise."""
     if not url.startswith(_SQLITE) or "?" in url or url == _SQLITE + ":memory:":
         return None
-    return url[len(_SQLITE):]
+    return url[len(_SQLITE) :]
 
 
 def libpq_url(url: str) -> str | None:
     """The libpq form of a ``postgresql+psycopg://`` URL; None for anything else."""
-    return "postgresql://" + url[len(_PSYCOPG):] if url.startswith(_PSYCOPG) else None
+    return "postgresql://" + url[len(_PSYCOPG) :] if url.startswith(_PSYCOPG) else None

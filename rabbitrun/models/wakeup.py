@@ -85,7 +85,8 @@ class Listener:
             path.unlink()
         try:
             self._transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-                lambda: _Datagrams(self._on_new_run), local_addr=str(path), family=socket.AF_UNIX)
+                lambda: _Datagrams(self._on_new_run), local_addr=str(path), family=socket.AF_UNIX
+            )
         except OSError as exc:  # e.g. a path longer than AF_UNIX allows: triggers wait for the poll
             log.warning("no wake-up socket at %s (%s): new runs are found by polling", path, exc)
             return

@@ -65,9 +65,12 @@ def _untag(value: Any) -> Any:
             return {k: _untag(v) for k, v in value.items()}
         raw = value["v"]
         decoders: dict[str, Callable[[], Any]] = {
-            "tuple": lambda: tuple(_untag(v) for v in raw), "set": lambda: {_untag(v) for v in raw},
-            "datetime": lambda: datetime.fromisoformat(raw), "date": lambda: date.fromisoformat(raw),
-            "timedelta": lambda: timedelta(seconds=raw), "bytes": lambda: base64.b64decode(raw),
+            "tuple": lambda: tuple(_untag(v) for v in raw),
+            "set": lambda: {_untag(v) for v in raw},
+            "datetime": lambda: datetime.fromisoformat(raw),
+            "date": lambda: date.fromisoformat(raw),
+            "timedelta": lambda: timedelta(seconds=raw),
+            "bytes": lambda: base64.b64decode(raw),
             "dict": lambda: {k: _untag(v) for k, v in raw},
         }
         if kind not in decoders:
@@ -121,7 +124,13 @@ class DatabaseXComBackend:
 
 
 def set_xcom(
-    session: Session, ti: TaskInstanceKey, key: str, value: Any, *, allow_pickle: bool, max_bytes: int,
+    session: Session,
+    ti: TaskInstanceKey,
+    key: str,
+    value: Any,
+    *,
+    allow_pickle: bool,
+    max_bytes: int,
     backend: XComBackend | None = None,
 ) -> None:
     """Insert or replace one XCom of a task instance (no commit)."""
@@ -133,25 +142,46 @@ def set_xcom(
         )
     row = session.execute(
         select(XComRow).where(
-            XComRow.dag_id == ti.dag_id, XComRow.run_id == ti.run_id, XComRow.task_id == ti.task_id,
-            XComRow.map_index == ti.map_index, XComRow.key == key,
+            XComRow.dag_id == ti.dag_id,
+            XComRow.run_id == ti.run_id,
+            XComRow.task_id == ti.task_id,
+            XComRow.map_index == ti.map_index,
+            XComRow.key == key,
         )
     ).scalar_one_or_none()
     if row is None:
-        session.add(XComRow(dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, map_index=ti.map_index,
-                            key=key, value=data, value_type=value_type, timestamp=utcnow()))
+        session.add(
+            XComRow(
+                dag_id=ti.dag_id,
+                task_id=ti.task_id,
+                run_id=ti.run_id,
+                map_index=ti.map_index,
+                key=key,
+                value=data,
+                value_type=value_type,
+                timestamp=utcnow(),
+            )
+        )
     else:
         row.value, row.value_type, row.timestamp = data, value_type, utcnow()
 
 
 def get_xcoms(
-    session: Session, dag_id: str, run_id: str, task_ids: Sequence[str], key: str, *, allow_pickle: bool,
+    session: Session,
+    dag_id: str,
+    run_id: str,
+    task_ids: Sequence[str],
+    key: str,
+    *,
+    allow_pickle: bool,
     backend: XComBackend | None = None,
 ) -> dict[tuple[str, int], Any]:
     """Values by (task_id, map_index) for the given task ids and key."""
     rows = session.execute(
         select(XComRow.task_id, XComRow.map_index, XComRow.value, XComRow.value_type).where(
-            XComRow.dag_id == dag_id, XComRow.run_id == run_id, XComRow.task_id.in_(list(task_ids)),
+            XComRow.dag_id == dag_id,
+            XComRow.run_id == run_id,
+            XComRow.task_id.in_(list(task_ids)),
             XComRow.key == key,
         )
     ).all()
@@ -167,8 +197,9 @@ def load_backend(dotted_path: str, settings: Settings) -> XComBackend:
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError, ValueError) as exc:
-        raise ConfigError(f"[core] xcom_backend {dotted_path!r} cannot be imported: {exc}",
-                          key="core.xcom_backend") from exc
+        raise ConfigError(
+            f"[core] xcom_backend {dotted_path!r} cannot be imported: {exc}", key="core.xcom_backend"
+        ) from exc
     backend: XComBackend = cls(settings)
     return backend
 
@@ -182,8 +213,11 @@ def clean(session: Session, before: datetime, *, dry_run: bool) -> int:
     query = select(func.count()).select_from(XComRow).where(XComRow.timestamp < before)
     count = int(session.execute(query).scalar_one())
     if not dry_run:
-        refs = session.execute(select(XComRow.value).where(XComRow.timestamp < before,
-                                                           XComRow.value_type == REF)).scalars().all()
+        refs = (
+            session.execute(select(XComRow.value).where(XComRow.timestamp < before, XComRow.value_type == REF))
+            .scalars()
+            .all()
+        )
         session.execute(delete(XComRow).where(XComRow.timestamp < before))
         session.commit()
         for ref in refs:  # after the commit: a failed delete must not lose the value of a kept row

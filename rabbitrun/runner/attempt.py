@@ -64,8 +64,15 @@ class AttemptOutcome:
 
 
 def run_attempt(
-    settings: Settings, sessions: sessionmaker[Session], dagbag: DagBag, key: TaskInstanceKey,
-    *, hostname: str, in_process: bool, clock_start: float | None = None, envelope_id: str | None = None,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    dagbag: DagBag,
+    key: TaskInstanceKey,
+    *,
+    hostname: str,
+    in_process: bool,
+    clock_start: float | None = None,
+    envelope_id: str | None = None,
 ) -> AttemptOutcome:
     """Claim ``key`` and run it to a recorded final state (or release it on shutdown).
 
@@ -80,8 +87,9 @@ def run_attempt(
     try:
         for attempt in retrying(settings.database):
             with attempt, attempts.attempt_db(sessions) as db:
-                claim = attempts.claim(db, key, hostname=hostname, pid=os.getpid(), now=claimed_at,
-                                       envelope_id=envelope_id)
+                claim = attempts.claim(
+                    db, key, hostname=hostname, pid=os.getpid(), now=claimed_at, envelope_id=envelope_id
+                )
     except DBAPIError as exc:  # the DB is down at task start: say so at once, never hang
         reason = f"metadata database unavailable at task start: {str(exc.orig or exc).strip().splitlines()[0]}"
         return AttemptOutcome(key, "db_unavailable", False, None, None, reason)
@@ -94,16 +102,23 @@ def run_attempt(
     access = runtime.build(settings, sessions, masker)
     tokens = runtime.activate(access), use_masker(masker)
     try:
-        return _run_claimed(settings, access, masker, dagbag, key, claim, hostname, in_process, clock_start,
-                            started)
+        return _run_claimed(settings, access, masker, dagbag, key, claim, hostname, in_process, clock_start, started)
     finally:
         reset_masker(tokens[1])
         runtime.deactivate(tokens[0])
 
 
 def _run_claimed(
-    settings: Settings, access: runtime.DataAccess, masker: SecretsMasker, dagbag: DagBag, key: TaskInstanceKey,
-    claim: attempts.Claim, hostname: str, in_process: bool, clock_start: float, started: datetime,
+    settings: Settings,
+    access: runtime.DataAccess,
+    masker: SecretsMasker,
+    dagbag: DagBag,
+    key: TaskInstanceKey,
+    claim: attempts.Claim,
+    hostname: str,
+    in_process: bool,
+    clock_start: float,
+    started: datetime,
 ) -> AttemptOutcome:
     sessions = access.sessions
     with attempt_log(settings, key, masker.filter()):
@@ -121,9 +136,15 @@ def _run_claimed(
                 with attempt, sessions() as session:
                     finish, error, recorded = _record(session, access, key, finish, error, value, started)
         if recorded:
-            log.info("Marking task as %s. dag_id=%s, task_id=%s, run_id=%s, start_date=%s, end_date=%s",
-                     finish.state.upper(), key.dag_id, key.task_id, key.run_id, started.isoformat(),
-                     finish.ended_at.isoformat())
+            log.info(
+                "Marking task as %s. dag_id=%s, task_id=%s, run_id=%s, start_date=%s, end_date=%s",
+                finish.state.upper(),
+                key.dag_id,
+                key.task_id,
+                key.run_id,
+                started.isoformat(),
+                finish.ended_at.isoformat(),
+            )
             _run_callback(seen, finish.state, error, log)
         else:
             log.warning("Attempt %s was already decided elsewhere; keeping that decision", key)
@@ -133,8 +154,11 @@ def _run_claimed(
 # outcomes whose record is the state change and the attempt row only (no XCom, no reschedule row)
 _STATE_ONLY = frozenset({TaskState.SUCCESS, TaskState.FAILED, TaskState.UP_FOR_RETRY, TaskState.SKIPPED})
 
-_CALLBACKS = {TaskState.SUCCESS: "on_success_callback", TaskState.FAILED: "on_failure_callback",
-              TaskState.UP_FOR_RETRY: "on_retry_callback"}
+_CALLBACKS = {
+    TaskState.SUCCESS: "on_success_callback",
+    TaskState.FAILED: "on_failure_callback",
+    TaskState.UP_FOR_RETRY: "on_retry_callback",
+}
 
 
 def _run_callback(seen: dict[str, Any], state: TaskState, error: str, log: logging.Logger) -> None:
@@ -147,13 +171,18 @@ def _run_callback(seen: dict[str, Any], state: TaskState, error: str, log: loggi
         return
     try:
         callback({**context, "exception": error or None, "state": state.value})
-    except Exception:  # noqa: BLE001 - user callback: logged, never changes the recorded outcome
+    except Exception:
         log.exception("%s of %s failed; the task outcome (%s) stands", name, task, state.value)
 
 
 def _record(
-    session: Session, access: runtime.DataAccess, key: TaskInstanceKey, finish: attempts.Finish, error: str,
-    value: Any, started: datetime,
+    session: Session,
+    access: runtime.DataAccess,
+    key: TaskInstanceKey,
+    finish: attempts.Finish,
+    error: str,
+    value: Any,
+    started: datetime,
 ) -> tuple[attempts.Finish, str, bool]:
     """Write the final state and the return value's XCom in one transaction (one commit)."""
     if finish.state == TaskState.QUEUED:  # released on shutdown: the requeued delivery claims it again
@@ -164,8 +193,15 @@ def _record(
     if value is not _NO_VALUE:
         try:
             core = access.settings.core
-            xcom.set_xcom(session, key, xcom.RETURN_VALUE, value, allow_pickle=core.enable_xcom_pickling,
-                          max_bytes=core.max_xcom_size, backend=access.xcom_backend)
+            xcom.set_xcom(
+                session,
+                key,
+                xcom.RETURN_VALUE,
+                value,
+                allow_pickle=core.enable_xcom_pickling,
+                max_bytes=core.max_xcom_size,
+                backend=access.xcom_backend,
+            )
         except XComError as exc:
             session.rollback()
             logging.getLogger(TASK_LOGGER).error("Task failed: %s", exc)
@@ -181,8 +217,14 @@ def _record(
 
 
 def _execute(
-    access: runtime.DataAccess, dagbag: DagBag, key: TaskInstanceKey,
-    claim: attempts.Claim, hostname: str, in_process: bool, clock_start: float, log: logging.Logger,
+    access: runtime.DataAccess,
+    dagbag: DagBag,
+    key: TaskInstanceKey,
+    claim: attempts.Claim,
+    hostname: str,
+    in_process: bool,
+    clock_start: float,
+    log: logging.Logger,
     seen: dict[str, Any],
 ) -> tuple[attempts.Finish, str, Any]:
     """Run the operator; every way it can end becomes a Finish (a process boundary).
@@ -211,15 +253,21 @@ def _execute(
         return attempts.Finish(TaskState.SKIPPED, utcnow(), str(exc) or "skipped"), "", _NO_VALUE
     except RescheduleTask as exc:  # same try, slot freed: the scheduler queues it again when due
         log.info("Rescheduling task; next poke at %s", exc.reschedule_at.isoformat())
-        return (attempts.Finish(TaskState.UP_FOR_RESCHEDULE, utcnow(), str(exc), exc.reschedule_at.astimezone(UTC)),
-                "", _NO_VALUE)
+        return (
+            attempts.Finish(TaskState.UP_FOR_RESCHEDULE, utcnow(), str(exc), exc.reschedule_at.astimezone(UTC)),
+            "",
+            _NO_VALUE,
+        )
     except Terminated as exc:
         log.warning("Attempt released: %s (worker shutdown); the delivery goes back to the queue", exc)
         return attempts.Finish(TaskState.QUEUED, utcnow(), f"released: {exc}"), str(exc), _NO_VALUE
     except (DagError, RabbitrunError) as exc:
         log.error("Task failed: %s", exc)
-        return (attempts.failure_outcome(key.try_number, claim.max_tries, None, str(exc), utcnow(), retry=False),
-                str(exc), _NO_VALUE)
+        return (
+            attempts.failure_outcome(key.try_number, claim.max_tries, None, str(exc), utcnow(), retry=False),
+            str(exc),
+            _NO_VALUE,
+        )
     except Exception as exc:  # noqa: BLE001 - process boundary: user code may raise anything
         log.error("Task failed with exception\n%s", traceback.format_exc().rstrip())
         reason = f"{type(exc).__name__}: {exc}"

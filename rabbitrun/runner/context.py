@@ -25,8 +25,9 @@ _NO_VALUE: Any = object()
 class RuntimeTaskInstance:
     """``context["ti"]``: the attempt as Airflow's TaskInstance presents it to a task."""
 
-    def __init__(self, key: TaskInstanceKey, task: BaseOperator, claim: attempts.Claim, hostname: str,
-                 access: runtime.DataAccess) -> None:
+    def __init__(
+        self, key: TaskInstanceKey, task: BaseOperator, claim: attempts.Claim, hostname: str, access: runtime.DataAccess
+    ) -> None:
         self.key = key
         self.task = task
         self.dag_id, self.task_id, self.run_id = key.dag_id, key.task_id, key.run_id
@@ -40,13 +41,26 @@ class RuntimeTaskInstance:
     def xcom_push(self, key: str, value: Any) -> None:
         core = self._access.settings.core
         with self._access.sessions() as session:
-            xcom.set_xcom(session, self.key, key, value, allow_pickle=core.enable_xcom_pickling,
-                          max_bytes=core.max_xcom_size, backend=self._access.xcom_backend)
+            xcom.set_xcom(
+                session,
+                self.key,
+                key,
+                value,
+                allow_pickle=core.enable_xcom_pickling,
+                max_bytes=core.max_xcom_size,
+                backend=self._access.xcom_backend,
+            )
             session.commit()
 
-    def xcom_pull(self, task_ids: str | Sequence[str] | None = None, key: str = xcom.RETURN_VALUE,
-                  dag_id: str | None = None, run_id: str | None = None, default: Any = None,
-                  map_indexes: int | Sequence[int] | None = None) -> Any:
+    def xcom_pull(
+        self,
+        task_ids: str | Sequence[str] | None = None,
+        key: str = xcom.RETURN_VALUE,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        default: Any = None,
+        map_indexes: int | Sequence[int] | None = None,
+    ) -> Any:
         """One task id -> its value; a list -> values in the order asked (None where missing).
 
         A mapped task's value is the list of its instances' values in map-index
@@ -56,16 +70,23 @@ class RuntimeTaskInstance:
         ids = [self.task_id] if task_ids is None else [task_ids] if isinstance(task_ids, str) else list(task_ids)
         dag_id, run_id = dag_id or self.dag_id, run_id or self.run_id
         with self._access.sessions() as session:
-            found = xcom.get_xcoms(session, dag_id, run_id, ids, key,
-                                   allow_pickle=self._access.settings.core.enable_xcom_pickling,
-                                   backend=self._access.xcom_backend)
+            found = xcom.get_xcoms(
+                session,
+                dag_id,
+                run_id,
+                ids,
+                key,
+                allow_pickle=self._access.settings.core.enable_xcom_pickling,
+                backend=self._access.xcom_backend,
+            )
             maybe = [t for t in ids if self._is_mapped(t, dag_id) is not False] if map_indexes is None else []
             indexes = mapping.mapped_indexes(session, dag_id, run_id, maybe) if maybe else {}
         if map_indexes is not None:
             values = [_pick(found, tid, map_indexes, default) for tid in ids]
         else:
-            values = [_value_for(found, tid, indexes.get(tid), bool(self._is_mapped(tid, dag_id)), default)
-                      for tid in ids]
+            values = [
+                _value_for(found, tid, indexes.get(tid), bool(self._is_mapped(tid, dag_id)), default) for tid in ids
+            ]
         return values[0] if isinstance(task_ids, str) or task_ids is None else values
 
     def _is_mapped(self, task_id: str, dag_id: str) -> bool | None:
@@ -86,8 +107,9 @@ class RuntimeTaskInstance:
         return f"<TaskInstance {self.key}>"
 
 
-def _value_for(found: dict[tuple[str, int], Any], task_id: str, indexes: list[int] | None, mapped: bool,
-               default: Any) -> Any:
+def _value_for(
+    found: dict[tuple[str, int], Any], task_id: str, indexes: list[int] | None, mapped: bool, default: Any
+) -> Any:
     if indexes:
         return [found.get((task_id, mi)) for mi in indexes]
     if mapped:
@@ -133,15 +155,26 @@ class _ConnectionAccessor:
         return self.get(conn_id)
 
 
-def build_context(ti: RuntimeTaskInstance, dag: DAG, run: DagRun | SimpleNamespace, access: runtime.DataAccess) -> dict[str, Any]:
+def build_context(
+    ti: RuntimeTaskInstance, dag: DAG, run: DagRun | SimpleNamespace, access: runtime.DataAccess
+) -> dict[str, Any]:
     conf = json.loads(run.conf or "{}")
     params = {**(getattr(dag, "params", None) or {}), **(ti.task.params or {}), **conf}
     logical_date = run.logical_date
     return {
-        "ti": ti, "task_instance": ti, "task": ti.task, "dag": dag, "dag_run": run,
-        "run_id": run.run_id, "logical_date": logical_date, "ds": logical_date.strftime("%Y-%m-%d"),
-        "ds_nodash": logical_date.strftime("%Y%m%d"), "ts": logical_date.isoformat(),
-        "params": params, "conf": conf, "try_number": ti.try_number,
+        "ti": ti,
+        "task_instance": ti,
+        "task": ti.task,
+        "dag": dag,
+        "dag_run": run,
+        "run_id": run.run_id,
+        "logical_date": logical_date,
+        "ds": logical_date.strftime("%Y-%m-%d"),
+        "ds_nodash": logical_date.strftime("%Y%m%d"),
+        "ts": logical_date.isoformat(),
+        "params": params,
+        "conf": conf,
+        "try_number": ti.try_number,
         "data_interval_start": run.data_interval_start or logical_date,
         "data_interval_end": run.data_interval_end or logical_date,
         "var": {"value": _VariableAccessor(access, False), "json": _VariableAccessor(access, True)},

@@ -95,8 +95,10 @@ def _held_back(c: Candidate, size: int, limits: Limits, total: int, pool_used: i
     if size < 0:
         return ""  # an unlimited pool
     if c.pool_slots > size:
-        return (f"waiting: needs {c.pool_slots} slots of pool {c.pool!r}, which has {size}; "
-                f"it runs once the pool is resized")
+        return (
+            f"waiting: needs {c.pool_slots} slots of pool {c.pool!r}, which has {size}; "
+            f"it runs once the pool is resized"
+        )
     if pool_used + c.pool_slots > size:
         return f"waiting: no free slot in pool {c.pool!r} ({size} slots)"
     return ""

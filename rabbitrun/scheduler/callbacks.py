@@ -45,27 +45,46 @@ def run_callbacks(todo: Sequence[tuple[FinishedRun, DAG]], sessions: sessionmake
             with sessions() as session:
                 context = build_context(session, dag, finished)
             callback(context)
-        except Exception:  # noqa: BLE001 - user callback: logged, never changes the run's state
-            log.exception("%s of DAG %s (run %s) failed; the run stays %s", name, dag.dag_id, finished.run_id,
-                          finished.state)
+        except Exception:
+            log.exception(
+                "%s of DAG %s (run %s) failed; the run stays %s", name, dag.dag_id, finished.run_id, finished.state
+            )
         else:
             log.info("%s of DAG %s ran for run %s", name, dag.dag_id, finished.run_id)
 
 
 def build_context(session: Session, dag: DAG, finished: FinishedRun) -> dict[str, Any]:
     """What Airflow hands a DAG callback: the run, its dates and params, and why it ended."""
-    run = session.execute(select(DagRun).where(DagRun.dag_id == finished.dag_id,
-                                               DagRun.run_id == finished.run_id)).scalar_one()
+    run = session.execute(
+        select(DagRun).where(DagRun.dag_id == finished.dag_id, DagRun.run_id == finished.run_id)
+    ).scalar_one()
     session.expunge(run)
     conf = json.loads(run.conf or "{}")
-    failed = [] if finished.state == DagRunState.SUCCESS.value else list(session.execute(
-        select(TaskInstance.task_id).where(TaskInstance.dag_id == run.dag_id, TaskInstance.run_id == run.run_id,
-                                           TaskInstance.state == TaskState.FAILED.value)).scalars())
+    failed = (
+        []
+        if finished.state == DagRunState.SUCCESS.value
+        else list(
+            session.execute(
+                select(TaskInstance.task_id).where(
+                    TaskInstance.dag_id == run.dag_id,
+                    TaskInstance.run_id == run.run_id,
+                    TaskInstance.state == TaskState.FAILED.value,
+                )
+            ).scalars()
+        )
+    )
     return {
-        "dag": dag, "dag_run": run, "run_id": run.run_id, "logical_date": run.logical_date,
-        "ds": run.logical_date.strftime("%Y-%m-%d"), "ts": run.logical_date.isoformat(),
-        "data_interval_start": run.data_interval_start, "data_interval_end": run.data_interval_end,
-        "params": {**dag.params, **conf}, "conf": conf, "state": finished.state,
+        "dag": dag,
+        "dag_run": run,
+        "run_id": run.run_id,
+        "logical_date": run.logical_date,
+        "ds": run.logical_date.strftime("%Y-%m-%d"),
+        "ts": run.logical_date.isoformat(),
+        "data_interval_start": run.data_interval_start,
+        "data_interval_end": run.data_interval_end,
+        "params": {**dag.params, **conf},
+        "conf": conf,
+        "state": finished.state,
         "reason": "success" if finished.state == DagRunState.SUCCESS.value else "task_failure",
         "failed_task_ids": failed,
     }

@@ -25,7 +25,9 @@ from rabbitrun.states import FINISHED_RUN_STATES
 _IDLE_S = 0.05  # nothing to run: a retry delay is pending
 
 
-def run_dag_in_process(settings: Settings, dag_id: str, *, conf: dict[str, Any] | None = None) -> tuple[str, list[TaskStateRow]]:
+def run_dag_in_process(
+    settings: Settings, dag_id: str, *, conf: dict[str, Any] | None = None
+) -> tuple[str, list[TaskStateRow]]:
     """Run ``dag_id`` to its end (retries wait their delay); returns the run id and its task instances."""
     bag = DagBag(Path(settings.core.dags_folder), include_examples=settings.core.load_examples)
     bag.get_dag(dag_id)  # DagNotFound before anything is written

@@ -123,8 +123,9 @@ class Scheduler:
         names = Names(self.settings.broker.prefix)
         ids = self._scheduler_ids()
         for scheduler_id in ids:
-            s = dataclasses.replace(self.settings,
-                                    scheduler=dataclasses.replace(self.settings.scheduler, scheduler_id=scheduler_id))
+            s = dataclasses.replace(
+                self.settings, scheduler=dataclasses.replace(self.settings.scheduler, scheduler_id=scheduler_id)
+            )
             connection = await connect(s.broker, "scheduler", scheduler_id)
             try:
                 topology = load_topology(Path(s.broker.topology_file) if s.broker.topology_file else None, s.broker)
@@ -220,8 +221,11 @@ class Scheduler:
         failures = await executor.publish(envelopes)
         if failures:
             await asyncio.to_thread(self._put_back, failures)
-        log.info("adopted %s queued task instance(s): envelopes republished (%s not confirmed, put back)",
-                 len(envelopes), len(failures))
+        log.info(
+            "adopted %s queued task instance(s): envelopes republished (%s not confirmed, put back)",
+            len(envelopes),
+            len(failures),
+        )
 
     async def _watch_workers(self, connection: Any, names: Any) -> None:
         """Worker heartbeats from the events exchange: who is alive, logged when it changes."""
@@ -263,8 +267,10 @@ class Scheduler:
             deadline = min(deadline, time.monotonic() + (self._next_due - utcnow()).total_seconds())
         while time.monotonic() < deadline and not self._wake.is_set():
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=min(self.settings.scheduler.new_run_check_s,
-                                                                      max(0.0, deadline - time.monotonic())))
+                await asyncio.wait_for(
+                    self._wake.wait(),
+                    timeout=min(self.settings.scheduler.new_run_check_s, max(0.0, deadline - time.monotonic())),
+                )
             except TimeoutError:
                 if await asyncio.to_thread(self._queued_runs_exist):
                     self._last_full = 0.0  # a full pass starts the new run now
@@ -311,7 +317,9 @@ class Scheduler:
         from rabbitrun.scheduler import runs
 
         if self.dagbag is None:
-            self.dagbag = DagBag(Path(self.settings.core.dags_folder), include_examples=self.settings.core.load_examples)
+            self.dagbag = DagBag(
+                Path(self.settings.core.dags_folder), include_examples=self.settings.core.load_examples
+            )
         else:
             self.dagbag.refresh()
         for ref, err in self.dagbag.import_errors.items():
@@ -320,8 +328,9 @@ class Scheduler:
             runs.sync_dags(session, self.dagbag, utcnow())
         self._last_parse = time.monotonic()
 
-    def _pass(self, only: set[tuple[str, str]] | None, due: bool,
-              finished: list[Any]) -> tuple[list[protocol.TaskEnvelope], Any]:
+    def _pass(
+        self, only: set[tuple[str, str]] | None, due: bool, finished: list[Any]
+    ) -> tuple[list[protocol.TaskEnvelope], Any]:
         """One scheduling pass; ``only`` limits it to runs that just got results (plus, when ``due``,
         runs with a retry or reschedule that fell due, and the next due time is read again)."""
         from rabbitrun.scheduler import readiness, recovery, runs
@@ -361,12 +370,16 @@ class Scheduler:
         from rabbitrun.scheduler import callbacks as dag_callbacks
 
         assert self.dagbag is not None
-        todo = [(run, self.dagbag.dags[run.dag_id]) for run in finished
-                if dag_callbacks.has_callback(self.dagbag.dags.get(run.dag_id), run.state)]
+        todo = [
+            (run, self.dagbag.dags[run.dag_id])
+            for run in finished
+            if dag_callbacks.has_callback(self.dagbag.dags.get(run.dag_id), run.state)
+        ]
         if not todo:
             return
-        task = asyncio.get_running_loop().create_task(asyncio.to_thread(dag_callbacks.run_callbacks, todo,
-                                                                        self.sessions))
+        task = asyncio.get_running_loop().create_task(
+            asyncio.to_thread(dag_callbacks.run_callbacks, todo, self.sessions)
+        )
         self._callbacks.add(task)
         task.add_done_callback(self._callbacks.discard)
 
@@ -379,6 +392,7 @@ class Scheduler:
 
 def run_scheduler(settings: Settings, ready: Any = None) -> int:
     """Blocking entry point for the CLI and tests."""
+
     async def main() -> int:
         return await Scheduler(settings).run(ready)
 

@@ -41,8 +41,13 @@ _KEEP_TRY = {s.value for s in transitions.QUEUE_SAME_TRY.sources}
 
 
 def admit(
-    session: Session, ready: list[tuple[TaskInstance, DAG, DagRun]], settings: Settings, now: datetime,
-    again: set[tuple[str, str]], waiting: set[tuple[str, str]], changes: transitions.Changes,
+    session: Session,
+    ready: list[tuple[TaskInstance, DAG, DagRun]],
+    settings: Settings,
+    now: datetime,
+    again: set[tuple[str, str]],
+    waiting: set[tuple[str, str]],
+    changes: transitions.Changes,
 ) -> list[tuple[TaskInstance, DAG]]:
     """Pools, max_active_tasks and parallelism decide which ready rows get slots, by priority_weight.
     A row naming a pool that does not exist fails with the reason (added to ``changes``); one that
@@ -51,18 +56,23 @@ def admit(
     if not ready:
         return []
     by_ref: dict[Hashable, tuple[TaskInstance, DAG]] = {
-        (ti.dag_id, ti.task_id, ti.run_id, ti.map_index): (ti, dag) for ti, dag, _ in ready}
-    candidates = [admission.Candidate(ref, ti.dag_id, ti.pool, ti.pool_slots, ti.priority_weight,
-                                      run.logical_date, ti.map_index)
-                  for (ti, _, run), ref in zip(ready, by_ref, strict=True)]
+        (ti.dag_id, ti.task_id, ti.run_id, ti.map_index): (ti, dag) for ti, dag, _ in ready
+    }
+    candidates = [
+        admission.Candidate(ref, ti.dag_id, ti.pool, ti.pool_slots, ti.priority_weight, run.logical_date, ti.map_index)
+        for (ti, _, run), ref in zip(ready, by_ref, strict=True)
+    ]
     # from this lock to the commit, one scheduler at a time counts and takes slots
     sizes = pools.pool_sizes(session, lock=True)
-    limits = admission.Limits(settings.core.parallelism, sizes, {dag.dag_id: dag.max_active_tasks for _, dag, _ in ready})
+    limits = admission.Limits(
+        settings.core.parallelism, sizes, {dag.dag_id: dag.max_active_tasks for _, dag, _ in ready}
+    )
     decided = admission.admit(candidates, limits, _occupancy(session))
     for c in decided.unknown_pool:
         ti, _ = by_ref[c.ref]
-        changes.add(ti, transitions.UNKNOWN_POOL, TaskState.FAILED, end_date=now,
-                    reason=admission.unknown_pool_reason(ti.pool))
+        changes.add(
+            ti, transitions.UNKNOWN_POOL, TaskState.FAILED, end_date=now, reason=admission.unknown_pool_reason(ti.pool)
+        )
         log.error("%s.%s run=%s: %s", ti.dag_id, ti.task_id, ti.run_id, ti.reason)
         again.add((ti.dag_id, ti.run_id))  # its downstream can be settled at once
     for c, reason in decided.waiting:
@@ -77,7 +87,8 @@ def _occupancy(session: Session) -> admission.Occupancy:
     """Task instances and pool slots that QUEUED and RUNNING rows hold, in one aggregate query."""
     rows = session.execute(
         select(TaskInstance.dag_id, TaskInstance.pool, func.count(), func.sum(TaskInstance.pool_slots))
-        .where(TaskInstance.state.in_(pools.OCCUPYING_STATES)).group_by(TaskInstance.dag_id, TaskInstance.pool)
+        .where(TaskInstance.state.in_(pools.OCCUPYING_STATES))
+        .group_by(TaskInstance.dag_id, TaskInstance.pool)
     ).all()
     total, by_pool, by_dag = 0, defaultdict[str, int](int), defaultdict[str, int](int)
     for dag_id, pool, count, slots in rows:
@@ -102,24 +113,46 @@ def queue(
     envelopes = []
     for (keep_try, queue), tis in groups.items():
         for start in range(0, len(tis), 500):
-            chunk = tis[start:start + 500]
+            chunk = tis[start : start + 500]
             read = [(t.dag_id, t.task_id, t.run_id, t.map_index, t.try_number, t.state) for t in chunk]
             returned = transitions.queue_rows(session, read, keep_try=keep_try, queue=queue, now=now)
             for dag_id, task_id, run_id, map_index, try_number, envelope_id in returned:
                 assert envelope_id is not None  # set by this very UPDATE
-                envelopes.append(_envelope(
-                    envelope_id, TaskInstanceKey(dag_id, task_id, run_id, map_index, try_number),
-                    tasks[(dag_id, task_id)], dagbag, queue, priority[(dag_id, task_id, run_id, map_index)], now))
+                envelopes.append(
+                    _envelope(
+                        envelope_id,
+                        TaskInstanceKey(dag_id, task_id, run_id, map_index, try_number),
+                        tasks[(dag_id, task_id)],
+                        dagbag,
+                        queue,
+                        priority[(dag_id, task_id, run_id, map_index)],
+                        now,
+                    )
+                )
     envelopes.sort(key=lambda e: -e.priority)  # priority_weight decides who is published first
     return envelopes
 
 
-def _envelope(envelope_id: str, key: TaskInstanceKey, task: BaseOperator, dagbag: DagBag, queue: str, priority: int,
-              enqueued_at: datetime) -> TaskEnvelope:
+def _envelope(
+    envelope_id: str,
+    key: TaskInstanceKey,
+    task: BaseOperator,
+    dagbag: DagBag,
+    queue: str,
+    priority: int,
+    enqueued_at: datetime,
+) -> TaskEnvelope:
     timeout = task.execution_timeout.total_seconds() if task.execution_timeout else None
-    return TaskEnvelope(id=envelope_id, key=key, dag_file=dagbag.file_ref(key.dag_id), queue=queue,
-                        priority=priority, execution_timeout_s=timeout, enqueued_at=enqueued_at,
-                        retry_delay_s=task.retry_delay_for(key.try_number).total_seconds())
+    return TaskEnvelope(
+        id=envelope_id,
+        key=key,
+        dag_file=dagbag.file_ref(key.dag_id),
+        queue=queue,
+        priority=priority,
+        execution_timeout_s=timeout,
+        enqueued_at=enqueued_at,
+        retry_delay_s=task.retry_delay_for(key.try_number).total_seconds(),
+    )
 
 
 def queued_envelopes(session: Session, dagbag: DagBag, now: datetime) -> list[TaskEnvelope]:
@@ -132,21 +165,24 @@ def queued_envelopes(session: Session, dagbag: DagBag, now: datetime) -> list[Ta
     of a delivered envelope loses the claim (compare-and-set) and is acked unrun.
     """
     envelopes = []
-    for ti in session.execute(select(TaskInstance).where(TaskInstance.state == TaskState.QUEUED.value,
-                                                         TaskInstance.envelope_id.is_not(None))).scalars():
+    for ti in session.execute(
+        select(TaskInstance).where(TaskInstance.state == TaskState.QUEUED.value, TaskInstance.envelope_id.is_not(None))
+    ).scalars():
         try:
             task = dagbag.get_dag(ti.dag_id).get_task(ti.task_id)
         except DagError:  # not importable right now: surface_stuck_queued reports it in time
             continue
         key = TaskInstanceKey(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, ti.try_number)
-        envelopes.append(_envelope(str(ti.envelope_id), key, task, dagbag, ti.queue, ti.priority_weight,
-                                   ti.queued_at or now))
+        envelopes.append(
+            _envelope(str(ti.envelope_id), key, task, dagbag, ti.queue, ti.priority_weight, ti.queued_at or now)
+        )
     envelopes.sort(key=lambda e: -e.priority)
     return envelopes
 
 
-def put_back(session: Session, failures: Sequence[PublishFailure], now: datetime,
-             on_outcome: OutcomeHook = ignore_outcome) -> None:
+def put_back(
+    session: Session, failures: Sequence[PublishFailure], now: datetime, on_outcome: OutcomeHook = ignore_outcome
+) -> None:
     """Publishing failed: unroutable -> fail fast with the reason; otherwise back to SCHEDULED. Only
     a row still QUEUED with that envelope changes (compare-and-set)."""
     for failure in failures:
@@ -154,11 +190,13 @@ def put_back(session: Session, failures: Sequence[PublishFailure], now: datetime
         if isinstance(failure.error, Unroutable):
             reason = str(failure.error)
             if transitions.put_back(session, key, envelope_id, TaskState.FAILED, reason, now):
-                attempts.record_attempt(session, key, TaskState.FAILED.value, None, now, None, None,
-                                        reason)  # the try's history
+                attempts.record_attempt(
+                    session, key, TaskState.FAILED.value, None, now, None, None, reason
+                )  # the try's history
                 log.error("%s: %s", key, failure.error)
                 on_outcome(key, TaskState.FAILED.value, "unroutable")
-        elif transitions.put_back(session, key, envelope_id, TaskState.SCHEDULED,
-                                  f"publish failed: {failure.error}", now):
+        elif transitions.put_back(
+            session, key, envelope_id, TaskState.SCHEDULED, f"publish failed: {failure.error}", now
+        ):
             log.warning("%s: publish failed, will retry: %s", key, failure.error)
     session.commit()

@@ -52,8 +52,12 @@ class PassNotes:
 
 
 def schedule(
-    session: Session, dagbag: DagBag, settings: Settings, now: datetime,
-    only: Iterable[tuple[str, str]] | None = None, notes: PassNotes | None = None,
+    session: Session,
+    dagbag: DagBag,
+    settings: Settings,
+    now: datetime,
+    only: Iterable[tuple[str, str]] | None = None,
+    notes: PassNotes | None = None,
     finished: list[FinishedRun] | None = None,
 ) -> list[TaskEnvelope]:
     """Evaluate running runs (all, or ``only`` these (dag_id, run_id)); queue what is ready and has a
@@ -104,25 +108,30 @@ def _waiting_for_results() -> Any:
     busy run each poll (10,000 queued task instances cost it ~0.1 s of ORM work per second).
     Zombies and tasks stuck in queued are found by their own queries, which change a state first."""
     active = (TaskState.QUEUED.value, TaskState.RUNNING.value)
-    return (select(TaskInstance.dag_id, TaskInstance.run_id)
-            .where(TaskInstance.state.notin_(list(FINISHED)))
-            .group_by(TaskInstance.dag_id, TaskInstance.run_id)
-            .having(func.sum(case((TaskInstance.state.in_(active), 0), else_=1)) == 0))
+    return (
+        select(TaskInstance.dag_id, TaskInstance.run_id)
+        .where(TaskInstance.state.notin_(list(FINISHED)))
+        .group_by(TaskInstance.dag_id, TaskInstance.run_id)
+        .having(func.sum(case((TaskInstance.state.in_(active), 0), else_=1)) == 0)
+    )
 
 
 def _running_elsewhere(session: Session, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
     """Of runs this pass could not lock, those still running (locked by another scheduler)."""
     if session.get_bind().dialect.name != "postgresql":
         return set()  # no row locks: a run that was not returned is no longer running
-    rows = session.execute(select(DagRun.dag_id, DagRun.run_id).where(
-        tuple_(DagRun.dag_id, DagRun.run_id).in_(list(pairs)), DagRun.state == DagRunState.RUNNING.value)).all()
+    rows = session.execute(
+        select(DagRun.dag_id, DagRun.run_id).where(
+            tuple_(DagRun.dag_id, DagRun.run_id).in_(list(pairs)), DagRun.state == DagRunState.RUNNING.value
+        )
+    ).all()
     return {(dag_id, run_id) for dag_id, run_id in rows}
 
 
 def _load_tis(session: Session, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[TaskInstance]]:
     out: dict[tuple[str, str], list[TaskInstance]] = defaultdict(list)
     for chunk_start in range(0, len(pairs), 500):
-        chunk = pairs[chunk_start:chunk_start + 500]
+        chunk = pairs[chunk_start : chunk_start + 500]
         rows = session.execute(
             select(TaskInstance).where(tuple_(TaskInstance.dag_id, TaskInstance.run_id).in_(chunk))
         ).scalars()
@@ -131,8 +140,9 @@ def _load_tis(session: Session, pairs: Sequence[tuple[str, str]]) -> dict[tuple[
     return out
 
 
-def _evaluate_run(dag: DAG, tis: list[TaskInstance], now: datetime, expand: Expander,
-                  changes: transitions.Changes) -> list[TaskInstance]:
+def _evaluate_run(
+    dag: DAG, tis: list[TaskInstance], now: datetime, expand: Expander, changes: transitions.Changes
+) -> list[TaskInstance]:
     """One pass in topological order settles skips and upstream failures (into ``changes``; the rows
     show them at once); returns ready TIs.
 
@@ -169,8 +179,9 @@ def _evaluate_run(dag: DAG, tis: list[TaskInstance], now: datetime, expand: Expa
         elif decision == Decision.SKIP:
             changes.add(ti, transitions.SETTLE, TaskState.SKIPPED, start_date=now, end_date=now, duration=0.0)
         elif decision == Decision.UPSTREAM_FAILED:
-            changes.add(ti, transitions.SETTLE, TaskState.UPSTREAM_FAILED, end_date=now,
-                        reason="an upstream task failed")
+            changes.add(
+                ti, transitions.SETTLE, TaskState.UPSTREAM_FAILED, end_date=now, reason="an upstream task failed"
+            )
     return ready
 
 
@@ -193,15 +204,23 @@ def _expander(session: Session, settings: Settings, now: datetime, changes: tran
         if not backends:
             backends.append(xcom.load_backend(settings.core.xcom_backend, settings))
         try:
-            length = map_length(session, task, ti.dag_id, ti.run_id,
-                                        max_length=settings.core.max_map_length, backend=backends[0])
+            length = map_length(
+                session, task, ti.dag_id, ti.run_id, max_length=settings.core.max_map_length, backend=backends[0]
+            )
         except (MappingError, XComError) as exc:
             changes.add(ti, transitions.SETTLE, TaskState.FAILED, end_date=now, reason=str(exc))
             log.error("%s.%s run=%s: %s", ti.dag_id, ti.task_id, ti.run_id, exc)
             return []
         if length == 0:
-            changes.add(ti, transitions.SETTLE, TaskState.SKIPPED, start_date=now, end_date=now, duration=0.0,
-                        reason="mapped over an empty list")
+            changes.add(
+                ti,
+                transitions.SETTLE,
+                TaskState.SKIPPED,
+                start_date=now,
+                end_date=now,
+                duration=0.0,
+                reason="mapped over an empty list",
+            )
             return []
         return mapping.expand(session, ti, length)
 

@@ -35,17 +35,24 @@ def ignore_outcome(_key: TaskInstanceKey, _state: str, _cause: str) -> None:
     """The default OutcomeHook."""
 
 
-def surface_stuck_queued(session: Session, settings: Settings, now: datetime,
-                         on_outcome: OutcomeHook = ignore_outcome) -> list[TaskEnvelope]:
+def surface_stuck_queued(
+    session: Session, settings: Settings, now: datetime, on_outcome: OutcomeHook = ignore_outcome
+) -> list[TaskEnvelope]:
     """QUEUED longer than task_queued_timeout_s: never silent. Fail it, or re-publish it."""
     cutoff = now - timedelta(seconds=settings.core.task_queued_timeout_s)
-    stuck = session.execute(
-        select(TaskInstance).where(TaskInstance.state == TaskState.QUEUED.value, TaskInstance.queued_at < cutoff)
-    ).scalars().all()
+    stuck = (
+        session.execute(
+            select(TaskInstance).where(TaskInstance.state == TaskState.QUEUED.value, TaskInstance.queued_at < cutoff)
+        )
+        .scalars()
+        .all()
+    )
     envelopes: list[TaskEnvelope] = []
     for ti in stuck:
-        reason = (f"stuck in queued for over {settings.core.task_queued_timeout_s:g}s: no worker claimed it "
-                  f"(is a worker consuming queue {ti.queue!r}?)")
+        reason = (
+            f"stuck in queued for over {settings.core.task_queued_timeout_s:g}s: no worker claimed it "
+            f"(is a worker consuming queue {ti.queue!r}?)"
+        )
         to = TaskState.SCHEDULED if settings.core.task_queued_timeout_action == "requeue" else TaskState.FAILED
         key = TaskInstanceKey(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, ti.try_number)
         # compare-and-set on the envelope seen: another scheduler may have handled it already
@@ -58,20 +65,28 @@ def surface_stuck_queued(session: Session, settings: Settings, now: datetime,
     return envelopes
 
 
-def fail_zombies(session: Session, dagbag: DagBag, settings: Settings, now: datetime,
-                 on_outcome: OutcomeHook = ignore_outcome) -> list[tuple[str, str]]:
+def fail_zombies(
+    session: Session, dagbag: DagBag, settings: Settings, now: datetime, on_outcome: OutcomeHook = ignore_outcome
+) -> list[tuple[str, str]]:
     """RUNNING attempts whose worker stopped heartbeating: fail or retry them (after the task's
     retry_delay, as for any other failure)."""
     cutoff = now - timedelta(seconds=settings.scheduler.zombie_threshold_s)
-    zombies = session.execute(
-        select(TaskInstance).where(TaskInstance.state == TaskState.RUNNING.value,
-                                   TaskInstance.last_heartbeat_at < cutoff)
-    ).scalars().all()
+    zombies = (
+        session.execute(
+            select(TaskInstance).where(
+                TaskInstance.state == TaskState.RUNNING.value, TaskInstance.last_heartbeat_at < cutoff
+            )
+        )
+        .scalars()
+        .all()
+    )
     touched = []
     for ti in zombies:
         key = TaskInstanceKey(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, ti.try_number)
-        reason = (f"zombie: no heartbeat from {ti.hostname} (pid {ti.pid}) for over "
-                  f"{settings.scheduler.zombie_threshold_s:g}s")
+        reason = (
+            f"zombie: no heartbeat from {ti.hostname} (pid {ti.pid}) for over "
+            f"{settings.scheduler.zombie_threshold_s:g}s"
+        )
         outcome = attempts.failure_outcome(ti.try_number, ti.max_tries, _retry_delay(dagbag, key), reason, now)
         if attempts.finish(session, key, outcome):
             log.warning("%s: %s -> %s", key, reason, outcome.state)

@@ -50,14 +50,18 @@ def sync_dags(session: Session, dagbag: DagBag, now: datetime) -> None:
     for dag_id, dag in dagbag.dags.items():
         row = session.get(DagModel, dag_id)
         if row is None:
-            session.add(DagModel(dag_id=dag_id, fileloc=dag.fileloc, description=dag.description or None,
-                                 last_parsed_at=now))
+            session.add(
+                DagModel(dag_id=dag_id, fileloc=dag.fileloc, description=dag.description or None, last_parsed_at=now)
+            )
         else:
             row.fileloc, row.last_parsed_at = dag.fileloc, now
     session.execute(delete(DagImportErrorRow))
     for ref, err in dagbag.import_errors.items():
-        session.add(DagImportErrorRow(filename=ref, lineno=err.lineno, exception=err.exception,
-                                      stacktrace=err.traceback, timestamp=now))
+        session.add(
+            DagImportErrorRow(
+                filename=ref, lineno=err.lineno, exception=err.exception, stacktrace=err.traceback, timestamp=now
+            )
+        )
     session.commit()
 
 
@@ -72,11 +76,24 @@ def create_scheduled_runs(session: Session, dagbag: DagBag, now: datetime) -> li
             continue
         last_end, has_runs = session.execute(
             select(func.max(DagRun.data_interval_end), func.count()).where(
-                DagRun.dag_id == dag_id, DagRun.run_type.in_(("scheduled", "backfill")))).one()
-        for interval in timetables.due(dag.schedule, dag.start_date, dag.end_date, last_end, now, dag.catchup,
-                                       bool(has_runs)):
-            created.append(runs.create_run(session, dag_id, f"scheduled__{interval.start.isoformat()}", {}, now,
-                                      run_type="scheduled", interval=interval, commit=False))
+                DagRun.dag_id == dag_id, DagRun.run_type.in_(("scheduled", "backfill"))
+            )
+        ).one()
+        for interval in timetables.due(
+            dag.schedule, dag.start_date, dag.end_date, last_end, now, dag.catchup, bool(has_runs)
+        ):
+            created.append(
+                runs.create_run(
+                    session,
+                    dag_id,
+                    f"scheduled__{interval.start.isoformat()}",
+                    {},
+                    now,
+                    run_type="scheduled",
+                    interval=interval,
+                    commit=False,
+                )
+            )
     session.commit()
     return created
 
@@ -88,9 +105,13 @@ def _lock_dags(session: Session, dag_ids: Sequence[str]) -> set[str]:
     if not dag_ids:
         return set()
     rows = set(session.execute(select(DagModel.dag_id).where(DagModel.dag_id.in_(dag_ids))).scalars())
-    locked = set(session.execute(
-        select(DagModel.dag_id).where(DagModel.dag_id.in_(dag_ids), DagModel.is_paused.is_(False))
-        .with_for_update(skip_locked=True)).scalars())
+    locked = set(
+        session.execute(
+            select(DagModel.dag_id)
+            .where(DagModel.dag_id.in_(dag_ids), DagModel.is_paused.is_(False))
+            .with_for_update(skip_locked=True)
+        ).scalars()
+    )
     return locked | (set(dag_ids) - rows)
 
 
@@ -101,15 +122,25 @@ def start_queued_runs(session: Session, dagbag: DagBag, settings: Settings, now:
     """QUEUED runs -> RUNNING with one task instance per task, oldest logical date first and at most
     ``max_active_runs`` running per DAG; a run of an unknown DAG fails. Runs of a paused DAG stay
     queued until `dags unpause`; those of a DAG another scheduler is starting runs of wait for it."""
-    waiting = list(session.execute(
-        select(DagRun.dag_id).where(DagRun.state == DagRunState.QUEUED.value).distinct()).scalars())
+    waiting = list(
+        session.execute(select(DagRun.dag_id).where(DagRun.state == DagRunState.QUEUED.value).distinct()).scalars()
+    )
     mine = _lock_dags(session, waiting)
     # counted after the lock: another scheduler's started runs are committed by now
-    runs = session.execute(select(DagRun).where(DagRun.state == DagRunState.QUEUED.value,
-                                                DagRun.dag_id.in_(mine))
-                           .order_by(DagRun.logical_date)).scalars().all()
-    active = dict(session.execute(select(DagRun.dag_id, func.count()).where(
-        DagRun.state == DagRunState.RUNNING.value).group_by(DagRun.dag_id)).all())
+    runs = (
+        session.execute(
+            select(DagRun)
+            .where(DagRun.state == DagRunState.QUEUED.value, DagRun.dag_id.in_(mine))
+            .order_by(DagRun.logical_date)
+        )
+        .scalars()
+        .all()
+    )
+    active = dict(
+        session.execute(
+            select(DagRun.dag_id, func.count()).where(DagRun.state == DagRunState.RUNNING.value).group_by(DagRun.dag_id)
+        ).all()
+    )
     started: list[DagRun] = []
     rows: list[dict[str, Any]] = []
     for run in runs:
@@ -124,16 +155,27 @@ def start_queued_runs(session: Session, dagbag: DagBag, settings: Settings, now:
             run.state, run.end_date = DagRunState.FAILED.value, now
             continue
         run.state, run.start_date = DagRunState.RUNNING.value, now
-        rows.extend(dict(
-            dag_id=run.dag_id, task_id=task.task_id, run_id=run.run_id, map_index=-1,
-            state=TaskState.NONE.value, try_number=0, max_tries=task.max_tries,
-            queue=task.queue or settings.core.default_queue, priority_weight=task.priority_weight,
-            pool=task.pool, pool_slots=task.pool_slots, operator=type(task).__name__,
-        ) for task in dag.tasks)
+        rows.extend(
+            dict(
+                dag_id=run.dag_id,
+                task_id=task.task_id,
+                run_id=run.run_id,
+                map_index=-1,
+                state=TaskState.NONE.value,
+                try_number=0,
+                max_tries=task.max_tries,
+                queue=task.queue or settings.core.default_queue,
+                priority_weight=task.priority_weight,
+                pool=task.pool,
+                pool_slots=task.pool_slots,
+                operator=type(task).__name__,
+            )
+            for task in dag.tasks
+        )
         started.append(run)
     session.flush()  # the runs' new state first; then their task instances as multi-row INSERTs
     for chunk_start in range(0, len(rows), 1000):  # no ORM unit of work: 10,000 rows in ~0.2 s, not ~0.7 s
-        session.execute(insert(TaskInstance), rows[chunk_start:chunk_start + 1000])
+        session.execute(insert(TaskInstance), rows[chunk_start : chunk_start + 1000])
     if len(rows) >= ANALYZE_AFTER_ROWS and session.get_bind().dialect.name == "postgresql":
         # a bulk load: fresh statistics before this pass queues the rows. With the table's
         # statistics from before, the planner joins the queueing UPDATE through the (dag_id,
@@ -143,8 +185,7 @@ def start_queued_runs(session: Session, dagbag: DagBag, settings: Settings, now:
     return started
 
 
-def finish_run_if_done(run: DagRun, dag: DAG, tis: list[TaskInstance], now: datetime,
-                        done: list[FinishedRun]) -> None:
+def finish_run_if_done(run: DagRun, dag: DAG, tis: list[TaskInstance], now: datetime, done: list[FinishedRun]) -> None:
     """Airflow's rule: a finished run failed when any leaf failed or is upstream_failed."""
     if any(ti.state not in FINISHED for ti in tis):
         return  # (a DAG without tasks finishes at once, as in Airflow)
@@ -156,27 +197,41 @@ def finish_run_if_done(run: DagRun, dag: DAG, tis: list[TaskInstance], now: date
     log.info("DAG run %s of %s finished: %s", run.run_id, run.dag_id, run.state)
 
 
-def finish_runs_if_done(session: Session, dagbag: DagBag, runs: Iterable[tuple[str, str]], now: datetime,
-                        finished: list[FinishedRun] | None = None) -> None:
+def finish_runs_if_done(
+    session: Session,
+    dagbag: DagBag,
+    runs: Iterable[tuple[str, str]],
+    now: datetime,
+    finished: list[FinishedRun] | None = None,
+) -> None:
     """Cheap completion check for runs whose last result was a leaf: an index probe for any
     unfinished task instance, and once there is none, a count of failed leaves."""
     done: list[FinishedRun] = []
     for dag_id, run_id in runs:
         run = session.execute(
-            select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id,
-                                 DagRun.state == DagRunState.RUNNING.value)).scalar_one_or_none()
+            select(DagRun).where(
+                DagRun.dag_id == dag_id, DagRun.run_id == run_id, DagRun.state == DagRunState.RUNNING.value
+            )
+        ).scalar_one_or_none()
         if run is None:
             continue
         mine = (TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
-        if session.execute(select(TaskInstance.task_id).where(*mine, TaskInstance.state.in_(_UNFINISHED))
-                           .limit(1)).first() is not None:
+        if (
+            session.execute(
+                select(TaskInstance.task_id).where(*mine, TaskInstance.state.in_(_UNFINISHED)).limit(1)
+            ).first()
+            is not None
+        ):
             continue  # the first unfinished one found in the (dag_id, run_id, state) index answers it
         try:
             leaves = [t.task_id for t in dagbag.get_dag(dag_id).leaves]
         except DagNotFound:
             continue
-        failed = session.execute(select(func.count()).select_from(TaskInstance).where(
-            *mine, TaskInstance.task_id.in_(leaves), TaskInstance.state.in_(list(_FAILED)))).scalar_one()
+        failed = session.execute(
+            select(func.count())
+            .select_from(TaskInstance)
+            .where(*mine, TaskInstance.task_id.in_(leaves), TaskInstance.state.in_(list(_FAILED)))
+        ).scalar_one()
         run.state = (DagRunState.FAILED if failed else DagRunState.SUCCESS).value
         run.end_date = now
         done.append(FinishedRun(run.dag_id, run.run_id, run.state))
@@ -189,20 +244,28 @@ def finish_runs_if_done(session: Session, dagbag: DagBag, runs: Iterable[tuple[s
 def queued_runs_exist(session: Session) -> bool:
     """A new run to start (of a DAG that is not paused)?"""
     paused = select(DagModel.dag_id).where(DagModel.is_paused.is_(True))
-    return session.execute(select(DagRun.id).where(DagRun.state == DagRunState.QUEUED.value,
-                                                   DagRun.dag_id.notin_(paused)).limit(1)).first() is not None
+    return (
+        session.execute(
+            select(DagRun.id).where(DagRun.state == DagRunState.QUEUED.value, DagRun.dag_id.notin_(paused)).limit(1)
+        ).first()
+        is not None
+    )
 
 
 def next_due_at(session: Session) -> datetime | None:
     """When the earliest retry or sensor reschedule falls due: the scheduler wakes up then."""
-    return session.execute(select(func.min(TaskInstance.next_retry_at)).where(
-        TaskInstance.state.in_(list(DUE)))).scalar_one_or_none()
+    return session.execute(
+        select(func.min(TaskInstance.next_retry_at)).where(TaskInstance.state.in_(list(DUE)))
+    ).scalar_one_or_none()
 
 
 def due_runs(session: Session, now: datetime) -> set[tuple[str, str]]:
     """Runs with a retry or a sensor reschedule due by ``now``, to evaluate without a full pass."""
-    rows = session.execute(select(TaskInstance.dag_id, TaskInstance.run_id).distinct().where(
-        TaskInstance.state.in_(list(DUE)), TaskInstance.next_retry_at <= now)).all()
+    rows = session.execute(
+        select(TaskInstance.dag_id, TaskInstance.run_id)
+        .distinct()
+        .where(TaskInstance.state.in_(list(DUE)), TaskInstance.next_retry_at <= now)
+    ).all()
     return {(dag_id, run_id) for dag_id, run_id in rows}
 
 

@@ -69,17 +69,28 @@ class WorkerParts:
         return int(self.consumer.slots.capacity)
 
     def active(self) -> list[dict[str, Any]]:
-        return [{**_key(env.key), "pid": pid, "queue": env.queue, "envelope_id": env.id}
-                for env, pid in self.supervisor.running()]
+        return [
+            {**_key(env.key), "pid": pid, "queue": env.queue, "envelope_id": env.id}
+            for env, pid in self.supervisor.running()
+        ]
 
     def summary(self) -> dict[str, Any]:
-        return {"active": len(self.supervisor.running()), "concurrency": self.consumer.slots.capacity,
-                "queues": sorted(self.queues), "pid": os.getpid()}
+        return {
+            "active": len(self.supervisor.running()),
+            "concurrency": self.consumer.slots.capacity,
+            "queues": sorted(self.queues),
+            "pid": os.getpid(),
+        }
 
 
 def _key(key: TaskInstanceKey) -> dict[str, Any]:
-    return {"dag_id": key.dag_id, "task_id": key.task_id, "run_id": key.run_id, "map_index": key.map_index,
-            "try_number": key.try_number}
+    return {
+        "dag_id": key.dag_id,
+        "task_id": key.task_id,
+        "run_id": key.run_id,
+        "map_index": key.map_index,
+        "try_number": key.try_number,
+    }
 
 
 def build_handlers(parts: WorkerParts) -> dict[str, Any]:
@@ -94,18 +105,24 @@ def build_handlers(parts: WorkerParts) -> dict[str, Any]:
 
     async def stats(_: Mapping[str, Any]) -> dict[str, Any]:
         return {
-            "tasks": dict(parts.consumer.outcomes), "deliveries": dict(parts.consumer.stats),
-            "concurrency": parts.consumer.slots.capacity, "prefetch": parts.prefetch,
+            "tasks": dict(parts.consumer.outcomes),
+            "deliveries": dict(parts.consumer.stats),
+            "concurrency": parts.consumer.slots.capacity,
+            "prefetch": parts.prefetch,
             "busy": parts.consumer.slots.busy,
             "processes": [pid for _, pid in parts.supervisor.running() if pid],
-            "zygote_pid": parts.supervisor.zygote_pid, "pid": os.getpid(),
+            "zygote_pid": parts.supervisor.zygote_pid,
+            "pid": os.getpid(),
             "uptime_s": round(time.monotonic() - parts.started_monotonic, 1),
-            "broker": parts.connection_url, "rss_bytes": _rss_bytes(),
+            "broker": parts.connection_url,
+            "rss_bytes": _rss_bytes(),
         }
 
     async def active_queues(_: Mapping[str, Any]) -> list[dict[str, Any]]:
-        return [{"name": name, "amqp_queue": queue.name, "consumer_tag": tag}
-                for name, (queue, tag) in sorted(parts.queues.items())]
+        return [
+            {"name": name, "amqp_queue": queue.name, "consumer_tag": tag}
+            for name, (queue, tag) in sorted(parts.queues.items())
+        ]
 
     async def registered(_: Mapping[str, Any]) -> list[str]:
         from sqlalchemy import select
@@ -138,12 +155,27 @@ def build_handlers(parts: WorkerParts) -> dict[str, Any]:
         return await parts.resize(parts.consumer.slots.capacity - int(args.get("n", 1)))
 
     async def read_log(args: Mapping[str, Any]) -> str | None:
-        key = TaskInstanceKey(str(args["dag_id"]), str(args["task_id"]), str(args["run_id"]),
-                              int(args.get("map_index", -1)), int(args["try_number"]))
+        key = TaskInstanceKey(
+            str(args["dag_id"]),
+            str(args["task_id"]),
+            str(args["run_id"]),
+            int(args.get("map_index", -1)),
+            int(args["try_number"]),
+        )
         path = Path(parts.settings.logging.base_log_folder) / log_relpath(key)
         return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
 
-    return {"ping": ping, "active": active, "reserved": reserved, "stats": stats, "active_queues": active_queues,
-            "registered": registered, "shutdown": shutdown, "add_consumer": add_consumer,
-            "cancel_consumer": cancel_consumer, "pool_grow": pool_grow, "pool_shrink": pool_shrink,
-            "read_log": read_log}
+    return {
+        "ping": ping,
+        "active": active,
+        "reserved": reserved,
+        "stats": stats,
+        "active_queues": active_queues,
+        "registered": registered,
+        "shutdown": shutdown,
+        "add_consumer": add_consumer,
+        "cancel_consumer": cancel_consumer,
+        "pool_grow": pool_grow,
+        "pool_shrink": pool_shrink,
+        "read_log": read_log,
+    }

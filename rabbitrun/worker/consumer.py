@@ -37,8 +37,13 @@ from rabbitrun.worker.supervisor import ChildReport, Supervisor, ts_to_dt
 log = logging.getLogger("rabbitrun.worker")
 
 
-_EVENT_FOR_STATE = {"success": "succeeded", "failed": "failed", "up_for_retry": "retried", "skipped": "skipped",
-                    "up_for_reschedule": "rescheduled"}
+_EVENT_FOR_STATE = {
+    "success": "succeeded",
+    "failed": "failed",
+    "up_for_retry": "retried",
+    "skipped": "skipped",
+    "up_for_reschedule": "rescheduled",
+}
 
 
 class Action(StrEnum):
@@ -81,11 +86,22 @@ def decide(report: ChildReport) -> Decision:
 class Consumer:
     """Consumes task queues with prefetch = concurrency and runs each delivery in a child."""
 
-    def __init__(self, *, names: Names, supervisor: Supervisor, publisher: ConfirmedPublisher,
-                 sessions: sessionmaker[Session], hostname: str, concurrency: int,
-                 ack_running_after_s: float, log_folder: Path, max_priority: int,
-                 events: EventPublisher | None = None, metrics: Metrics | None = None,
-                 live_logs: LiveLogs | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        names: Names,
+        supervisor: Supervisor,
+        publisher: ConfirmedPublisher,
+        sessions: sessionmaker[Session],
+        hostname: str,
+        concurrency: int,
+        ack_running_after_s: float,
+        log_folder: Path,
+        max_priority: int,
+        events: EventPublisher | None = None,
+        metrics: Metrics | None = None,
+        live_logs: LiveLogs | None = None,
+    ) -> None:
         self._names, self._supervisor, self._publisher = names, supervisor, publisher
         self._live_logs = live_logs
         self._log_folder = log_folder
@@ -175,9 +191,17 @@ class Consumer:
     def _event(self, envelope: protocol.TaskEnvelope, event: str, **fields: Any) -> None:
         if self._events is not None:
             key = envelope.key
-            self._events.emit(task_event_key(key.dag_id, key.task_id, event), event, dag_id=key.dag_id,
-                              task_id=key.task_id, run_id=key.run_id, map_index=key.map_index,
-                              try_number=key.try_number, envelope_id=envelope.id, **fields)
+            self._events.emit(
+                task_event_key(key.dag_id, key.task_id, event),
+                event,
+                dag_id=key.dag_id,
+                task_id=key.task_id,
+                run_id=key.run_id,
+                map_index=key.map_index,
+                try_number=key.try_number,
+                envelope_id=envelope.id,
+                **fields,
+            )
 
     def _started(self, envelope: protocol.TaskEnvelope) -> None:
         self._event(envelope, "started")
@@ -206,10 +230,12 @@ class Consumer:
             self._metrics.task_outcomes.labels(key.dag_id, key.task_id, state).inc()
             if outcome.get("started_at") and outcome.get("ended_at"):
                 self._metrics.task_duration.labels(key.dag_id, key.task_id).observe(
-                    max(0.0, outcome["ended_at"] - outcome["started_at"]))
+                    max(0.0, outcome["ended_at"] - outcome["started_at"])
+                )
 
-    async def _settle(self, message: AbstractIncomingMessage, envelope: protocol.TaskEnvelope,
-                      report: ChildReport) -> None:
+    async def _settle(
+        self, message: AbstractIncomingMessage, envelope: protocol.TaskEnvelope, report: ChildReport
+    ) -> None:
         decision = decide(report)
         self._count(decision.action)
         key = envelope.key
@@ -225,9 +251,14 @@ class Consumer:
             log.warning("%s: %s; requeueing the delivery", key, decision.reason)
             if report.state == "db_unavailable":
                 if not message.redelivered:  # once per delivery, not every 2 s of an outage
-                    await asyncio.to_thread(self._append_to_attempt_log, key, (
-                        f"WARNING - {decision.reason}; the attempt was not started and its delivery goes back "
-                        "to the queue: it starts once the database is reachable again"))
+                    await asyncio.to_thread(
+                        self._append_to_attempt_log,
+                        key,
+                        (
+                            f"WARNING - {decision.reason}; the attempt was not started and its delivery goes back "
+                            "to the queue: it starts once the database is reachable again"
+                        ),
+                    )
                 await asyncio.sleep(2.0)  # don't spin on a database that is down
             if message.processed:  # acked early (long task): the broker no longer holds it
                 await self._republish(message, envelope)
@@ -276,20 +307,26 @@ class Consumer:
         except OSError as exc:
             log.warning("%s: cannot append to %s: %s", key, path, exc)
 
-    async def _publish_result(self, message: AbstractIncomingMessage, envelope: protocol.TaskEnvelope,
-                              report: ChildReport) -> None:
+    async def _publish_result(
+        self, message: AbstractIncomingMessage, envelope: protocol.TaskEnvelope, report: ChildReport
+    ) -> None:
         if not message.reply_to:
             return
         outcome = report.outcome or {}
         result = protocol.TaskResult(
-            envelope_id=envelope.id, key=envelope.key, state=str(outcome.get("state")),
-            exit_code=report.exit_status, hostname=self._hostname,
-            started_at=ts_to_dt(outcome.get("started_at")), ended_at=ts_to_dt(outcome.get("ended_at")),
+            envelope_id=envelope.id,
+            key=envelope.key,
+            state=str(outcome.get("state")),
+            exit_code=report.exit_status,
+            hostname=self._hostname,
+            started_at=ts_to_dt(outcome.get("started_at")),
+            ended_at=ts_to_dt(outcome.get("ended_at")),
             error=str(outcome.get("error") or ""),
         )
         try:
-            await self._publisher.publish("", message.reply_to, protocol.encode_result(result),
-                                          protocol.result_properties(result))
+            await self._publisher.publish(
+                "", message.reply_to, protocol.encode_result(result), protocol.result_properties(result)
+            )
         except BrokerError as exc:
             # the DB already holds the outcome; the scheduler's periodic pass will see it
             log.warning("%s: result not delivered to %s (%s)", envelope.key, message.reply_to, exc)
@@ -303,13 +340,20 @@ class Consumer:
         """
         try:
             await self._publisher.publish(
-                self._names.tasks_exchange, envelope.queue, protocol.encode_envelope(envelope),
-                protocol.envelope_properties(envelope, message.reply_to or "", self._max_priority))
+                self._names.tasks_exchange,
+                envelope.queue,
+                protocol.encode_envelope(envelope),
+                protocol.envelope_properties(envelope, message.reply_to or "", self._max_priority),
+            )
         except BrokerError as exc:
             reason = f"released on worker shutdown; republishing its envelope failed: {exc}"
             rescheduled = await asyncio.to_thread(self._reschedule, envelope, reason)
-            log.error("%s: %s; %s", envelope.key, reason,
-                      "the scheduler will publish it again" if rescheduled else "its state changed meanwhile")
+            log.error(
+                "%s: %s; %s",
+                envelope.key,
+                reason,
+                "the scheduler will publish it again" if rescheduled else "its state changed meanwhile",
+            )
             return
         log.info("%s: its delivery was acked early; envelope republished for another worker", envelope.key)
 
@@ -326,12 +370,21 @@ class Consumer:
         headers = dict(message.headers or {})
         headers[REASON_HEADER] = reason[:1000]
         headers["x-rabbitrun-original-queue"] = message.routing_key or ""
-        props = {"content_type": message.content_type, "delivery_mode": 2, "message_id": message.message_id,
-                 "correlation_id": message.correlation_id, "app_id": "rabbitrun"}
+        props = {
+            "content_type": message.content_type,
+            "delivery_mode": 2,
+            "message_id": message.message_id,
+            "correlation_id": message.correlation_id,
+            "app_id": "rabbitrun",
+        }
         try:
-            await self._publisher.publish(self._names.dead_letter_exchange, message.routing_key or "",
-                                          message.body, {k: v for k, v in props.items() if v is not None},
-                                          headers=headers)
+            await self._publisher.publish(
+                self._names.dead_letter_exchange,
+                message.routing_key or "",
+                message.body,
+                {k: v for k, v in props.items() if v is not None},
+                headers=headers,
+            )
         except BrokerError as exc:
             log.error("cannot dead-letter (%s); rejecting to the queue's dead-letter exchange instead", exc)
             await message.reject(requeue=False)
@@ -361,8 +414,13 @@ class _EarlyAck:
 
     _RECHECK_S = 1.0
 
-    def __init__(self, message: AbstractIncomingMessage, envelope: protocol.TaskEnvelope, after_s: float,
-                 claimed: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        message: AbstractIncomingMessage,
+        envelope: protocol.TaskEnvelope,
+        after_s: float,
+        claimed: Callable[[], bool],
+    ) -> None:
         self._message, self._envelope, self._after_s, self._claimed = message, envelope, after_s, claimed
         self._loop = asyncio.get_running_loop()
         self._stopped = False

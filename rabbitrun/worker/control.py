@@ -31,12 +31,14 @@ class ControlServer:
 
     async def start(self, connection: AbstractConnection) -> None:
         self._channel = await connection.channel()
-        queue = await self._channel.declare_queue(self._names.control_queue(self._hostname), exclusive=True,
-                                                  auto_delete=True)
+        queue = await self._channel.declare_queue(
+            self._names.control_queue(self._hostname), exclusive=True, auto_delete=True
+        )
         for key in (CONTROL_BROADCAST, control_key(self._hostname)):
             await queue.bind(self._names.control_exchange, routing_key=key)
-        await queue.consume(self._on_request, no_ack=True,
-                            consumer_tag=consumer_tag("worker", self._hostname, "control"))
+        await queue.consume(
+            self._on_request, no_ack=True, consumer_tag=consumer_tag("worker", self._hostname, "control")
+        )
 
     async def _on_request(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -55,9 +57,15 @@ class ControlServer:
         if message.reply_to and self._channel is not None:
             body = protocol.encode_message("reply", hostname=self._hostname, command=command, **reply)
             await self._channel.default_exchange.publish(
-                aio_pika.Message(body, correlation_id=message.correlation_id, content_type=protocol.CONTENT_TYPE,
-                                 type=protocol.CONTROL_MESSAGE_TYPE, app_id=APP_ID),
-                routing_key=message.reply_to)
+                aio_pika.Message(
+                    body,
+                    correlation_id=message.correlation_id,
+                    content_type=protocol.CONTENT_TYPE,
+                    type=protocol.CONTROL_MESSAGE_TYPE,
+                    app_id=APP_ID,
+                ),
+                routing_key=message.reply_to,
+            )
 
     async def close(self) -> None:
         if self._channel is not None and not self._channel.is_closed:

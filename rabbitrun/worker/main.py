@@ -72,33 +72,55 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
     connection = await connect(settings.broker, "worker", options.hostname)
     stop = _ShutdownSignals(loop)
     try:
-        topology = load_topology(Path(settings.broker.topology_file) if settings.broker.topology_file else None,
-                                 settings.broker)
+        topology = load_topology(
+            Path(settings.broker.topology_file) if settings.broker.topology_file else None, settings.broker
+        )
         await declare_topology(connection, topology, names)
         publisher = await ConfirmedPublisher.open(connection, names, settings.broker.confirm_timeout_s)
         events = EventPublisher(names, options.hostname)
         metrics = Metrics(settings.metrics)
         live_logs = LiveLogs(events, Path(settings.logging.base_log_folder))
-        consumer = Consumer(names=names, supervisor=supervisor, publisher=publisher, sessions=sessions,
-                            hostname=options.hostname, concurrency=options.concurrency,
-                            ack_running_after_s=settings.worker.ack_running_after_s,
-                            log_folder=Path(settings.logging.base_log_folder),
-                            max_priority=settings.broker.max_priority, events=events, metrics=metrics,
-                            live_logs=live_logs)
+        consumer = Consumer(
+            names=names,
+            supervisor=supervisor,
+            publisher=publisher,
+            sessions=sessions,
+            hostname=options.hostname,
+            concurrency=options.concurrency,
+            ack_running_after_s=settings.worker.ack_running_after_s,
+            log_folder=Path(settings.logging.base_log_folder),
+            max_priority=settings.broker.max_priority,
+            events=events,
+            metrics=metrics,
+            live_logs=live_logs,
+        )
         metrics.pool_size.set_function(lambda: consumer.slots.capacity)  # follows autoscale, pool-grow/shrink
         channel = await connection.channel()
-        prefetch = lookahead_prefetch(options.autoscale, options.concurrency) if options.autoscale else options.concurrency
+        prefetch = (
+            lookahead_prefetch(options.autoscale, options.concurrency) if options.autoscale else options.concurrency
+        )
         await channel.set_qos(prefetch_count=prefetch)  # DESIGN rule 4: prefetch = concurrency
-        parts = WorkerParts(settings, names, options.hostname, channel, consumer, supervisor, stop.first,
-                            connection_url=mask_url(str(settings.broker.url)), prefetch=prefetch)
+        parts = WorkerParts(
+            settings,
+            names,
+            options.hostname,
+            channel,
+            consumer,
+            supervisor,
+            stop.first,
+            connection_url=mask_url(str(settings.broker.url)),
+            prefetch=prefetch,
+        )
         for name in options.queues:
             await parts.add_consumer(name)
         control = ControlServer(names, options.hostname, build_handlers(parts))
         await control.start(connection)
         await events.open(connection)
-        background = [loop.create_task(_heartbeat(supervisor, sessions, settings.worker.heartbeat_interval_s)),
-                      loop.create_task(_announce(parts, events, metrics, settings.worker.heartbeat_interval_s)),
-                      loop.create_task(ship_live_logs(live_logs, supervisor))]
+        background = [
+            loop.create_task(_heartbeat(supervisor, sessions, settings.worker.heartbeat_interval_s)),
+            loop.create_task(_announce(parts, events, metrics, settings.worker.heartbeat_interval_s)),
+            loop.create_task(ship_live_logs(live_logs, supervisor)),
+        ]
         if options.autoscale is not None:
             background.append(loop.create_task(_autoscale(options.autoscale, parts)))
         for task in background:
@@ -106,21 +128,31 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
         if settings.metrics.worker_port >= 0:
             port = metrics.serve(settings.metrics.worker_port, settings.metrics.host)
             log.info("metrics on http://%s:%s/metrics", settings.metrics.host, port)
-        log.info("worker %s ready: queues=%s concurrency=%s zygote pid=%s", options.hostname,
-                 ",".join(options.queues), options.concurrency, supervisor.zygote_pid)
+        log.info(
+            "worker %s ready: queues=%s concurrency=%s zygote pid=%s",
+            options.hostname,
+            ",".join(options.queues),
+            options.concurrency,
+            supervisor.zygote_pid,
+        )
         if ready is not None:
             ready()
         await stop.first.wait()
         await consumer.stop_taking()  # first: nothing starts after the signal, waiting deliveries go back
-        log.info("warm shutdown: no new tasks; waiting up to %ss for %s running", settings.worker.shutdown_timeout_s,
-                 len(supervisor.running()))
+        log.info(
+            "warm shutdown: no new tasks; waiting up to %ss for %s running",
+            settings.worker.shutdown_timeout_s,
+            len(supervisor.running()),
+        )
         await control.close()
         for name in list(parts.queues):
             await parts.cancel_consumer(name)
         drained = await _drain_or_cold(consumer, stop, settings.worker.shutdown_timeout_s)
         if not drained:
-            log.warning("terminating %s running task(s); their deliveries go back to the queue",
-                        supervisor.terminate_all(signal.SIGTERM))
+            log.warning(
+                "terminating %s running task(s); their deliveries go back to the queue",
+                supervisor.terminate_all(signal.SIGTERM),
+            )
             if not await consumer.drain(settings.worker.kill_grace_s):
                 supervisor.terminate_all(signal.SIGKILL)
                 await consumer.drain(5.0)
@@ -136,7 +168,7 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
         engine.dispose()
 
 
-async def _drain_or_cold(consumer: Any, stop: "_ShutdownSignals", timeout_s: float) -> bool:
+async def _drain_or_cold(consumer: Any, stop: _ShutdownSignals, timeout_s: float) -> bool:
     drain = asyncio.ensure_future(consumer.drain(timeout_s))
     cold = asyncio.ensure_future(stop.second.wait())
     done, _ = await asyncio.wait({drain, cold}, return_when=asyncio.FIRST_COMPLETED)
@@ -202,4 +234,3 @@ class _ShutdownSignals:
 
     def _on_signal(self) -> None:
         (self.second if self.first.is_set() else self.first).set()
-

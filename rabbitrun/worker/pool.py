@@ -97,8 +97,12 @@ def lookahead_prefetch(limits: AutoscaleLimits, capacity: int) -> int:
     return min(limits.maximum, capacity + 1)
 
 
-async def autoscale(limits: AutoscaleLimits, slots: Slots, ready_messages: Callable[[], Awaitable[int]],
-                    set_prefetch: Callable[[int], Awaitable[None]]) -> None:
+async def autoscale(
+    limits: AutoscaleLimits,
+    slots: Slots,
+    ready_messages: Callable[[], Awaitable[int]],
+    set_prefetch: Callable[[int], Awaitable[None]],
+) -> None:
     """Run forever: adjust ``slots`` (and the prefetch) to the backlog."""
     loop = asyncio.get_running_loop()
     last_busy_at = loop.time()
@@ -109,8 +113,9 @@ async def autoscale(limits: AutoscaleLimits, slots: Slots, ready_messages: Calla
         backlog = slots.waiting + await ready_messages()
         new = next_capacity(limits, slots.capacity, slots.busy, backlog, loop.time() - last_busy_at)
         if new != slots.capacity:
-            log.info("autoscale: %s -> %s task processes (busy %s, backlog %s)", slots.capacity, new, slots.busy,
-                     backlog)
+            log.info(
+                "autoscale: %s -> %s task processes (busy %s, backlog %s)", slots.capacity, new, slots.busy, backlog
+            )
             await slots.resize(new)
             await set_prefetch(lookahead_prefetch(limits, new))
             last_busy_at = loop.time()

@@ -93,8 +93,9 @@ class Supervisor:
     def running(self) -> list[tuple[protocol.TaskEnvelope, int | None]]:
         return [(r.envelope, r.report.pid) for r in self._running.values()]
 
-    async def run(self, envelope: protocol.TaskEnvelope,
-                  on_reported: Callable[[ChildReport], None] | None = None) -> ChildReport:
+    async def run(
+        self, envelope: protocol.TaskEnvelope, on_reported: Callable[[ChildReport], None] | None = None
+    ) -> ChildReport:
         """Run one task child to its exit. ``on_reported`` is called as soon as the child has
         reported its outcome (its DB writes are done), which may be before it has exited."""
         assert self._zygote is not None
@@ -104,8 +105,7 @@ class Supervisor:
         if on_reported is not None:
             entry.reported.add_done_callback(lambda f: on_reported(f.result()))
         self._running[token] = entry
-        os.write(self._zygote.command_fd,
-                 protocol.encode_frame("run", token=token, **protocol.frame_fields(envelope)))
+        os.write(self._zygote.command_fd, protocol.encode_frame("run", token=token, **protocol.frame_fields(envelope)))
         try:
             return await entry.done
         finally:

@@ -191,8 +191,16 @@ class _Zygote:
                 code = self._child(protocol.envelope_from_frame(frame), token, clock_start)
             except BaseException:  # noqa: BLE001 - process boundary: report, never raise past fork
                 if token:
-                    write_frame(self.evt_fd, "outcome", id=token, state="crashed", claimed=False,
-                                started_at=None, ended_at=None, error=traceback.format_exc()[-1000:])
+                    write_frame(
+                        self.evt_fd,
+                        "outcome",
+                        id=token,
+                        state="crashed",
+                        claimed=False,
+                        started_at=None,
+                        ended_at=None,
+                        error=traceback.format_exc()[-1000:],
+                    )
             finally:
                 os._exit(code)
         os.close(assign_r)
@@ -228,14 +236,37 @@ class _Zygote:
         try:
             self._ensure_dag(envelope)
         except DagError as exc:
-            write_frame(self.evt_fd, "outcome", id=token, state="rejected", claimed=False,
-                        started_at=None, ended_at=None, error=str(exc))
+            write_frame(
+                self.evt_fd,
+                "outcome",
+                id=token,
+                state="rejected",
+                claimed=False,
+                started_at=None,
+                ended_at=None,
+                error=str(exc),
+            )
             return 2
-        outcome = runner.run_attempt(self.settings, self.sessions, self.dagbag, envelope.key,
-                                     hostname=self.hostname, in_process=False, clock_start=clock_start,
-                                     envelope_id=envelope.id)
-        write_frame(self.evt_fd, "outcome", id=token, state=outcome.state, claimed=outcome.claimed,
-                    started_at=_ts(outcome.started_at), ended_at=_ts(outcome.ended_at), error=outcome.error)
+        outcome = runner.run_attempt(
+            self.settings,
+            self.sessions,
+            self.dagbag,
+            envelope.key,
+            hostname=self.hostname,
+            in_process=False,
+            clock_start=clock_start,
+            envelope_id=envelope.id,
+        )
+        write_frame(
+            self.evt_fd,
+            "outcome",
+            id=token,
+            state=outcome.state,
+            claimed=outcome.claimed,
+            started_at=_ts(outcome.started_at),
+            ended_at=_ts(outcome.ended_at),
+            error=outcome.error,
+        )
         sys.stdout.flush()
         return outcome.exit_code
 
@@ -292,8 +323,17 @@ def _warm_statement_cache(sessions: Any) -> None:
         with sessions() as session:
             session.add(DagRun(dag_id=key.dag_id, run_id=key.run_id, state="running", logical_date=now))
             session.flush()
-            session.add(TaskInstance(dag_id=key.dag_id, task_id=key.task_id, run_id=key.run_id, map_index=-1,
-                                     state=TaskState.QUEUED.value, try_number=1, queue="~"))
+            session.add(
+                TaskInstance(
+                    dag_id=key.dag_id,
+                    task_id=key.task_id,
+                    run_id=key.run_id,
+                    map_index=-1,
+                    state=TaskState.QUEUED.value,
+                    try_number=1,
+                    queue="~",
+                )
+            )
             session.flush()
             attempts.claim(session, key, hostname="", pid=0, now=now, commit=False)
             xcom.set_xcom(session, key, xcom.RETURN_VALUE, 1, allow_pickle=False, max_bytes=0)

@@ -115,8 +115,10 @@ def short_consumer_timeout() -> object:
     saved = [(name, _set_rabbit_env(name, value)) for name, value in _SHORT_TIMEOUTS.items()]
     # A run killed inside this fixture leaves the short values behind, and the next run would read
     # them as "previous" and keep them: every later test's channel then times out after 5 s.
-    saved = [(name, _RABBIT_DEFAULTS[name] if before == f"{{ok,{_SHORT_TIMEOUTS[name]}}}" else before)
-             for name, before in saved]
+    saved = [
+        (name, _RABBIT_DEFAULTS[name] if before == f"{{ok,{_SHORT_TIMEOUTS[name]}}}" else before)
+        for name, before in saved
+    ]
     yield
     for name, before in saved:
         _restore_rabbit_env(name, before)
@@ -174,8 +176,11 @@ def test_poison_messages_are_dead_lettered_and_the_worker_survives(env: Env) -> 
     env.scheduler()
     env.worker()
     names = Names(env.prefix)
-    good = dict(protocol.TaskEnvelope(id="e1", key=TaskInstanceKey("chain3", "first", "no-such-run"),
-                                      dag_file="fault_dags.py", queue="default").to_wire())
+    good = dict(
+        protocol.TaskEnvelope(
+            id="e1", key=TaskInstanceKey("chain3", "first", "no-such-run"), dag_file="fault_dags.py", queue="default"
+        ).to_wire()
+    )
     poison = {
         "garbage": b"\x00\xff garbage",
         "version": msgpack.packb({**good, "v": 99}),
@@ -187,8 +192,9 @@ def test_poison_messages_are_dead_lettered_and_the_worker_survives(env: Env) -> 
     }
 
     async def publish_and_collect() -> dict[bytes, str]:
-        conn = await aio_pika.connect(env.vars["RABBITRUN__BROKER__URL"],
-                                      client_properties={"connection_name": "test poison"})
+        conn = await aio_pika.connect(
+            env.vars["RABBITRUN__BROKER__URL"], client_properties={"connection_name": "test poison"}
+        )
         async with conn:
             ch = await conn.channel()
             for body in poison.values():
@@ -245,20 +251,25 @@ def test_database_down_at_task_start_is_reported_and_the_delivery_kept(env: Env)
     env.vars["RABBITRUN__DATABASE__CONNECT_TIMEOUT_S"] = "1"
     worker = env.worker()
     names = Names(env.prefix)
-    envelope = protocol.TaskEnvelope(id="db-down", key=TaskInstanceKey("chain3", "first", "r1"),
-                                     dag_file="fault_dags.py", queue="default")
+    envelope = protocol.TaskEnvelope(
+        id="db-down", key=TaskInstanceKey("chain3", "first", "r1"), dag_file="fault_dags.py", queue="default"
+    )
 
     async def publish() -> None:
         conn = await aio_pika.connect(env.vars["RABBITRUN__BROKER__URL"])
         async with conn:
             ch = await conn.channel()
-            await ch.default_exchange.publish(aio_pika.Message(protocol.encode_envelope(envelope)),
-                                              routing_key=names.task_queue("default"))
+            await ch.default_exchange.publish(
+                aio_pika.Message(protocol.encode_envelope(envelope)), routing_key=names.task_queue("default")
+            )
 
     asyncio.run(publish())
     log_path = worker.log_path  # type: ignore[attr-defined]
-    wait_until(lambda: "metadata database unavailable at task start" in log_path.read_text(), 20,
-               what="a clear reason in the worker log")
+    wait_until(
+        lambda: "metadata database unavailable at task start" in log_path.read_text(),
+        20,
+        what="a clear reason in the worker log",
+    )
     assert worker.poll() is None
     wait_until(lambda: "requeueing the delivery" in log_path.read_text(), 10, what="the delivery requeued")
     assert "Traceback" not in log_path.read_text()

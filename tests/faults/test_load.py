@@ -24,12 +24,14 @@ def side_effects(env: Env) -> collections.Counter[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_2000_tasks_survive_a_worker_sigkill(env: Env) -> None:
-    env.vars.update({
-        "RABBITRUN_TEST_MANY": str(TASKS),
-        "RABBITRUN__WORKER__CONCURRENCY": "4",
-        "RABBITRUN__WORKER__HEARTBEAT_INTERVAL_S": "0.5",
-        "RABBITRUN__SCHEDULER__ZOMBIE_THRESHOLD_S": "5",
-    })
+    env.vars.update(
+        {
+            "RABBITRUN_TEST_MANY": str(TASKS),
+            "RABBITRUN__WORKER__CONCURRENCY": "4",
+            "RABBITRUN__WORKER__HEARTBEAT_INTERVAL_S": "0.5",
+            "RABBITRUN__SCHEDULER__ZOMBIE_THRESHOLD_S": "5",
+        }
+    )
     env.scheduler()
     doomed = env.worker()
     env.vars["RABBITRUN__WORKER__HOSTNAME"] = f"w2-{env.prefix}@test"
@@ -48,7 +50,9 @@ def test_2000_tasks_survive_a_worker_sigkill(env: Env) -> None:
     assert set(effects) == {f"tiny{i}" for i in range(TASKS)}  # nothing lost
     doubled = {k: n for k, n in effects.items() if n > 1}
     retried = {k for k, r in rows.items() if r.try_number > 1}
-    print(f"\n{len(doubled)} side effects repeated (attempts running at the kill): {sorted(doubled)}; "
-          f"{len(retried)} tasks retried as zombies")
+    print(
+        f"\n{len(doubled)} side effects repeated (attempts running at the kill): {sorted(doubled)}; "
+        f"{len(retried)} tasks retried as zombies"
+    )
     assert set(doubled) <= retried  # only attempts that were running at the kill repeat (at-least-once)
     assert len(retried) <= 4  # at most the killed worker's concurrency

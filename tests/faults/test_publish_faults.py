@@ -20,8 +20,16 @@ def full_default_queue(env: Env, vhost: str) -> Iterator[Callable[[], None]]:
     this test's prefix in the test vhost); yields the function that lifts it (also run afterwards)."""
     queue = Names(env.prefix).task_queue("default")
     name = f"full-{env.prefix}"
-    rabbitmqctl("set_policy", "-p", vhost, "--apply-to", "queues", name, f"^{re.escape(queue)}$",
-                json.dumps({"max-length": 1, "overflow": "reject-publish"}))
+    rabbitmqctl(
+        "set_policy",
+        "-p",
+        vhost,
+        "--apply-to",
+        "queues",
+        name,
+        f"^{re.escape(queue)}$",
+        json.dumps({"max-length": 1, "overflow": "reject-publish"}),
+    )
     lifted: list[bool] = []
 
     def lift() -> None:

@@ -75,14 +75,20 @@ def test_metadata_db_outage_pauses_the_scheduler_which_resumes_without_losing_or
         env.vars["RABBITRUN__DATABASE__URL"] = direct
         env.worker()
         run_a = trigger(env, "chain3", sleep_s=3)
-        wait_until(lambda: getattr(states(env, "chain3", run_a).get("first"), "state", None) == "running", 30,
-                   what="first running")
+        wait_until(
+            lambda: getattr(states(env, "chain3", run_a).get("first"), "state", None) == "running",
+            30,
+            what="first running",
+        )
         relay.cut()
         log_path = scheduler.log_path  # type: ignore[attr-defined]
         wait_until(lambda: "scheduling paused" in log_path.read_text(), 30, what="the outage in the scheduler log")
         run_b = trigger(env, "chain3")  # written straight to the DB, which is up for everyone else
-        wait_until(lambda: states(env, "chain3", run_a)["first"].state == "success", 30,
-                   what="first finished during the outage")
+        wait_until(
+            lambda: states(env, "chain3", run_a)["first"].state == "success",
+            30,
+            what="first finished during the outage",
+        )
         time.sleep(2)
         assert scheduler.poll() is None, log_path.read_text()
         assert states(env, "chain3", run_a)["second"].state == "none"  # nobody could queue it meanwhile
@@ -94,7 +100,6 @@ def test_metadata_db_outage_pauses_the_scheduler_which_resumes_without_losing_or
         assert "cannot use the metadata database at postgresql+psycopg://" in text and "Traceback" not in text
         assert "metadata database reachable again" in text
     for run_id in (run_a, run_b):
-        assert attempt_rows(env, run_id) == [("first", 1, "success"), ("second", 1, "success"),
-                                             ("third", 1, "success")]
+        assert attempt_rows(env, run_id) == [("first", 1, "success"), ("second", 1, "success"), ("third", 1, "success")]
     for name in ("first", "second", "third"):
         assert len(lines(env, name)) == 2  # once per run: nothing lost, nothing doubled

@@ -26,10 +26,12 @@ from tests.helpers import lines, queue_counts, queue_run, run_dag, states, trigg
 
 
 def fast_zombies(env: Env) -> None:
-    env.vars.update({
-        "RABBITRUN__WORKER__HEARTBEAT_INTERVAL_S": "0.5",
-        "RABBITRUN__SCHEDULER__ZOMBIE_THRESHOLD_S": "3",
-    })
+    env.vars.update(
+        {
+            "RABBITRUN__WORKER__HEARTBEAT_INTERVAL_S": "0.5",
+            "RABBITRUN__SCHEDULER__ZOMBIE_THRESHOLD_S": "3",
+        }
+    )
 
 
 def running_count(env: Env, dag_id: str, run_id: str) -> int:
@@ -87,16 +89,20 @@ def hosts_of(env: Env, run_id: str) -> list[tuple[str, int, str, str]]:
     """(task_id, try_number, state, hostname) of every attempt row of a run."""
     engine = make_engine(env.settings().database, pooled=False)
     with session_factory(engine)() as session:
-        return sorted((a.task_id, a.try_number, a.state, a.hostname or "")
-                      for a in session.query(TaskAttempt).filter_by(run_id=run_id))
+        return sorted(
+            (a.task_id, a.try_number, a.state, a.hostname or "")
+            for a in session.query(TaskAttempt).filter_by(run_id=run_id)
+        )
 
 
 def attempt_starts(env: Env, run_id: str) -> list[tuple[str, int, str, str, datetime]]:
     """(task_id, try_number, state, hostname, start_date) of every attempt row of a run."""
     engine = make_engine(env.settings().database, pooled=False)
     with session_factory(engine)() as session:
-        return sorted((a.task_id, a.try_number, a.state, a.hostname or "", a.start_date)
-                      for a in session.query(TaskAttempt).filter_by(run_id=run_id))
+        return sorted(
+            (a.task_id, a.try_number, a.state, a.hostname or "", a.start_date)
+            for a in session.query(TaskAttempt).filter_by(run_id=run_id)
+        )
 
 
 def ask_first_worker(env: Env, command: str) -> list[Any]:
@@ -125,8 +131,13 @@ def second_worker(env: Env, *extra: str) -> None:
 def test_warm_shutdown_hands_back_deliveries_waiting_for_a_slot(env: Env, vhost: str) -> None:
     """One slot, ten ready tasks: the running task is acked early, so the broker delivers the next one,
     which waits for the slot. SIGTERM must give it back at once, never start it after the signal."""
-    env.vars.update({"RABBITRUN__WORKER__CONCURRENCY": "1", "RABBITRUN__WORKER__ACK_RUNNING_AFTER_S": "0.5",
-                     "RABBITRUN__WORKER__SHUTDOWN_TIMEOUT_S": "30"})
+    env.vars.update(
+        {
+            "RABBITRUN__WORKER__CONCURRENCY": "1",
+            "RABBITRUN__WORKER__ACK_RUNNING_AFTER_S": "0.5",
+            "RABBITRUN__WORKER__SHUTDOWN_TIMEOUT_S": "30",
+        }
+    )
     env.scheduler()
     worker = env.worker()
     run_id = trigger(env, "sleepers", sleep_s=2)
@@ -216,8 +227,11 @@ def test_second_signal_is_a_cold_shutdown_and_the_task_reruns_elsewhere(env: Env
     run_id = trigger(env, "long_running", sleep_s=12)  # outlives slow waits before the signal
     wait_until(lambda: running_count(env, "long_running", run_id) == 1, 30, what="long task running")
     worker.send_signal(signal.SIGTERM)
-    wait_until(lambda: "warm shutdown" in worker.log_path.read_text(), 10,  # type: ignore[attr-defined]
-               what="warm shutdown begun")
+    wait_until(
+        lambda: "warm shutdown" in worker.log_path.read_text(),
+        10,  # type: ignore[attr-defined]
+        what="warm shutdown begun",
+    )
     started = time.monotonic()
     worker.send_signal(second)
     worker.wait(timeout=30)
@@ -273,8 +287,12 @@ def test_timed_out_attempts_are_retried_after_the_retry_delay(env: Env) -> None:
     assert (rows["soft_retry"].state, rows["soft_retry"].try_number) == ("failed", 2)
     assert "TaskTimeout" in (rows["soft_retry"].reason or "")
     assert (rows["hard_retry"].state, rows["hard_retry"].try_number) == ("success", 2)
-    assert attempts_of(env, run_id) == [("hard_retry", 1, "up_for_retry"), ("hard_retry", 2, "success"),
-                                        ("soft_retry", 1, "up_for_retry"), ("soft_retry", 2, "failed")]
+    assert attempts_of(env, run_id) == [
+        ("hard_retry", 1, "up_for_retry"),
+        ("hard_retry", 2, "success"),
+        ("soft_retry", 1, "up_for_retry"),
+        ("soft_retry", 2, "failed"),
+    ]
     assert len(lines(env, "soft_retry")) == 2 and len(lines(env, "hard_retry")) == 2
     engine = make_engine(env.settings().database, pooled=False)
     with session_factory(engine)() as session:
@@ -309,8 +327,12 @@ def test_duplicate_envelope_runs_the_task_once(env: Env) -> None:
     engine = make_engine(env.settings().database, pooled=False)
     with session_factory(engine)() as session:
         ti = session.get(TaskInstance, ("chain3", "first", run_id, -1))
-        envelope = protocol.TaskEnvelope(id=ti.envelope_id, key=TaskInstanceKey("chain3", "first", run_id, -1, 1),
-                                         dag_file="fault_dags.py", queue="default")
+        envelope = protocol.TaskEnvelope(
+            id=ti.envelope_id,
+            key=TaskInstanceKey("chain3", "first", run_id, -1, 1),
+            dag_file="fault_dags.py",
+            queue="default",
+        )
     names = Names(env.prefix)
 
     async def publish_twice() -> None:
@@ -318,8 +340,9 @@ def test_duplicate_envelope_runs_the_task_once(env: Env) -> None:
         async with conn:
             ch = await conn.channel()
             for _ in range(2):
-                await ch.default_exchange.publish(aio_pika.Message(protocol.encode_envelope(envelope)),
-                                                  routing_key=names.task_queue("default"))
+                await ch.default_exchange.publish(
+                    aio_pika.Message(protocol.encode_envelope(envelope)), routing_key=names.task_queue("default")
+                )
 
     asyncio.run(publish_twice())
     worker_log = env.children[1].log_path  # type: ignore[attr-defined]
@@ -350,8 +373,10 @@ def test_two_copies_of_a_queued_envelope_raced_by_two_workers_run_once(env: Env)
         async with conn:
             ch = await conn.channel()
             for _ in range(2):
-                await ch.default_exchange.publish(aio_pika.Message(protocol.encode_envelope(envelope), **props),
-                                                  routing_key=names.task_queue("default"))
+                await ch.default_exchange.publish(
+                    aio_pika.Message(protocol.encode_envelope(envelope), **props),
+                    routing_key=names.task_queue("default"),
+                )
 
     asyncio.run(publish_twice())
     wait_until(lambda: states(env, "chain3", run_id)["first"].state == "success", 30, what="first ran")
@@ -360,8 +385,9 @@ def test_two_copies_of_a_queued_envelope_raced_by_two_workers_run_once(env: Env)
     assert [len(lines(env, n)) for n in ("first", "second", "third")] == [1, 1, 1]
     assert attempts_of(env, run_id) == [("first", 1, "success"), ("second", 1, "success"), ("third", 1, "success")]
     logs = [w.log_path.read_text() for w in (first_worker, other_worker)]  # type: ignore[attr-defined]
-    losers = [log for log in logs
-              if any("chain3.first" in line and "not running again" in line for line in log.splitlines())]
+    losers = [
+        log for log in logs if any("chain3.first" in line and "not running again" in line for line in log.splitlines())
+    ]
     assert len(losers) == 1, logs  # each worker got a copy; the one that lost the claim did not run it
 
 
@@ -374,8 +400,11 @@ def test_zombie_detected_when_heartbeat_stops(env: Env) -> None:
     wait_until(lambda: running_count(env, "long_running", run_id) == 1, 30, what="long task running")
     os.kill(frozen.pid, signal.SIGSTOP)
     try:
-        wait_until(lambda: states(env, "long_running", run_id)["long_task"].state == "failed", 30,
-                   what="zombie failed by the scheduler")
+        wait_until(
+            lambda: states(env, "long_running", run_id)["long_task"].state == "failed",
+            30,
+            what="zombie failed by the scheduler",
+        )
         assert "zombie" in (states(env, "long_running", run_id)["long_task"].reason or "")
     finally:
         os.kill(frozen.pid, signal.SIGCONT)

@@ -24,10 +24,12 @@ def raw_session(env: Env) -> Session:
     return session_factory(engine_of(env))()
 
 
-def run_in_process(env: Env, dag_id: str, run_id: str, task_id: str, try_number: int | None = 1
-                   ) -> runner.AttemptOutcome:
-    outcome: runner.AttemptOutcome = client.run_task(env.settings(), dag_id, task_id, run_id,
-                                                     try_number=try_number, hostname="test")
+def run_in_process(
+    env: Env, dag_id: str, run_id: str, task_id: str, try_number: int | None = 1
+) -> runner.AttemptOutcome:
+    outcome: runner.AttemptOutcome = client.run_task(
+        env.settings(), dag_id, task_id, run_id, try_number=try_number, hostname="test"
+    )
     return outcome
 
 

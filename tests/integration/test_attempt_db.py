@@ -64,8 +64,7 @@ def test_claim_and_finish_write_and_read_what_the_orm_does(env: Env) -> None:
         ti = session.get(TaskInstance, (key.dag_id, key.task_id, key.run_id, key.map_index))
         assert (ti.state, ti.end_date, ti.duration) == ("success", ended, 1.5)
         row = session.execute(select(TaskAttempt).where(TaskAttempt.run_id == "r1")).scalar_one()
-        assert (row.state, row.start_date, row.end_date, row.hostname, row.pid) == ("success", started, ended,
-                                                                                      "h1", 7)
+        assert (row.state, row.start_date, row.end_date, row.hostname, row.pid) == ("success", started, ended, "h1", 7)
 
 
 def test_a_dropped_connection_is_invalidated_and_the_next_checkout_reconnects(env: Env) -> None:
@@ -74,8 +73,10 @@ def test_a_dropped_connection_is_invalidated_and_the_next_checkout_reconnects(en
     sessions, envelope = _queued(env)
     key = envelope.key  # type: ignore[attr-defined]
     with attempts.attempt_db(sessions) as db:  # type: ignore[arg-type]
-        backend = db.execute("claim", {**attempts._key_params(key.with_try(99)), "p_now": LOGICAL, "p_host": "",
-                                       "p_pid": 0, "p_envelope": None}).connection.info.backend_pid
+        backend = db.execute(
+            "claim",
+            {**attempts._key_params(key.with_try(99)), "p_now": LOGICAL, "p_host": "", "p_pid": 0, "p_envelope": None},
+        ).connection.info.backend_pid
         db.rollback()
     with make_engine(env.settings().database, pooled=False).connect() as other:  # not the pooled one
         other.exec_driver_sql(f"SELECT pg_terminate_backend({backend})")
@@ -98,8 +99,14 @@ def test_an_unreachable_database_fails_as_the_orm_does() -> None:
 
 def _xcoms(sessions: object, key: object) -> list[str]:
     with sessions() as session:  # type: ignore[operator]
-        return list(session.execute(select(XComRow.key).where(XComRow.run_id == key.run_id,  # type: ignore[attr-defined]
-                                                              XComRow.task_id == key.task_id)).scalars())  # type: ignore[attr-defined]
+        return list(
+            session.execute(
+                select(XComRow.key).where(
+                    XComRow.run_id == key.run_id,  # type: ignore[attr-defined]
+                    XComRow.task_id == key.task_id,
+                )
+            ).scalars()
+        )  # type: ignore[attr-defined]
 
 
 def test_a_lost_claim_keeps_the_attempts_xcoms_and_a_won_claim_clears_the_old_ones(env: Env) -> None:

@@ -58,9 +58,14 @@ def test_sqlite_database_is_in_wal_mode(env: Env) -> None:
 
 def test_unknown_ids_are_one_line_and_exit_2_for_states_logs_and_clear(env: Env) -> None:
     run_id = queue_run(env, "simple")
-    for args in (["tasks", "states", "nope", run_id], ["tasks", "states", "simple", "no_such_run"],
-                 ["tasks", "logs", "nope", "one", run_id], ["tasks", "logs", "simple", "nope", run_id],
-                 ["tasks", "logs", "simple", "one", "no_such_run"], ["tasks", "clear", "nope"]):
+    for args in (
+        ["tasks", "states", "nope", run_id],
+        ["tasks", "states", "simple", "no_such_run"],
+        ["tasks", "logs", "nope", "one", run_id],
+        ["tasks", "logs", "simple", "nope", run_id],
+        ["tasks", "logs", "simple", "one", "no_such_run"],
+        ["tasks", "clear", "nope"],
+    ):
         out = env.cli(*args)
         assert out.returncode == EXIT_USAGE, (args, out.stderr)
         assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1, (args, out.stderr)
@@ -87,8 +92,9 @@ def test_topology_declare_export_and_the_script(env: Env) -> None:
     assert first.returncode == 0, first.stderr
     assert f"{env.prefix}.rabbitrun.q.default" in first.stdout
     assert env.cli("topology", "declare").returncode == 0  # idempotent
-    script = subprocess.run([str(REPO / "scripts" / "declare-topology")], env=env.vars, capture_output=True,
-                            text=True, timeout=300)
+    script = subprocess.run(
+        [str(REPO / "scripts" / "declare-topology")], env=env.vars, capture_output=True, text=True, timeout=300
+    )
     assert script.returncode == 0, script.stderr
     exported = env.cli("topology", "export", "--vhost", "some-vhost")
     assert exported.returncode == 0, exported.stderr
@@ -112,9 +118,15 @@ def test_topology_mismatch_is_one_plain_line_and_exit_2(env: Env) -> None:
         conn = await aio_pika.connect(env.vars["RABBITRUN__BROKER__URL"])
         async with conn:
             channel = await conn.channel()
-            await channel.declare_queue(names.task_queue("default"), durable=True, arguments={
-                "x-queue-type": "classic", "x-dead-letter-exchange": names.dead_letter_exchange,
-                "x-max-priority": 3})  # all the topology wants but the priority
+            await channel.declare_queue(
+                names.task_queue("default"),
+                durable=True,
+                arguments={
+                    "x-queue-type": "classic",
+                    "x-dead-letter-exchange": names.dead_letter_exchange,
+                    "x-max-priority": 3,
+                },
+            )  # all the topology wants but the priority
 
     asyncio.run(precreate())
     out = env.cli("topology", "declare")

@@ -49,8 +49,11 @@ def test_tasks_run_claims_runs_and_records_one_attempt(env: Env) -> None:
 
 
 def test_unknown_dag_or_task_is_one_line_and_exit_2(env: Env) -> None:
-    for args in (["dags", "trigger", "nope"], ["tasks", "run", "simple", "nope", "r"],
-                 ["tasks", "run", "nope", "one", "r"]):
+    for args in (
+        ["dags", "trigger", "nope"],
+        ["tasks", "run", "simple", "nope", "r"],
+        ["tasks", "run", "nope", "one", "r"],
+    ):
         out = env.cli(*args)
         assert out.returncode == 2, (args, out.stderr)
         assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1

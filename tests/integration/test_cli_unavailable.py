@@ -38,8 +38,9 @@ def test_unreachable_database_is_one_line_naming_the_masked_url(env: Env, args: 
     elapsed_s, out = _run_timed(env, *args)
     assert out.returncode == EXIT_UNAVAILABLE == DatabaseUnavailable.exit_code, out.stderr  # type: ignore[attr-defined]
     stderr = out.stderr  # type: ignore[attr-defined]
-    assert stderr.startswith("error: cannot use the metadata database at "
-                             "postgresql+psycopg://postgres:***@127.0.0.1:1/nowhere: ")
+    assert stderr.startswith(
+        "error: cannot use the metadata database at postgresql+psycopg://postgres:***@127.0.0.1:1/nowhere: "
+    )
     assert stderr.count("\n") == 1 and "dbpw" not in stderr and "Traceback" not in stderr
     assert elapsed_s < 20
 
@@ -67,8 +68,9 @@ def test_health_with_the_database_down_names_it_and_exits_unavailable(env: Env) 
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-@pytest.mark.parametrize("args", [("topology", "declare"), ("broker", "check"), ("inspect", "ping")],
-                         ids=lambda a: "-".join(a))
+@pytest.mark.parametrize(
+    "args", [("topology", "declare"), ("broker", "check"), ("inspect", "ping")], ids=lambda a: "-".join(a)
+)
 def test_broker_down_is_one_clean_line_without_the_transport_noise(env: Env, args: tuple[str, ...]) -> None:
     env.vars["RABBITRUN__BROKER__URL"] = "amqp://guest:brokerpw@127.0.0.1:1/"
     env.vars["RABBITRUN__BROKER__CONNECT_TIMEOUT_S"] = "2"

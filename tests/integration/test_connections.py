@@ -19,9 +19,26 @@ from tests.integration.conftest_secrets import SECRET_URI, engine_of, raw_sessio
 def test_cli_add_by_uri_or_fields_get_list_and_delete(env: Env) -> None:
     added = env.cli("connections", "add", "secret_db", "--conn-uri", SECRET_URI)
     assert added.returncode == 0 and "svc:***@db.example" in added.stdout and "Pa55" not in added.stdout
-    assert env.cli("connections", "add", "api", "--conn-type", "http", "--conn-host", "api.example",
-                   "--conn-login", "me", "--conn-password", "pw-4321", "--conn-port", "8443",
-                   "--conn-extra", '{"api_key": "k-8765", "timeout": 3}').returncode == 0
+    assert (
+        env.cli(
+            "connections",
+            "add",
+            "api",
+            "--conn-type",
+            "http",
+            "--conn-host",
+            "api.example",
+            "--conn-login",
+            "me",
+            "--conn-password",
+            "pw-4321",
+            "--conn-port",
+            "8443",
+            "--conn-extra",
+            '{"api_key": "k-8765", "timeout": 3}',
+        ).returncode
+        == 0
+    )
     shown = json.loads(env.cli("connections", "get", "secret_db").stdout)
     assert shown["password"] == "***" and shown["schema"] == "app" and shown["port"] == 5432
     full = json.loads(env.cli("connections", "get", "secret_db", "--show-password").stdout)
@@ -52,8 +69,19 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(env: Env) -> None:
 
 
 def test_cli_import_export_round_trip_and_an_import_is_all_or_nothing(env: Env, tmp_path: Path) -> None:
-    env.cli("connections", "add", "c1", "--conn-type", "http", "--conn-host", "api.example", "--conn-password", "pw",
-            "--conn-extra", '{"timeout": 3}')
+    env.cli(
+        "connections",
+        "add",
+        "c1",
+        "--conn-type",
+        "http",
+        "--conn-host",
+        "api.example",
+        "--conn-password",
+        "pw",
+        "--conn-extra",
+        '{"timeout": 3}',
+    )
     env.cli("connections", "add", "c2", "--conn-uri", SECRET_URI)
     assert env.cli("connections", "export", str(tmp_path / "conns.json")).returncode == 0
     exported = json.loads((tmp_path / "conns.json").read_text())
@@ -79,14 +107,19 @@ def test_cli_import_export_round_trip_and_an_import_is_all_or_nothing(env: Env, 
 def test_environment_overrides_as_uri_or_json_win_over_the_db(env: Env) -> None:
     env.cli("connections", "add", "warehouse", "--conn-uri", "postgresql://db-user:db-pw@db/app")
     env.vars["RABBITRUN_CONN_WAREHOUSE"] = "postgresql://env-user:env%2Fpw@env-host:6543/envdb"
-    env.vars["RABBITRUN_CONN_ENVDB"] = json.dumps({"conn_type": "mysql", "host": "h", "password": "pw",
-                                                   "extra": {"charset": "utf8"}})
+    env.vars["RABBITRUN_CONN_ENVDB"] = json.dumps(
+        {"conn_type": "mysql", "host": "h", "password": "pw", "extra": {"charset": "utf8"}}
+    )
     access = build(env.settings(), session_factory(engine_of(env)))
     token = activate(access)
     try:
         warehouse = Connection.get("warehouse")
         assert (warehouse.host, warehouse.login, warehouse.password, warehouse.port) == (
-            "env-host", "env-user", "env/pw", 6543)
+            "env-host",
+            "env-user",
+            "env/pw",
+            6543,
+        )
         envdb = Connection.get("envdb")
         assert (envdb.conn_type, envdb.host, envdb.extra_dejson) == ("mysql", "h", {"charset": "utf8"})
         with pytest.raises(ConnectionNotFound, match="Connection nope does not exist"):

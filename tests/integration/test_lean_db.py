@@ -21,8 +21,17 @@ from rabbitrun.scheduler.runs import start_queued_runs, sync_dags
 from rabbitrun.settings import DatabaseSettings
 from tests.conftest import Env
 
-COLUMNS = ("state", "run_type", "logical_date", "conf", "queued_at", "data_interval_start", "data_interval_end",
-           "start_date", "end_date")
+COLUMNS = (
+    "state",
+    "run_type",
+    "logical_date",
+    "conf",
+    "queued_at",
+    "data_interval_start",
+    "data_interval_end",
+    "start_date",
+    "end_date",
+)
 
 
 def _register(settings: object) -> None:
@@ -64,8 +73,9 @@ def test_lean_progress_equals_the_orm_progress_of_a_started_run(env: Env) -> Non
     with sessions() as session:
         start_queued_runs(session, bag, settings, datetime.now(UTC))
         readiness.schedule(session, bag, settings, datetime.now(UTC))
-        states = dict(session.execute(select(TaskInstance.task_id, TaskInstance.state)
-                                      .where(TaskInstance.run_id == run_id)).all())
+        states = dict(
+            session.execute(select(TaskInstance.task_id, TaskInstance.state).where(TaskInstance.run_id == run_id)).all()
+        )
     assert states == {"first": "queued", "second": "none", "third": "none"}
     lean = LeanDB.open(settings.database)
     assert lean is not None
@@ -87,16 +97,23 @@ def test_urls_the_lean_path_does_not_handle_keep_the_orm_path(env: Env) -> None:
 def test_dags_trigger_wait_runs_without_importing_sqlalchemy(env: Env) -> None:
     settings = env.settings()
     _register(settings)
-    probe = ("import sys, runpy; sys.argv = ['rabbitrun', 'dags', 'trigger', 'simple', '--run-id', 'r1'];"
-             "from rabbitrun.cli.main import main\ntry:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
-             "print('SQLALCHEMY' if 'sqlalchemy' in sys.modules else 'LEAN', code)")
+    probe = (
+        "import sys, runpy; sys.argv = ['rabbitrun', 'dags', 'trigger', 'simple', '--run-id', 'r1'];"
+        "from rabbitrun.cli.main import main\ntry:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+        "print('SQLALCHEMY' if 'sqlalchemy' in sys.modules else 'LEAN', code)"
+    )
     import subprocess
 
     out = subprocess.run([sys.executable, "-c", probe], env=env.vars, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip().splitlines()[-1] == "LEAN 0", out.stdout + out.stderr
     assert client.run_progress(settings, "simple", "r1").state == "queued"
-    again = subprocess.run([sys.executable, "-m", "rabbitrun", "dags", "trigger", "simple", "--run-id", "r1"],
-                           env=env.vars, capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        [sys.executable, "-m", "rabbitrun", "dags", "trigger", "simple", "--run-id", "r1"],
+        env=env.vars,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert again.returncode == 2 and "already exists" in again.stderr
 
 
@@ -105,8 +122,8 @@ def test_a_database_without_the_schema_is_named_with_the_remedy(env: Env, tmp_pa
     lean = LeanDB.open(settings.database)
     assert lean is not None
     if lean.dialect == "postgresql":  # a database that never had `db init`
-        lean._execute("DROP SCHEMA public CASCADE", ())  # noqa: SLF001
-        lean._execute("CREATE SCHEMA public", ())  # noqa: SLF001
+        lean._execute("DROP SCHEMA public CASCADE", ())
+        lean._execute("CREATE SCHEMA public", ())
     else:
         lean.close()
         lean = LeanDB.open(dataclasses.replace(settings.database, url=f"sqlite:///{env.home / 'empty.db'}"))
@@ -114,7 +131,8 @@ def test_a_database_without_the_schema_is_named_with_the_remedy(env: Env, tmp_pa
     with pytest.raises(DatabaseUnavailable, match=r"dag_run.*run `rabbitrun db init`"):
         lean.insert_queued_run("simple", "r", {}, datetime.now(UTC))
     lean.close()
-    down = dataclasses.replace(settings.database, url="postgresql+psycopg://postgres:pw@127.0.0.1:1/x",
-                               connect_timeout_s=2)
+    down = dataclasses.replace(
+        settings.database, url="postgresql+psycopg://postgres:pw@127.0.0.1:1/x", connect_timeout_s=2
+    )
     with pytest.raises(DatabaseUnavailable, match=r"postgresql\+psycopg://postgres:\*\*\*@127.0.0.1:1/x"):
         LeanDB.open(down)

@@ -22,8 +22,11 @@ def _test_dag(env: Env, dag_id: str) -> tuple[str, dict[tuple[str, int], client.
 
 def _value(env: Env, run_id: str, task_id: str, map_index: int = -1) -> Any:
     with session_factory(make_engine(env.settings().database, pooled=False))() as session:
-        row = session.query(XComRow).filter_by(run_id=run_id, task_id=task_id, map_index=map_index,
-                                               key="return_value").one_or_none()
+        row = (
+            session.query(XComRow)
+            .filter_by(run_id=run_id, task_id=task_id, map_index=map_index, key="return_value")
+            .one_or_none()
+        )
     return None if row is None else json.loads(row.value)
 
 
@@ -35,7 +38,10 @@ def _square_lines(env: Env) -> list[str]:
 def test_partial_and_expand_over_literal_lists_run_one_instance_per_element(env: Env) -> None:
     run_id, rows = _test_dag(env, "map_partial_literal")
     assert {k: r.state for k, r in rows.items() if k[0] == "add"} == {
-        ("add", 0): "success", ("add", 1): "success", ("add", 2): "success"}
+        ("add", 0): "success",
+        ("add", 1): "success",
+        ("add", 2): "success",
+    }
     assert [_value(env, run_id, "add", i) for i in range(3)] == [11, 12, 13]
     assert _value(env, run_id, "sums") == {"values": [11, 12, 13], "count": 3}
     assert {k: r.state for k, r in rows.items() if k[0] == "echo"} == {("echo", 0): "success", ("echo", 1): "success"}
@@ -57,7 +63,10 @@ def test_dags_test_cli_runs_a_mapped_dag_and_lists_each_instance(env: Env) -> No
     assert out.returncode == 0, out.stderr
     listed = {line.split()[0]: line.split()[1] for line in out.stdout.splitlines()[:-1]}
     assert {k: v for k, v in listed.items() if k.startswith("add")} == {
-        "add[0]": "success", "add[1]": "success", "add[2]": "success"}
+        "add[0]": "success",
+        "add[1]": "success",
+        "add[2]": "success",
+    }
     assert out.stdout.splitlines()[-1].endswith(": success")
 
 
@@ -92,8 +101,12 @@ def test_expanding_over_max_map_length_fails_with_the_limit_named(env: Env) -> N
 def test_xcom_pull_by_map_indexes_gives_one_value_or_a_list_in_the_order_asked(env: Env) -> None:
     run_id, rows = _test_dag(env, "map_pull")
     assert rows[("pull", -1)].state == "success"
-    assert _value(env, run_id, "pull") == {"one": 200, "some": [200, 0], "all": [0, None, 200],
-                                           "missing": "none pushed"}
+    assert _value(env, run_id, "pull") == {
+        "one": 200,
+        "some": [200, 0],
+        "all": [0, None, 200],
+        "missing": "none pushed",
+    }
 
 
 def test_tasks_run_with_map_index_reruns_one_instance_and_states_list_instances_apart(env: Env) -> None:
@@ -120,8 +133,11 @@ def test_clear_of_a_mapped_task_re_expands_to_the_new_length(env: Env) -> None:
     settings = env.settings()
     cleared = client.clear_tasks(settings, "map_sized", task_regex="^sized$", run_id=run_id, downstream=True)
     assert sorted(t for _, t in cleared) == ["collect", "sized", "square"]
-    assert sorted((r.task_id, r.map_index, r.state) for r in client.task_states(settings, "map_sized", run_id)
-                  if r.task_id == "square") == [("square", -1, "none")]
+    assert sorted(
+        (r.task_id, r.map_index, r.state)
+        for r in client.task_states(settings, "map_sized", run_id)
+        if r.task_id == "square"
+    ) == [("square", -1, "none")]
     _run_to_end(env, "map_sized", run_id)
     after = {(r.task_id, r.map_index): r for r in client.task_states(settings, "map_sized", run_id)}
     assert sorted(i for t, i in after if t == "square") == [0, 1]

@@ -76,17 +76,21 @@ def test_queued_attempt_marked_success_is_not_claimed_by_its_delivery(env: Env) 
     assert states(env, "simple", run_id)["one"].state == "success"
 
 
-def test_marking_a_run_failed_fails_running_tasks_and_skips_unfinished_ones_then_success_marks_all(
-        env: Env) -> None:
+def test_marking_a_run_failed_fails_running_tasks_and_skips_unfinished_ones_then_success_marks_all(env: Env) -> None:
     settings = env.settings()
     run_id = queue_run(env, "xcom_flow")  # produce and other queued, consume and echo not yet
     sessions = session_factory(make_engine(settings.database, pooled=False))
     with sessions() as session:
-        assert attempts.claim(session, TaskInstanceKey("xcom_flow", "produce", run_id, -1, 1), hostname="t", pid=1,
-                              now=utcnow()).won
+        assert attempts.claim(
+            session, TaskInstanceKey("xcom_flow", "produce", run_id, -1, 1), hostname="t", pid=1, now=utcnow()
+        ).won
     assert client.set_run_state(settings, "xcom_flow", run_id, "failed").previous == "running"
     assert {t: r.state for t, r in states(env, "xcom_flow", run_id).items()} == {
-        "produce": "failed", "other": "skipped", "consume": "skipped", "echo": "skipped"}
+        "produce": "failed",
+        "other": "skipped",
+        "consume": "skipped",
+        "echo": "skipped",
+    }
     assert _run_state(env, "xcom_flow", run_id) == "failed"
     client.set_run_state(settings, "xcom_flow", run_id, "success")
     assert {r.state for r in states(env, "xcom_flow", run_id).values()} == {"success"}

@@ -36,8 +36,11 @@ def test_rows_changed_since_they_were_read_are_not_queued_again(env: Env) -> Non
     with sessions() as session:
         assert queueing.queue(session, [(ti, dag) for ti in ready], bag, settings, now) == []
         session.commit()
-        rows = session.execute(select(TaskInstance.task_id, TaskInstance.try_number, TaskInstance.envelope_id)
-                               .where(TaskInstance.run_id == "r1", TaskInstance.state == "queued")).all()
+        rows = session.execute(
+            select(TaskInstance.task_id, TaskInstance.try_number, TaskInstance.envelope_id).where(
+                TaskInstance.run_id == "r1", TaskInstance.state == "queued"
+            )
+        ).all()
     assert sorted((t, n, e) for t, n, e in rows) == sorted((e.key.task_id, 1, e.id) for e in first)
 
 
@@ -51,7 +54,8 @@ def test_a_bulk_load_of_task_instances_is_analyzed_then_queued(env: Env, tmp_pat
         "from rabbitrun import DAG, BashOperator\n"
         "with DAG('bulk', max_active_tasks=100000) as dag:\n"
         f"    for i in range({size}):\n"
-        "        BashOperator(task_id=f't{i}', bash_command='true')\n")
+        "        BashOperator(task_id=f't{i}', bash_command='true')\n"
+    )
     settings = env.settings()
     sessions = session_factory(make_engine(settings.database))
     bag = DagBag(dags, include_examples=False)
@@ -63,6 +67,9 @@ def test_a_bulk_load_of_task_instances_is_analyzed_then_queued(env: Env, tmp_pat
     with sessions() as session:
         assert session.execute(analyzed).scalar() != before  # the statistics the queueing UPDATE is planned with
         envelopes = readiness.schedule(session, bag, settings, now)
-        queued = session.execute(select(func.count(), func.count(func.distinct(TaskInstance.envelope_id)))
-                                 .where(TaskInstance.state == "queued")).one()
+        queued = session.execute(
+            select(func.count(), func.count(func.distinct(TaskInstance.envelope_id))).where(
+                TaskInstance.state == "queued"
+            )
+        ).one()
     assert len(envelopes) == size and tuple(queued) == (size, size)

@@ -20,8 +20,11 @@ def test_lost_connection_retries_with_growing_waits_capped_and_recovers(vhost: s
         relay = Relay(BROKER)
         server = await asyncio.start_server(relay.handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        settings = BrokerSettings(url=Secret(f"amqp://guest:guest@127.0.0.1:{port}/{quote(vhost, safe='')}"),
-                                  reconnect_min_s=0.2, reconnect_max_s=1.6)
+        settings = BrokerSettings(
+            url=Secret(f"amqp://guest:guest@127.0.0.1:{port}/{quote(vhost, safe='')}"),
+            reconnect_min_s=0.2,
+            reconnect_max_s=1.6,
+        )
         connection = await connect(settings, "test", "reconnect-backoff")
         try:
             channel = await connection.channel()

@@ -82,10 +82,12 @@ def api() -> ManagementClient:
 
 def on_connection(vhost: str, test: str, work: Callable[[aio_pika.abc.AbstractConnection], Awaitable[T]]) -> T:
     """Run ``work`` on a connection named after the test, so the management UI shows who owns it."""
+
     async def main() -> T:
         try:
-            connection = await aio_pika.connect(AMQP + quote(vhost, safe=""),
-                                                client_properties={"connection_name": f"test {test}"})
+            connection = await aio_pika.connect(
+                AMQP + quote(vhost, safe=""), client_properties={"connection_name": f"test {test}"}
+            )
         except (OSError, aio_pika.exceptions.AMQPConnectionError) as exc:
             pytest.fail(f"RabbitMQ unreachable at {AMQP} ({exc}): {FIX}")
         async with connection:
@@ -95,8 +97,7 @@ def on_connection(vhost: str, test: str, work: Callable[[aio_pika.abc.AbstractCo
 
 
 def declare(vhost: str, topology: Topology, names: Names, scheduler_id: str | None = "s1") -> DeclareReport:
-    return on_connection(vhost, "topology", lambda c: declare_topology(c, topology, names,
-                                                                      scheduler_id=scheduler_id))
+    return on_connection(vhost, "topology", lambda c: declare_topology(c, topology, names, scheduler_id=scheduler_id))
 
 
 def shipped() -> Topology:
@@ -120,10 +121,15 @@ def test_declaring_twice_is_idempotent_and_task_queues_have_priorities(vhost: st
     reply = api.queue(vhost, names.reply_queue("s1"))
     assert reply is not None and reply["durable"] is True and "x-max-priority" not in reply["arguments"]
     exchanges = {e["name"]: e["type"] for e in api.get(f"/exchanges/{quote(vhost, safe='')}")}
-    assert {names.tasks_exchange: "direct", names.control_exchange: "topic", names.events_exchange: "topic",
-            names.dead_letter_exchange: "fanout"}.items() <= exchanges.items()
-    bindings = {(b["source"], b["destination"], b["routing_key"])
-                for b in api.get(f"/bindings/{quote(vhost, safe='')}")}
+    assert {
+        names.tasks_exchange: "direct",
+        names.control_exchange: "topic",
+        names.events_exchange: "topic",
+        names.dead_letter_exchange: "fanout",
+    }.items() <= exchanges.items()
+    bindings = {
+        (b["source"], b["destination"], b["routing_key"]) for b in api.get(f"/bindings/{quote(vhost, safe='')}")
+    }
     assert (names.tasks_exchange, names.task_queue("default"), "default") in bindings
     assert (names.dead_letter_exchange, names.dead_letter_queue, "") in bindings
 
@@ -134,8 +140,11 @@ def test_existing_queue_without_priority_is_reported_naming_the_queue_and_x_max_
     async def precreate(connection: aio_pika.abc.AbstractConnection) -> None:
         channel = await connection.channel()
         # everything the topology wants except the priority, so that is the one difference
-        await channel.declare_queue(names.task_queue("default"), durable=True, arguments={
-            "x-queue-type": "classic", "x-dead-letter-exchange": names.dead_letter_exchange})
+        await channel.declare_queue(
+            names.task_queue("default"),
+            durable=True,
+            arguments={"x-queue-type": "classic", "x-dead-letter-exchange": names.dead_letter_exchange},
+        )
 
     on_connection(vhost, "precreate", precreate)
     with pytest.raises(TopologyMismatch) as info:
@@ -173,11 +182,14 @@ def test_declare_accepts_a_channel(vhost: str, api: ManagementClient) -> None:
 
 
 def test_exported_definitions_import_into_a_fresh_vhost_and_declare_finds_them_equivalent(
-        new_vhost: Callable[[], str], api: ManagementClient, tmp_path: Path) -> None:
+    new_vhost: Callable[[], str], api: ManagementClient, tmp_path: Path
+) -> None:
     fresh = new_vhost()
     path = tmp_path / "topology.toml"
-    path.write_text("[queues.default]\n[queues.high_priority]\n[queues.bulk]\nmax_priority = 0\n"
-                    "message_ttl_ms = 60000\nmax_length = 1000\n")
+    path.write_text(
+        "[queues.default]\n[queues.high_priority]\n[queues.bulk]\nmax_priority = 0\n"
+        "message_ttl_ms = 60000\nmax_length = 1000\n"
+    )
     topology, names = load_topology(path, BrokerSettings()), Names("exp")
     api.import_definitions(export_definitions(topology, names, vhost=fresh, scheduler_ids=["s1"]), fresh)
     wanted = {o.name: o.arguments for o in object_specs(topology, names, ["s1"]) if isinstance(o, QueueObj)}
@@ -192,8 +204,14 @@ def test_two_prefixes_in_one_vhost_do_not_collide(vhost: str, api: ManagementCli
     declare(vhost, shipped(), Names("pa"), scheduler_id="s1")
     declare(vhost, load_topology(other, BrokerSettings()), Names("pb"), scheduler_id="s1")
     queues = queue_names(api, vhost)
-    assert {"pa.rabbitrun.q.default", "pa.rabbitrun.replies.s1", "pb.rabbitrun.q.default",
-            "pb.rabbitrun.replies.s1", "pa.rabbitrun.dead", "pb.rabbitrun.dead"} <= queues
+    assert {
+        "pa.rabbitrun.q.default",
+        "pa.rabbitrun.replies.s1",
+        "pb.rabbitrun.q.default",
+        "pb.rabbitrun.replies.s1",
+        "pa.rabbitrun.dead",
+        "pb.rabbitrun.dead",
+    } <= queues
     assert not any(q.startswith("rabbitrun.") for q in queues)
     pa, pb = api.queue(vhost, "pa.rabbitrun.q.default"), api.queue(vhost, "pb.rabbitrun.q.default")
     assert pa is not None and pb is not None
@@ -209,6 +227,7 @@ def test_management_client_reads_overview_connections_and_consumers(vhost: str, 
     async def consume(connection: aio_pika.abc.AbstractConnection) -> tuple[set[str], set[Any]]:
         channel = await connection.channel()
         queue = await channel.get_queue(names.task_queue("default"))
+
         async def ignore(_message: aio_pika.abc.AbstractIncomingMessage) -> None:
             return None
 
@@ -216,8 +235,11 @@ def test_management_client_reads_overview_connections_and_consumers(vhost: str, 
 
         def seen() -> tuple[set[str], set[Any]]:
             tags = {c["consumer_tag"] for c in api.consumers(vhost)}
-            conns = {c.get("client_properties", {}).get("connection_name") for c in api.connections()
-                     if c.get("vhost") == vhost}
+            conns = {
+                c.get("client_properties", {}).get("connection_name")
+                for c in api.connections()
+                if c.get("vhost") == vhost
+            }
             return tags, conns
 
         for _ in range(100):  # the management database learns of new connections within a few seconds

@@ -30,9 +30,14 @@ def test_a_variable_read_twice_in_one_attempt_hits_the_db_once(env: Env) -> None
     engine = engine_of(env)
     statements: list[str] = []
     event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
-    outcome = runner.run_attempt(settings, session_factory(engine), client.dagbag(settings),
-                                 TaskInstanceKey("secrets_dag", "read_vars", run_id, -1, 1),
-                                 hostname="t", in_process=True)
+    outcome = runner.run_attempt(
+        settings,
+        session_factory(engine),
+        client.dagbag(settings),
+        TaskInstanceKey("secrets_dag", "read_vars", run_id, -1, 1),
+        hostname="t",
+        in_process=True,
+    )
     assert outcome.state == "success"
     value = json.loads(xcoms(env, run_id)[("read_vars", "return_value")].value)
     assert value == {"color": "blue", "again": "blue", "cfg": {"a": 1}, "missing": "dflt"}

@@ -18,8 +18,10 @@ from tests.helpers import start_run
 
 def _counts(sessions: object) -> tuple[int, ...]:
     with sessions() as session:  # type: ignore[operator]
-        return tuple(session.execute(select(func.count()).select_from(t)).scalar_one()
-                     for t in (DagRun, TaskInstance, TaskAttempt, XComRow))
+        return tuple(
+            session.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in (DagRun, TaskInstance, TaskAttempt, XComRow)
+        )
 
 
 def test_warming_leaves_no_rows_and_the_connection_then_claims(env: Env) -> None:
@@ -39,5 +41,9 @@ def test_warming_leaves_no_rows_and_the_connection_then_claims(env: Env) -> None
     assert _counts(sessions) == before
     with sessions() as session:
         assert session.get(TaskInstance, ("simple", envelope.key.task_id, "r1", -1)).state == "running"
-        assert session.execute(select(func.count()).select_from(TaskAttempt)
-                               .where(TaskAttempt.run_id.like("~warmup~%"))).scalar_one() == 0
+        assert (
+            session.execute(
+                select(func.count()).select_from(TaskAttempt).where(TaskAttempt.run_id.like("~warmup~%"))
+            ).scalar_one()
+            == 0
+        )

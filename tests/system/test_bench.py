@@ -41,9 +41,12 @@ def test_bench_reports_every_workload_on_a_tiny_size(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     vhosts_before = _bench_vhosts()
 
-    run = subprocess.run([sys.executable, str(BENCH), "--size", "tiny", "--repeat", "1",
-                          "--db", ",".join(DBS), "--json", str(out)],
-                         capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [sys.executable, str(BENCH), "--size", "tiny", "--repeat", "1", "--db", ",".join(DBS), "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     report = json.loads(out.read_text())

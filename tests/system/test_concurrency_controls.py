@@ -49,8 +49,9 @@ def test_max_overlap_counts_open_intervals_only() -> None:
 
 def _running_intervals(env: Env, dag_id: str) -> list[tuple[datetime, datetime]]:
     tis = _rows(env, TaskInstance, dag_id)
-    assert tis and all(ti.state == "success" and ti.start_date and ti.end_date for ti in tis), \
-        [(ti.task_id, ti.state) for ti in tis]
+    assert tis and all(ti.state == "success" and ti.start_date and ti.end_date for ti in tis), [
+        (ti.task_id, ti.state) for ti in tis
+    ]
     return [(ti.start_date, ti.end_date) for ti in tis]
 
 
@@ -88,8 +89,9 @@ def test_task_naming_a_missing_pool_fails_with_the_reason_instead_of_waiting(env
     run_id, final = run_dag(env, "pool_capped", timeout_s=60)  # sys_pool was never created here
     assert final.state == "failed"
     reasons = {ti.reason for ti in _rows(env, TaskInstance, "pool_capped")}
-    assert reasons == {"pool 'sys_pool' does not exist: create it with `rabbitrun pools set sys_pool SLOTS` "
-                       "and clear the task"}
+    assert reasons == {
+        "pool 'sys_pool' does not exist: create it with `rabbitrun pools set sys_pool SLOTS` and clear the task"
+    }
 
 
 def test_pools_cli_sets_resizes_lists_and_deletes_a_pool(env: Env) -> None:
@@ -139,8 +141,9 @@ def test_schedulers_with_the_default_id_on_one_host_take_their_own_reply_queues(
 async def _tap_tasks(env: Env) -> tuple[aio_pika.abc.AbstractRobustConnection, aio_pika.abc.AbstractQueue]:
     """A queue bound like the default task queue: it receives a copy of every envelope published."""
     names = Names(env.prefix)
-    conn = await aio_pika.connect_robust(env.vars["RABBITRUN__BROKER__URL"],
-                                         client_properties={"connection_name": f"test tap {env.prefix}"})
+    conn = await aio_pika.connect_robust(
+        env.vars["RABBITRUN__BROKER__URL"], client_properties={"connection_name": f"test tap {env.prefix}"}
+    )
     channel = await conn.channel()
     tap = await channel.declare_queue(f"{env.prefix}.test-tap", auto_delete=False)
     await tap.bind(names.tasks_exchange, routing_key="default")
@@ -169,8 +172,11 @@ def test_two_schedulers_share_500_tasks_and_queue_each_exactly_once(env: Env) ->
 
         def finished() -> bool:
             with session_factory(engine)() as session:
-                return session.execute(select(func.count()).select_from(DagRun).where(
-                    DagRun.dag_id == "ha_wide", DagRun.state.in_(("success", "failed")))).scalar_one() == len(runs)
+                return session.execute(
+                    select(func.count())
+                    .select_from(DagRun)
+                    .where(DagRun.dag_id == "ha_wide", DagRun.state.in_(("success", "failed")))
+                ).scalar_one() == len(runs)
 
         wait_until(finished, 540, interval_s=0.5, what="50 runs of ha_wide finished")
         envelopes = loop.run_until_complete(_drain(tap))
@@ -181,12 +187,16 @@ def test_two_schedulers_share_500_tasks_and_queue_each_exactly_once(env: Env) ->
     span_s = (max(ti.end_date for ti in tis) - min(ti.queued_at for ti in tis)).total_seconds()
     print(f"\n500 tasks in {span_s:.1f}s; envelopes per scheduler: {collections.Counter(r for _, r in envelopes)}")
     assert len(tis) == 500 and {(ti.state, ti.try_number) for ti in tis} == {("success", 1)}, env.logs()[-4000:]
-    attempts = collections.Counter((a.run_id, a.task_id, a.try_number, a.state) for a in _rows(env, TaskAttempt, "ha_wide"))
+    attempts = collections.Counter(
+        (a.run_id, a.task_id, a.try_number, a.state) for a in _rows(env, TaskAttempt, "ha_wide")
+    )
     assert len(attempts) == 500 and set(attempts.values()) == {1}
     assert {key[2:] for key in attempts} == {(1, "success")}
     published = collections.Counter((e.key.run_id, e.key.task_id) for e, _ in envelopes)
     assert len(published) == 500 and set(published.values()) == {1}, "a task was published twice"
     assert {e.key.try_number for e, _ in envelopes} == {1}
     by_scheduler = collections.Counter(reply_to for _, reply_to in envelopes)
-    assert set(by_scheduler) == {Names(env.prefix).reply_queue(f"sched-{env.prefix}"),
-                                 Names(env.prefix).reply_queue(f"sched2-{env.prefix}")}, by_scheduler
+    assert set(by_scheduler) == {
+        Names(env.prefix).reply_queue(f"sched-{env.prefix}"),
+        Names(env.prefix).reply_queue(f"sched2-{env.prefix}"),
+    }, by_scheduler

@@ -33,12 +33,18 @@ def test_database_down_at_task_start_writes_the_reason_to_the_task_log_and_keeps
 
     asyncio.run(publish())
     task_log = Path(env.settings().logging.base_log_folder) / log_relpath(key)
-    wait_until(lambda: task_log.is_file() and "goes back to the queue" in task_log.read_text(), 30,
-               what="the reason in the per-try log")
+    wait_until(
+        lambda: task_log.is_file() and "goes back to the queue" in task_log.read_text(),
+        30,
+        what="the reason in the per-try log",
+    )
     text = task_log.read_text()
     assert "metadata database unavailable at task start" in text and "dbpw" not in text
     worker_log = worker.log_path  # type: ignore[attr-defined]
-    wait_until(lambda: worker_log.read_text().count("requeueing the delivery") >= 2, 30,
-               what="the delivery requeued and retried")
+    wait_until(
+        lambda: worker_log.read_text().count("requeueing the delivery") >= 2,
+        30,
+        what="the delivery requeued and retried",
+    )
     assert task_log.read_text().count("goes back to the queue") == 1  # not once per redelivery
     assert worker.poll() is None and "Traceback" not in worker_log.read_text()

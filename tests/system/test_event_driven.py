@@ -23,8 +23,12 @@ def test_downstream_is_queued_within_a_second_of_the_upstream_end_despite_a_5s_p
     run_id, final = run_dag(env, "chain3")
     assert final.state == "success"
     with session_factory(make_engine(env.settings().database, pooled=False))() as session:
-        tis = {t.task_id: t for t in session.execute(
-            select(TaskInstance).where(TaskInstance.dag_id == "chain3", TaskInstance.run_id == run_id)).scalars()}
+        tis = {
+            t.task_id: t
+            for t in session.execute(
+                select(TaskInstance).where(TaskInstance.dag_id == "chain3", TaskInstance.run_id == run_id)
+            ).scalars()
+        }
     for upstream, downstream in (("first", "second"), ("second", "third")):
         gap = tis[downstream].queued_at - tis[upstream].end_date
         assert timedelta(0) <= gap < timedelta(seconds=1), (upstream, downstream, gap)

@@ -125,12 +125,28 @@ def test_broken_dag_file_does_not_stop_the_scheduler(running: Env) -> None:
 
 
 def test_trigger_wait_cli_shows_progress_and_exit_code(running: Env) -> None:
-    ok = running.cli("dags", "trigger", "simple", "--conf", json.dumps({"out_dir": str(running.home.parent / "out")}),
-                     "--wait", "--timeout", "60")
+    ok = running.cli(
+        "dags",
+        "trigger",
+        "simple",
+        "--conf",
+        json.dumps({"out_dir": str(running.home.parent / "out")}),
+        "--wait",
+        "--timeout",
+        "60",
+    )
     assert ok.returncode == 0, ok.stderr
     assert "1/1 done" in ok.stderr and ": success" in ok.stdout
-    bad = running.cli("dags", "trigger", "failing", "--conf",
-                      json.dumps({"out_dir": str(running.home.parent / "out")}), "--wait", "--timeout", "60")
+    bad = running.cli(
+        "dags",
+        "trigger",
+        "failing",
+        "--conf",
+        json.dumps({"out_dir": str(running.home.parent / "out")}),
+        "--wait",
+        "--timeout",
+        "60",
+    )
     assert bad.returncode == 1
     assert ": failed" in bad.stdout
     assert amqp_url  # the URL helper is shared with other suites

@@ -34,8 +34,10 @@ def test_mapping_over_an_upstream_list_of_50_runs_50_instances_and_downstream_ge
     with session_factory(make_engine(running.settings().database, pooled=False))() as session:
         collected = session.query(XComRow).filter_by(run_id=run_id, task_id="collect", key="return_value").one()
     assert json.loads(collected.value) == {"values": [i * i for i in range(50)], "count": 50}
-    ran = sorted(tuple(map(int, line.split())) for line in
-                 (running.home.parent / "out" / "square.lines").read_text().splitlines())
+    ran = sorted(
+        tuple(map(int, line.split()))
+        for line in (running.home.parent / "out" / "square.lines").read_text().splitlines()
+    )
     assert ran == [(i, i) for i in range(50)]  # each instance ran once, with its own element
     logs = Path(running.settings().logging.base_log_folder) / "map_fifty" / "square" / run_id
     assert sorted(int(p.parent.name.split("=")[1]) for p in logs.glob("map_index=*/1.log")) == list(range(50))

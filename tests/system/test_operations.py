@@ -50,11 +50,18 @@ def test_inspect_and_control_two_workers_with_destination(env: Env) -> None:
     stats = ask(env, "inspect", "stats", "-d", w1)[0]["data"]
     assert {"tasks", "concurrency", "prefetch", "processes", "uptime_s", "broker", "rss_bytes"} <= set(stats)
     assert stats["tasks"] == {}  # nothing ran yet; counts by outcome appear below
-    assert stats["concurrency"] == 2 and stats["rss_bytes"] > 0 and "***" in stats["broker"] or "guest" not in stats[
-        "broker"]
+    assert (stats["concurrency"] == 2 and stats["rss_bytes"] > 0 and "***" in stats["broker"]) or "guest" not in stats[
+        "broker"
+    ]
     run_id = trigger(env, "long_running", sleep_s=6)
-    wait_until(lambda: states(env, "long_running", run_id).get("long_task") and
-               states(env, "long_running", run_id)["long_task"].state == "running", 30, what="running")
+    wait_until(
+        lambda: (
+            states(env, "long_running", run_id).get("long_task")
+            and states(env, "long_running", run_id)["long_task"].state == "running"
+        ),
+        30,
+        what="running",
+    )
     active = [t for r in ask(env, "inspect", "active") for t in r["data"]]
     assert [(t["task_id"], t["run_id"]) for t in active] == [("long_task", run_id)] and active[0]["pid"] > 0
     queues = ask(env, "inspect", "active-queues", "-d", w1)[0]["data"]
@@ -96,8 +103,12 @@ def test_add_and_cancel_consumer_change_what_a_worker_consumes(env: Env, vhost: 
 def test_events_tail_sees_the_lifecycle_in_order_and_follow_sees_live_lines(env: Env) -> None:
     env.scheduler()
     env.worker()
-    tail = subprocess.Popen([sys.executable, "-m", "rabbitrun", "events", "--dag", "chain3", "--json",
-                             "--duration", "20"], env=env.vars, stdout=subprocess.PIPE, text=True)
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "rabbitrun", "events", "--dag", "chain3", "--json", "--duration", "20"],
+        env=env.vars,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(2)
     run_id, final = run_dag(env, "chain3")
     assert final.state == "success"
@@ -109,10 +120,18 @@ def test_events_tail_sees_the_lifecycle_in_order_and_follow_sees_live_lines(env:
     assert seen.index(("first", "succeeded")) < seen.index(("second", "received"))
 
     run_id = trigger(env, "chatty", ticks=8)
-    wait_until(lambda: states(env, "chatty", run_id).get("talk") and
-               states(env, "chatty", run_id)["talk"].state == "running", 30, what="chatty running")
-    follow = subprocess.Popen([sys.executable, "-m", "rabbitrun", "tasks", "logs", "chatty", "talk", run_id,
-                               "--follow"], env=env.vars, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until(
+        lambda: states(env, "chatty", run_id).get("talk") and states(env, "chatty", run_id)["talk"].state == "running",
+        30,
+        what="chatty running",
+    )
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "rabbitrun", "tasks", "logs", "chatty", "talk", run_id, "--follow"],
+        env=env.vars,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert follow.stdout is not None
     line = ""
     while "tick 5" not in line:
@@ -130,8 +149,9 @@ def test_events_tail_sees_the_lifecycle_in_order_and_follow_sees_live_lines(env:
 
 
 def _port_of(proc: Any) -> int:
-    found = wait_until(lambda: re.search(r"metrics on http://[^:]+:(\d+)/metrics", proc.log_path.read_text()),
-                       10, what="metrics port")
+    found = wait_until(
+        lambda: re.search(r"metrics on http://[^:]+:(\d+)/metrics", proc.log_path.read_text()), 10, what="metrics port"
+    )
     return int(found.group(1))
 
 
@@ -141,8 +161,9 @@ def _scrape(port: int) -> str:
 
 def _sample(port: int, name: str, labels: str = "") -> float | None:
     """One sample's value from the endpoint (None when absent); ``labels`` as Prometheus prints them."""
-    found = re.search(rf"^{re.escape(name + (('{' + labels + '}') if labels else ''))} (\S+)$", _scrape(port),
-                      re.MULTILINE)
+    found = re.search(
+        rf"^{re.escape(name + (('{' + labels + '}') if labels else ''))} (\S+)$", _scrape(port), re.MULTILINE
+    )
     return float(found.group(1)) if found else None
 
 
@@ -168,7 +189,9 @@ def _publish_raw(env: Env, queue: str, body: bytes) -> None:
         conn = await aio_pika.connect(env.vars["RABBITRUN__BROKER__URL"])
         async with conn:
             channel = await conn.channel()
-            await channel.default_exchange.publish(aio_pika.Message(body), routing_key=Names(env.prefix).task_queue(queue))
+            await channel.default_exchange.publish(
+                aio_pika.Message(body), routing_key=Names(env.prefix).task_queue(queue)
+            )
 
     asyncio.run(publish())
 
@@ -211,8 +234,14 @@ def test_metrics_move_after_tasks_run(env: Env) -> None:
     _, final = run_dag(env, "unbound_queue")  # its queue is bound to nothing: the scheduler fails it
     assert final.state == "failed"
     assert _sample(sport, "rabbitrun_publish_returns_total") == 1.0
-    assert _sample(sport, "rabbitrun_scheduler_outcomes_total",
-                   'cause="unroutable",dag_id="unbound_queue",state="failed",task_id="nowhere"') == 1.0
+    assert (
+        _sample(
+            sport,
+            "rabbitrun_scheduler_outcomes_total",
+            'cause="unroutable",dag_id="unbound_queue",state="failed",task_id="nowhere"',
+        )
+        == 1.0
+    )
 
     assert _sample(wport, "rabbitrun_worker_pool_size") == 2.0
     assert ask(env, "control", "pool-grow", "3", "-d", w1)[0]["data"] == 5
@@ -250,8 +279,9 @@ def test_status_health_and_management_ui_names(env: Env, vhost: str) -> None:
     assert bad.returncode == 3 and "never-declared.rabbitrun.tasks is missing" in bad.stderr
 
     api = ManagementClient("http://guest:guest@127.0.0.1:15672/")
-    names = {c.get("client_properties", {}).get("connection_name") for c in api.connections()
-             if c.get("vhost") == vhost}
+    names = {
+        c.get("client_properties", {}).get("connection_name") for c in api.connections() if c.get("vhost") == vhost
+    }
     assert f"rabbitrun-worker {worker_host}" in names
     assert f"rabbitrun-scheduler sched-{env.prefix}" in names
     tags = {c["consumer_tag"] for c in api.consumers(vhost)}
@@ -265,8 +295,13 @@ def _running_try(env: Env, dag_id: str, task_id: str, run_id: str, try_number: i
 
 
 def _follow(env: Env, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "rabbitrun", "tasks", "logs", *args, "--follow"], env=env.vars,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "rabbitrun", "tasks", "logs", *args, "--follow"],
+        env=env.vars,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -296,8 +331,13 @@ def test_follow_keeps_repeated_and_last_lines_respects_try_and_returns_for_ended
 
 
 def _tail(env: Env, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "rabbitrun", "events", "--json", "--duration", "120", *args],
-                            env=env.vars, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "rabbitrun", "events", "--json", "--duration", "120", *args],
+        env=env.vars,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _events_of(tail: subprocess.Popen[str]) -> list[dict[str, Any]]:
@@ -317,8 +357,14 @@ def test_events_of_every_outcome_and_the_dag_filter(env: Env) -> None:
     for dag, run_id in runs.items():
         wait(env, dag, run_id)
     long_run = trigger(env, "long_running", sleep_s=30)
-    wait_until(lambda: states(env, "long_running", long_run).get("long_task") and
-               states(env, "long_running", long_run)["long_task"].state == "running", 30, what="long task running")
+    wait_until(
+        lambda: (
+            states(env, "long_running", long_run).get("long_task")
+            and states(env, "long_running", long_run)["long_task"].state == "running"
+        ),
+        30,
+        what="long task running",
+    )
     worker.send_signal(signal.SIGTERM)  # shutdown timeout 1 s: the task is terminated and handed back
     worker.wait(timeout=30)
     seen = _events_of(everything)
@@ -329,8 +375,7 @@ def test_events_of_every_outcome_and_the_dag_filter(env: Env) -> None:
     assert kinds("failing", "boom") == ["received", "started", "failed"]
     failed = next(e for e in seen if e["kind"] == "failed" and e["task_id"] == "boom")
     assert failed["routing_key"] == "task.failing.boom.failed" and "boom on purpose" in failed["error"]
-    assert kinds("flaky", "fail_twice") == ["received", "started", "retried"] * 2 + ["received", "started",
-                                                                                     "succeeded"]
+    assert kinds("flaky", "fail_twice") == ["received", "started", "retried"] * 2 + ["received", "started", "succeeded"]
     for task_id in ("soft", "hard"):
         assert kinds("timeouts", task_id) == ["received", "started", "timed_out", "failed"], task_id
     limits = {e["task_id"]: e["limit"] for e in seen if e["kind"] == "timed_out"}

@@ -20,17 +20,26 @@ def _state(env: Env, dag_id: str, run_id: str, task_id: str) -> str | None:
 
 def _reschedules(env: Env, dag_id: str, run_id: str, task_id: str) -> list[TaskReschedule]:
     with session_factory(make_engine(env.settings().database, pooled=False))() as session:
-        return list(session.execute(select(TaskReschedule).where(
-            TaskReschedule.dag_id == dag_id, TaskReschedule.run_id == run_id, TaskReschedule.task_id == task_id)
-            .order_by(TaskReschedule.id)).scalars())
+        return list(
+            session.execute(
+                select(TaskReschedule)
+                .where(
+                    TaskReschedule.dag_id == dag_id, TaskReschedule.run_id == run_id, TaskReschedule.task_id == task_id
+                )
+                .order_by(TaskReschedule.id)
+            ).scalars()
+        )
 
 
 def test_reschedule_sensor_frees_its_slot_for_another_task_and_succeeds_when_the_file_appears(env: Env) -> None:
     env.scheduler()
     env.worker("--concurrency", "1")
     run_id = trigger(env, "sensor_frees_slot")
-    wait_until(lambda: _state(env, "sensor_frees_slot", run_id, "other") == "success", 60,
-               what="other task done while the sensor waits")
+    wait_until(
+        lambda: _state(env, "sensor_frees_slot", run_id, "other") == "success",
+        60,
+        what="other task done while the sensor waits",
+    )
     assert states(env, "sensor_frees_slot", run_id)["wait_for_flag"].state != "success"
     (env.home.parent / "out" / "flag-1").write_text("here")
     final = wait(env, "sensor_frees_slot", run_id)
@@ -43,8 +52,11 @@ def test_reschedule_sensor_frees_its_slot_for_another_task_and_succeeds_when_the
     # on a one-slot worker, `other` ran between two pokes: after one ended and before the next began
     poke_spans = [(p.start_date, p.end_date) for p in pokes] + [(sensor.start_date, sensor.end_date)]
     assert other.start_date is not None and other.end_date is not None
-    assert any(a[1] <= other.start_date and other.end_date <= b[0] for a, b in zip(poke_spans, poke_spans[1:])), \
-        (poke_spans, other.start_date, other.end_date)
+    assert any(a[1] <= other.start_date and other.end_date <= b[0] for a, b in zip(poke_spans, poke_spans[1:])), (
+        poke_spans,
+        other.start_date,
+        other.end_date,
+    )
     log = client.read_log(env.settings(), "sensor_frees_slot", "wait_for_flag", run_id, try_number=1)[1]
     assert "Rescheduling task" in log and "Found file" in log
 
@@ -73,11 +85,15 @@ def test_external_task_sensor_waits_for_another_dags_task(env: Env) -> None:
     env.worker()
     upstream = trigger(env, "ext_upstream")
     with session_factory(make_engine(env.settings().database, pooled=False))() as session:
-        upstream_date = session.execute(select(DagRun.logical_date).where(
-            DagRun.dag_id == "ext_upstream", DagRun.run_id == upstream)).scalar_one()
+        upstream_date = session.execute(
+            select(DagRun.logical_date).where(DagRun.dag_id == "ext_upstream", DagRun.run_id == upstream)
+        ).scalar_one()
     waiter = trigger(env, "ext_waiter", upstream_date=upstream_date.isoformat())
-    wait_until(lambda: len(_reschedules(env, "ext_waiter", waiter, "wait_produce")) >= 2, 60,
-               what="the external task sensor poking while the upstream task waits")
+    wait_until(
+        lambda: len(_reschedules(env, "ext_waiter", waiter, "wait_produce")) >= 2,
+        60,
+        what="the external task sensor poking while the upstream task waits",
+    )
     assert states(env, "ext_waiter", waiter)["wait_produce"].state != "success"
     (env.home.parent / "out" / "upstream_go").write_text("go")
     assert wait(env, "ext_upstream", upstream).state == "success"
@@ -96,10 +112,12 @@ def test_dag_callbacks_run_once_per_finished_run_and_a_failing_one_changes_nothi
     path = env.home.parent / "out" / "dag_callbacks.lines"
     wait_until(lambda: path.exists() and len(path.read_text().splitlines()) >= 2, 30, what="both DAG callbacks")
     time.sleep(2)  # several scheduler passes (poll 0.5 s): a callback run twice would show here
-    assert sorted(path.read_text().splitlines()) == sorted([
-        f"success dag_callbacks_ok {ok} success success",
-        f"raise-failure dag_callbacks_fail {bad} failed task_failure",
-    ])
+    assert sorted(path.read_text().splitlines()) == sorted(
+        [
+            f"success dag_callbacks_ok {ok} success success",
+            f"raise-failure dag_callbacks_fail {bad} failed task_failure",
+        ]
+    )
     assert wait(env, "dag_callbacks_fail", bad).state == "failed"
     assert "on_failure_callback of DAG dag_callbacks_fail" in env.logs()
 

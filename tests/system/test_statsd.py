@@ -57,34 +57,53 @@ def test_each_kind_of_update_is_one_statsd_line_with_labels_as_segments(statsd: 
     assert lines == [
         "ops.rr.task_outcomes_total.etl.load_v2.success:1|c",  # a dot in a value would nest the name
         "ops.rr.task_duration_seconds.etl.load:250.000000|ms",
-        "ops.rr.tasks_running:1|g", "ops.rr.tasks_running:2|g", "ops.rr.tasks_running:1|g",  # absolute values
+        "ops.rr.tasks_running:1|g",
+        "ops.rr.tasks_running:2|g",
+        "ops.rr.tasks_running:1|g",  # absolute values
         "ops.rr.tasks_queued:7|g",
         "ops.rr.worker_pool_size:16|g",
     ]
     # Prometheus saw the same updates
     assert metrics.registry.get_sample_value("rabbitrun_tasks_running") == 1.0
-    assert metrics.registry.get_sample_value(
-        "rabbitrun_task_outcomes_total", {"dag_id": "etl", "task_id": "load.v2", "state": "success"}) == 1.0
+    assert (
+        metrics.registry.get_sample_value(
+            "rabbitrun_task_outcomes_total", {"dag_id": "etl", "task_id": "load.v2", "state": "success"}
+        )
+        == 1.0
+    )
 
 
 def test_statsd_off_sends_nothing(statsd: StatsdServer) -> None:
     metrics = Metrics(MetricsSettings(statsd_on=False, statsd_port=statsd.port))
     metrics.task_outcomes.labels("etl", "load", "success").inc()
     assert statsd.collect_until({"never"}, 0.5) == []
-    assert metrics.registry.get_sample_value(
-        "rabbitrun_task_outcomes_total", {"dag_id": "etl", "task_id": "load", "state": "success"}) == 1.0
+    assert (
+        metrics.registry.get_sample_value(
+            "rabbitrun_task_outcomes_total", {"dag_id": "etl", "task_id": "load", "state": "success"}
+        )
+        == 1.0
+    )
 
 
 def test_scheduler_and_worker_send_task_metrics_to_statsd(env: Env, statsd: StatsdServer) -> None:
-    env.vars.update({"RABBITRUN__METRICS__STATSD_ON": "true", "RABBITRUN__METRICS__STATSD_PORT": str(statsd.port),
-                     "RABBITRUN__WORKER__HEARTBEAT_INTERVAL_S": "0.5"})
+    env.vars.update(
+        {
+            "RABBITRUN__METRICS__STATSD_ON": "true",
+            "RABBITRUN__METRICS__STATSD_PORT": str(statsd.port),
+            "RABBITRUN__WORKER__HEARTBEAT_INTERVAL_S": "0.5",
+        }
+    )
     env.scheduler()
     env.worker("--concurrency", "2")
     _, final = run_dag(env, "chain3")
     assert final.state == "success"
     wanted = {f"rabbitrun.task_outcomes_total.chain3.{t}.success:1|c" for t in ("first", "second", "third")}
-    wanted |= {"rabbitrun.task_duration_seconds.chain3.first:", "rabbitrun.task_queue_lag_seconds.default:",
-               "rabbitrun.publish_confirms_total:1|c", "rabbitrun.worker_pool_size:2|g"}
+    wanted |= {
+        "rabbitrun.task_duration_seconds.chain3.first:",
+        "rabbitrun.task_queue_lag_seconds.default:",
+        "rabbitrun.publish_confirms_total:1|c",
+        "rabbitrun.worker_pool_size:2|g",
+    }
     lines = statsd.collect_until(wanted, 15)
     missing = {w for w in wanted if not any(line.startswith(w) for line in lines)}
     assert not missing, f"not sent to StatsD: {missing}; got {lines}"

@@ -13,6 +13,7 @@ def note(name):
             fh.write(f"{name} {context['ti'].task_id} try={context['ti'].try_number} state={context['state']}\n")
         if name == "broken":
             raise RuntimeError("a callback that fails")
+
     return callback
 
 

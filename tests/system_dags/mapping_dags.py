@@ -62,10 +62,12 @@ with DAG("map_pull") as map_pull:
 
     def pull(**context):
         ti = context["ti"]
-        return {"one": ti.xcom_pull(task_ids="maybe", map_indexes=2),
-                "some": ti.xcom_pull(task_ids="maybe", map_indexes=[2, 0]),
-                "all": ti.xcom_pull(task_ids="maybe"),
-                "missing": ti.xcom_pull(task_ids="maybe", map_indexes=1, default="none pushed")}
+        return {
+            "one": ti.xcom_pull(task_ids="maybe", map_indexes=2),
+            "some": ti.xcom_pull(task_ids="maybe", map_indexes=[2, 0]),
+            "all": ti.xcom_pull(task_ids="maybe"),
+            "missing": ti.xcom_pull(task_ids="maybe", map_indexes=1, default="none pushed"),
+        }
 
     maybe.expand(x=[0, 1, 2]) >> PythonOperator(task_id="pull", python_callable=pull)
 

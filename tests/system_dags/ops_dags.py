@@ -28,9 +28,14 @@ with DAG("ops_context") as ops_context:
 
     @task
     def context_keys(**context):
-        return {"same_ti": context["ti"] is context["task_instance"], "dag_id": context["dag"].dag_id,
-                "dag_run": [context["dag_run"].dag_id, context["dag_run"].run_id], "run_id": context["run_id"],
-                "logical_date": context["logical_date"].isoformat(), "ds": context["ds"]}
+        return {
+            "same_ti": context["ti"] is context["task_instance"],
+            "dag_id": context["dag"].dag_id,
+            "dag_run": [context["dag_run"].dag_id, context["dag_run"].run_id],
+            "run_id": context["run_id"],
+            "logical_date": context["logical_date"].isoformat(),
+            "ds": context["ds"],
+        }
 
     @task
     def returns_complex():

@@ -10,7 +10,7 @@ with DAG("templated", params={"who": "default-user"}) as templated:
 
     BashOperator(
         task_id="say",
-        bash_command="echo \"{{ ds }}|{{ params.who }}|{{ var.value.color }}|{{ conn.tdb.host }}|"
-                     "{{ ti.xcom_pull(task_ids='make') }}|$RUN\"",
+        bash_command='echo "{{ ds }}|{{ params.who }}|{{ var.value.color }}|{{ conn.tdb.host }}|'
+        "{{ ti.xcom_pull(task_ids='make') }}|$RUN\"",
         env={"RUN": "{{ run_id }}"},
     ).set_upstream(make())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import pytest
@@ -191,7 +191,7 @@ def test_self_dependency_is_refused() -> None:
 
 def test_topological_sort_puts_upstream_first_and_prefers_earlier_defined_ready_tasks() -> None:
     with DAG("d") as dag:
-        c, b, a, z = Noop("c"), Noop("b"), Noop("a"), Noop("z")
+        c, b, a, _z = Noop("c"), Noop("b"), Noop("a"), Noop("z")
     a >> c
     b >> c
     assert [t.task_id for t in dag.topological_sort()] == ["b", "a", "c", "z"]
@@ -215,10 +215,14 @@ def test_validate_accepts_a_well_formed_dag() -> None:
 
 
 def test_end_date_before_start_date_is_refused() -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     with pytest.raises(DagDefinitionError, match="before start_date"):
-        DAG("d", start_date=datetime(2026, 2, 1, tzinfo=timezone.utc), end_date=datetime(2026, 1, 1, tzinfo=timezone.utc))
+        DAG(
+            "d",
+            start_date=datetime(2026, 2, 1, tzinfo=UTC),
+            end_date=datetime(2026, 1, 1, tzinfo=UTC),
+        )
 
 
 def test_retry_delay_without_backoff_is_constant() -> None:
@@ -232,7 +236,9 @@ def test_retry_delay_with_backoff_doubles_per_try() -> None:
 
 
 def test_retry_delay_with_backoff_is_capped_by_max_retry_delay() -> None:
-    t = Noop("t", retry_delay=timedelta(seconds=10), retry_exponential_backoff=True, max_retry_delay=timedelta(seconds=30))
+    t = Noop(
+        "t", retry_delay=timedelta(seconds=10), retry_exponential_backoff=True, max_retry_delay=timedelta(seconds=30)
+    )
     assert [t.retry_delay_for(n).total_seconds() for n in (1, 2, 3, 10, 10_000)] == [10, 20, 30, 30, 30]
 
 

@@ -58,7 +58,11 @@ def test_decorator_kwargs_reach_the_operator() -> None:
     with DAG("d"):
         op = fn().operator
     assert (op.task_id, op.queue, op.retries, op.retry_delay, op.priority_weight) == (
-        "custom", "high_priority", 2, timedelta(seconds=1), 5,
+        "custom",
+        "high_priority",
+        2,
+        timedelta(seconds=1),
+        5,
     )
 
 
@@ -181,4 +185,4 @@ def test_decorated_function_keeps_its_name_and_doc() -> None:
     def documented() -> None:
         """Docs."""
 
-    assert getattr(documented, "__name__") == "documented" and documented.__doc__ == "Docs."
+    assert documented.__name__ == "documented" and documented.__doc__ == "Docs."

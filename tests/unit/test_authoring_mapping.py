@@ -85,8 +85,14 @@ def test_several_expanded_arguments_map_over_their_product_last_varying_fastest(
     mapped = out.operator
     assert isinstance(mapped, MappedOperator)
     pairs = [mapped.unmap(i, {}).op_kwargs for i in range(6)]  # type: ignore[attr-defined]
-    assert pairs == [{"x": 1, "y": 10}, {"x": 1, "y": 20}, {"x": 1, "y": 30},
-                     {"x": 2, "y": 10}, {"x": 2, "y": 20}, {"x": 2, "y": 30}]
+    assert pairs == [
+        {"x": 1, "y": 10},
+        {"x": 1, "y": 20},
+        {"x": 1, "y": 30},
+        {"x": 2, "y": 10},
+        {"x": 2, "y": 20},
+        {"x": 2, "y": 30},
+    ]
 
 
 def test_element_index_out_of_range_is_an_error() -> None:
@@ -114,23 +120,34 @@ def test_partial_outputs_of_upstream_tasks_become_dependencies_and_are_pulled_at
     assert operator.op_kwargs == {"y": 100, "x": 2}
 
 
-@pytest.mark.parametrize("call,message", [
-    (lambda: add.expand(z=[1]), r"add.expand\(\) got unknown argument\(s\) \['z'\]"),
-    (lambda: add.partial(z=1), r"add.partial\(\) got unknown argument\(s\) \['z'\]"),
-    (lambda: add.partial(y=1).expand(y=[1]), r"\['y'\] given to both partial\(\) and expand\(\)"),
-    (lambda: add.expand(), "needs at least one argument"),
-    (lambda: add.expand(x=5), r"expand\(x=...\) needs a list, a tuple or a task's output, got int"),
-    (lambda: add.expand(x="abc"), "got str"),
-    (lambda: add.expand(x={"a": 1}), "got dict"),
-    (lambda: add.expand(x={1, 2}), "got set"),
-    (lambda: add.expand(x=[produce()]), "a literal list cannot hold task outputs"),
-    (lambda: BashOperator.partial(task_id="b").expand(bash_comand=["x"]), r"unknown argument\(s\) \['bash_comand'\]"),
-    (lambda: BashOperator.partial(task_id="b", colour=1), r"BashOperator.partial\(\) got unknown argument"),
-    (lambda: BashOperator.partial(bash_command="x"), "needs a task_id"),
-    (lambda: BashOperator.partial(task_id="b").expand(env=[{}]), r"missing required argument\(s\) \['bash_command'\]"),
-    (lambda: BashOperator.partial(task_id="b").expand(bash_command=["x"], retries=[1, 2]),
-     r"cannot map task settings \['retries'\]"),
-])
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda: add.expand(z=[1]), r"add.expand\(\) got unknown argument\(s\) \['z'\]"),
+        (lambda: add.partial(z=1), r"add.partial\(\) got unknown argument\(s\) \['z'\]"),
+        (lambda: add.partial(y=1).expand(y=[1]), r"\['y'\] given to both partial\(\) and expand\(\)"),
+        (lambda: add.expand(), "needs at least one argument"),
+        (lambda: add.expand(x=5), r"expand\(x=...\) needs a list, a tuple or a task's output, got int"),
+        (lambda: add.expand(x="abc"), "got str"),
+        (lambda: add.expand(x={"a": 1}), "got dict"),
+        (lambda: add.expand(x={1, 2}), "got set"),
+        (lambda: add.expand(x=[produce()]), "a literal list cannot hold task outputs"),
+        (
+            lambda: BashOperator.partial(task_id="b").expand(bash_comand=["x"]),
+            r"unknown argument\(s\) \['bash_comand'\]",
+        ),
+        (lambda: BashOperator.partial(task_id="b", colour=1), r"BashOperator.partial\(\) got unknown argument"),
+        (lambda: BashOperator.partial(bash_command="x"), "needs a task_id"),
+        (
+            lambda: BashOperator.partial(task_id="b").expand(env=[{}]),
+            r"missing required argument\(s\) \['bash_command'\]",
+        ),
+        (
+            lambda: BashOperator.partial(task_id="b").expand(bash_command=["x"], retries=[1, 2]),
+            r"cannot map task settings \['retries'\]",
+        ),
+    ],
+)
 def test_bad_partial_or_expand_arguments_fail_at_parse_time(call: Any, message: str) -> None:
     with DAG("d"), pytest.raises(DagDefinitionError, match=message):
         call()

@@ -68,7 +68,9 @@ def test_bash_without_output_returns_empty_string() -> None:
 
 
 def test_bash_non_zero_exit_raises_with_airflows_message() -> None:
-    with pytest.raises(BashCommandFailed, match=r"^Bash command failed\. The command returned a non-zero exit code 3\.$") as info:
+    with pytest.raises(
+        BashCommandFailed, match=r"^Bash command failed\. The command returned a non-zero exit code 3\.$"
+    ) as info:
         BashOperator(task_id="b", bash_command="exit 3").execute({})
     assert info.value.exit_code == 3
 

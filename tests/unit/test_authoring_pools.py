@@ -20,9 +20,14 @@ def test_pool_and_pool_slots_come_from_default_args_too() -> None:
     assert (op.pool, op.pool_slots) == ("etl", 3)
 
 
-@pytest.mark.parametrize("kwargs,message", [({"pool_slots": 0}, "pool_slots must be >= 1"),
-                                            ({"pool_slots": 1.5}, "pool_slots must be an integer"),
-                                            ({"pool": ""}, "pool must be a non-empty pool name")])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"pool_slots": 0}, "pool_slots must be >= 1"),
+        ({"pool_slots": 1.5}, "pool_slots must be an integer"),
+        ({"pool": ""}, "pool must be a non-empty pool name"),
+    ],
+)
 def test_bad_pool_arguments_fail_in_the_dag_file(kwargs: dict[str, object], message: str) -> None:
     with DAG("d"), pytest.raises(DagDefinitionError, match=message):
         BashOperator(task_id="t", bash_command="true", **kwargs)  # type: ignore[arg-type]

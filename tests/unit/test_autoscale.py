@@ -62,7 +62,6 @@ def test_prefetch_looks_one_delivery_ahead_up_to_max() -> None:
     assert lookahead_prefetch(LIMITS, 8) == 8
 
 
-
 def test_closed_slots_turn_away_waiting_and_later_deliveries() -> None:
     async def scenario() -> list[bool]:
         slots = Slots(1)

@@ -13,18 +13,27 @@ from rabbitrun.errors import SecretsError
 def test_uri_is_percent_decoded_into_fields_and_rendered_back() -> None:
     conn = Connection.from_uri("db", "postgresql://user:p%40ss@db:5432/app?sslmode=require")
     assert (conn.conn_type, conn.host, conn.port, conn.schema, conn.login, conn.password) == (
-        "postgresql", "db", 5432, "app", "user", "p@ss")
+        "postgresql",
+        "db",
+        5432,
+        "app",
+        "user",
+        "p@ss",
+    )
     assert conn.extra_dejson == {"sslmode": "require"}
     assert Connection.from_uri("db", conn.get_uri()) == conn
     assert conn.get_uri(mask_password=True) == "postgresql://user:***@db:5432/app?sslmode=require"
 
 
-@pytest.mark.parametrize("conn", [
-    Connection("c", "http", "h", extra='{"headers": {"a": 1}}'),
-    Connection("c", "mysql", "db.example", "my/schema", "us:er", "p@ss w/rd:%", 3306),
-    Connection("c", "postgres", "::1", None, "u", "pw", 5432),
-    Connection("c", "google_cloud_platform", extra='{"project": "x y&z"}'),
-])
+@pytest.mark.parametrize(
+    "conn",
+    [
+        Connection("c", "http", "h", extra='{"headers": {"a": 1}}'),
+        Connection("c", "mysql", "db.example", "my/schema", "us:er", "p@ss w/rd:%", 3306),
+        Connection("c", "postgres", "::1", None, "u", "pw", 5432),
+        Connection("c", "google_cloud_platform", extra='{"project": "x y&z"}'),
+    ],
+)
 def test_every_field_survives_a_round_trip_through_the_uri(conn: Connection) -> None:
     assert Connection.from_uri("c", conn.get_uri()) == conn
 

@@ -15,11 +15,11 @@ from rabbitrun.errors import DagNotFound, UnsafeDagPath
 
 TEST_DAGS = Path(__file__).resolve().parent.parent / "dags"
 
-GOOD = '''
+GOOD = """
 from rabbitrun.authoring import DAG, BashOperator
 with DAG("{dag_id}") as dag:
     BashOperator(task_id="t", bash_command="true")
-'''
+"""
 
 
 def _write(folder: Path, ref: str, text: str) -> Path:

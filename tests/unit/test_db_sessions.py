@@ -10,8 +10,13 @@ from rabbitrun.settings import DatabaseSettings, Secret
 
 
 def test_pool_settings_are_applied_for_postgresql() -> None:
-    db = DatabaseSettings(url=Secret("postgresql+psycopg://u@127.0.0.1:1/x"), pool_size=7, max_overflow=3,
-                          pool_recycle_s=60, pool_pre_ping=False)
+    db = DatabaseSettings(
+        url=Secret("postgresql+psycopg://u@127.0.0.1:1/x"),
+        pool_size=7,
+        max_overflow=3,
+        pool_recycle_s=60,
+        pool_pre_ping=False,
+    )
     pool = make_engine(db).pool
     assert (pool.size(), pool._max_overflow, pool._recycle, pool._pre_ping) == (7, 3, 60, False)  # type: ignore[attr-defined]
 

@@ -11,8 +11,11 @@ def test_process_log_rotates_by_size(tmp_path: object) -> None:
     from rabbitrun.settings import load_settings
 
     folder = Path(str(tmp_path))
-    settings = load_settings(home=folder, read_file=False, env={
-        "RABBITRUN__LOGGING__PROCESS_LOG_MAX_BYTES": "2000", "RABBITRUN__LOGGING__PROCESS_LOG_BACKUP_COUNT": "2"})
+    settings = load_settings(
+        home=folder,
+        read_file=False,
+        env={"RABBITRUN__LOGGING__PROCESS_LOG_MAX_BYTES": "2000", "RABBITRUN__LOGGING__PROCESS_LOG_BACKUP_COUNT": "2"},
+    )
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     try:

@@ -22,7 +22,7 @@ from rabbitrun.settings import DatabaseSettings, Secret, Settings, load_settings
 
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
 
-DAGS = '''
+DAGS = """
 from rabbitrun import DAG, BashOperator
 from rabbitrun.authoring import TriggerRule
 
@@ -31,7 +31,7 @@ with DAG("fan", schedule=None) as fan:
     strict = BashOperator(task_id="strict", bash_command="true")
     done = BashOperator(task_id="done", bash_command="true", trigger_rule=TriggerRule.ALL_DONE)
     mapped >> [strict, done]
-'''
+"""
 
 
 @pytest.fixture()
@@ -40,9 +40,15 @@ def world(tmp_path: Path) -> Iterator[tuple[Session, DagBag, Settings]]:
     dags.mkdir()
     (dags / "fan.py").write_text(DAGS)
     url = f"sqlite:///{tmp_path / 'rabbitrun.db'}"
-    settings = load_settings(home=tmp_path, read_file=False, env={
-        "RABBITRUN__CORE__DAGS_FOLDER": str(dags), "RABBITRUN__CORE__LOAD_EXAMPLES": "false",
-        "RABBITRUN__DATABASE__URL": url})
+    settings = load_settings(
+        home=tmp_path,
+        read_file=False,
+        env={
+            "RABBITRUN__CORE__DAGS_FOLDER": str(dags),
+            "RABBITRUN__CORE__LOAD_EXAMPLES": "false",
+            "RABBITRUN__DATABASE__URL": url,
+        },
+    )
     engine = make_engine(DatabaseSettings(url=Secret(url)))
     upgrade(engine)
     bag = DagBag(dags, include_examples=False)
@@ -64,8 +70,11 @@ def _states(session: Session) -> dict[tuple[str, int], str]:
 
 def _finish_mapped(session: Session, states: list[str]) -> None:
     for i, state in enumerate(states):
-        session.execute(update(TaskInstance).where(TaskInstance.task_id == "mapped", TaskInstance.map_index == i)
-                        .values(state=state))
+        session.execute(
+            update(TaskInstance)
+            .where(TaskInstance.task_id == "mapped", TaskInstance.map_index == i)
+            .values(state=state)
+        )
     session.commit()
 
 
@@ -75,9 +84,17 @@ def test_ready_mapped_task_expands_into_queued_instances_and_downstream_waits(
     session, bag, settings = world
     envelopes = readiness.schedule(session, bag, settings, NOW)
     assert sorted((e.key.task_id, e.key.map_index, e.key.try_number) for e in envelopes) == [
-        ("mapped", 0, 1), ("mapped", 1, 1), ("mapped", 2, 1)]
-    assert _states(session) == {("mapped", 0): "queued", ("mapped", 1): "queued", ("mapped", 2): "queued",
-                                ("strict", -1): "none", ("done", -1): "none"}
+        ("mapped", 0, 1),
+        ("mapped", 1, 1),
+        ("mapped", 2, 1),
+    ]
+    assert _states(session) == {
+        ("mapped", 0): "queued",
+        ("mapped", 1): "queued",
+        ("mapped", 2): "queued",
+        ("strict", -1): "none",
+        ("done", -1): "none",
+    }
     _finish_mapped(session, ["success", "success", "running"])
     assert readiness.schedule(session, bag, settings, NOW) == []  # one instance still running: all wait
 
@@ -96,8 +113,12 @@ def test_one_failed_instance_fails_all_success_downstream_while_all_done_runs(
 def test_a_placeholder_expands_only_once(world: tuple[Session, DagBag, Settings]) -> None:
     session, _, _ = world
     placeholder = session.get(TaskInstance, ("fan", "mapped", "r1", -1))
-    stale = TaskInstance(**{c: getattr(placeholder, c) for c in ("dag_id", "task_id", "run_id", "map_index", "state",
-                                                                 "try_number", "max_tries", "queue")})
+    stale = TaskInstance(
+        **{
+            c: getattr(placeholder, c)
+            for c in ("dag_id", "task_id", "run_id", "map_index", "state", "try_number", "max_tries", "queue")
+        }
+    )
     assert placeholder is not None
     assert [t.map_index for t in mapping.expand(session, placeholder, 3)] == [0, 1, 2]
     assert mapping.expand(session, stale, 5) == []  # a second scheduler with the same stale view loses

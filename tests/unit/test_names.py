@@ -45,13 +45,23 @@ def test_logical_queue_is_the_inverse_of_task_queue(prefix: str, queue: str) -> 
     assert n.logical_queue(n.task_queue(queue)) == queue
 
 
-@pytest.mark.parametrize("prefix,amqp_queue", [
-    ("", "rabbitrun.dead"), ("", "rabbitrun.replies.s1"), ("", "other.q.default"), ("", "default"),
-    ("staging", "rabbitrun.q.default"), ("", "staging.rabbitrun.q.default"), ("staging", "prod.rabbitrun.q.default"),
-    ("", "rabbitrun.q."), ("staging", "staging.rabbitrun.q."),  # the bare head names no queue
-])
-def test_logical_queue_is_none_for_names_that_are_not_this_installations_task_queues(prefix: str,
-                                                                                     amqp_queue: str) -> None:
+@pytest.mark.parametrize(
+    "prefix,amqp_queue",
+    [
+        ("", "rabbitrun.dead"),
+        ("", "rabbitrun.replies.s1"),
+        ("", "other.q.default"),
+        ("", "default"),
+        ("staging", "rabbitrun.q.default"),
+        ("", "staging.rabbitrun.q.default"),
+        ("staging", "prod.rabbitrun.q.default"),
+        ("", "rabbitrun.q."),
+        ("staging", "staging.rabbitrun.q."),  # the bare head names no queue
+    ],
+)
+def test_logical_queue_is_none_for_names_that_are_not_this_installations_task_queues(
+    prefix: str, amqp_queue: str
+) -> None:
     assert Names(prefix=prefix).logical_queue(amqp_queue) is None
 
 

@@ -27,16 +27,30 @@ KEY = TaskInstanceKey("etl", "extract", "manual__2026-03-04", -1, 1)
 
 
 def _envelope(**changes: Any) -> protocol.TaskEnvelope:
-    values: dict[str, Any] = {"id": "a" * 32, "key": KEY, "dag_file": "etl/daily.py", "queue": "default",
-                              "priority": 3, "execution_timeout_s": 30.0, "enqueued_at": AT}
+    values: dict[str, Any] = {
+        "id": "a" * 32,
+        "key": KEY,
+        "dag_file": "etl/daily.py",
+        "queue": "default",
+        "priority": 3,
+        "execution_timeout_s": 30.0,
+        "enqueued_at": AT,
+    }
     values.update(changes)
     return protocol.TaskEnvelope(**values)
 
 
 def _result(**changes: Any) -> protocol.TaskResult:
-    values: dict[str, Any] = {"envelope_id": "a" * 32, "key": KEY, "state": "success", "exit_code": 0,
-                              "hostname": "w1@host", "started_at": AT, "ended_at": AT + timedelta(seconds=2),
-                              "error": ""}
+    values: dict[str, Any] = {
+        "envelope_id": "a" * 32,
+        "key": KEY,
+        "state": "success",
+        "exit_code": 0,
+        "hostname": "w1@host",
+        "started_at": AT,
+        "ended_at": AT + timedelta(seconds=2),
+        "error": "",
+    }
     values.update(changes)
     return protocol.TaskResult(**values)
 
@@ -60,16 +74,27 @@ def _rejected(decode: Any, body: bytes, kind: type[ProtocolError] = ProtocolErro
 # --- round trips ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("envelope", [
-    _envelope(),
-    _envelope(execution_timeout_s=None),
-    _envelope(key=TaskInstanceKey("etl", "fan_out", "r1", map_index=7, try_number=3)),
-    _envelope(priority=-5),
-    _envelope(priority=10_000),
-    _envelope(execution_timeout_s=0.25),
-    _envelope(dag_file="@examples/example_etl.py", queue="high_priority"),
-], ids=["full", "no_timeout", "mapped_third_try", "negative_priority", "huge_priority", "fractional_timeout",
-        "example_dag"])
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        _envelope(),
+        _envelope(execution_timeout_s=None),
+        _envelope(key=TaskInstanceKey("etl", "fan_out", "r1", map_index=7, try_number=3)),
+        _envelope(priority=-5),
+        _envelope(priority=10_000),
+        _envelope(execution_timeout_s=0.25),
+        _envelope(dag_file="@examples/example_etl.py", queue="high_priority"),
+    ],
+    ids=[
+        "full",
+        "no_timeout",
+        "mapped_third_try",
+        "negative_priority",
+        "huge_priority",
+        "fractional_timeout",
+        "example_dag",
+    ],
+)
 def test_envelope_survives_encode_then_decode_unchanged(envelope: protocol.TaskEnvelope) -> None:
     assert protocol.decode_envelope(protocol.encode_envelope(envelope)) == envelope
 
@@ -111,20 +136,30 @@ def test_enqueued_at_decodes_as_aware_utc_datetime() -> None:
     timeout=st.none() | st.floats(min_value=0.001, max_value=1e9),
     enqueued_at=st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),
 )
-def test_any_valid_envelope_round_trips(envelope_id: str, map_index: int, try_number: int, priority: int,
-                                        timeout: float | None, enqueued_at: datetime) -> None:
-    envelope = _envelope(id=envelope_id, key=TaskInstanceKey("d", "t", "r", map_index, try_number),
-                         priority=priority, execution_timeout_s=timeout, enqueued_at=enqueued_at)
+def test_any_valid_envelope_round_trips(
+    envelope_id: str, map_index: int, try_number: int, priority: int, timeout: float | None, enqueued_at: datetime
+) -> None:
+    envelope = _envelope(
+        id=envelope_id,
+        key=TaskInstanceKey("d", "t", "r", map_index, try_number),
+        priority=priority,
+        execution_timeout_s=timeout,
+        enqueued_at=enqueued_at,
+    )
     assert protocol.decode_envelope(protocol.encode_envelope(envelope)) == envelope
 
 
-@pytest.mark.parametrize("result", [
-    _result(),
-    _result(exit_code=None, started_at=None, ended_at=None),
-    _result(state="failed", exit_code=1, error="ZeroDivisionError: division by zero"),
-    _result(key=TaskInstanceKey("etl", "fan_out", "r1", map_index=2, try_number=4), state="up_for_retry"),
-    _result(exit_code=-9, state="failed", error="killed by SIGKILL"),
-], ids=["success", "never_started", "failed_with_error", "mapped_retry", "killed"])
+@pytest.mark.parametrize(
+    "result",
+    [
+        _result(),
+        _result(exit_code=None, started_at=None, ended_at=None),
+        _result(state="failed", exit_code=1, error="ZeroDivisionError: division by zero"),
+        _result(key=TaskInstanceKey("etl", "fan_out", "r1", map_index=2, try_number=4), state="up_for_retry"),
+        _result(exit_code=-9, state="failed", error="killed by SIGKILL"),
+    ],
+    ids=["success", "never_started", "failed_with_error", "mapped_retry", "killed"],
+)
 def test_result_survives_encode_then_decode_unchanged(result: protocol.TaskResult) -> None:
     assert protocol.decode_result(protocol.encode_result(result)) == result
 
@@ -137,18 +172,30 @@ def test_result_error_is_cut_to_the_short_limit_on_the_wire() -> None:
 # --- rejections: not a map, not msgpack, too big, wrong version -------------------------
 
 
-@pytest.mark.parametrize("body", [b"", b"\xc1", b"\x92\x01", b"\x81\xa1v", b"\xde\x00\x01", b"not msgpack at all{",
-                                  _pack({"v": 1})[:-1] + b"\xc1\xc1"],
-                         ids=["empty", "reserved_byte", "truncated_array", "truncated_map", "truncated_map16",
-                              "text", "trailing_garbage"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"\xc1",
+        b"\x92\x01",
+        b"\x81\xa1v",
+        b"\xde\x00\x01",
+        b"not msgpack at all{",
+        _pack({"v": 1})[:-1] + b"\xc1\xc1",
+    ],
+    ids=["empty", "reserved_byte", "truncated_array", "truncated_map", "truncated_map16", "text", "trailing_garbage"],
+)
 @pytest.mark.parametrize("decode", [protocol.decode_envelope, protocol.decode_result], ids=["envelope", "result"])
 def test_garbage_bytes_are_rejected_as_not_msgpack(decode: Any, body: bytes) -> None:
     err = _rejected(decode, body, ProtocolError)
     assert isinstance(err, DecodeError | UnsupportedVersion)
 
 
-@pytest.mark.parametrize("obj", [[1, 2, 3], "hello", 42, None, True, 1.5, b"bytes"],
-                         ids=["array", "string", "int", "nil", "bool", "float", "bin"])
+@pytest.mark.parametrize(
+    "obj",
+    [[1, 2, 3], "hello", 42, None, True, 1.5, b"bytes"],
+    ids=["array", "string", "int", "nil", "bool", "float", "bin"],
+)
 def test_msgpack_that_is_not_a_map_is_rejected_naming_the_type(obj: object) -> None:
     err = _rejected(protocol.decode_envelope, _pack(obj), DecodeError)
     assert "expected a map" in err.reason
@@ -174,19 +221,29 @@ def test_body_exactly_at_the_size_limit_is_still_decoded() -> None:
     assert protocol.decode_envelope(body).id == GOOD_ENVELOPE["id"]
 
 
-@pytest.mark.parametrize("version", [99, 0, 2, "1", True, 1.5, 1.0, None, [1]],
-                         ids=["99", "0", "2", "string_1", "true", "float", "float_1", "nil", "list"])
-@pytest.mark.parametrize("decode,good", [(protocol.decode_envelope, GOOD_ENVELOPE),
-                                         (protocol.decode_result, GOOD_RESULT)], ids=["envelope", "result"])
-def test_unknown_protocol_version_is_rejected_naming_the_version(decode: Any, good: dict[str, Any],
-                                                                 version: object) -> None:
+@pytest.mark.parametrize(
+    "version",
+    [99, 0, 2, "1", True, 1.5, 1.0, None, [1]],
+    ids=["99", "0", "2", "string_1", "true", "float", "float_1", "nil", "list"],
+)
+@pytest.mark.parametrize(
+    "decode,good",
+    [(protocol.decode_envelope, GOOD_ENVELOPE), (protocol.decode_result, GOOD_RESULT)],
+    ids=["envelope", "result"],
+)
+def test_unknown_protocol_version_is_rejected_naming_the_version(
+    decode: Any, good: dict[str, Any], version: object
+) -> None:
     err = _rejected(decode, _pack({**good, "v": version}), UnsupportedVersion)
     assert "version" in err.reason and repr(version) in err.reason
     assert err.version == version  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("decode,good", [(protocol.decode_envelope, GOOD_ENVELOPE),
-                                         (protocol.decode_result, GOOD_RESULT)], ids=["envelope", "result"])
+@pytest.mark.parametrize(
+    "decode,good",
+    [(protocol.decode_envelope, GOOD_ENVELOPE), (protocol.decode_result, GOOD_RESULT)],
+    ids=["envelope", "result"],
+)
 def test_missing_version_is_rejected_as_unsupported(decode: Any, good: dict[str, Any]) -> None:
     wire = {k: v for k, v in good.items() if k != "v"}
     _rejected(decode, _pack(wire), UnsupportedVersion)
@@ -194,10 +251,29 @@ def test_missing_version_is_rejected_as_unsupported(decode: Any, good: dict[str,
 
 # --- rejections: fields ---------------------------------------------------------------
 
-ENVELOPE_REQUIRED = ["id", "dag_id", "task_id", "run_id", "map_index", "try_number", "dag_file", "queue", "priority",
-                     "enqueued_at"]
-RESULT_REQUIRED = ["envelope_id", "dag_id", "task_id", "run_id", "map_index", "try_number", "state", "hostname",
-                   "error"]
+ENVELOPE_REQUIRED = [
+    "id",
+    "dag_id",
+    "task_id",
+    "run_id",
+    "map_index",
+    "try_number",
+    "dag_file",
+    "queue",
+    "priority",
+    "enqueued_at",
+]
+RESULT_REQUIRED = [
+    "envelope_id",
+    "dag_id",
+    "task_id",
+    "run_id",
+    "map_index",
+    "try_number",
+    "state",
+    "hostname",
+    "error",
+]
 
 
 @pytest.mark.parametrize("name", ENVELOPE_REQUIRED)
@@ -214,21 +290,48 @@ def test_result_missing_a_required_field_is_rejected_naming_it(name: str) -> Non
     assert f"missing field {name!r}" in err.reason
 
 
-@pytest.mark.parametrize("name,value", [
-    ("try_number", True), ("map_index", True), ("priority", False), ("map_index", "1"), ("try_number", 1.0),
-    ("priority", "high"), ("enqueued_at", True), ("enqueued_at", "2026-01-01"), ("execution_timeout_s", True),
-    ("execution_timeout_s", "30"), ("id", 5), ("dag_id", None), ("task_id", b"extract"), ("run_id", ["r"]),
-    ("dag_file", 7), ("queue", {"name": "default"}), ("enqueued_at", None),
-])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("try_number", True),
+        ("map_index", True),
+        ("priority", False),
+        ("map_index", "1"),
+        ("try_number", 1.0),
+        ("priority", "high"),
+        ("enqueued_at", True),
+        ("enqueued_at", "2026-01-01"),
+        ("execution_timeout_s", True),
+        ("execution_timeout_s", "30"),
+        ("id", 5),
+        ("dag_id", None),
+        ("task_id", b"extract"),
+        ("run_id", ["r"]),
+        ("dag_file", 7),
+        ("queue", {"name": "default"}),
+        ("enqueued_at", None),
+    ],
+)
 def test_envelope_field_of_the_wrong_type_is_rejected_naming_the_field(name: str, value: object) -> None:
     err = _rejected(protocol.decode_envelope, _pack({**GOOD_ENVELOPE, name: value}), InvalidEnvelope)
     assert repr(name) in err.reason
 
 
-@pytest.mark.parametrize("name,value", [
-    ("try_number", True), ("map_index", "0"), ("exit_code", True), ("exit_code", "0"), ("started_at", "yesterday"),
-    ("ended_at", True), ("hostname", None), ("error", None), ("state", 3), ("envelope_id", 1),
-])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("try_number", True),
+        ("map_index", "0"),
+        ("exit_code", True),
+        ("exit_code", "0"),
+        ("started_at", "yesterday"),
+        ("ended_at", True),
+        ("hostname", None),
+        ("error", None),
+        ("state", 3),
+        ("envelope_id", 1),
+    ],
+)
 def test_result_field_of_the_wrong_type_is_rejected_naming_the_field(name: str, value: object) -> None:
     err = _rejected(protocol.decode_result, _pack({**GOOD_RESULT, name: value}), InvalidEnvelope)
     assert repr(name) in err.reason
@@ -264,20 +367,19 @@ def test_result_with_empty_identifier_is_rejected(name: str) -> None:
 
 @pytest.mark.parametrize("timeout", [0, -1, -0.5, 0.0])
 def test_non_positive_execution_timeout_is_rejected(timeout: float) -> None:
-    err = _rejected(protocol.decode_envelope, _pack({**GOOD_ENVELOPE, "execution_timeout_s": timeout}),
-                    InvalidEnvelope)
+    err = _rejected(protocol.decode_envelope, _pack({**GOOD_ENVELOPE, "execution_timeout_s": timeout}), InvalidEnvelope)
     assert "positive" in err.reason
 
 
 @pytest.mark.parametrize("timeout", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
 def test_non_finite_execution_timeout_is_rejected(timeout: float) -> None:
-    err = _rejected(protocol.decode_envelope, _pack({**GOOD_ENVELOPE, "execution_timeout_s": timeout}),
-                    InvalidEnvelope)
+    err = _rejected(protocol.decode_envelope, _pack({**GOOD_ENVELOPE, "execution_timeout_s": timeout}), InvalidEnvelope)
     assert "execution_timeout_s" in err.reason
 
 
-@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan, 1e300, -1e300],
-                         ids=["inf", "-inf", "nan", "huge", "-huge"])
+@pytest.mark.parametrize(
+    "value", [math.inf, -math.inf, math.nan, 1e300, -1e300], ids=["inf", "-inf", "nan", "huge", "-huge"]
+)
 def test_enqueued_at_out_of_range_is_rejected(value: float) -> None:
     err = _rejected(protocol.decode_envelope, _pack({**GOOD_ENVELOPE, "enqueued_at": value}), InvalidEnvelope)
     assert "enqueued_at" in err.reason
@@ -285,9 +387,22 @@ def test_enqueued_at_out_of_range_is_rejected(value: float) -> None:
 
 # --- DAG file paths -----------------------------------------------------------------------
 
-UNSAFE_PATHS = ["../../etc/passwd", "/etc/passwd", "a/../../x.py", "dags\\x.py", "x.txt", "x\x00.py",
-                "@examples/../../x.py", "", "..", "../x.py", "/abs/dag.py", "@examples//etc/x.py", "etl/daily.pyc",
-                "a/b/../../../x.py"]
+UNSAFE_PATHS = [
+    "../../etc/passwd",
+    "/etc/passwd",
+    "a/../../x.py",
+    "dags\\x.py",
+    "x.txt",
+    "x\x00.py",
+    "@examples/../../x.py",
+    "",
+    "..",
+    "../x.py",
+    "/abs/dag.py",
+    "@examples//etc/x.py",
+    "etl/daily.pyc",
+    "a/b/../../../x.py",
+]
 
 
 @pytest.mark.parametrize("path", UNSAFE_PATHS)
@@ -308,11 +423,22 @@ def test_dag_file_inside_the_dags_folder_is_accepted(path: str) -> None:
 
 FIELD_NAMES = sorted(set(GOOD_ENVELOPE) | set(GOOD_RESULT))
 scalar_values = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**64 - 1), st.floats(),
-    st.text(max_size=30), st.binary(max_size=30), st.just(""), st.just(1), st.just("../x.py"), st.just("x" * 300),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(),
+    st.text(max_size=30),
+    st.binary(max_size=30),
+    st.just(""),
+    st.just(1),
+    st.just("../x.py"),
+    st.just("x" * 300),
 )
-any_values = st.recursive(scalar_values, lambda inner: st.lists(inner, max_size=3)
-                          | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=6)
+any_values = st.recursive(
+    scalar_values,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
 keys = st.sampled_from(FIELD_NAMES) | st.text(max_size=10)
 
 
@@ -350,10 +476,13 @@ def test_decode_result_of_arbitrary_maps_returns_a_result_or_raises_protocol_err
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.dictionaries(st.sampled_from(FIELD_NAMES), any_values, max_size=6),
-       st.sets(st.sampled_from(FIELD_NAMES), max_size=3))
+@given(
+    st.dictionaries(st.sampled_from(FIELD_NAMES), any_values, max_size=6),
+    st.sets(st.sampled_from(FIELD_NAMES), max_size=3),
+)
 def test_mostly_valid_messages_with_corrupted_fields_decode_or_raise_protocol_error(
-        corrupt: dict[str, Any], dropped: set[str]) -> None:
+    corrupt: dict[str, Any], dropped: set[str]
+) -> None:
     """Start from a good v1 message so the deep validation paths are reached, not just the version check."""
     for decode, good in ((protocol.decode_envelope, GOOD_ENVELOPE), (protocol.decode_result, GOOD_RESULT)):
         wire = {k: v for k, v in {**good, **corrupt, "v": 1}.items() if k not in dropped}
@@ -367,17 +496,26 @@ def test_envelope_properties_are_the_ones_the_design_fixes() -> None:
     envelope = _envelope(priority=4)
     props = protocol.envelope_properties(envelope, reply_to="rabbitrun.replies.s1", max_priority=10)
     assert props == {
-        "content_type": "application/msgpack", "delivery_mode": 2, "message_id": envelope.id,
-        "correlation_id": envelope.id, "reply_to": "rabbitrun.replies.s1", "priority": 4,
-        "type": TASK_MESSAGE_TYPE, "app_id": "rabbitrun", "timestamp": AT,
+        "content_type": "application/msgpack",
+        "delivery_mode": 2,
+        "message_id": envelope.id,
+        "correlation_id": envelope.id,
+        "reply_to": "rabbitrun.replies.s1",
+        "priority": 4,
+        "type": TASK_MESSAGE_TYPE,
+        "app_id": "rabbitrun",
+        "timestamp": AT,
     }
     assert props["type"] == "rabbitrun.task" and APP_ID == "rabbitrun"
 
 
-@pytest.mark.parametrize("weight,max_priority,expected", [(-5, 10, 0), (0, 10, 0), (7, 10, 7), (10, 10, 10),
-                                                          (50, 10, 10), (50, 255, 50), (3, 0, 0)])
-def test_priority_weight_is_clamped_into_the_queue_priority_range(weight: int, max_priority: int,
-                                                                  expected: int) -> None:
+@pytest.mark.parametrize(
+    "weight,max_priority,expected",
+    [(-5, 10, 0), (0, 10, 0), (7, 10, 7), (10, 10, 10), (50, 10, 10), (50, 255, 50), (3, 0, 0)],
+)
+def test_priority_weight_is_clamped_into_the_queue_priority_range(
+    weight: int, max_priority: int, expected: int
+) -> None:
     props = protocol.envelope_properties(_envelope(priority=weight), "r", max_priority)
     assert props["priority"] == expected == protocol.amqp_priority(weight, max_priority)
 
@@ -400,7 +538,7 @@ def test_split_frames_waits_for_a_whole_frame_across_partial_reads() -> None:
         buffer[:] = frame[:cut]
         assert protocol.split_frames(buffer) == []
         assert bytes(buffer) == frame[:cut], "an incomplete frame stays in the buffer"
-    buffer.extend(frame[len(frame) - 1:])
+    buffer.extend(frame[len(frame) - 1 :])
     assert protocol.split_frames(buffer) == [{"k": "started", "id": "t1", "pid": 123}]
     assert buffer == bytearray()
 

@@ -11,14 +11,40 @@ from rabbitrun import protocol
 from rabbitrun.errors import ProtocolError
 from rabbitrun.keys import TaskInstanceKey
 
-FIELDS = ["v", "id", "dag_id", "task_id", "run_id", "map_index", "try_number", "dag_file", "queue", "priority",
-          "execution_timeout_s", "enqueued_at", "envelope_id", "state", "exit_code", "hostname", "started_at",
-          "ended_at", "error"]
-scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-2**63, max_value=2**64 - 1),
-                    st.floats(allow_nan=True), st.text(max_size=40), st.binary(max_size=40))
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5),
-                                                                                           inner, max_size=3),
-                      max_leaves=8)
+FIELDS = [
+    "v",
+    "id",
+    "dag_id",
+    "task_id",
+    "run_id",
+    "map_index",
+    "try_number",
+    "dag_file",
+    "queue",
+    "priority",
+    "execution_timeout_s",
+    "enqueued_at",
+    "envelope_id",
+    "state",
+    "exit_code",
+    "hostname",
+    "started_at",
+    "ended_at",
+    "error",
+]
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(allow_nan=True),
+    st.text(max_size=40),
+    st.binary(max_size=40),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
 GOOD = protocol.TaskEnvelope(id="e", key=TaskInstanceKey("d", "t", "r"), dag_file="x.py", queue="q").to_wire()
 
 

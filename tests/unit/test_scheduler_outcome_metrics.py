@@ -16,8 +16,9 @@ NAME = "rabbitrun_scheduler_outcomes_total"
 
 
 def _count(metrics: Metrics, state: str, cause: str, task_id: str = "root") -> float | None:
-    return metrics.registry.get_sample_value(NAME, {"dag_id": "chain", "task_id": task_id, "state": state,
-                                                    "cause": cause})
+    return metrics.registry.get_sample_value(
+        NAME, {"dag_id": "chain", "task_id": task_id, "state": state, "cause": cause}
+    )
 
 
 def test_zombie_retry_is_counted_with_its_cause(world: World) -> None:
@@ -25,9 +26,13 @@ def test_zombie_retry_is_counted_with_its_cause(world: World) -> None:
     _queued_root(world)
     attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=42, now=NOW)
     settings = world.with_settings(scheduler__zombie_threshold_s="60")
-    recovery.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(seconds=59), metrics.count_scheduler_outcome)
+    recovery.fail_zombies(
+        world.session, world.dagbag, settings, NOW + timedelta(seconds=59), metrics.count_scheduler_outcome
+    )
     assert _count(metrics, "up_for_retry", "zombie") is None
-    recovery.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(seconds=61), metrics.count_scheduler_outcome)
+    recovery.fail_zombies(
+        world.session, world.dagbag, settings, NOW + timedelta(seconds=61), metrics.count_scheduler_outcome
+    )
     assert _count(metrics, "up_for_retry", "zombie") == 1.0
 
 
@@ -35,18 +40,22 @@ def test_stuck_in_queued_failure_is_counted(world: World) -> None:
     metrics = Metrics()
     _queued_root(world)
     settings = world.with_settings(core__task_queued_timeout_s="60")
-    recovery.surface_stuck_queued(world.session, settings, NOW + timedelta(seconds=61),
-                                    metrics.count_scheduler_outcome)
+    recovery.surface_stuck_queued(world.session, settings, NOW + timedelta(seconds=61), metrics.count_scheduler_outcome)
     assert _count(metrics, "failed", "stuck_in_queued") == 1.0
 
 
 def test_unroutable_failure_is_counted_and_a_retried_publish_is_not(world: World) -> None:
     metrics = Metrics()
     envelope = _queued_root(world)
-    queueing.put_back(world.session, [PublishFailure(envelope, PublishNotConfirmed("d", "x"))], NOW,
-                        metrics.count_scheduler_outcome)
+    queueing.put_back(
+        world.session, [PublishFailure(envelope, PublishNotConfirmed("d", "x"))], NOW, metrics.count_scheduler_outcome
+    )
     assert _count(metrics, "failed", "unroutable") is None
     (again,) = readiness.schedule(world.session, world.dagbag, world.settings, NOW + timedelta(seconds=1))
-    queueing.put_back(world.session, [PublishFailure(again, Unroutable("x", "default", "default"))],
-                        NOW, metrics.count_scheduler_outcome)
+    queueing.put_back(
+        world.session,
+        [PublishFailure(again, Unroutable("x", "default", "default"))],
+        NOW,
+        metrics.count_scheduler_outcome,
+    )
     assert _count(metrics, "failed", "unroutable") == 1.0

@@ -23,7 +23,7 @@ from rabbitrun.settings import Settings, load_settings
 
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
 
-DAGS = '''
+DAGS = """
 from rabbitrun.authoring import DAG, BashOperator
 
 with DAG("pooled", schedule=None) as pooled:
@@ -38,7 +38,7 @@ with DAG("lost", schedule=None) as lost:
 with DAG("capped", schedule=None, max_active_tasks=2) as capped:
     for i in range(4):
         BashOperator(task_id=f"t{i}", bash_command="true")
-'''
+"""
 
 
 @pytest.fixture()
@@ -46,9 +46,15 @@ def world(tmp_path: Path) -> Iterator[tuple[Settings, Session, DagBag]]:
     dags = tmp_path / "dags"
     dags.mkdir()
     (dags / "pool_dags.py").write_text(DAGS)
-    settings = load_settings(home=tmp_path, read_file=False, env={
-        "RABBITRUN__CORE__DAGS_FOLDER": str(dags), "RABBITRUN__CORE__LOAD_EXAMPLES": "false",
-        "RABBITRUN__DATABASE__URL": f"sqlite:///{tmp_path / 'rabbitrun.db'}"})
+    settings = load_settings(
+        home=tmp_path,
+        read_file=False,
+        env={
+            "RABBITRUN__CORE__DAGS_FOLDER": str(dags),
+            "RABBITRUN__CORE__LOAD_EXAMPLES": "false",
+            "RABBITRUN__DATABASE__URL": f"sqlite:///{tmp_path / 'rabbitrun.db'}",
+        },
+    )
     engine = make_engine(settings.database)
     upgrade(engine)
     dagbag = DagBag(dags, include_examples=False)
@@ -65,7 +71,9 @@ def _start(session: Session, dagbag: DagBag, settings: Settings, dag_id: str, ru
 
 def _tis(session: Session, dag_id: str) -> dict[str, TaskInstance]:
     session.expire_all()
-    return {ti.task_id: ti for ti in session.execute(select(TaskInstance).where(TaskInstance.dag_id == dag_id)).scalars()}
+    return {
+        ti.task_id: ti for ti in session.execute(select(TaskInstance).where(TaskInstance.dag_id == dag_id)).scalars()
+    }
 
 
 def test_task_instances_carry_their_tasks_pool_and_pool_slots(world: tuple[Settings, Session, DagBag]) -> None:
@@ -73,13 +81,16 @@ def test_task_instances_carry_their_tasks_pool_and_pool_slots(world: tuple[Setti
     _start(session, dagbag, settings, "pooled")
     tis = _tis(session, "pooled")
     assert {(t, ti.pool, ti.pool_slots) for t, ti in tis.items() if t in ("t0", "big")} == {
-        ("t0", "narrow", 1), ("big", "narrow", 2)}
+        ("t0", "narrow", 1),
+        ("big", "narrow", 2),
+    }
     _start(session, dagbag, settings, "capped")
     assert {ti.pool for ti in _tis(session, "capped").values()} == {"default_pool"}
 
 
 def test_pool_queues_only_its_slots_by_priority_and_the_rest_wait_saying_why(
-        world: tuple[Settings, Session, DagBag]) -> None:
+    world: tuple[Settings, Session, DagBag],
+) -> None:
     settings, session, dagbag = world
     pools.set_pool(session, "narrow", 2)
     _start(session, dagbag, settings, "pooled")
@@ -96,7 +107,8 @@ def test_pool_queues_only_its_slots_by_priority_and_the_rest_wait_saying_why(
 
 
 def test_task_naming_an_unknown_pool_fails_with_the_reason_and_its_downstream_is_upstream_failed(
-        world: tuple[Settings, Session, DagBag]) -> None:
+    world: tuple[Settings, Session, DagBag],
+) -> None:
     settings, session, dagbag = world
     _start(session, dagbag, settings, "lost")
     notes = readiness.PassNotes()
@@ -111,8 +123,7 @@ def test_task_naming_an_unknown_pool_fails_with_the_reason_and_its_downstream_is
     assert run.state == "failed"
 
 
-def test_max_active_tasks_counts_task_instances_of_all_runs_of_the_dag(
-        world: tuple[Settings, Session, DagBag]) -> None:
+def test_max_active_tasks_counts_task_instances_of_all_runs_of_the_dag(world: tuple[Settings, Session, DagBag]) -> None:
     settings, session, dagbag = world
     _start(session, dagbag, settings, "capped", "r1")
     _start(session, dagbag, settings, "capped", "r2")
@@ -133,8 +144,9 @@ def test_resizing_a_pool_lets_its_waiting_tasks_go(world: tuple[Settings, Sessio
 
 
 def test_second_scheduler_lock_on_one_sqlite_database_is_refused_until_the_first_is_released(tmp_path: Path) -> None:
-    settings = load_settings(home=tmp_path, read_file=False,
-                             env={"RABBITRUN__DATABASE__URL": f"sqlite:///{tmp_path / 'r.db'}"})
+    settings = load_settings(
+        home=tmp_path, read_file=False, env={"RABBITRUN__DATABASE__URL": f"sqlite:///{tmp_path / 'r.db'}"}
+    )
     first = scheduler_lock.acquire(settings.database)
     assert first is not None
     with pytest.raises(SchedulerAlreadyRunning, match="SQLite supports one scheduler; use PostgreSQL"):

@@ -30,7 +30,7 @@ from rabbitrun.states import TaskState
 
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
 
-DAGS = '''
+DAGS = """
 from datetime import timedelta
 from rabbitrun.authoring import DAG, BashOperator
 
@@ -49,7 +49,7 @@ with DAG("prio", schedule=None) as prio:
     BashOperator(task_id="low", bash_command="true", priority_weight=1)
     BashOperator(task_id="high", bash_command="true", priority_weight=10, queue="high_priority")
     BashOperator(task_id="mid", bash_command="true", priority_weight=5)
-'''
+"""
 
 
 @dataclass
@@ -64,8 +64,11 @@ class World:
 
 
 def _settings(tmp: Path, **env: str) -> Settings:
-    base = {"RABBITRUN__CORE__DAGS_FOLDER": str(tmp / "dags"), "RABBITRUN__CORE__LOAD_EXAMPLES": "false",
-            "RABBITRUN__DATABASE__URL": f"sqlite:///{tmp / 'rabbitrun.db'}"}
+    base = {
+        "RABBITRUN__CORE__DAGS_FOLDER": str(tmp / "dags"),
+        "RABBITRUN__CORE__LOAD_EXAMPLES": "false",
+        "RABBITRUN__DATABASE__URL": f"sqlite:///{tmp / 'rabbitrun.db'}",
+    }
     base.update({f"RABBITRUN__{k.upper()}": v for k, v in env.items()})
     return load_settings(home=tmp, env=base, read_file=False)
 
@@ -101,8 +104,11 @@ def _ti(w: World, dag_id: str, task_id: str, run_id: str = "r1") -> TaskInstance
 
 
 def _set(w: World, dag_id: str, task_id: str, run_id: str = "r1", **values: Any) -> None:
-    w.session.execute(update(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id,
-                                                 TaskInstance.run_id == run_id).values(**values))
+    w.session.execute(
+        update(TaskInstance)
+        .where(TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id, TaskInstance.run_id == run_id)
+        .values(**values)
+    )
     w.session.commit()
 
 
@@ -124,11 +130,20 @@ def _queued_root(w: World) -> TaskEnvelope:
 # --- failure_outcome (pure) --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("try_number,max_tries,state", [(1, 1, TaskState.UP_FOR_RETRY), (1, 3, TaskState.UP_FOR_RETRY),
-                                                        (3, 3, TaskState.UP_FOR_RETRY), (4, 3, TaskState.FAILED),
-                                                        (1, 0, TaskState.FAILED), (2, 1, TaskState.FAILED)])
-def test_failure_retries_while_try_number_is_at_most_max_tries(try_number: int, max_tries: int,
-                                                               state: TaskState) -> None:
+@pytest.mark.parametrize(
+    "try_number,max_tries,state",
+    [
+        (1, 1, TaskState.UP_FOR_RETRY),
+        (1, 3, TaskState.UP_FOR_RETRY),
+        (3, 3, TaskState.UP_FOR_RETRY),
+        (4, 3, TaskState.FAILED),
+        (1, 0, TaskState.FAILED),
+        (2, 1, TaskState.FAILED),
+    ],
+)
+def test_failure_retries_while_try_number_is_at_most_max_tries(
+    try_number: int, max_tries: int, state: TaskState
+) -> None:
     assert attempts.failure_outcome(try_number, max_tries, timedelta(seconds=30), "boom", NOW).state == state
 
 
@@ -152,8 +167,13 @@ def test_failure_without_retry_fails_even_with_tries_left() -> None:
 def test_claim_of_a_queued_attempt_with_its_try_number_wins(world: World) -> None:
     _queued_root(world)
     claim = attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=42, now=NOW)
-    assert (claim.won, claim.state, claim.try_number, claim.max_tries, claim.queue) == (True, "running", 1, 1,
-                                                                                          "default")
+    assert (claim.won, claim.state, claim.try_number, claim.max_tries, claim.queue) == (
+        True,
+        "running",
+        1,
+        1,
+        "default",
+    )
     assert claim.run is not None and claim.run.run_id == "r1"
     ti = _ti(world, "chain", "root")
     assert (ti.state, ti.hostname, ti.pid, ti.start_date, ti.last_heartbeat_at) == ("running", "w1", 42, NOW, NOW)
@@ -169,8 +189,7 @@ def test_claim_with_the_wrong_try_number_loses_and_reports_the_current_state(wor
 def test_second_claim_of_the_same_attempt_loses(world: World) -> None:
     _queued_root(world)
     assert attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=42, now=NOW).won
-    again = attempts.claim(world.session, _key("chain", "root"), hostname="w2", pid=43,
-                           now=NOW + timedelta(seconds=1))
+    again = attempts.claim(world.session, _key("chain", "root"), hostname="w2", pid=43, now=NOW + timedelta(seconds=1))
     assert (again.won, again.state) == (False, "running")
     assert _ti(world, "chain", "root").hostname == "w1"
 
@@ -200,8 +219,17 @@ def test_claim_of_a_missing_task_instance_loses_with_state_none(world: World) ->
 def test_claim_deletes_the_task_instances_previous_xcoms_only(world: World) -> None:
     _queued_root(world)
     for task_id in ("root", "child"):
-        world.session.add(XComRow(dag_id="chain", task_id=task_id, run_id="r1", map_index=-1, key="return_value",
-                                  value=b"1", timestamp=NOW))
+        world.session.add(
+            XComRow(
+                dag_id="chain",
+                task_id=task_id,
+                run_id="r1",
+                map_index=-1,
+                key="return_value",
+                value=b"1",
+                timestamp=NOW,
+            )
+        )
     world.session.commit()
     assert attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=42, now=NOW).won
     left = world.session.execute(select(XComRow.task_id)).scalars().all()
@@ -210,8 +238,9 @@ def test_claim_deletes_the_task_instances_previous_xcoms_only(world: World) -> N
 
 def test_losing_claim_keeps_the_xcoms(world: World) -> None:
     _queued_root(world)
-    world.session.add(XComRow(dag_id="chain", task_id="root", run_id="r1", map_index=-1, key="k", value=b"1",
-                              timestamp=NOW))
+    world.session.add(
+        XComRow(dag_id="chain", task_id="root", run_id="r1", map_index=-1, key="k", value=b"1", timestamp=NOW)
+    )
     world.session.commit()
     assert not attempts.claim(world.session, _key("chain", "root", 2), hostname="w1", pid=42, now=NOW).won
     assert world.session.execute(select(func.count()).select_from(XComRow)).scalar_one() == 1
@@ -232,7 +261,14 @@ def test_finish_from_running_records_state_and_an_attempt_row_once(world: World,
     assert (ti.state, ti.end_date, ti.duration) == ("success", ended, 5.0)
     row = world.session.execute(select(TaskAttempt)).scalar_one()
     assert (row.task_id, row.try_number, row.state, row.hostname, row.pid, row.start_date, row.end_date) == (
-        "root", 1, "success", "w1", 42, NOW, ended)
+        "root",
+        1,
+        "success",
+        "w1",
+        42,
+        NOW,
+        ended,
+    )
     later = attempts.Finish(TaskState.FAILED, ended + timedelta(seconds=1), "late")
     assert not attempts.finish(world.session, _key("chain", "root"), later, started_at=started)
     assert _ti(world, "chain", "root").state == "success", "the first decision stands"
@@ -248,8 +284,9 @@ def test_finish_for_another_try_number_does_nothing(world: World) -> None:
 
 def test_finish_of_an_unclaimed_attempt_does_nothing(world: World) -> None:
     _queued_root(world)
-    assert not attempts.finish(world.session, _key("chain", "root"), attempts.Finish(TaskState.SUCCESS, NOW),
-                               started_at=NOW)
+    assert not attempts.finish(
+        world.session, _key("chain", "root"), attempts.Finish(TaskState.SUCCESS, NOW), started_at=NOW
+    )
     assert _ti(world, "chain", "root").state == "queued"
 
 
@@ -310,7 +347,11 @@ def test_schedule_queues_only_root_tasks_with_try_one_and_an_envelope(world: Wor
     (envelope,) = envelopes
     assert envelope.key == TaskInstanceKey("chain", "root", "r1", -1, 1)
     assert (envelope.dag_file, envelope.queue, envelope.execution_timeout_s, envelope.enqueued_at) == (
-        "sched_dags.py", "default", 30.0, NOW)
+        "sched_dags.py",
+        "default",
+        30.0,
+        NOW,
+    )
     assert envelope.retry_delay_s == 300.0  # the default retry_delay: the worker needs it to record a death
     root = _ti(world, "chain", "root")
     assert (root.state, root.try_number, root.envelope_id, root.queued_at) == ("queued", 1, envelope.id, NOW)
@@ -338,8 +379,7 @@ def test_every_queued_task_instance_gets_its_own_envelope_id(world: World) -> No
     _start(world, "prio")
     envelopes = readiness.schedule(world.session, world.dagbag, world.settings, NOW)
     assert len({e.id for e in envelopes}) == 3
-    assert {e.key.task_id: e.queue for e in envelopes} == {"low": "default", "mid": "default",
-                                                           "high": "high_priority"}
+    assert {e.key.task_id: e.queue for e in envelopes} == {"low": "default", "mid": "default", "high": "high_priority"}
 
 
 def test_downstream_is_queued_once_its_upstream_succeeded(world: World) -> None:
@@ -439,11 +479,11 @@ def test_task_queued_too_long_is_requeued_when_so_configured(world: World) -> No
     assert again.key.try_number == 1 and again.id != first.id
 
 
-def test_attempt_claimed_from_an_older_envelope_of_the_same_try_is_kept_alive_by_its_heartbeat(
-        world: World) -> None:
+def test_attempt_claimed_from_an_older_envelope_of_the_same_try_is_kept_alive_by_its_heartbeat(world: World) -> None:
     old = _queued_root(world)
-    settings = world.with_settings(core__task_queued_timeout_s="60", core__task_queued_timeout_action="requeue",
-                                   scheduler__zombie_threshold_s="60")
+    settings = world.with_settings(
+        core__task_queued_timeout_s="60", core__task_queued_timeout_action="requeue", scheduler__zombie_threshold_s="60"
+    )
     t = NOW + timedelta(seconds=61)
     recovery.surface_stuck_queued(world.session, settings, t)
     (new,) = readiness.schedule(world.session, world.dagbag, settings, t)
@@ -461,7 +501,9 @@ def test_running_task_with_a_stale_heartbeat_is_retried_as_a_zombie(world: World
     attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=42, now=NOW)
     settings = world.with_settings(scheduler__zombie_threshold_s="60")
     assert recovery.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(seconds=59)) == []
-    assert recovery.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(seconds=61)) == [("chain", "r1")]
+    assert recovery.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(seconds=61)) == [
+        ("chain", "r1")
+    ]
     root = _ti(world, "chain", "root")
     assert root.state == "up_for_retry", "root has retries=1, so its first try is retried"
     assert root.reason and "zombie" in root.reason and "w1" in root.reason
@@ -521,8 +563,7 @@ def test_run_fails_when_a_leaf_failed(world: World) -> None:
 def test_run_fails_when_a_leaf_is_upstream_failed(world: World) -> None:
     _queued_root(world)
     _set(world, "chain", "root", state="failed")
-    assert [e.key.task_id for e in readiness.schedule(world.session, world.dagbag, world.settings, NOW)] == [
-        "cleanup"]
+    assert [e.key.task_id for e in readiness.schedule(world.session, world.dagbag, world.settings, NOW)] == ["cleanup"]
     assert _run(world, "chain").state == "running", "cleanup is still queued"
     _set(world, "chain", "cleanup", state="success")
     readiness.schedule(world.session, world.dagbag, world.settings, NOW)
@@ -576,10 +617,9 @@ def test_running_tasks_count_against_parallelism(world: World) -> None:
 # --- the full pass skips runs that only wait for results ------------------------------------------------
 
 
-def test_a_run_is_waiting_for_results_only_while_all_its_unfinished_tasks_are_queued_or_running(
-        world: World) -> None:
+def test_a_run_is_waiting_for_results_only_while_all_its_unfinished_tasks_are_queued_or_running(world: World) -> None:
     _queued_root(world)  # root queued, child and cleanup still none: something may become ready
-    waiting = readiness._waiting_for_results()  # noqa: SLF001 - the filter itself
+    waiting = readiness._waiting_for_results()
     assert world.session.execute(waiting).all() == []
     for task_id in ("child", "cleanup"):
         _set(world, "chain", task_id, state="queued")

@@ -63,8 +63,9 @@ def test_reschedule_mode_ends_the_attempt_with_the_next_poke_time() -> None:
 def test_reschedule_timeout_counts_from_the_first_poke_of_the_try() -> None:
     with DAG("s"):
         hard = _CountingSensor(task_id="h", done_after=99, mode="reschedule", poke_interval=1, timeout=60)
-        soft = _CountingSensor(task_id="s", done_after=99, mode="reschedule", poke_interval=1, timeout=60,
-                               soft_fail=True)
+        soft = _CountingSensor(
+            task_id="s", done_after=99, mode="reschedule", poke_interval=1, timeout=60, soft_fail=True
+        )
     long_ago = datetime.now(UTC) - timedelta(minutes=2)
     with pytest.raises(SensorTimeout, match="timed out"):
         hard.execute({"ti": _TI(long_ago, 5)})
@@ -87,17 +88,28 @@ def test_poke_mode_times_out_as_a_failure_that_does_not_retry() -> None:
 def test_exponential_backoff_doubles_and_is_capped_by_max_wait_and_the_time_left() -> None:
     with DAG("s"):
         plain = _CountingSensor(task_id="p", done_after=1, poke_interval=5)
-        backoff = _CountingSensor(task_id="b", done_after=1, poke_interval=5, exponential_backoff=True,
-                                  max_wait=timedelta(seconds=30), timeout=100)
+        backoff = _CountingSensor(
+            task_id="b",
+            done_after=1,
+            poke_interval=5,
+            exponential_backoff=True,
+            max_wait=timedelta(seconds=30),
+            timeout=100,
+        )
     assert [plain.next_poke_interval_s(n, 0) for n in (1, 2, 3)] == [5, 5, 5]
     assert [backoff.next_poke_interval_s(n, 0) for n in (1, 2, 3, 4, 5)] == [5, 10, 20, 30, 30]
     assert backoff.next_poke_interval_s(5, 90) == 10  # never past the timeout
     assert backoff.next_poke_interval_s(200, 0) == 30  # huge poke counts do not overflow
 
 
-@pytest.mark.parametrize("kwargs,message", [({"mode": "sometimes"}, "mode must be one of"),
-                                            ({"poke_interval": -1}, "poke_interval"),
-                                            ({"timeout": "soon"}, "timeout")])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"mode": "sometimes"}, "mode must be one of"),
+        ({"poke_interval": -1}, "poke_interval"),
+        ({"timeout": "soon"}, "timeout"),
+    ],
+)
 def test_bad_sensor_arguments_are_definition_errors(kwargs: dict[str, Any], message: str) -> None:
     with DAG("s"), pytest.raises(DagDefinitionError, match=message):
         _CountingSensor(task_id="c", done_after=1, **kwargs)
@@ -116,7 +128,7 @@ def test_file_sensor_matches_globs_files_and_non_empty_directories(tmp_path: Pat
 # --- the scheduler's side ---------------------------------------------------------------------------
 
 
-def test_reschedule_is_recorded_with_its_history_and_due_time(world: World) -> None:  # noqa: F811
+def test_reschedule_is_recorded_with_its_history_and_due_time(world: World) -> None:
     _queued_root(world)
     key = _key("chain", "root")
     assert attempts.claim(world.session, key, hostname="w1", pid=1, now=NOW).won
@@ -134,14 +146,14 @@ def test_reschedule_is_recorded_with_its_history_and_due_time(world: World) -> N
     assert runs.due_runs(world.session, due) == {("chain", "r1")}
 
 
-def test_rescheduled_sensor_not_yet_due_is_not_queued_and_its_run_is_not_finished(world: World) -> None:  # noqa: F811
+def test_rescheduled_sensor_not_yet_due_is_not_queued_and_its_run_is_not_finished(world: World) -> None:
     _queued_root(world)
     _set(world, "chain", "root", state="up_for_reschedule", next_retry_at=NOW + timedelta(seconds=5))
     assert readiness.schedule(world.session, world.dagbag, world.settings, NOW) == []
     assert _ti(world, "chain", "root").state == "up_for_reschedule"
 
 
-def test_rescheduled_sensor_that_is_due_is_queued_again_with_the_same_try(world: World) -> None:  # noqa: F811
+def test_rescheduled_sensor_that_is_due_is_queued_again_with_the_same_try(world: World) -> None:
     first = _queued_root(world)
     _set(world, "chain", "root", state="up_for_reschedule", next_retry_at=NOW - timedelta(seconds=1))
     (envelope,) = readiness.schedule(world.session, world.dagbag, world.settings, NOW)
@@ -151,7 +163,7 @@ def test_rescheduled_sensor_that_is_due_is_queued_again_with_the_same_try(world:
     assert attempts.claim(world.session, envelope.key, hostname="w1", pid=1, now=NOW).won
 
 
-def test_a_pass_that_finishes_a_run_reports_it_for_the_dag_callbacks(world: World) -> None:  # noqa: F811
+def test_a_pass_that_finishes_a_run_reports_it_for_the_dag_callbacks(world: World) -> None:
     _start(world, "leaf_rule")
     _set(world, "leaf_rule", "first", state="success")
     _set(world, "leaf_rule", "last", state="failed")

@@ -61,8 +61,9 @@ def test_environment_beats_toml_file_key_by_key(tmp_path: Path) -> None:
 
 def test_overrides_beat_environment_and_file(tmp_path: Path) -> None:
     _toml(tmp_path, "[worker]\nconcurrency = 4\n")
-    s = load_settings(home=tmp_path, env={"RABBITRUN__WORKER__CONCURRENCY": "8"},
-                      overrides={"worker": {"concurrency": 12}})
+    s = load_settings(
+        home=tmp_path, env={"RABBITRUN__WORKER__CONCURRENCY": "8"}, overrides={"worker": {"concurrency": 12}}
+    )
     assert s.worker.concurrency == 12
 
 
@@ -102,17 +103,35 @@ def test_variable_and_connection_overrides_are_collected_in_lower_case(tmp_path:
     assert dict(s.env_connections) == {"my_db": "postgresql://h/db"}
 
 
-@pytest.mark.parametrize("raw,expected", [("a, b", ("a", "b")), ("default", ("default",)),
-                                          (" a ,, b ,", ("a", "b")), ("high_priority,default", ("high_priority",
-                                                                                               "default"))])
-def test_worker_queues_from_the_environment_are_split_on_commas(tmp_path: Path, raw: str,
-                                                                expected: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("a, b", ("a", "b")),
+        ("default", ("default",)),
+        (" a ,, b ,", ("a", "b")),
+        ("high_priority,default", ("high_priority", "default")),
+    ],
+)
+def test_worker_queues_from_the_environment_are_split_on_commas(
+    tmp_path: Path, raw: str, expected: tuple[str, ...]
+) -> None:
     s = load_settings(home=tmp_path, env={"RABBITRUN__WORKER__QUEUES": raw}, read_file=False)
     assert s.worker.queues == expected
 
 
-@pytest.mark.parametrize("raw,expected", [("true", True), ("1", True), ("YES", True), (" on ", True),
-                                          ("false", False), ("0", False), ("no", False), ("Off", False)])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("true", True),
+        ("1", True),
+        ("YES", True),
+        (" on ", True),
+        ("false", False),
+        ("0", False),
+        ("no", False),
+        ("Off", False),
+    ],
+)
 def test_boolean_spellings_from_the_environment(tmp_path: Path, raw: str, expected: bool) -> None:
     s = load_settings(home=tmp_path, env={"RABBITRUN__CORE__LOAD_EXAMPLES": raw}, read_file=False)
     assert s.core.load_examples is expected
@@ -161,25 +180,32 @@ def test_unknown_key_in_overrides_names_the_command_line(tmp_path: Path) -> None
     assert err.source == "command line" and "did you mean 'queues'" in str(err)
 
 
-@pytest.mark.parametrize("name,value,key", [
-    ("RABBITRUN__WORKER__CONCURRENCY", "lots", "worker.concurrency"),
-    ("RABBITRUN__WORKER__CONCURRENCY", "1.5", "worker.concurrency"),
-    ("RABBITRUN__CORE__LOAD_EXAMPLES", "maybe", "core.load_examples"),
-    ("RABBITRUN__CORE__LOAD_EXAMPLES", "", "core.load_examples"),
-    ("RABBITRUN__WORKER__SHUTDOWN_TIMEOUT_S", "soon", "worker.shutdown_timeout_s"),
-    ("RABBITRUN__METRICS__WORKER_PORT", "", "metrics.worker_port"),
-])
-def test_bad_value_in_environment_names_the_key_and_the_value(tmp_path: Path, name: str, value: str,
-                                                              key: str) -> None:
+@pytest.mark.parametrize(
+    "name,value,key",
+    [
+        ("RABBITRUN__WORKER__CONCURRENCY", "lots", "worker.concurrency"),
+        ("RABBITRUN__WORKER__CONCURRENCY", "1.5", "worker.concurrency"),
+        ("RABBITRUN__CORE__LOAD_EXAMPLES", "maybe", "core.load_examples"),
+        ("RABBITRUN__CORE__LOAD_EXAMPLES", "", "core.load_examples"),
+        ("RABBITRUN__WORKER__SHUTDOWN_TIMEOUT_S", "soon", "worker.shutdown_timeout_s"),
+        ("RABBITRUN__METRICS__WORKER_PORT", "", "metrics.worker_port"),
+    ],
+)
+def test_bad_value_in_environment_names_the_key_and_the_value(tmp_path: Path, name: str, value: str, key: str) -> None:
     err = _config_error(tmp_path, {name: value}, read_file=False)
     assert err.key == key and err.source == "environment"
     assert key.split(".")[1] in str(err) and repr(value) in str(err)
 
 
-@pytest.mark.parametrize("line,key", [("concurrency = true", "worker.concurrency"),
-                                      ('concurrency = "eight"', "worker.concurrency"),
-                                      ("shutdown_timeout_s = false", "worker.shutdown_timeout_s"),
-                                      ('hostname = { a = 1 }', "worker.hostname")])
+@pytest.mark.parametrize(
+    "line,key",
+    [
+        ("concurrency = true", "worker.concurrency"),
+        ('concurrency = "eight"', "worker.concurrency"),
+        ("shutdown_timeout_s = false", "worker.shutdown_timeout_s"),
+        ("hostname = { a = 1 }", "worker.hostname"),
+    ],
+)
 def test_bad_value_in_toml_names_the_key_and_the_file(tmp_path: Path, line: str, key: str) -> None:
     path = _toml(tmp_path, f"[worker]\n{line}\n")
     err = _config_error(tmp_path)
@@ -223,11 +249,15 @@ def test_environment_name_that_is_not_section_and_key_is_an_error(tmp_path: Path
     assert "RABBITRUN__SECTION__KEY" in str(err)
 
 
-@pytest.mark.parametrize("env,key", [({"RABBITRUN__WORKER__CONCURRENCY": "0"}, "worker.concurrency"),
-                                     ({"RABBITRUN__BROKER__QUEUE_TYPE": "stream"}, "broker.queue_type"),
-                                     ({"RABBITRUN__CORE__TASK_QUEUED_TIMEOUT_ACTION": "ignore"},
-                                      "core.task_queued_timeout_action"),
-                                     ({"RABBITRUN__CORE__MAX_MAP_LENGTH": "0"}, "core.max_map_length")])
+@pytest.mark.parametrize(
+    "env,key",
+    [
+        ({"RABBITRUN__WORKER__CONCURRENCY": "0"}, "worker.concurrency"),
+        ({"RABBITRUN__BROKER__QUEUE_TYPE": "stream"}, "broker.queue_type"),
+        ({"RABBITRUN__CORE__TASK_QUEUED_TIMEOUT_ACTION": "ignore"}, "core.task_queued_timeout_action"),
+        ({"RABBITRUN__CORE__MAX_MAP_LENGTH": "0"}, "core.max_map_length"),
+    ],
+)
 def test_values_outside_their_allowed_range_are_errors(tmp_path: Path, env: dict[str, str], key: str) -> None:
     assert _config_error(tmp_path, env, read_file=False).key == key
 
@@ -243,17 +273,23 @@ def test_secret_masks_itself_in_repr_but_keeps_its_value() -> None:
 
 
 def test_repr_of_settings_shows_no_password_or_fernet_key(tmp_path: Path) -> None:
-    env = {"RABBITRUN__BROKER__URL": "amqp://u:brokerpw@h/", "RABBITRUN__CORE__FERNET_KEY": "fernetsecret",
-           "RABBITRUN__DATABASE__URL": "postgresql://u:dbpw@h/db"}
+    env = {
+        "RABBITRUN__BROKER__URL": "amqp://u:brokerpw@h/",
+        "RABBITRUN__CORE__FERNET_KEY": "fernetsecret",
+        "RABBITRUN__DATABASE__URL": "postgresql://u:dbpw@h/db",
+    }
     text = repr(load_settings(home=tmp_path, env=env, read_file=False))
     assert "brokerpw" not in text and "fernetsecret" not in text and "dbpw" not in text
 
 
 def test_as_dict_masks_url_passwords_and_the_fernet_key(tmp_path: Path) -> None:
-    env = {"RABBITRUN__BROKER__URL": "amqp://u:brokerpw@rabbit:5672/vh",
-           "RABBITRUN__BROKER__MANAGEMENT_URL": "http://admin:mgmtpw@rabbit:15672/",
-           "RABBITRUN__DATABASE__URL": "postgresql+psycopg://u:dbpw@db:5432/rr",
-           "RABBITRUN__CORE__FERNET_KEY": "fernetsecret", "RABBITRUN__WORKER__QUEUES": "a,b"}
+    env = {
+        "RABBITRUN__BROKER__URL": "amqp://u:brokerpw@rabbit:5672/vh",
+        "RABBITRUN__BROKER__MANAGEMENT_URL": "http://admin:mgmtpw@rabbit:15672/",
+        "RABBITRUN__DATABASE__URL": "postgresql+psycopg://u:dbpw@db:5432/rr",
+        "RABBITRUN__CORE__FERNET_KEY": "fernetsecret",
+        "RABBITRUN__WORKER__QUEUES": "a,b",
+    }
     s = load_settings(home=tmp_path, env=env, read_file=False)
     shown = s.as_dict(masked=True)
     assert shown["broker"]["url"] == "amqp://u:***@rabbit:5672/vh"
@@ -271,16 +307,19 @@ def test_as_dict_unmasked_shows_real_values_and_empty_secrets_stay_empty(tmp_pat
     assert s.as_dict(masked=True)["core"]["fernet_key"] == ""
 
 
-@pytest.mark.parametrize("url,expected", [
-    ("amqp://guest:guest@127.0.0.1:5672/", "amqp://guest:***@127.0.0.1:5672/"),
-    ("postgresql+psycopg://u:p%40ss@db/rr?sslmode=require", "postgresql+psycopg://u:***@db/rr?sslmode=require"),
-    ("amqp://user@host/vh", "amqp://user@host/vh"),
-    ("amqp://host/", "amqp://host/"),
-    ("sqlite:////tmp/rabbitrun.db", "sqlite:////tmp/rabbitrun.db"),
-    ("redis://:secret@cache:6379/0", "redis://:***@cache:6379/0"),
-    ("http://admin:a@b@mgmt:15672/api", "http://admin:***@mgmt:15672/api"),
-    ("not a url", "not a url"),
-])
+@pytest.mark.parametrize(
+    "url,expected",
+    [
+        ("amqp://guest:guest@127.0.0.1:5672/", "amqp://guest:***@127.0.0.1:5672/"),
+        ("postgresql+psycopg://u:p%40ss@db/rr?sslmode=require", "postgresql+psycopg://u:***@db/rr?sslmode=require"),
+        ("amqp://user@host/vh", "amqp://user@host/vh"),
+        ("amqp://host/", "amqp://host/"),
+        ("sqlite:////tmp/rabbitrun.db", "sqlite:////tmp/rabbitrun.db"),
+        ("redis://:secret@cache:6379/0", "redis://:***@cache:6379/0"),
+        ("http://admin:a@b@mgmt:15672/api", "http://admin:***@mgmt:15672/api"),
+        ("not a url", "not a url"),
+    ],
+)
 def test_mask_url_replaces_only_the_password(url: str, expected: str) -> None:
     assert mask_url(url) == expected
 
@@ -296,6 +335,7 @@ def test_mask_url_of_a_url_with_a_bad_port_still_masks_the_password() -> None:
 
 @pytest.mark.parametrize("low,high", [("0", "30"), ("5", "1")])
 def test_reconnect_backoff_bounds_must_be_positive_and_ordered(tmp_path: Path, low: str, high: str) -> None:
-    err = _config_error(tmp_path, {"RABBITRUN__BROKER__RECONNECT_MIN_S": low,
-                                   "RABBITRUN__BROKER__RECONNECT_MAX_S": high})
+    err = _config_error(
+        tmp_path, {"RABBITRUN__BROKER__RECONNECT_MIN_S": low, "RABBITRUN__BROKER__RECONNECT_MAX_S": high}
+    )
     assert err.key == "broker.reconnect_min_s"

@@ -57,15 +57,23 @@ class _Scan:
         # what module-level functions return, by their annotation (``def _run(...) -> DagRun``)
         self.returns: dict[str, set[str]] = {}
         for node in self.tree.body:
-            if isinstance(node, ast.Assign) and "__table__" in ast.unparse(node.value) \
-                    and "TaskInstance" in _names(node.value):
+            if (
+                isinstance(node, ast.Assign)
+                and "__table__" in ast.unparse(node.value)
+                and "TaskInstance" in _names(node.value)
+            ):
                 self.tables.update(t.id for t in node.targets if isinstance(t, ast.Name))
             if isinstance(node, ast.FunctionDef):
                 self.returns[node.name] = _names(node.returns)
         assigns = [n for n in ast.walk(self.tree) if isinstance(n, ast.Assign) and isinstance(n.value, ast.Name)]
         for _ in range(3):  # aliases of those names, anywhere (``ti = _TI``)
-            self.tables.update(t.id for n in assigns if n.value.id in self.tables  # type: ignore[attr-defined]
-                               for t in n.targets if isinstance(t, ast.Name))
+            self.tables.update(
+                t.id
+                for n in assigns
+                if n.value.id in self.tables  # type: ignore[attr-defined]
+                for t in n.targets
+                if isinstance(t, ast.Name)
+            )
         self.found: list[str] = []
 
     def run(self) -> list[str]:
@@ -74,9 +82,13 @@ class _Scan:
             self._statement(node)
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and _TEXT_UPDATE.search(node.value):
                 self._flag(node, "UPDATE task_instance ... SET state in SQL text")
-            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) in (
-                    "setattr", "set_committed_value") and len(node.args) > 1 \
-                    and isinstance(node.args[1], ast.Constant) and node.args[1].value == "state":
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", getattr(node.func, "attr", "")) in ("setattr", "set_committed_value")
+                and len(node.args) > 1
+                and isinstance(node.args[1], ast.Constant)
+                and node.args[1].value == "state"
+            ):
                 self._flag(node, f"{ast.unparse(node.func)}(..., 'state', ...)")
         return self.found
 
@@ -93,8 +105,11 @@ class _Scan:
             return kinds[expr.id]
         if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and expr.func.id in self.returns:
             return self.returns[expr.func.id]
-        if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and expr.func.attr in (
-                "scalars", "all", "scalar_one", "scalar_one_or_none", "first", "one"):
+        if (
+            isinstance(expr, ast.Call)
+            and isinstance(expr.func, ast.Attribute)
+            and expr.func.attr in ("scalars", "all", "scalar_one", "scalar_one_or_none", "first", "one")
+        ):
             return self._kind(expr.func.value, kinds)
         if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and expr.func.attr == "execute":
             return self._kind(expr.args[0], kinds) if expr.args else set()
@@ -147,9 +162,12 @@ class _Scan:
     # statements: update(<the task_instance table>) ... .values(state=...)
 
     def _statement(self, node: ast.AST) -> None:
-        if not (isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) in (
-                "update", "insert") and node.args and ast.unparse(node.args[0]) in self.tables | {
-                "TaskInstance.__table__"}):
+        if not (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "id", getattr(node.func, "attr", "")) in ("update", "insert")
+            and node.args
+            and ast.unparse(node.args[0]) in self.tables | {"TaskInstance.__table__"}
+        ):
             return
         kind = getattr(node.func, "id", getattr(node.func, "attr", ""))
         link: ast.AST = node
@@ -164,8 +182,13 @@ class _Scan:
             if kind == "insert" and attribute.attr == "on_conflict_do_update":
                 self._flag(call, f"{ast.unparse(node)}...on_conflict_do_update (an upsert may set state)")
         executed = self.parents.get(link)
-        if kind == "update" and isinstance(executed, ast.Call) and link in executed.args[:1] \
-                and getattr(executed.func, "attr", "") == "execute" and len(executed.args) > 1:
+        if (
+            kind == "update"
+            and isinstance(executed, ast.Call)
+            and link in executed.args[:1]
+            and getattr(executed.func, "attr", "") == "execute"
+            and len(executed.args) > 1
+        ):
             self._flag(executed, f"execute({ast.unparse(node)}..., <rows>): rows may set state")
 
     @staticmethod
@@ -199,34 +222,41 @@ def test_the_scan_sees_the_owners_own_writes() -> None:
     assert any("values(state=...)" in f for f in found) and any("set_committed_value" in f for f in found)
 
 
-@pytest.mark.parametrize("source", [
-    "def f(ti: TaskInstance):\n    ti.state = 'x'\n",
-    "def f(session):\n    ti = session.get(TaskInstance, k)\n    ti.state, ti.end_date = 'x', None\n",
-    "def f(tis):\n    for ti in tis:\n        ti.state = 'x'\n",  # unknown: flagged
-    "def f(s):\n    s.execute(update(TaskInstance).where(x).values(state='failed'))\n",
-    "def f(s, v):\n    s.execute(update(TaskInstance).where(x).values(**v))\n",
-    "def f(s):\n    s.execute(update(TaskInstance).values({'state': 'x', 'reason': None}))\n",
-    "_T = cast(Table, TaskInstance.__table__)\nQ = update(_T).where(a).values(state=bindparam('s'))\n",
-    "def f(s, rows):\n    s.execute(update(TaskInstance), rows)\n",
-    "def f(ti):\n    setattr(ti, 'state', 'x')\n",
-    "def f(s):\n    s.execute(text('UPDATE task_instance SET state = :s WHERE 1'))\n",
-    "def f():\n    def g(ti: TaskInstance):\n        ti.state = 'x'\n    return g\n",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def f(ti: TaskInstance):\n    ti.state = 'x'\n",
+        "def f(session):\n    ti = session.get(TaskInstance, k)\n    ti.state, ti.end_date = 'x', None\n",
+        "def f(tis):\n    for ti in tis:\n        ti.state = 'x'\n",  # unknown: flagged
+        "def f(s):\n    s.execute(update(TaskInstance).where(x).values(state='failed'))\n",
+        "def f(s, v):\n    s.execute(update(TaskInstance).where(x).values(**v))\n",
+        "def f(s):\n    s.execute(update(TaskInstance).values({'state': 'x', 'reason': None}))\n",
+        "_T = cast(Table, TaskInstance.__table__)\nQ = update(_T).where(a).values(state=bindparam('s'))\n",
+        "def f(s, rows):\n    s.execute(update(TaskInstance), rows)\n",
+        "def f(ti):\n    setattr(ti, 'state', 'x')\n",
+        "def f(s):\n    s.execute(text('UPDATE task_instance SET state = :s WHERE 1'))\n",
+        "def f():\n    def g(ti: TaskInstance):\n        ti.state = 'x'\n    return g\n",
+    ],
+)
 def test_the_scan_finds_each_way_of_writing_the_state(source: str) -> None:
     assert _writes(source) != []
 
 
-@pytest.mark.parametrize("source", [
-    "def f(run: DagRun):\n    run.state, run.end_date = 'running', None\n",
-    "def _run(s) -> DagRun:\n    ...\ndef f(s):\n    run = _run(s)\n    run.state = 'failed'\n",
-    "def f(s):\n    for run in s.execute(select(DagRun)).scalars():\n        run.state = 'running'\n",
-    "def f(s):\n    runs = s.execute(select(DagRun)).scalars().all()\n    for run in runs:\n        run.state = 'x'\n",
-    "def f(s):\n    s.execute(update(DagRun).values(state='failed'))\n",
-    "def f(s):\n    s.execute(update(TaskInstance).where(a).values(map_index=0))\n",
-    "def f(s):\n    s.execute(insert(TaskInstance), [{'state': 'none'}])\n",  # creating rows is no change
-    "class Report:\n    def set(self):\n        self.state = 'done'\n",
-    "def f(ti: TaskInstance):\n    return ti.state == 'x'\n",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def f(run: DagRun):\n    run.state, run.end_date = 'running', None\n",
+        "def _run(s) -> DagRun:\n    ...\ndef f(s):\n    run = _run(s)\n    run.state = 'failed'\n",
+        "def f(s):\n    for run in s.execute(select(DagRun)).scalars():\n        run.state = 'running'\n",
+        "def f(s):\n    runs = s.execute(select(DagRun)).scalars().all()\n"
+        "    for run in runs:\n        run.state = 'x'\n",
+        "def f(s):\n    s.execute(update(DagRun).values(state='failed'))\n",
+        "def f(s):\n    s.execute(update(TaskInstance).where(a).values(map_index=0))\n",
+        "def f(s):\n    s.execute(insert(TaskInstance), [{'state': 'none'}])\n",  # creating rows is no change
+        "class Report:\n    def set(self):\n        self.state = 'done'\n",
+        "def f(ti: TaskInstance):\n    return ti.state == 'x'\n",
+    ],
+)
 def test_the_scan_leaves_dag_runs_and_other_columns_alone(source: str) -> None:
     assert _writes(source) == []
 
@@ -249,13 +279,19 @@ def _sets_state(node: ast.AST) -> bool:
     """Whether this code builds a state write: ``.values(state=...)``, ``{"state": ...}`` (the queueing
     values), or shows one on a loaded row (``set_committed_value(ti, "state", ...)``)."""
     for c in ast.walk(node):
-        if isinstance(c, ast.Call) and getattr(c.func, "attr", "") == "values" and "state" in {
-                k.arg for k in c.keywords}:
+        if (
+            isinstance(c, ast.Call)
+            and getattr(c.func, "attr", "") == "values"
+            and "state" in {k.arg for k in c.keywords}
+        ):
             return True
         if isinstance(c, ast.Dict) and any(isinstance(k, ast.Constant) and k.value == "state" for k in c.keys):
             return True
-        if isinstance(c, ast.Call) and getattr(c.func, "id", "") == "set_committed_value" and any(
-                isinstance(a, ast.Constant) and a.value == "state" for a in c.args):
+        if (
+            isinstance(c, ast.Call)
+            and getattr(c.func, "id", "") == "set_committed_value"
+            and any(isinstance(a, ast.Constant) and a.value == "state" for a in c.args)
+        ):
             return True
     return False
 
@@ -270,19 +306,29 @@ def test_every_writer_in_the_owner_goes_through_an_edge() -> None:
     assert {name for name, f in functions.items() if _sets_state(f)} == builders
     module_level = [ast.unparse(n.targets[0]) for n in tree.body if isinstance(n, ast.Assign) and _sets_state(n)]
     assert module_level == ["FINISH_UPDATE"]  # its pair is a parameter: check_finish checks it
-    callers = {name for name, f in functions.items()
-               if name not in builders and _names(f) & (builders | {"transition", "change"})}
+    callers = {
+        name
+        for name, f in functions.items()
+        if name not in builders and _names(f) & (builders | {"transition", "change"})
+    }
     assert {"release", "put_back", "mark_run", "collapse", "change", "add", "queue_rows"} <= callers
-    unchecked = [name for name in callers if not _names(functions[name]) & edges
-                 and "edge" not in {a.arg for a in [*functions[name].args.args, *functions[name].args.kwonlyargs]}]
+    unchecked = [
+        name
+        for name in callers
+        if not _names(functions[name]) & edges
+        and "edge" not in {a.arg for a in [*functions[name].args.args, *functions[name].args.kwonlyargs]}
+    ]
     assert unchecked == []
     assert "CLAIM" in _names(functions["_claim_update"]) and "FINISH" in _names(functions["check_finish"])
     assert "edge" in _names(functions["statement"])
 
 
 def test_the_set_based_statement_expects_exactly_the_states_it_was_given() -> None:
-    sql = str(transitions.statement(transitions.CLEAR, [], [TaskState.SUCCESS, TaskState.FAILED], TaskState.NONE)
-              .compile(compile_kwargs={"literal_binds": True}))
+    sql = str(
+        transitions.statement(transitions.CLEAR, [], [TaskState.SUCCESS, TaskState.FAILED], TaskState.NONE).compile(
+            compile_kwargs={"literal_binds": True}
+        )
+    )
     assert "state IN ('failed', 'success')" in sql and "SET state='none'" in sql
 
 
@@ -324,8 +370,20 @@ def session(tmp_path: Path) -> Iterator[Session]:
     with session_factory(engine)() as s:
         s.add(DagRun(dag_id="d", run_id="r", state="running", logical_date=NOW))
         s.flush()
-        s.add_all([TaskInstance(dag_id="d", task_id=t, run_id="r", map_index=-1, state=TaskState.NONE.value,
-                                try_number=0, queue="default") for t in ("a", "b", "c")])
+        s.add_all(
+            [
+                TaskInstance(
+                    dag_id="d",
+                    task_id=t,
+                    run_id="r",
+                    map_index=-1,
+                    state=TaskState.NONE.value,
+                    try_number=0,
+                    queue="default",
+                )
+                for t in ("a", "b", "c")
+            ]
+        )
         s.commit()
         yield s
     engine.dispose()
@@ -337,15 +395,23 @@ def _state(s: Session, task_id: str) -> str:
 
 def _behind_its_back(s: Session, task_id: str, state: TaskState) -> None:
     """Another process moves the row on (the test writes the column directly, as a fixture)."""
-    s.execute(update(TaskInstance).where(TaskInstance.task_id == task_id).values(state=state.value)
-              .execution_options(synchronize_session=False))
+    s.execute(
+        update(TaskInstance)
+        .where(TaskInstance.task_id == task_id)
+        .values(state=state.value)
+        .execution_options(synchronize_session=False)
+    )
     s.commit()
 
 
 def test_a_compare_and_set_whose_expected_state_no_longer_holds_changes_no_row(session: Session) -> None:
     where = [TaskInstance.dag_id == "d", TaskInstance.run_id == "r", TaskInstance.task_id == "a"]
-    assert transitions.transition(session, where, [TaskState.QUEUED], TaskState.SCHEDULED,
-                                  edge=transitions.REPUBLISH, reason="x") == 0
+    assert (
+        transitions.transition(
+            session, where, [TaskState.QUEUED], TaskState.SCHEDULED, edge=transitions.REPUBLISH, reason="x"
+        )
+        == 0
+    )
     assert _state(session, "a") == "none"
     assert transitions.transition(session, where, [TaskState.NONE], TaskState.SKIPPED, edge=transitions.SETTLE) == 1
     assert _state(session, "a") == "skipped"

@@ -23,8 +23,12 @@ def test_daily_cron_in_local_time_keeps_its_hour_across_a_dst_change() -> None:
     runs = intervals_after("0 1 * * *", start, None, utc(2026, 3, 31, 12))
     assert [r.start.astimezone(PARIS).hour for r in runs] == [1, 1, 1, 1]
     # clocks go forward at 02:00 on 2026-03-29: 01:00 local is 00:00 UTC before, 23:00 UTC after
-    assert [r.start for r in runs] == [utc(2026, 3, 27, 0), utc(2026, 3, 28, 0), utc(2026, 3, 29, 0),
-                                       utc(2026, 3, 29, 23)]
+    assert [r.start for r in runs] == [
+        utc(2026, 3, 27, 0),
+        utc(2026, 3, 28, 0),
+        utc(2026, 3, 29, 0),
+        utc(2026, 3, 29, 23),
+    ]
     assert runs[2].end - runs[2].start == timedelta(hours=23)  # the short day
 
 
@@ -41,8 +45,9 @@ def test_catchup_creates_every_missed_interval_and_without_it_only_the_latest() 
 def test_timedelta_once_end_date_and_none() -> None:
     runs = due(timedelta(hours=6), utc(2026, 1, 1), None, None, utc(2026, 1, 2, 1), catchup=True, has_runs=False)
     assert [r.start.hour for r in runs] == [0, 6, 12, 18]
-    assert due(timedelta(hours=6), utc(2026, 1, 1), utc(2026, 1, 1, 13), None, utc(2026, 1, 5), True, False)[-1].end \
-        == utc(2026, 1, 1, 12)
+    assert due(timedelta(hours=6), utc(2026, 1, 1), utc(2026, 1, 1, 13), None, utc(2026, 1, 5), True, False)[
+        -1
+    ].end == utc(2026, 1, 1, 12)
     once = due("@once", utc(2026, 1, 1), None, None, utc(2026, 1, 2), catchup=False, has_runs=False)
     assert [r.start for r in once] == [utc(2026, 1, 1)]
     assert due("@once", utc(2026, 1, 1), None, None, utc(2026, 1, 2), False, has_runs=True) == []
@@ -84,18 +89,33 @@ def test_spring_forward_moves_a_skipped_time_past_the_gap_and_runs_it_once() -> 
     assert [(d.day, d.hour, d.minute) for d in local] == [(27, 2, 30), (28, 2, 30), (29, 3, 30), (30, 2, 30)]
     assert runs[2].start == utc(2026, 3, 29, 1, 30)
     two_times = due("15 2,3 * * *", start, None, None, utc(2026, 3, 31), catchup=True, has_runs=False)
-    on_the_29th = [r.start.astimezone(PARIS).strftime("%H:%M") for r in two_times
-                   if r.start.astimezone(PARIS).day == 29]
+    on_the_29th = [
+        r.start.astimezone(PARIS).strftime("%H:%M") for r in two_times if r.start.astimezone(PARIS).day == 29
+    ]
     assert on_the_29th == ["03:15"]  # 02:15 moved to 03:15 meets the real 03:15: one run
 
 
 def test_hourly_cron_follows_absolute_time_across_both_changes() -> None:
-    fall = due("0 * * * *", datetime(2026, 10, 25, 0, 0, tzinfo=PARIS), None, None,
-               datetime(2026, 10, 26, 0, 0, tzinfo=PARIS), catchup=True, has_runs=False)
+    fall = due(
+        "0 * * * *",
+        datetime(2026, 10, 25, 0, 0, tzinfo=PARIS),
+        None,
+        None,
+        datetime(2026, 10, 26, 0, 0, tzinfo=PARIS),
+        catchup=True,
+        has_runs=False,
+    )
     assert len(fall) == 25 and all(r.end - r.start == timedelta(hours=1) for r in fall)
     assert [r.start.astimezone(PARIS).hour for r in fall].count(2) == 2  # both 02:00s run
-    spring = due("*/30 * * * *", datetime(2026, 3, 29, 0, 0, tzinfo=PARIS), None, None,
-                 datetime(2026, 3, 30, 0, 0, tzinfo=PARIS), catchup=True, has_runs=False)
+    spring = due(
+        "*/30 * * * *",
+        datetime(2026, 3, 29, 0, 0, tzinfo=PARIS),
+        None,
+        None,
+        datetime(2026, 3, 30, 0, 0, tzinfo=PARIS),
+        catchup=True,
+        has_runs=False,
+    )
     assert len(spring) == 46 and 2 not in {r.start.astimezone(PARIS).hour for r in spring}
 
 

@@ -65,7 +65,9 @@ def test_shipped_file_follows_the_quorum_setting_without_priorities() -> None:
 
 
 def test_queue_options_override_defaults_which_override_settings(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         [defaults]
         max_priority = 5
         message_ttl_ms = 60000
@@ -76,7 +78,8 @@ def test_queue_options_override_defaults_which_override_settings(tmp_path: Path)
         [queues.ha]
         queue_type = "quorum"
         max_priority = 0
-    """)
+    """,
+    )
     queues = {q.name: q for q in load_topology(path, BrokerSettings(max_priority=9)).queues}
     assert (queues["default"].max_priority, queues["default"].message_ttl_ms) == (5, 60000)
     assert (queues["bulk"].max_priority, queues["bulk"].max_length) == (0, 1000)
@@ -114,18 +117,21 @@ def test_priority_in_defaults_with_quorum_setting_is_rejected_naming_defaults(tm
     assert error.key == "defaults.max_priority"
 
 
-@pytest.mark.parametrize(("text", "key"), [
-    ('[queues.default]\nmax_priority = "10"\n', "queues.default.max_priority"),
-    ("[queues.default]\nmax_priority = true\n", "queues.default.max_priority"),
-    ("[queues.default]\nmax_priority = 256\n", "queues.default.max_priority"),
-    ("[queues.default]\nmessage_ttl_ms = -1\n", "queues.default.message_ttl_ms"),
-    ("[queues.default]\nmax_length = 1.5\n", "queues.default.max_length"),
-    ('[queues.default]\nqueue_type = "stream"\n', "queues.default.queue_type"),
-    ('[defaults]\ndead_lettering = "yes"\n[queues.default]\n', "defaults.dead_lettering"),
-    ("queues = 3\n", "queues"),
-    ("[queues]\ndefault = 1\n", "queues.default"),
-    ('[queues."bad name"]\n', "queues.bad name"),
-])
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('[queues.default]\nmax_priority = "10"\n', "queues.default.max_priority"),
+        ("[queues.default]\nmax_priority = true\n", "queues.default.max_priority"),
+        ("[queues.default]\nmax_priority = 256\n", "queues.default.max_priority"),
+        ("[queues.default]\nmessage_ttl_ms = -1\n", "queues.default.message_ttl_ms"),
+        ("[queues.default]\nmax_length = 1.5\n", "queues.default.max_length"),
+        ('[queues.default]\nqueue_type = "stream"\n', "queues.default.queue_type"),
+        ('[defaults]\ndead_lettering = "yes"\n[queues.default]\n', "defaults.dead_lettering"),
+        ("queues = 3\n", "queues"),
+        ("[queues]\ndefault = 1\n", "queues.default"),
+        ('[queues."bad name"]\n', "queues.bad name"),
+    ],
+)
 def test_bad_values_are_errors_naming_the_key(tmp_path: Path, text: str, key: str) -> None:
     assert load_error(tmp_path, text).key == key
 
@@ -161,8 +167,11 @@ def test_object_list_has_the_contract_exchanges_and_queues() -> None:
     assert isinstance(objs["rabbitrun.dead"], QueueObj)
     default = objs["rabbitrun.q.default"]
     assert isinstance(default, QueueObj) and default.durable
-    assert default.arguments == {"x-queue-type": "classic", "x-dead-letter-exchange": "rabbitrun.dlx",
-                                 "x-max-priority": 10}
+    assert default.arguments == {
+        "x-queue-type": "classic",
+        "x-dead-letter-exchange": "rabbitrun.dlx",
+        "x-max-priority": 10,
+    }
     reply = objs["rabbitrun.replies.s1"]
     assert isinstance(reply, QueueObj) and reply.durable
     assert reply.arguments == {"x-queue-type": "classic", "x-dead-letter-exchange": "rabbitrun.dlx"}
@@ -193,8 +202,11 @@ def test_prefix_applies_to_every_name() -> None:
 
 
 def test_ttl_length_and_no_dead_lettering_reach_the_arguments(tmp_path: Path) -> None:
-    path = write(tmp_path, "[defaults]\ndead_lettering = false\n"
-                           "[queues.default]\nmax_priority = 0\nmessage_ttl_ms = 500\nmax_length = 7\n")
+    path = write(
+        tmp_path,
+        "[defaults]\ndead_lettering = false\n"
+        "[queues.default]\nmax_priority = 0\nmessage_ttl_ms = 500\nmax_length = 7\n",
+    )
     queue = specs(load_topology(path, CLASSIC))["rabbitrun.q.default"]
     assert isinstance(queue, QueueObj)
     assert queue.arguments == {"x-queue-type": "classic", "x-message-ttl": 500, "x-max-length": 7}
@@ -213,10 +225,12 @@ def test_export_has_the_fields_the_management_import_accepts() -> None:
     defs = export_definitions(load_topology(None, CLASSIC), Names(), vhost="prod", scheduler_ids=["s1"])
     assert defs["vhosts"] == [{"name": "prod"}]
     assert {tuple(sorted(e)) for e in defs["exchanges"]} == {
-        ("arguments", "auto_delete", "durable", "internal", "name", "type", "vhost")}
+        ("arguments", "auto_delete", "durable", "internal", "name", "type", "vhost")
+    }
     assert {tuple(sorted(q)) for q in defs["queues"]} == {("arguments", "auto_delete", "durable", "name", "vhost")}
     assert {tuple(sorted(b)) for b in defs["bindings"]} == {
-        ("arguments", "destination", "destination_type", "routing_key", "source", "vhost")}
+        ("arguments", "destination", "destination_type", "routing_key", "source", "vhost")
+    }
     assert {item["vhost"] for key in ("exchanges", "queues", "bindings") for item in defs[key]} == {"prod"}
     json.dumps(defs)  # serialisable as is
 
@@ -226,11 +240,14 @@ def test_export_lists_exactly_the_declared_objects() -> None:
     objs = object_specs(topology, Names("p"), ["s1"])
     defs = export_definitions(topology, Names("p"), scheduler_ids=["s1"])
     assert [(e["name"], e["type"]) for e in defs["exchanges"]] == [
-        (o.name, o.type) for o in objs if isinstance(o, ExchangeObj)]
+        (o.name, o.type) for o in objs if isinstance(o, ExchangeObj)
+    ]
     assert [(q["name"], q["arguments"]) for q in defs["queues"]] == [
-        (o.name, o.arguments) for o in objs if isinstance(o, QueueObj)]
+        (o.name, o.arguments) for o in objs if isinstance(o, QueueObj)
+    ]
     assert [(b["source"], b["destination"], b["routing_key"]) for b in defs["bindings"]] == [
-        (o.exchange, o.queue, o.routing_key) for o in objs if isinstance(o, BindingObj)]
+        (o.exchange, o.queue, o.routing_key) for o in objs if isinstance(o, BindingObj)
+    ]
     assert all(e["durable"] and not e["auto_delete"] for e in defs["exchanges"] + defs["queues"])
 
 
@@ -238,8 +255,10 @@ def test_export_lists_exactly_the_declared_objects() -> None:
 
 
 def test_missing_priority_on_existing_queue_becomes_a_mismatch() -> None:
-    text = ("PRECONDITION_FAILED - inequivalent arg 'x-max-priority' for queue 'rabbitrun.q.default' in "
-            "vhost '/': received the value '10' of type 'signedint' but current is none")
+    text = (
+        "PRECONDITION_FAILED - inequivalent arg 'x-max-priority' for queue 'rabbitrun.q.default' in "
+        "vhost '/': received the value '10' of type 'signedint' but current is none"
+    )
     mismatch = mismatch_from(text)
     assert isinstance(mismatch, TopologyMismatch)
     assert (mismatch.kind, mismatch.name, mismatch.argument) == ("queue", "rabbitrun.q.default", "x-max-priority")
@@ -248,17 +267,27 @@ def test_missing_priority_on_existing_queue_becomes_a_mismatch() -> None:
 
 
 def test_exchange_type_and_queue_type_differences_become_mismatches() -> None:
-    exchange = mismatch_from("PRECONDITION_FAILED - inequivalent arg 'type' for exchange 'rabbitrun.tasks' in "
-                             "vhost 'v': received 'topic' but current is 'direct'")
+    exchange = mismatch_from(
+        "PRECONDITION_FAILED - inequivalent arg 'type' for exchange 'rabbitrun.tasks' in "
+        "vhost 'v': received 'topic' but current is 'direct'"
+    )
     assert exchange is not None
     assert (exchange.kind, exchange.argument, exchange.existing, exchange.wanted) == (
-        "exchange", "type", "direct", "topic")
-    queue = mismatch_from("PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue 'q' in vhost '/': "
-                          "received the value 'quorum' of type 'longstr' but current is the value 'classic' of "
-                          "type 'longstr'")
+        "exchange",
+        "type",
+        "direct",
+        "topic",
+    )
+    queue = mismatch_from(
+        "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue 'q' in vhost '/': "
+        "received the value 'quorum' of type 'longstr' but current is the value 'classic' of "
+        "type 'longstr'"
+    )
     assert queue is not None and (queue.existing, queue.wanted) == ("classic", "quorum")
-    unset = mismatch_from("inequivalent arg 'x-max-priority' for queue 'pq' in vhost '/': received none but "
-                          "current is the value '10' of type 'byte'")
+    unset = mismatch_from(
+        "inequivalent arg 'x-max-priority' for queue 'pq' in vhost '/': received none but "
+        "current is the value '10' of type 'byte'"
+    )
     assert unset is not None and (unset.existing, unset.wanted) == (10, "(not set)")
 
 
@@ -281,8 +310,14 @@ def test_management_client_masks_the_password() -> None:
     assert ManagementClient("http://admin:s3cret@rabbit:15672/").url == "http://admin:***@rabbit:15672/"
 
 
-@pytest.mark.parametrize(("url", "vhost"), [
-    ("amqp://g:g@h:5672/", "/"), ("amqp://h", "/"), ("amqp://h/%2F", "/"), ("amqp://h/rr-test", "rr-test"),
-])
+@pytest.mark.parametrize(
+    ("url", "vhost"),
+    [
+        ("amqp://g:g@h:5672/", "/"),
+        ("amqp://h", "/"),
+        ("amqp://h/%2F", "/"),
+        ("amqp://h/rr-test", "rr-test"),
+    ],
+)
 def test_vhost_of_an_amqp_url(url: str, vhost: str) -> None:
     assert vhost_of(url) == vhost

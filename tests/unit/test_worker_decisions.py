@@ -10,8 +10,7 @@ from rabbitrun.worker.consumer import Action, Decision, decide
 from rabbitrun.worker.supervisor import ChildReport
 
 
-def _report(state: str | None = None, exit_status: int | None = 0, timed_out: str = "",
-            **outcome: Any) -> ChildReport:
+def _report(state: str | None = None, exit_status: int | None = 0, timed_out: str = "", **outcome: Any) -> ChildReport:
     frame = None if state is None else {"k": "outcome", "id": "1", "state": state, **outcome}
     return ChildReport(envelope_id="e1", outcome=frame, exit_status=exit_status, pid=4321, timed_out=timed_out)
 

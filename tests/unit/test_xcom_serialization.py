@@ -18,17 +18,20 @@ from rabbitrun.settings import load_settings
 TI = TaskInstanceKey("d", "t", "manual__2026/01", -1, 1)
 
 
-@pytest.mark.parametrize("value", [
-    (1, "a", (2, 3)),
-    {1, 2, 3},
-    frozenset({"x"}),
-    datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
-    date(2026, 1, 2),
-    timedelta(hours=1, microseconds=5),
-    b"\x00\xffbytes",
-    {"nested": [(1, {"when": date(2026, 1, 1)})], "n": None, "f": 1.5},
-    {"__rabbitrun_type__": "tuple", "v": [1]},  # a user dict that looks like a tag stays a dict
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        (1, "a", (2, 3)),
+        {1, 2, 3},
+        frozenset({"x"}),
+        datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        date(2026, 1, 2),
+        timedelta(hours=1, microseconds=5),
+        b"\x00\xffbytes",
+        {"nested": [(1, {"when": date(2026, 1, 1)})], "n": None, "f": 1.5},
+        {"__rabbitrun_type__": "tuple", "v": [1]},  # a user dict that looks like a tag stays a dict
+    ],
+)
 def test_json_values_keep_their_python_types(value: Any) -> None:
     data, value_type = serialize(value, allow_pickle=False)
     assert value_type == "json"

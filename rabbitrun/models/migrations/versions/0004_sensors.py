@@ -3,6 +3,7 @@
 Revision ID: 0004
 Revises: 0003
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -26,8 +27,12 @@ def upgrade() -> None:
         sa.Column("start_date", rabbitrun.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("end_date", rabbitrun.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("reschedule_date", rabbitrun.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["dag_id", "run_id"], ["dag_run.dag_id", "dag_run.run_id"],
-                                name="fk_task_reschedule_dag_run", ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["dag_id", "run_id"],
+            ["dag_run.dag_id", "dag_run.run_id"],
+            name="fk_task_reschedule_dag_run",
+            ondelete="CASCADE",
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_task_reschedule")),
     )
     with op.batch_alter_table("task_reschedule") as batch:

@@ -9,6 +9,7 @@ pay nothing more.
 Revision ID: 0005
 Revises: 0004
 """
+
 from alembic import op
 
 revision = "0005"
