@@ -30,6 +30,9 @@ MAX_MESSAGE_BYTES = 1_048_576
 MAX_ERROR_CHARS = 2000
 PERSISTENT = 2  # AMQP delivery_mode
 
+#: A message as its msgpack map: what ``to_wire`` returns and a decoder reads, never passed around.
+Wire = dict[str, Any]
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -64,7 +67,7 @@ class TaskEnvelope:
     # this try's retry delay, for the worker that records a death its child could not (SIGKILL, OOM)
     retry_delay_s: float = 0.0
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> Wire:
         return {
             "v": VERSION,
             "id": self.id,
@@ -95,7 +98,7 @@ class TaskResult:
     ended_at: datetime | None
     error: str = ""
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> Wire:
         return {
             "v": VERSION,
             "envelope_id": self.envelope_id,
@@ -116,12 +119,13 @@ class TaskResult:
 # --- encoding ----------------------------------------------------------------
 
 
-def _pack(obj: Mapping[str, Any]) -> bytes:
+def _pack(obj: Wire) -> bytes:
     packed: bytes = msgpack.packb(obj, use_bin_type=True)
     return packed
 
 
-def _unpack(body: bytes) -> dict[str, Any]:
+def _unpack(body: bytes) -> Wire:
+    """Bytes -> a version-1 map (not yet validated field by field), or a ProtocolError."""
     if len(body) > MAX_MESSAGE_BYTES:
         raise DecodeError(f"message of {len(body)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")
     try:
@@ -131,10 +135,14 @@ def _unpack(body: bytes) -> dict[str, Any]:
         raise DecodeError(f"body is not valid msgpack ({type(exc).__name__})") from exc
     if not isinstance(obj, dict):
         raise DecodeError(f"body is msgpack {type(obj).__name__}, expected a map")
+    _check_version(obj)
+    return obj
+
+
+def _check_version(obj: Mapping[str, Any]) -> None:
     version = obj.get("v")
     if type(version) is not int or version != VERSION:  # not True, not 1.0: the integer 1
         raise UnsupportedVersion(version)
-    return obj
 
 
 def encode_envelope(envelope: TaskEnvelope) -> bytes:
@@ -199,7 +207,11 @@ def check_dag_file(dag_file: str) -> str:
 
 def decode_envelope(body: bytes) -> TaskEnvelope:
     """Bytes from the broker -> a validated envelope, or a ProtocolError with a reason."""
-    obj = _unpack(body)
+    return _envelope_from(_unpack(body))
+
+
+def _envelope_from(obj: Mapping[str, Any]) -> TaskEnvelope:
+    _check_version(obj)  # again for an envelope inside a worker frame
     timeout = _get(obj, "execution_timeout_s", (int, float), optional=True)
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
         # NaN <= 0 is False, so finiteness is checked first: timers armed with NaN or inf never fire

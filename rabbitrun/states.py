@@ -1,4 +1,5 @@
-"""Task instance and DAG run states, which of them are final, and the allowed task state changes."""
+"""Task instance and DAG run states, which of them are final, the allowed task state changes, and the
+kinds of outcome a task process reports instead of a state."""
 
 from __future__ import annotations
 
@@ -22,6 +23,18 @@ class TaskState(StrEnum):
     UPSTREAM_FAILED = "upstream_failed"
     SKIPPED = "skipped"
     REMOVED = "removed"
+
+
+class OutcomeKind(StrEnum):
+    """How a task process ended its delivery without reaching a task state: the ``state`` of its
+    outcome frame is one of these or a :class:`TaskState`. The task process writes them, the
+    worker's :func:`rabbitrun.worker.consumer.decide` turns each into ack, requeue or dead-letter."""
+
+    NOT_CLAIMED = "not_claimed"  # the attempt is claimed or finished already: never run twice (ack)
+    UNKNOWN = "unknown"  # no such task instance in the metadata DB (dead-letter)
+    DB_UNAVAILABLE = "db_unavailable"  # the claim could not reach the DB (requeue)
+    REJECTED = "rejected"  # its DAG file or task cannot be loaded (dead-letter)
+    CRASHED = "crashed"  # the task process failed outside the runner; the error is its traceback
 
 
 class DagRunState(StrEnum):

@@ -7,50 +7,15 @@ A missing service is a failure that names the script to start it, never a skip.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-TEST_DAGS = REPO / "tests" / "system_dags"  # DAGs of the system and fault suites
-PG_URL = os.environ.get("RABBITRUN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-AMQP_BASE = "amqp://guest:guest@127.0.0.1:5672/"
-RUN_ID = uuid.uuid4().hex[:8]
-
-
-def wait_until(predicate: Callable[[], Any], timeout_s: float, interval_s: float = 0.05, what: str = "") -> Any:
-    """Poll until ``predicate`` returns something truthy; fail with ``what`` on timeout."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s}s waiting for {what or predicate}")
-        time.sleep(interval_s)
-
-
-# rabbitmqctl needs the broker's Erlang cookie: root has it; a normal user (a Vagrant box)
-# goes through password-less sudo, as scripts/ensure-rabbitmq does.
-RABBITMQCTL = ["rabbitmqctl"] if os.geteuid() == 0 else ["sudo", "-n", "rabbitmqctl"]
-
-
-def rabbitmqctl(*args: str) -> str:
-    try:
-        out = subprocess.run([*RABBITMQCTL, "-q", *args], capture_output=True, text=True, timeout=60)
-    except FileNotFoundError:
-        pytest.fail("rabbitmqctl not found: run scripts/ensure-rabbitmq")
-    if out.returncode != 0:
-        pytest.fail(f"rabbitmqctl {' '.join(args)} failed ({out.stderr.strip()}): run scripts/ensure-rabbitmq")
-    return out.stdout
+from tests.support.env import Env
+from tests.support.services import PG_URL, RUN_ID, TEST_DAGS, amqp_url, rabbitmqctl
 
 
 @pytest.fixture(scope="session")
@@ -61,12 +26,6 @@ def vhost() -> Iterator[str]:
     rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
     yield name
     rabbitmqctl("delete_vhost", name)
-
-
-def amqp_url(vhost: str) -> str:
-    from urllib.parse import quote
-
-    return AMQP_BASE + quote(vhost, safe="")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -91,67 +50,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
-
-
-@dataclass
-class Env:
-    """Environment for rabbitrun processes of one test, and the matching settings."""
-
-    home: Path
-    vars: dict[str, str]
-    prefix: str
-    children: list[subprocess.Popen[str]] = field(default_factory=list)
-
-    def settings(self) -> Any:
-        from rabbitrun.settings import load_settings
-
-        return load_settings(env=self.vars)  # the home is this test's own: its rabbitrun.toml too
-
-    def cli(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "rabbitrun", *args], env=self.vars, capture_output=True, text=True, timeout=timeout_s
-        )
-
-    def start(self, *args: str, ready: str) -> subprocess.Popen[str]:
-        """Start a long-running rabbitrun process; wait for its ready line in its log."""
-        log_path = self.home / f"{args[0]}-{len(self.children)}.log"
-        fh = log_path.open("w")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "rabbitrun", *args], env=self.vars, stdout=fh, stderr=subprocess.STDOUT, text=True
-        )
-        proc.log_path = log_path  # type: ignore[attr-defined]
-        self.children.append(proc)
-
-        def is_ready() -> bool:
-            if proc.poll() is not None:
-                pytest.fail(f"{args[0]} exited with {proc.returncode}:\n{log_path.read_text()}")
-            return ready in log_path.read_text()
-
-        wait_until(is_ready, 30, what=f"{args[0]} ready")
-        return proc
-
-    def scheduler(self, *extra: str) -> subprocess.Popen[str]:
-        return self.start("scheduler", *extra, ready="ready: reply queue")
-
-    def worker(self, *extra: str) -> subprocess.Popen[str]:
-        return self.start("worker", *extra, ready=" ready: queues=")
-
-    def stop_all(self) -> None:
-        for proc in self.children:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.children:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {p.args[3]} ---\n" + p.log_path.read_text()  # type: ignore[attr-defined]
-            for p in self.children
-        )
 
 
 @pytest.fixture

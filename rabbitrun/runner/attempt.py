@@ -39,7 +39,7 @@ from rabbitrun.runner.context import RuntimeTaskInstance, build_context
 from rabbitrun.runner.limits import Terminated, time_limit
 from rabbitrun.secrets import SecretsMasker, reset_masker, use_masker
 from rabbitrun.settings import Settings
-from rabbitrun.states import TaskState
+from rabbitrun.states import OutcomeKind, TaskState
 
 _NO_VALUE: Any = object()
 
@@ -49,7 +49,7 @@ class AttemptOutcome:
     """What the runner decided; the worker turns it into a result message."""
 
     key: TaskInstanceKey
-    state: str  # a TaskState, or "not_claimed" / "unknown"
+    state: str  # a TaskState, or an OutcomeKind (not_claimed, unknown, db_unavailable)
     claimed: bool
     started_at: datetime | None
     ended_at: datetime | None
@@ -92,9 +92,9 @@ def run_attempt(
                 )
     except DBAPIError as exc:  # the DB is down at task start: say so at once, never hang
         reason = f"metadata database unavailable at task start: {str(exc.orig or exc).strip().splitlines()[0]}"
-        return AttemptOutcome(key, "db_unavailable", False, None, None, reason)
+        return AttemptOutcome(key, OutcomeKind.DB_UNAVAILABLE, False, None, None, reason)
     if not claim.won:
-        state = "unknown" if claim.state is None else "not_claimed"
+        state = OutcomeKind.UNKNOWN if claim.state is None else OutcomeKind.NOT_CLAIMED
         why = "no such task instance" if claim.state is None else f"attempt is {claim.state} (try {claim.try_number})"
         return AttemptOutcome(key, state, False, None, None, why)
     started = claimed_at

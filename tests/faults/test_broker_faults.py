@@ -17,8 +17,9 @@ from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import TaskAttempt
 from rabbitrun.names import REASON_HEADER, Names
-from tests.conftest import Env, rabbitmqctl, wait_until
-from tests.helpers import lines, queue_counts, run_dag, states, trigger, wait
+from tests.support.env import Env
+from tests.support.runs import lines, queue_counts, run_dag, states, trigger, wait
+from tests.support.services import rabbitmqctl, wait_until
 
 
 def running(env: Env, dag_id: str, run_id: str, task_id: str) -> bool:

@@ -10,8 +10,9 @@ import signal
 
 import pytest
 
-from tests.conftest import Env, wait_until
-from tests.helpers import states, trigger, wait
+from tests.support.env import Env
+from tests.support.runs import states, trigger, wait
+from tests.support.services import wait_until
 
 TASKS = 2000
 

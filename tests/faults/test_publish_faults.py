@@ -10,8 +10,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from rabbitrun.names import Names
-from tests.conftest import Env, rabbitmqctl, wait_until
-from tests.helpers import lines, queue_counts, states, trigger, wait
+from tests.support.env import Env
+from tests.support.runs import lines, queue_counts, states, trigger, wait
+from tests.support.services import rabbitmqctl, wait_until
 
 
 @pytest.fixture

@@ -11,9 +11,10 @@ import pytest
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import TaskAttempt
 from rabbitrun.names import Names
-from tests.conftest import Env, wait_until
-from tests.helpers import lines, queue_counts, queue_run, states, trigger, wait
-from tests.relay import ThreadedRelay
+from tests.support.env import Env
+from tests.support.relay import ThreadedRelay
+from tests.support.runs import lines, queue_counts, queue_run, states, trigger, wait
+from tests.support.services import wait_until
 
 
 def attempt_rows(env: Env, run_id: str) -> list[tuple[str, int, str]]:

@@ -21,8 +21,9 @@ from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import TaskAttempt, TaskInstance
 from rabbitrun.names import Names
 from rabbitrun.worker.pool import AutoscaleLimits, lookahead_prefetch
-from tests.conftest import Env, wait_until
-from tests.helpers import lines, queue_counts, queue_run, run_dag, states, trigger, wait
+from tests.support.env import Env
+from tests.support.runs import lines, queue_counts, queue_run, run_dag, states, trigger, wait
+from tests.support.services import wait_until
 
 
 def fast_zombies(env: Env) -> None:

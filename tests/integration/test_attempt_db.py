@@ -18,8 +18,8 @@ from rabbitrun.models.tables import DagRun, TaskAttempt, TaskInstance, XComRow
 from rabbitrun.scheduler import readiness
 from rabbitrun.settings import DatabaseSettings, Secret
 from rabbitrun.states import TaskState
-from tests.conftest import Env
-from tests.helpers import start_run
+from tests.support.env import Env
+from tests.support.runs import start_run
 
 # microseconds on purpose: SQLite keeps datetimes as text, and the claim compares start_date
 LOGICAL = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from rabbitrun import client
-from tests.conftest import Env
-from tests.helpers import queue_run, schedule_again, states
+from tests.support.env import Env
+from tests.support.runs import queue_run, schedule_again, states
 
 
 def test_callbacks_run_once_each_and_cannot_change_the_outcome(env: Env) -> None:

@@ -17,8 +17,9 @@ from rabbitrun.errors import EXIT_UNAVAILABLE, EXIT_USAGE
 from rabbitrun.models.base import Base
 from rabbitrun.models.engine import make_engine
 from rabbitrun.names import Names
-from tests.conftest import REPO, Env
-from tests.helpers import queue_run
+from tests.support.env import Env
+from tests.support.runs import queue_run
+from tests.support.services import REPO
 
 
 def _sql(env: Env, statement: str) -> None:

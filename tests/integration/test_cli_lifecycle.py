@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import Env
-from tests.helpers import queue_run
+from tests.support.env import Env
+from tests.support.runs import queue_run
 
 
 def test_config_show_masks_passwords_and_reports_sources(env: Env) -> None:

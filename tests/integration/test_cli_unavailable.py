@@ -8,7 +8,7 @@ import time
 import pytest
 
 from rabbitrun.errors import EXIT_UNAVAILABLE, BrokerUnavailable, DatabaseUnavailable
-from tests.conftest import Env
+from tests.support.env import Env
 
 DOWN_PG = "postgresql+psycopg://postgres:dbpw@127.0.0.1:1/nowhere"  # nothing listens on port 1
 COMMANDS = [

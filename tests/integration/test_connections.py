@@ -12,8 +12,8 @@ from rabbitrun.data.access import Connection, activate, build, deactivate
 from rabbitrun.errors import ConnectionNotFound
 from rabbitrun.models.engine import session_factory
 from rabbitrun.models.tables import ConnectionRow
-from tests.conftest import Env
-from tests.integration.conftest_secrets import SECRET_URI, engine_of, raw_session
+from tests.support.env import Env
+from tests.support.secrets import SECRET_URI, engine_of, raw_session
 
 
 def test_cli_add_by_uri_or_fields_get_list_and_delete(env: Env) -> None:

@@ -19,7 +19,7 @@ from rabbitrun.models.tables import DagRun, TaskInstance
 from rabbitrun.scheduler import readiness
 from rabbitrun.scheduler.runs import start_queued_runs, sync_dags
 from rabbitrun.settings import DatabaseSettings
-from tests.conftest import Env
+from tests.support.env import Env
 
 COLUMNS = (
     "state",

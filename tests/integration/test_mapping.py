@@ -12,7 +12,7 @@ from rabbitrun import client
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import XComRow
 from rabbitrun.scheduler.inprocess import run_dag_in_process
-from tests.conftest import Env
+from tests.support.env import Env
 
 
 def _test_dag(env: Env, dag_id: str) -> tuple[str, dict[tuple[str, int], client.TaskStateRow]]:

@@ -11,8 +11,8 @@ from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.scheduler import readiness
 from rabbitrun.scheduler.inprocess import run_dag_in_process
 from rabbitrun.states import TaskState
-from tests.conftest import Env
-from tests.helpers import queue_run, states
+from tests.support.env import Env
+from tests.support.runs import queue_run, states
 
 
 def _run_state(env: Env, dag_id: str, run_id: str) -> str:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tests.conftest import Env
-from tests.helpers import queue_run, states
-from tests.integration.conftest_secrets import SECRET_URI, log_file, run_in_process
+from tests.support.env import Env
+from tests.support.runs import queue_run, states
+from tests.support.secrets import SECRET_URI, log_file, run_in_process
 
 RAW_SECRETS = ("Pa55-w0rd-zz", "s3cr3t-value", "topsecret-xyz")
 

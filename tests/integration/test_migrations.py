@@ -10,7 +10,7 @@ from sqlalchemy import inspect
 from rabbitrun.models import migrate
 from rabbitrun.models.base import Base
 from rabbitrun.models.engine import make_engine
-from tests.conftest import Env
+from tests.support.env import Env
 
 
 def test_the_migrated_schema_is_the_declared_one(env: Env) -> None:

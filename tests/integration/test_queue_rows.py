@@ -15,8 +15,8 @@ from rabbitrun.authoring import DagBag
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import TaskInstance
 from rabbitrun.scheduler import queueing, readiness, runs
-from tests.conftest import Env
-from tests.helpers import start_run
+from tests.support.env import Env
+from tests.support.runs import start_run
 
 
 def test_rows_changed_since_they_were_read_are_not_queued_again(env: Env) -> None:

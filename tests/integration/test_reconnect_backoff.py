@@ -10,7 +10,7 @@ import aio_pika
 
 from rabbitrun.broker.connection import connect
 from rabbitrun.settings import BrokerSettings, Secret
-from tests.relay import Relay
+from tests.support.relay import Relay
 
 BROKER = ("127.0.0.1", 5672)
 

@@ -11,8 +11,8 @@ from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import XComRow
 from rabbitrun.scheduler import readiness, runs
 from rabbitrun.scheduler.inprocess import run_dag_in_process
-from tests.conftest import Env
-from tests.helpers import lines, states
+from tests.support.env import Env
+from tests.support.runs import lines, states
 
 
 def test_dags_test_runs_a_whole_dag_in_process_with_retries(env: Env) -> None:

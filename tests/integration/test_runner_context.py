@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import pickle
 
-from tests.conftest import Env
-from tests.helpers import queue_run, states
-from tests.integration.conftest_secrets import log_file, run_in_process, xcoms
+from tests.support.env import Env
+from tests.support.runs import queue_run, states
+from tests.support.secrets import log_file, run_in_process, xcoms
 
 
 def test_context_has_task_instance_dag_dag_run_and_logical_date(env: Env) -> None:

@@ -13,7 +13,8 @@ from rabbitrun.models.base import utcnow
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import DagRun, XComRow
 from rabbitrun.scheduler import readiness, runs
-from tests.conftest import REPO, Env
+from tests.support.env import Env
+from tests.support.services import REPO
 
 
 @pytest.fixture(autouse=True)

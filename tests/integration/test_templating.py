@@ -11,7 +11,7 @@ from rabbitrun.errors import DagDefinitionError
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import XComRow
 from rabbitrun.scheduler.inprocess import run_dag_in_process
-from tests.conftest import Env
+from tests.support.env import Env
 
 
 def test_bash_command_and_env_are_rendered_with_the_context(env: Env) -> None:

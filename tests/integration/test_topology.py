@@ -31,7 +31,7 @@ from rabbitrun.broker.topology import (
 from rabbitrun.errors import TopologyMismatch
 from rabbitrun.names import Names
 from rabbitrun.settings import BrokerSettings
-from tests.conftest import RABBITMQCTL
+from tests.support.services import RABBITMQCTL
 
 AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 MANAGEMENT = "http://guest:guest@127.0.0.1:15672/"

@@ -17,9 +17,9 @@ from rabbitrun.errors import SecretsError, VariableNotFound
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models.engine import session_factory
 from rabbitrun.models.tables import VariableRow
-from tests.conftest import Env
-from tests.helpers import queue_run
-from tests.integration.conftest_secrets import engine_of, raw_session, xcoms
+from tests.support.env import Env
+from tests.support.runs import queue_run
+from tests.support.secrets import engine_of, raw_session, xcoms
 
 
 def test_a_variable_read_twice_in_one_attempt_hits_the_db_once(env: Env) -> None:

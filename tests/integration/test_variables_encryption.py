@@ -6,8 +6,8 @@ import json
 
 from rabbitrun.models.tables import ConnectionRow, VariableRow
 from rabbitrun.secrets import generate_key
-from tests.conftest import Env
-from tests.integration.conftest_secrets import SECRET_URI, raw_session
+from tests.support.env import Env
+from tests.support.secrets import SECRET_URI, raw_session
 
 
 def test_db_init_generates_a_private_fernet_key_and_no_secret_is_stored_in_clear(env: Env) -> None:

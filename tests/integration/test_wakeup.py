@@ -12,7 +12,7 @@ import pytest
 
 from rabbitrun.models import wakeup
 from rabbitrun.models.urls import libpq_url
-from tests.conftest import PG_URL
+from tests.support.services import PG_URL
 
 
 async def _nudged(listener: wakeup.Listener, seen: asyncio.Event, nudge: object, timeout_s: float = 10) -> None:

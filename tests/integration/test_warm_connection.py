@@ -12,8 +12,8 @@ from rabbitrun.models import attempts
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import DagRun, TaskAttempt, TaskInstance, XComRow
 from rabbitrun.scheduler import readiness
-from tests.conftest import Env
-from tests.helpers import start_run
+from tests.support.env import Env
+from tests.support.runs import start_run
 
 
 def _counts(sessions: object) -> tuple[int, ...]:

@@ -14,9 +14,9 @@ from rabbitrun.errors import XComError
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models import xcom
 from rabbitrun.models.engine import session_factory
-from tests.conftest import Env
-from tests.helpers import queue_run, schedule_again
-from tests.integration.conftest_secrets import engine_of, run_in_process, xcoms
+from tests.support.env import Env
+from tests.support.runs import queue_run, schedule_again
+from tests.support.secrets import engine_of, run_in_process, xcoms
 
 
 def test_values_keep_their_types_between_tasks(env: Env) -> None:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO, rabbitmqctl
+from tests.support.services import REPO, rabbitmqctl
 
 BENCH = REPO / "scripts" / "bench.py"
 DBS = ("sqlite", "postgresql", "postgresql-pgbouncer")

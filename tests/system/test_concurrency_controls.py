@@ -21,8 +21,9 @@ from rabbitrun.client import pools as pool_admin
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import DagRun, TaskAttempt, TaskInstance
 from rabbitrun.names import Names
-from tests.conftest import Env, wait_until
-from tests.helpers import run_dag, trigger, wait
+from tests.support.env import Env
+from tests.support.runs import run_dag, trigger, wait
+from tests.support.services import wait_until
 
 
 def _rows(env: Env, model: Any, dag_id: str) -> list[Any]:

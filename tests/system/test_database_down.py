@@ -12,7 +12,8 @@ import pytest
 from rabbitrun import protocol
 from rabbitrun.keys import TaskInstanceKey, log_relpath
 from rabbitrun.names import Names
-from tests.conftest import Env, wait_until
+from tests.support.env import Env
+from tests.support.services import wait_until
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)

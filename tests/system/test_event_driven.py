@@ -11,9 +11,10 @@ from sqlalchemy import select
 
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import DagRun, TaskInstance
-from tests.conftest import Env, wait_until
-from tests.helpers import run_dag, trigger
-from tests.integration.conftest_secrets import log_file
+from tests.support.env import Env
+from tests.support.runs import run_dag, trigger
+from tests.support.secrets import log_file
+from tests.support.services import wait_until
 
 
 def test_downstream_is_queued_within_a_second_of_the_upstream_end_despite_a_5s_poll(env: Env) -> None:

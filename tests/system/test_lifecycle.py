@@ -14,8 +14,9 @@ import pytest
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import TaskAttempt, XComRow
 from rabbitrun.names import REASON_HEADER, Names
-from tests.conftest import Env, amqp_url
-from tests.helpers import lines, run_dag, states
+from tests.support.env import Env
+from tests.support.runs import lines, run_dag, states
+from tests.support.services import amqp_url
 
 
 @pytest.fixture

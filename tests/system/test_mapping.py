@@ -10,8 +10,8 @@ import pytest
 
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import XComRow
-from tests.conftest import Env
-from tests.helpers import run_dag
+from tests.support.env import Env
+from tests.support.runs import run_dag
 
 
 @pytest.fixture

@@ -18,8 +18,9 @@ import pytest
 
 from rabbitrun import client
 from rabbitrun.broker.management import ManagementClient
-from tests.conftest import Env, wait_until
-from tests.helpers import run_dag, states, trigger, wait
+from tests.support.env import Env
+from tests.support.runs import run_dag, states, trigger, wait
+from tests.support.services import wait_until
 
 
 def hostnames(env: Env) -> tuple[str, str]:

@@ -9,8 +9,9 @@ from sqlalchemy import select
 from rabbitrun import client
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import DagRun, TaskReschedule
-from tests.conftest import Env, wait_until
-from tests.helpers import states, trigger, wait
+from tests.support.env import Env
+from tests.support.runs import states, trigger, wait
+from tests.support.services import wait_until
 
 
 def _state(env: Env, dag_id: str, run_id: str, task_id: str) -> str | None:

@@ -11,8 +11,8 @@ import pytest
 
 from rabbitrun.metrics import Metrics
 from rabbitrun.settings import MetricsSettings
-from tests.conftest import Env
-from tests.helpers import run_dag
+from tests.support.env import Env
+from tests.support.runs import run_dag
 
 
 class StatsdServer:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import XComRow
-from tests.conftest import Env
-from tests.helpers import run_dag
+from tests.support.env import Env
+from tests.support.runs import run_dag
 
 
 def test_large_xcom_travels_through_a_file_between_worker_tasks(env: Env) -> None:

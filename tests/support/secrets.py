@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from rabbitrun import client, runner
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import XComRow
-from tests.conftest import Env
+from tests.support.env import Env
 
 SECRET_URI = "postgresql://svc:Pa55-w0rd-zz@db.example:5432/app?sslmode=require"
 

@@ -11,7 +11,8 @@ from rabbitrun.models.base import utcnow
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.scheduler import readiness
 from rabbitrun.scheduler.runs import start_queued_runs, sync_dags
-from tests.conftest import Env, rabbitmqctl
+from tests.support.env import Env
+from tests.support.services import rabbitmqctl
 
 
 def trigger(env: Env, dag_id: str, **conf: object) -> str:
