@@ -28,7 +28,7 @@ class TaskState(StrEnum):
 class OutcomeKind(StrEnum):
     """How a task process ended its delivery without reaching a task state: the ``state`` of its
     outcome frame is one of these or a :class:`TaskState`. The task process writes them, the
-    worker's :func:`rabbitrun.worker.consumer.decide` turns each into ack, requeue or dead-letter."""
+    worker's :func:`rabbitrun.worker.decisions.decide` turns each into ack, requeue or dead-letter."""
 
     NOT_CLAIMED = "not_claimed"  # the attempt is claimed or finished already: never run twice (ack)
     UNKNOWN = "unknown"  # no such task instance in the metadata DB (dead-letter)

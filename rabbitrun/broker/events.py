@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
@@ -28,10 +27,10 @@ class EventPublisher:
         self._channel = await connection.channel(publisher_confirms=False)
         self._exchange = await self._channel.get_exchange(self._names.events_exchange, ensure=False)
 
-    def emit(self, routing_key: str, kind: str, **fields: Any) -> None:
+    def emit(self, routing_key: str, event: protocol.Event) -> None:
         if self._exchange is None:
             return
-        body = protocol.encode_message(kind, hostname=self.hostname, **fields)
+        body = protocol.encode_message(event)
         message = aio_pika.Message(
             body,
             content_type=protocol.CONTENT_TYPE,

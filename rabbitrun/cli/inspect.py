@@ -35,10 +35,10 @@ def _ask(
         control_client.control(settings_from(ctx), command, args, destination=destination, timeout_s=timeout_s)
     )
     if as_json:
-        click.echo(json.dumps(replies, indent=2, default=str))
+        click.echo(json.dumps([reply.to_wire() for reply in replies], indent=2, default=str))
     for reply in [] if as_json else replies:
-        click.echo(f"-> {reply['hostname']}: {'OK' if reply.get('ok') else 'ERROR'}")
-        data = reply.get("data") if reply.get("ok") else reply.get("error")
+        click.echo(f"-> {reply.hostname}: {'OK' if reply.ok else 'ERROR'}")
+        data = reply.data if reply.ok else reply.error
         text = json.dumps(data, indent=4, default=str) if not isinstance(data, str) else data
         click.echo("\n".join("    " + line for line in text.splitlines()))
     if not replies:

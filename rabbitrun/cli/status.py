@@ -106,10 +106,12 @@ def events(ctx: click.Context, dag_id: str | None, as_json: bool, duration: floa
     """Tail task and worker events live from the events exchange."""
     from rabbitrun.client import control as control_client
     from rabbitrun.names import task_events_pattern
+    from rabbitrun.protocol import Event
 
     patterns = [task_events_pattern(dag_id)] + (["worker.#"] if heartbeats else ["worker.*.worker_offline"])
 
-    def show(key: str, event: dict[str, Any]) -> None:
+    def show(key: str, message: Event) -> None:
+        event = message.to_wire()
         if as_json:
             click.echo(json.dumps({"routing_key": key, **event}, default=str))
         else:

@@ -48,18 +48,22 @@ async def control(
     *,
     destination: str | None = None,
     timeout_s: float = 2.0,
-) -> list[dict[str, Any]]:
-    """Send one command to all workers (or ``destination``) and collect replies for ``timeout_s``."""
+) -> list[protocol.ControlReply]:
+    """Send one command to all workers (or ``destination``) and collect replies for ``timeout_s``.
+
+    Arguments of the wrong type raise :class:`~rabbitrun.errors.InvalidEnvelope` before anything is sent.
+    """
+    request = protocol.ControlRequest.of(command, args or {})
     with topology_declared():
-        return await _control(settings, command, args, destination, timeout_s)
+        return await _control(settings, request, destination, timeout_s)
 
 
 async def _control(
-    settings: Settings, command: str, args: dict[str, Any] | None, destination: str | None, timeout_s: float
-) -> list[dict[str, Any]]:
+    settings: Settings, request: protocol.ControlRequest, destination: str | None, timeout_s: float
+) -> list[protocol.ControlReply]:
     names = Names(settings.broker.prefix)
-    connection = await connect(settings.broker, "cli", f"{command}")
-    replies: list[dict[str, Any]] = []
+    connection = await connect(settings.broker, "cli", request.command)
+    replies: list[protocol.ControlReply] = []
     done = asyncio.Event()
     correlation_id = uuid.uuid4().hex
     try:
@@ -70,7 +74,7 @@ async def _control(
             if message.correlation_id != correlation_id:
                 return
             try:
-                replies.append(protocol.decode_message(message.body))
+                replies.append(protocol.decode_control_reply(message.body))
             except ProtocolError:
                 return
             if destination is not None:
@@ -78,7 +82,7 @@ async def _control(
 
         await reply_queue.consume(on_reply, no_ack=True)
         exchange = await channel.get_exchange(names.control_exchange, ensure=False)
-        body = protocol.encode_message(command, args=args or {})
+        body = protocol.encode_message(request)
         await exchange.publish(
             aio_pika.Message(
                 body,
@@ -97,13 +101,13 @@ async def _control(
             pass
     finally:
         await connection.close()
-    return sorted(replies, key=lambda r: str(r.get("hostname")))
+    return sorted(replies, key=lambda reply: reply.hostname)
 
 
 async def tail(
     settings: Settings,
     patterns: list[str],
-    on_event: Callable[[str, dict[str, Any]], bool | None],
+    on_event: Callable[[str, protocol.Event], bool | None],
     *,
     duration_s: float | None = None,
 ) -> None:
@@ -115,7 +119,7 @@ async def tail(
 async def _tail(
     settings: Settings,
     patterns: list[str],
-    on_event: Callable[[str, dict[str, Any]], bool | None],
+    on_event: Callable[[str, protocol.Event], bool | None],
     duration_s: float | None,
 ) -> None:
     names = Names(settings.broker.prefix)
@@ -129,7 +133,7 @@ async def _tail(
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             try:
-                event = protocol.decode_message(message.body)
+                event = protocol.decode_event(message.body)
             except ProtocolError:
                 return
             if on_event(message.routing_key or "", event):
@@ -148,9 +152,9 @@ async def workers_online(settings: Settings, listen_s: float) -> dict[str, dict[
     """Workers heard on the events exchange within ``listen_s`` (their heartbeat period + margin)."""
     seen: dict[str, dict[str, Any]] = {}
 
-    def on_event(_key: str, event: dict[str, Any]) -> None:
-        if event.get("kind") == "heartbeat":
-            seen[str(event.get("hostname"))] = {**event, "last_heartbeat_at": time.time()}
+    def on_event(_key: str, event: protocol.Event) -> None:
+        if isinstance(event, protocol.Heartbeat):
+            seen[event.hostname] = {**event.to_wire(), "last_heartbeat_at": time.time()}
 
     await tail(settings, ["worker.*.heartbeat"], on_event, duration_s=listen_s)
     return seen

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from rabbitrun import protocol
 from rabbitrun.client.dags import known_dag
 from rabbitrun.client.db import sessions_for
 from rabbitrun.client.runs import run_progress
@@ -19,6 +20,7 @@ from rabbitrun.errors import DagRunNotFound, LogNotFound, ProtocolError, TaskNot
 from rabbitrun.keys import TaskInstanceKey, log_relpath
 from rabbitrun.names import Names, log_key, task_events_pattern
 from rabbitrun.settings import Settings
+from rabbitrun.states import TaskState
 
 if TYPE_CHECKING:
     import asyncio
@@ -100,8 +102,8 @@ async def remote_log(settings: Settings, key: TaskInstanceKey, timeout_s: float 
         "map_index": key.map_index,
     }
     for reply in await control(settings, "read_log", args, timeout_s=timeout_s):
-        if reply.get("ok") and reply.get("data"):
-            return str(reply["data"])
+        if reply.ok and reply.data:
+            return str(reply.data)
     return None
 
 
@@ -142,7 +144,14 @@ class LogCursor:
         return chunk[skip:].decode("utf-8", "replace")
 
 
-_FINAL_EVENTS = {"succeeded", "failed", "retried", "skipped", "revoked"}
+def _final_kind(event: protocol.Event, key: TaskInstanceKey) -> str | None:
+    """The kind of ``event`` when it ends the attempt ``key`` on this worker (a reschedule does not:
+    the sensor's next poke writes to the same log), else None."""
+    if isinstance(event, protocol.TaskRevoked) and event.key == key:
+        return event.KIND
+    if isinstance(event, protocol.TaskEnded) and event.key == key and event.state != TaskState.UP_FOR_RESCHEDULE:
+        return event.kind
+    return None
 
 
 async def follow(
@@ -177,11 +186,10 @@ async def _follow(
 ) -> str:
     import asyncio
 
-    from rabbitrun import protocol
     from rabbitrun.broker.connection import connect
 
     names = Names(settings.broker.prefix)
-    inbox: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+    inbox: asyncio.Queue[protocol.Event] = asyncio.Queue()
     cursor = LogCursor()
     connection = await connect(settings.broker, "cli", "follow")
     try:
@@ -192,7 +200,7 @@ async def _follow(
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             try:
-                inbox.put_nowait((message.routing_key or "", protocol.decode_message(message.body)))
+                inbox.put_nowait(protocol.decode_event(message.body))
             except ProtocolError:
                 return
 
@@ -208,17 +216,8 @@ async def _follow(
         await connection.close()
 
 
-def _of_attempt(event: dict[str, Any], key: TaskInstanceKey) -> bool:
-    return (event.get("run_id"), event.get("task_id"), event.get("try_number"), event.get("map_index", -1)) == (
-        key.run_id,
-        key.task_id,
-        key.try_number,
-        key.map_index,
-    )
-
-
 async def _follow_events(
-    inbox: asyncio.Queue[tuple[str, dict[str, Any]]],
+    inbox: asyncio.Queue[protocol.Event],
     key: TaskInstanceKey,
     cursor: LogCursor,
     on_text: Callable[[str], None],
@@ -239,15 +238,13 @@ async def _follow_events(
             if ended_as is not None:  # its final event is due: wait a little for it and its last lines
                 deadline = loop.time() + grace_s
         try:
-            _key, event = await asyncio.wait_for(
+            event = await asyncio.wait_for(
                 inbox.get(), max(0.0, (next_check if ended_as is None else deadline) - loop.time())
             )
         except TimeoutError:
             continue
-        if not _of_attempt(event, key):
-            continue
-        if event.get("kind") == "log":
-            on_text(cursor.take(event.get("offset"), list(event.get("lines") or [])))
-        elif event.get("kind") in _FINAL_EVENTS:
-            return str(event["kind"])
+        if isinstance(event, protocol.LogLines) and event.key == key:
+            on_text(cursor.take(event.offset, list(event.lines)))
+        elif (kind := _final_kind(event, key)) is not None:
+            return kind
     return ended_as or "ended"

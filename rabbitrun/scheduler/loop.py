@@ -238,16 +238,18 @@ class Scheduler:
 
         async def on_event(message: Any) -> None:
             try:
-                event = protocol.decode_message(message.body)
+                event = protocol.decode_event(message.body)
             except ProtocolError:
                 return
-            host = str(event.get("hostname"))
-            if event["kind"] == "worker_offline":
+            host = event.hostname
+            if isinstance(event, protocol.WorkerOffline):
                 if self.workers.pop(host, None) is not None:
                     log.info("worker %s went offline (shutdown)", host)
                 return
+            if not isinstance(event, protocol.Heartbeat):
+                return
             if host not in self.workers:
-                log.info("worker %s online (queues %s)", host, ",".join(event.get("queues", [])))
+                log.info("worker %s online (queues %s)", host, ",".join(event.queues))
             self.workers[host] = time.monotonic()
 
         await queue.consume(on_event, no_ack=True)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rabbitrun.keys import TaskInstanceKey, log_relpath
 from rabbitrun.names import Names, consumer_tag
+from rabbitrun.protocol import ControlRequest, Heartbeat
 from rabbitrun.settings import Settings
 
 
@@ -74,13 +75,10 @@ class WorkerParts:
             for env, pid in self.supervisor.running()
         ]
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "active": len(self.supervisor.running()),
-            "concurrency": self.consumer.slots.capacity,
-            "queues": sorted(self.queues),
-            "pid": os.getpid(),
-        }
+    def heartbeat(self) -> Heartbeat:
+        """The heartbeat event: what this worker runs and consumes now."""
+        running, capacity = len(self.supervisor.running()), self.consumer.slots.capacity
+        return Heartbeat(self.hostname, running, capacity, tuple(sorted(self.queues)), os.getpid())
 
 
 def _key(key: TaskInstanceKey) -> dict[str, Any]:
@@ -93,17 +91,27 @@ def _key(key: TaskInstanceKey) -> dict[str, Any]:
     }
 
 
-def build_handlers(parts: WorkerParts) -> dict[str, Any]:
-    async def ping(_: Mapping[str, Any]) -> str:
+Handler = Callable[[ControlRequest], Awaitable[Any]]
+_T = TypeVar("_T")
+
+
+def _needs(value: _T | None, what: str) -> _T:
+    if value is None:
+        raise ValueError(f"this command needs the argument(s) {what}")
+    return value
+
+
+def build_handlers(parts: WorkerParts) -> dict[str, Handler]:
+    async def ping(_: ControlRequest) -> str:
         return "pong"
 
-    async def active(_: Mapping[str, Any]) -> list[dict[str, Any]]:
+    async def active(_: ControlRequest) -> list[dict[str, Any]]:
         return parts.active()
 
-    async def reserved(_: Mapping[str, Any]) -> list[dict[str, Any]]:
+    async def reserved(_: ControlRequest) -> list[dict[str, Any]]:
         return [{**_key(env.key), "queue": env.queue} for env in parts.consumer.reserved.values()]
 
-    async def stats(_: Mapping[str, Any]) -> dict[str, Any]:
+    async def stats(_: ControlRequest) -> dict[str, Any]:
         return {
             "tasks": dict(parts.consumer.outcomes),
             "deliveries": dict(parts.consumer.stats),
@@ -118,13 +126,13 @@ def build_handlers(parts: WorkerParts) -> dict[str, Any]:
             "rss_bytes": _rss_bytes(),
         }
 
-    async def active_queues(_: Mapping[str, Any]) -> list[dict[str, Any]]:
+    async def active_queues(_: ControlRequest) -> list[dict[str, Any]]:
         return [
             {"name": name, "amqp_queue": queue.name, "consumer_tag": tag}
             for name, (queue, tag) in sorted(parts.queues.items())
         ]
 
-    async def registered(_: Mapping[str, Any]) -> list[str]:
+    async def registered(_: ControlRequest) -> list[str]:
         from sqlalchemy import select
 
         from rabbitrun.models.engine import make_engine, session_factory
@@ -136,32 +144,26 @@ def build_handlers(parts: WorkerParts) -> dict[str, Any]:
 
         return await asyncio.to_thread(dag_ids)
 
-    async def shutdown(_: Mapping[str, Any]) -> str:
+    async def shutdown(_: ControlRequest) -> str:
         parts.stop.set()
         return "warm shutdown started"
 
-    async def add_consumer(args: Mapping[str, Any]) -> list[str]:
-        await parts.add_consumer(str(args["queue"]))
+    async def add_consumer(request: ControlRequest) -> list[str]:
+        await parts.add_consumer(_needs(request.queue, "queue"))
         return sorted(parts.queues)
 
-    async def cancel_consumer(args: Mapping[str, Any]) -> list[str]:
-        await parts.cancel_consumer(str(args["queue"]))
+    async def cancel_consumer(request: ControlRequest) -> list[str]:
+        await parts.cancel_consumer(_needs(request.queue, "queue"))
         return sorted(parts.queues)
 
-    async def pool_grow(args: Mapping[str, Any]) -> int:
-        return await parts.resize(parts.consumer.slots.capacity + int(args.get("n", 1)))
+    async def pool_grow(request: ControlRequest) -> int:
+        return await parts.resize(parts.consumer.slots.capacity + (request.n or 1))
 
-    async def pool_shrink(args: Mapping[str, Any]) -> int:
-        return await parts.resize(parts.consumer.slots.capacity - int(args.get("n", 1)))
+    async def pool_shrink(request: ControlRequest) -> int:
+        return await parts.resize(parts.consumer.slots.capacity - (request.n or 1))
 
-    async def read_log(args: Mapping[str, Any]) -> str | None:
-        key = TaskInstanceKey(
-            str(args["dag_id"]),
-            str(args["task_id"]),
-            str(args["run_id"]),
-            int(args.get("map_index", -1)),
-            int(args["try_number"]),
-        )
+    async def read_log(request: ControlRequest) -> str | None:
+        key = _needs(request.key, "dag_id, task_id, run_id and try_number")
         path = Path(parts.settings.logging.base_log_folder) / log_relpath(key)
         return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
 

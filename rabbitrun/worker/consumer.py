@@ -1,7 +1,7 @@
 """The worker's AMQP consumer: the one place that acks, requeues or dead-letters.
 
-What to do with a delivery is decided by :func:`decide`, a pure function of how
-the task child ended; this module then performs it in the order DESIGN rule 3
+What to do with a delivery is decided by :func:`~rabbitrun.worker.decisions.decide`,
+a pure function of how the task child ended; this module then performs it in the order DESIGN rule 3
 asks for: the attempt is durable in the DB, the result is published with a
 confirm, and only then is the delivery acknowledged.
 """
@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -29,58 +26,14 @@ from rabbitrun.metrics import Metrics
 from rabbitrun.models import attempts, transitions
 from rabbitrun.models.base import utcnow
 from rabbitrun.names import REASON_HEADER, Names, task_event_key
-from rabbitrun.states import ATTEMPT_OUTCOMES, FINISHED_TASK_STATES, TaskState
+from rabbitrun.states import OutcomeKind, TaskState
+from rabbitrun.worker.acks import EarlyAck, ack, nack
+from rabbitrun.worker.decisions import Action, Decision, decide
 from rabbitrun.worker.livelogs import LiveLogs
 from rabbitrun.worker.pool import Slots
-from rabbitrun.worker.supervisor import ChildReport, Supervisor, ts_to_dt
+from rabbitrun.worker.supervisor import ChildReport, Supervisor
 
 log = logging.getLogger("rabbitrun.worker")
-
-
-_EVENT_FOR_STATE = {
-    "success": "succeeded",
-    "failed": "failed",
-    "up_for_retry": "retried",
-    "skipped": "skipped",
-    "up_for_reschedule": "rescheduled",
-}
-
-
-class Action(StrEnum):
-    PUBLISH_AND_ACK = "publish_and_ack"  # attempt finished and recorded by the child
-    RECORD_AND_ACK = "record_and_ack"  # child died without recording: the parent records it
-    ACK = "ack"  # duplicate or redelivery of an attempt already claimed or finished (rule 2)
-    REQUEUE = "requeue"  # released on shutdown: another worker runs it
-    DEAD_LETTER = "dead_letter"
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    action: Action
-    reason: str = ""
-
-
-def decide(report: ChildReport) -> Decision:
-    """Pure: what to do with a delivery once its child has exited."""
-    state = report.state
-    if state is None:
-        return Decision(Action.RECORD_AND_ACK, report.death_reason())
-    if state == "crashed":
-        return Decision(Action.RECORD_AND_ACK, report.crash_reason())
-    if state == "rejected":
-        return Decision(Action.DEAD_LETTER, report.outcome.get("error", "rejected") if report.outcome else "rejected")
-    if state == "db_unavailable":
-        return Decision(Action.REQUEUE, report.outcome.get("error", "") if report.outcome else "db unavailable")
-    if state == "unknown":
-        return Decision(Action.DEAD_LETTER, "unknown task instance: no such DAG run / task in the metadata DB")
-    if state == "not_claimed":
-        return Decision(Action.ACK, report.outcome.get("error", "") if report.outcome else "")
-    if state == TaskState.QUEUED:
-        return Decision(Action.REQUEUE, "released on worker shutdown")
-    if state in {s.value for s in FINISHED_TASK_STATES | ATTEMPT_OUTCOMES}:
-        # up_for_reschedule too: the attempt is durable and the scheduler sends a new envelope when due
-        return Decision(Action.PUBLISH_AND_ACK)
-    return Decision(Action.RECORD_AND_ACK, f"unexpected outcome {state!r}")
 
 
 class Consumer:
@@ -145,11 +98,11 @@ class Consumer:
             return
         loop = asyncio.get_running_loop()
         settled: list[asyncio.Task[None]] = []
-        self._event(envelope, "received", redelivered=bool(message.redelivered))
+        self._emit(protocol.TaskReceived(self._hostname, envelope.key, envelope.id, bool(message.redelivered)))
         if message.redelivered and self._metrics is not None:
             self._metrics.redeliveries.inc()
 
-        early_ack: _EarlyAck | None = None
+        early_ack: EarlyAck | None = None
 
         async def settle_after_early_ack(report: ChildReport) -> None:
             if early_ack is not None:
@@ -168,13 +121,17 @@ class Consumer:
             self.reserved.pop(envelope.id, None)
         if not acquired:  # the warm shutdown began while it waited: it never starts here
             self._count(Action.REQUEUE)
-            self._event(envelope, "revoked", reason="worker shutting down before it started")
+            self._emit(
+                protocol.TaskRevoked(
+                    self._hostname, envelope.key, envelope.id, "worker shutting down before it started"
+                )
+            )
             log.info("%s: worker shutting down; handing the waiting delivery back to the queue", envelope.key)
-            await _nack(message, requeue=True)
+            await nack(message, requeue=True)
             return
         try:
             self._started(envelope)
-            early_ack = _EarlyAck(message, envelope, self._ack_running_after_s, lambda: self._claimed(envelope))
+            early_ack = EarlyAck(message, envelope, self._ack_running_after_s, lambda: self._claimed(envelope))
             try:
                 report = await self._supervisor.run(envelope, on_reported)
             finally:
@@ -188,23 +145,12 @@ class Consumer:
         else:
             await self._settle(message, envelope, report)
 
-    def _event(self, envelope: protocol.TaskEnvelope, event: str, **fields: Any) -> None:
+    def _emit(self, event: protocol.TaskEvent) -> None:
         if self._events is not None:
-            key = envelope.key
-            self._events.emit(
-                task_event_key(key.dag_id, key.task_id, event),
-                event,
-                dag_id=key.dag_id,
-                task_id=key.task_id,
-                run_id=key.run_id,
-                map_index=key.map_index,
-                try_number=key.try_number,
-                envelope_id=envelope.id,
-                **fields,
-            )
+            self._events.emit(task_event_key(event.key.dag_id, event.key.task_id, event.kind), event)
 
     def _started(self, envelope: protocol.TaskEnvelope) -> None:
-        self._event(envelope, "started")
+        self._emit(protocol.TaskStarted(self._hostname, envelope.key, envelope.id))
         if self._metrics is not None:
             lag_s = max(0.0, (utcnow() - envelope.enqueued_at).total_seconds())
             self._metrics.queue_lag.labels(envelope.queue).observe(lag_s)
@@ -214,23 +160,22 @@ class Consumer:
         if self._live_logs is not None:  # a follower stops at the final event: its lines go first
             self._live_logs.flush(envelope)
         if report.timed_out:
-            self._event(envelope, "timed_out", limit=report.timed_out)
+            self._emit(protocol.TaskTimedOut(self._hostname, envelope.key, envelope.id, report.timed_out))
         if decision.action == Action.REQUEUE:
-            self._event(envelope, "revoked", reason=decision.reason)
+            self._emit(protocol.TaskRevoked(self._hostname, envelope.key, envelope.id, decision.reason))
             return
-        state = str((report.outcome or {}).get("state"))
-        event = _EVENT_FOR_STATE.get(state)
-        if event is None:
+        outcome = report.outcome
+        if outcome is None or outcome.state not in protocol.TaskEnded.KINDS:
             return
-        outcome = report.outcome or {}
+        state = outcome.state
         self.outcomes[state] = self.outcomes.get(state, 0) + 1
-        self._event(envelope, event, state=state, error=str(outcome.get("error") or "")[:500])
+        self._emit(protocol.TaskEnded(self._hostname, envelope.key, envelope.id, TaskState(state), outcome.error[:500]))
         if self._metrics is not None:
             key = envelope.key
             self._metrics.task_outcomes.labels(key.dag_id, key.task_id, state).inc()
-            if outcome.get("started_at") and outcome.get("ended_at"):
+            if outcome.started_at and outcome.ended_at:
                 self._metrics.task_duration.labels(key.dag_id, key.task_id).observe(
-                    max(0.0, outcome["ended_at"] - outcome["started_at"])
+                    max(0.0, (outcome.ended_at - outcome.started_at).total_seconds())
                 )
 
     async def _settle(
@@ -244,12 +189,12 @@ class Consumer:
             return
         if decision.action == Action.ACK:
             log.info("%s: not running again (%s)", key, decision.reason)
-            await _ack(message)
+            await ack(message)
             return
         if decision.action == Action.REQUEUE:
             self._finished(envelope, report, decision)
             log.warning("%s: %s; requeueing the delivery", key, decision.reason)
-            if report.state == "db_unavailable":
+            if report.state == OutcomeKind.DB_UNAVAILABLE:
                 if not message.redelivered:  # once per delivery, not every 2 s of an outage
                     await asyncio.to_thread(
                         self._append_to_attempt_log,
@@ -263,7 +208,7 @@ class Consumer:
             if message.processed:  # acked early (long task): the broker no longer holds it
                 await self._republish(message, envelope)
             else:
-                await _nack(message, requeue=True)
+                await nack(message, requeue=True)
             return
         if decision.action == Action.RECORD_AND_ACK:
             recorded = await asyncio.to_thread(self._record_death, envelope, decision.reason)
@@ -272,12 +217,13 @@ class Consumer:
                 if message.redelivered:
                     await self._dead_letter(message, f"task process failed before claiming: {decision.reason}")
                 else:
-                    await _nack(message, requeue=True)
+                    await nack(message, requeue=True)
                 return
-            report.outcome = {"state": recorded, "error": decision.reason}
+            # the outcome is the parent's record now (no frame of the child says it)
+            report.outcome = protocol.OutcomeFrame("", recorded, claimed=True, error=decision.reason)
         self._finished(envelope, report, decision)
         await self._publish_result(message, envelope, report)
-        await _ack(message)
+        await ack(message)
 
     def _record_death(self, envelope: protocol.TaskEnvelope, reason: str) -> str | None:
         """The child could not record its end: fail (or retry) its claimed attempt here.
@@ -312,16 +258,17 @@ class Consumer:
     ) -> None:
         if not message.reply_to:
             return
-        outcome = report.outcome or {}
+        outcome = report.outcome
+        assert outcome is not None  # published after the child's outcome, or after the parent recorded its end
         result = protocol.TaskResult(
             envelope_id=envelope.id,
             key=envelope.key,
-            state=str(outcome.get("state")),
+            state=outcome.state,
             exit_code=report.exit_status,
             hostname=self._hostname,
-            started_at=ts_to_dt(outcome.get("started_at")),
-            ended_at=ts_to_dt(outcome.get("ended_at")),
-            error=str(outcome.get("error") or ""),
+            started_at=outcome.started_at,
+            ended_at=outcome.ended_at,
+            error=outcome.error,
         )
         try:
             await self._publisher.publish(
@@ -389,7 +336,7 @@ class Consumer:
             log.error("cannot dead-letter (%s); rejecting to the queue's dead-letter exchange instead", exc)
             await message.reject(requeue=False)
             return
-        await _ack(message)
+        await ack(message)
 
     def _claimed(self, envelope: protocol.TaskEnvelope) -> bool:
         """Whether the envelope's attempt is claimed (RUNNING at its try) in the DB: durable."""
@@ -399,75 +346,3 @@ class Consumer:
 
     def _count(self, action: Action) -> None:
         self.stats[action.value] = self.stats.get(action.value, 0) + 1
-
-
-class _EarlyAck:
-    """Long task: ack its delivery once it has run ``ack_running_after_s`` and its claim is durable,
-    so RabbitMQ's consumer_timeout cannot fire; from then on the attempt is recoverable from the DB
-    alone (the worker's heartbeat keeps it alive, the scheduler retries it if that stops).
-
-    The claim can come later than ``ack_running_after_s`` (a zygote still loading DAG files, a
-    slow database): the check then repeats every ``_RECHECK_S`` until the task ends, instead of
-    giving up after one look and leaving the delivery to the consumer timeout. A timer costs the
-    common, short task nothing; ``stop`` waits for an ack in flight, so the settle never acks twice.
-    """
-
-    _RECHECK_S = 1.0
-
-    def __init__(
-        self,
-        message: AbstractIncomingMessage,
-        envelope: protocol.TaskEnvelope,
-        after_s: float,
-        claimed: Callable[[], bool],
-    ) -> None:
-        self._message, self._envelope, self._after_s, self._claimed = message, envelope, after_s, claimed
-        self._loop = asyncio.get_running_loop()
-        self._stopped = False
-        self._acking: asyncio.Task[None] | None = None
-        self._check: asyncio.Task[None] | None = None  # held: the loop keeps only weak references
-        self._timer = self._loop.call_later(after_s, self._fire)
-
-    def _fire(self) -> None:
-        self._check = self._loop.create_task(self._ack_if_claimed())
-
-    async def _ack_if_claimed(self) -> None:
-        try:
-            claimed = await asyncio.to_thread(self._claimed)
-        except Exception as exc:  # noqa: BLE001 - a DB hiccup: look again later
-            log.warning("%s: cannot check its claim for an early ack (%s); checking again", self._envelope.key, exc)
-            claimed = False
-        if self._stopped:
-            return
-        if not claimed:
-            self._timer = self._loop.call_later(min(self._RECHECK_S, self._after_s), self._fire)
-            return
-        log.info("%s: running longer than %ss, acknowledging its delivery early", self._envelope.key, self._after_s)
-        self._acking = self._loop.create_task(_ack(self._message))
-        await self._acking
-
-    async def stop(self) -> None:
-        """No ack from here on; one already sent is waited for. A check still asking the DB is not
-        waited for: it sees the stop when it comes back."""
-        self._stopped = True
-        self._timer.cancel()
-        if self._acking is not None:
-            await asyncio.wait([self._acking])
-
-
-async def _ack(message: AbstractIncomingMessage) -> None:
-    if message.processed:  # acked early for a long task
-        return
-    try:
-        await message.ack()
-    except Exception as exc:  # noqa: BLE001 - channel gone: the broker requeues it, rule 2 keeps it single
-        log.warning("ack of %s failed (%s); the broker will redeliver it", message.delivery_tag, exc)
-
-
-async def _nack(message: AbstractIncomingMessage, *, requeue: bool) -> None:
-    if message.processed:
-        return
-    try:
-        await message.nack(requeue=requeue)
-    except Exception as exc:  # noqa: BLE001 - channel gone: requeued by the broker anyway
-        log.warning("nack of %s failed (%s)", message.delivery_tag, exc)

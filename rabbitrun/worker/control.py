@@ -10,8 +10,7 @@ name, assembled by :mod:`rabbitrun.worker.main`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
@@ -19,9 +18,9 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 from rabbitrun import protocol
 from rabbitrun.errors import ProtocolError
 from rabbitrun.names import APP_ID, CONTROL_BROADCAST, Names, consumer_tag, control_key
+from rabbitrun.worker.commands import Handler
 
 log = logging.getLogger("rabbitrun.worker.control")
-Handler = Callable[[Mapping[str, Any]], Awaitable[Any]]
 
 
 class ControlServer:
@@ -42,20 +41,20 @@ class ControlServer:
 
     async def _on_request(self, message: AbstractIncomingMessage) -> None:
         try:
-            request = protocol.decode_message(message.body)
+            request = protocol.decode_control_request(message.body)
         except ProtocolError as exc:
             log.warning("ignoring an unreadable control message: %s", exc.reason)
             return
-        command = request["kind"]
+        command = request.command
         handler = self._handlers.get(command)
         try:
             if handler is None:
                 raise ValueError(f"unknown command {command!r}; known: {', '.join(sorted(self._handlers))}")
-            reply = {"ok": True, "data": await handler(request.get("args") or {})}
+            reply = protocol.ControlReply(self._hostname, command, ok=True, data=await handler(request))
         except Exception as exc:  # noqa: BLE001 - a failing command is answered, never crashes the worker
-            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            reply = protocol.ControlReply(self._hostname, command, ok=False, error=f"{type(exc).__name__}: {exc}")
         if message.reply_to and self._channel is not None:
-            body = protocol.encode_message("reply", hostname=self._hostname, command=command, **reply)
+            body = protocol.encode_message(reply)
             await self._channel.default_exchange.publish(
                 aio_pika.Message(
                     body,

@@ -56,17 +56,8 @@ class LiveLogs:
         if not complete:
             return
         key = envelope.key
-        self._events.emit(
-            log_key(key.dag_id, key.task_id),
-            "log",
-            dag_id=key.dag_id,
-            task_id=key.task_id,
-            run_id=key.run_id,
-            try_number=key.try_number,
-            map_index=key.map_index,
-            offset=start,
-            lines=complete.decode("utf-8", "replace").splitlines(),
-        )
+        lines = tuple(complete.decode("utf-8", "replace").splitlines())
+        self._events.emit(log_key(key.dag_id, key.task_id), protocol.LogLines(self._events.hostname, key, start, lines))
 
 
 class RunningSource(Protocol):

@@ -51,6 +51,7 @@ def run_worker(settings: Settings, ready: Any = None) -> int:
 
 
 async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervisor, ready: Any) -> int:
+    from rabbitrun import protocol
     from rabbitrun.broker.connection import connect
     from rabbitrun.broker.events import EventPublisher
     from rabbitrun.broker.publisher import ConfirmedPublisher
@@ -158,7 +159,7 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
                 await consumer.drain(5.0)
         for task in background:
             task.cancel()
-        events.emit(worker_event_key(options.hostname, "worker_offline"), "worker_offline")
+        events.emit(worker_event_key(options.hostname, "worker_offline"), protocol.WorkerOffline(options.hostname))
         await events.close()
         await channel.close()
         await publisher.close()
@@ -202,7 +203,7 @@ async def _announce(parts: Any, events: Any, metrics: Any, interval_s: float) ->
     from rabbitrun.names import heartbeat_key
 
     while True:
-        events.emit(heartbeat_key(parts.hostname), "heartbeat", **parts.summary())
+        events.emit(heartbeat_key(parts.hostname), parts.heartbeat())
         metrics.push_gauges()
         await asyncio.sleep(interval_s)
 

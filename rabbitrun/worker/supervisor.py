@@ -16,8 +16,6 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
 
 from rabbitrun import protocol
 from rabbitrun.settings import Settings
@@ -31,14 +29,14 @@ class ChildReport:
     """How one task child ended: its own outcome frame (if it got to write one) and its exit status."""
 
     envelope_id: str
-    outcome: dict[str, Any] | None = None
+    outcome: protocol.OutcomeFrame | None = None
     exit_status: int | None = None  # negative: killed by that signal
     pid: int | None = None
     timed_out: str = ""  # "soft" or "hard" when the worker enforced a limit
 
     @property
     def state(self) -> str | None:
-        return self.outcome["state"] if self.outcome else None
+        return self.outcome.state if self.outcome else None
 
     def death_reason(self) -> str:
         if self.timed_out == "hard":
@@ -50,7 +48,7 @@ class ChildReport:
 
     def crash_reason(self) -> str:
         """The child caught its own crash and reported the traceback: its last line says what went wrong."""
-        error = str((self.outcome or {}).get("error") or "")
+        error = self.outcome.error if self.outcome else ""
         lines = [line.strip() for line in error.splitlines() if line.strip()]
         what = lines[-1][:300] if lines else "no error reported"
         return f"task process crashed (exit code {self.exit_status}): {what}"
@@ -105,7 +103,7 @@ class Supervisor:
         if on_reported is not None:
             entry.reported.add_done_callback(lambda f: on_reported(f.result()))
         self._running[token] = entry
-        os.write(self._zygote.command_fd, protocol.encode_frame("run", token=token, **protocol.frame_fields(envelope)))
+        os.write(self._zygote.command_fd, protocol.encode_frame(protocol.RunFrame(token, envelope)))
         try:
             return await entry.done
         finally:
@@ -128,21 +126,21 @@ class Supervisor:
             return
         self._buffer.extend(data)
         for frame in protocol.split_frames(self._buffer):
-            running = self._running.get(frame.get("id", ""))
-            if running is not None:
-                self._apply(running, frame)
+            if isinstance(frame, protocol.ReportFrame):
+                running = self._running.get(frame.token)
+                if running is not None:
+                    self._apply(running, frame)
 
-    def _apply(self, entry: _Running, frame: dict[str, Any]) -> None:
-        kind = frame["k"]
-        if kind == "started":
-            entry.report.pid = frame["pid"]
+    def _apply(self, entry: _Running, frame: protocol.ReportFrame) -> None:
+        if isinstance(frame, protocol.StartedFrame):
+            entry.report.pid = frame.pid
             entry.started_at = asyncio.get_running_loop().time()
             self._arm_limits(entry)
-        elif kind == "outcome":
+        elif isinstance(frame, protocol.OutcomeFrame):
             entry.report.outcome = frame
             _resolve(entry.reported, entry.report)
-        elif kind == "exited":
-            entry.report.exit_status = frame["status"]
+        else:
+            entry.report.exit_status = frame.status
             _resolve(entry.reported, entry.report)
             _resolve(entry.done, entry.report)
 
@@ -183,7 +181,7 @@ class Supervisor:
         if self._zygote is None:
             return
         try:
-            write_frame(self._zygote.command_fd, "stop")
+            write_frame(self._zygote.command_fd, protocol.StopFrame())
             os.close(self._zygote.command_fd)
         except OSError:
             pass
@@ -197,7 +195,3 @@ class Supervisor:
 def _resolve(future: asyncio.Future[ChildReport], report: ChildReport) -> None:
     if not future.done():
         future.set_result(report)
-
-
-def ts_to_dt(value: float | None) -> datetime | None:
-    return datetime.fromtimestamp(value, UTC) if value is not None else None

@@ -9,8 +9,8 @@ Worker process model).
 
 Pipes: the parent writes ``run``/``stop`` frames to the zygote; the zygote
 writes ``started``/``exited`` frames back, and each child writes its own
-``claimed``/``outcome`` frames straight to that same pipe (each frame is one
-``write`` under PIPE_BUF, so frames from many writers never interleave).
+``outcome`` frame straight to that same pipe (each frame is one ``write``
+under PIPE_BUF, so frames from many writers never interleave).
 The child never uses a connection of its parent: it builds its own engine.
 """
 
@@ -30,7 +30,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from rabbitrun import protocol
+from rabbitrun.errors import ProtocolError
 from rabbitrun.settings import Settings
+from rabbitrun.states import OutcomeKind
 
 PIPE_BUF = 4096
 log = logging.getLogger("rabbitrun.worker.zygote")
@@ -64,12 +66,11 @@ def start_zygote(settings: Settings, hostname: str) -> ZygoteHandle:
     return ZygoteHandle(pid, cmd_w, evt_r)
 
 
-def write_frame(fd: int, kind: str, **fields: Any) -> None:
-    frame = protocol.encode_frame(kind, **fields)
-    if len(frame) > PIPE_BUF:  # keep writes atomic; only the error text can be long
-        fields["error"] = str(fields.get("error", ""))[:1000]
-        frame = protocol.encode_frame(kind, **fields)
-    os.write(fd, frame)
+def write_frame(fd: int, frame: protocol.Frame) -> None:
+    data = protocol.encode_frame(frame)
+    if len(data) > PIPE_BUF and isinstance(frame, protocol.OutcomeFrame):  # keep writes atomic: the error
+        data = protocol.encode_frame(dataclasses.replace(frame, error=frame.error[:1000]))  # is what can be long
+    os.write(fd, data)
 
 
 class _Zygote:
@@ -137,22 +138,19 @@ class _Zygote:
             return False
         self.buffer.extend(data)
         for frame in protocol.split_frames(self.buffer):
-            if frame["k"] == "run":
+            if isinstance(frame, protocol.RunFrame):
                 self._fork_child(frame)
-            elif frame["k"] == "refresh":
-                self.dagbag.refresh()
-            elif frame["k"] == "stop":
+            elif isinstance(frame, protocol.StopFrame):
                 return False
         return True
 
-    def _fork_child(self, frame: dict[str, Any]) -> None:
+    def _fork_child(self, frame: protocol.RunFrame) -> None:
         """Hand the envelope to a spare child (forked and connected in advance), then replace it."""
-        token = str(frame["token"])
         spare = self._take_spare()
-        os.write(spare.assign_fd, protocol.encode_frame("run", token=token, envelope=frame["envelope"]))
+        os.write(spare.assign_fd, protocol.encode_frame(frame))
         os.close(spare.assign_fd)
-        self.children[spare.pid] = token
-        write_frame(self.evt_fd, "started", id=token, pid=spare.pid)
+        self.children[spare.pid] = frame.token
+        write_frame(self.evt_fd, protocol.StartedFrame(frame.token, spare.pid))
         self._fill_spares()
 
     def _take_spare(self) -> _Spare:
@@ -187,20 +185,12 @@ class _Zygote:
                 if frame is None:  # the zygote is gone or replaced this spare
                     os._exit(0)
                 clock_start = time.monotonic()  # the supervisor's time limits count from (just after) here
-                token = str(frame["token"])
-                code = self._child(protocol.envelope_from_frame(frame), token, clock_start)
+                token = frame.token
+                code = self._child(frame.envelope, token, clock_start)
             except BaseException:  # noqa: BLE001 - process boundary: report, never raise past fork
                 if token:
-                    write_frame(
-                        self.evt_fd,
-                        "outcome",
-                        id=token,
-                        state="crashed",
-                        claimed=False,
-                        started_at=None,
-                        ended_at=None,
-                        error=traceback.format_exc()[-1000:],
-                    )
+                    crashed = protocol.OutcomeFrame(token, OutcomeKind.CRASHED, error=traceback.format_exc()[-1000:])
+                    write_frame(self.evt_fd, crashed)
             finally:
                 os._exit(code)
         os.close(assign_r)
@@ -236,16 +226,7 @@ class _Zygote:
         try:
             self._ensure_dag(envelope)
         except DagError as exc:
-            write_frame(
-                self.evt_fd,
-                "outcome",
-                id=token,
-                state="rejected",
-                claimed=False,
-                started_at=None,
-                ended_at=None,
-                error=str(exc),
-            )
+            write_frame(self.evt_fd, protocol.OutcomeFrame(token, OutcomeKind.REJECTED, error=str(exc)))
             return 2
         outcome = runner.run_attempt(
             self.settings,
@@ -259,13 +240,9 @@ class _Zygote:
         )
         write_frame(
             self.evt_fd,
-            "outcome",
-            id=token,
-            state=outcome.state,
-            claimed=outcome.claimed,
-            started_at=_ts(outcome.started_at),
-            ended_at=_ts(outcome.ended_at),
-            error=outcome.error,
+            protocol.OutcomeFrame(
+                token, outcome.state, outcome.claimed, outcome.started_at, outcome.ended_at, outcome.error
+            ),
         )
         sys.stdout.flush()
         return outcome.exit_code
@@ -287,7 +264,7 @@ class _Zygote:
                 return
             token = self.children.pop(pid, None)
             if token is not None:
-                write_frame(self.evt_fd, "exited", id=token, pid=pid, status=os.waitstatus_to_exitcode(status))
+                write_frame(self.evt_fd, protocol.ExitedFrame(token, pid, os.waitstatus_to_exitcode(status)))
             elif any(spare.pid == pid for spare in self.spares):
                 self.dead_spares.add(pid)
 
@@ -350,7 +327,7 @@ class _Spare:
     assign_fd: int  # the zygote writes the one envelope this child will run, then closes it
 
 
-def _read_one_frame(fd: int) -> dict[str, Any] | None:
+def _read_one_frame(fd: int) -> protocol.RunFrame | None:
     buffer = bytearray()
     while True:
         try:
@@ -362,11 +339,9 @@ def _read_one_frame(fd: int) -> dict[str, Any] | None:
         buffer.extend(data)
         frames = protocol.split_frames(buffer)
         if frames:
+            if not isinstance(frames[0], protocol.RunFrame):
+                raise ProtocolError(f"a spare task process expects a run frame, got {frames[0].KIND!r}")
             return frames[0]
-
-
-def _ts(value: Any) -> float | None:
-    return value.timestamp() if value is not None else None
 
 
 def _drain(fd: int) -> None:

@@ -111,7 +111,7 @@ def ask_first_worker(env: Env, command: str) -> list[Any]:
     from rabbitrun.client.control import control
 
     replies = asyncio.run(control(env.settings(), command, destination=f"w1-{env.prefix}@test"))
-    return [reply["data"] for reply in replies]
+    return [reply.data for reply in replies]
 
 
 def reserved(env: Env) -> list[dict[str, object]]:

@@ -3,23 +3,27 @@ Nothing may be lost at the end of an attempt and identical lines must all arrive
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
-from rabbitrun.client.logs import LogCursor, _of_attempt
+from rabbitrun.client.logs import LogCursor, _final_kind
 from rabbitrun.keys import TaskInstanceKey, log_relpath
-from rabbitrun.protocol import TaskEnvelope
+from rabbitrun.protocol import Event, TaskEnded, TaskEnvelope, TaskRevoked, TaskStarted
+from rabbitrun.states import TaskState
 from rabbitrun.worker.livelogs import LiveLogs
 
 
 class Recorder:
     """Stands in for the EventPublisher: keeps what would be published."""
 
+    hostname = "w1"
+
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
 
-    def emit(self, routing_key: str, kind: str, **fields: Any) -> None:
-        self.events.append({"routing_key": routing_key, "kind": kind, **fields})
+    def emit(self, routing_key: str, event: Event) -> None:
+        self.events.append({"routing_key": routing_key, **event.to_wire()})
 
 
 def _setup(tmp_path: Path) -> tuple[LiveLogs, Recorder, TaskEnvelope, Path]:
@@ -86,10 +90,16 @@ def test_cursor_counts_bytes_of_non_ascii_lines() -> None:
     assert cursor.take(0, ["é", "ü"]) == "ü\n"
 
 
-def test_follow_takes_only_events_of_the_asked_try_and_map_index() -> None:
+def test_follow_ends_only_on_the_final_event_of_the_asked_try_and_map_index() -> None:
     key = TaskInstanceKey("d", "t", "r", 3, 2)
-    event = {"run_id": "r", "task_id": "t", "try_number": 2, "map_index": 3}
-    assert _of_attempt(event, key)
-    assert not _of_attempt({**event, "try_number": 1}, key)
-    assert not _of_attempt({**event, "map_index": -1}, key)
-    assert not _of_attempt({**event, "run_id": "other"}, key)
+    assert _final_kind(TaskEnded("w1", key, "e1", TaskState.SUCCESS), key) == "succeeded"
+    assert _final_kind(TaskRevoked("w1", key, "e1", "shutdown"), key) == "revoked"
+    for other in (
+        dataclasses.replace(key, try_number=1),
+        dataclasses.replace(key, map_index=-1),
+        dataclasses.replace(key, run_id="other"),
+    ):
+        assert _final_kind(TaskEnded("w1", other, "e1", TaskState.FAILED), key) is None
+    # a sensor's reschedule keeps writing the same log; a start is not an end
+    assert _final_kind(TaskEnded("w1", key, "e1", TaskState.UP_FOR_RESCHEDULE), key) is None
+    assert _final_kind(TaskStarted("w1", key, "e1"), key) is None

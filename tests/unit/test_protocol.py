@@ -21,6 +21,7 @@ from rabbitrun.errors import (
 )
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.names import APP_ID, RESULT_MESSAGE_TYPE, TASK_MESSAGE_TYPE
+from rabbitrun.states import OutcomeKind, TaskState
 
 AT = datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
 KEY = TaskInstanceKey("etl", "extract", "manual__2026-03-04", -1, 1)
@@ -530,50 +531,172 @@ def test_result_properties_correlate_with_the_envelope_id() -> None:
 
 # --- worker pipe frames -------------------------------------------------------------------
 
+STARTED = protocol.StartedFrame("t1", 123)
+OUTCOME = protocol.OutcomeFrame("t1", TaskState.SUCCESS, claimed=True, started_at=AT, ended_at=AT, error="")
+EXITED = protocol.ExitedFrame("t1", 123, -9)
+
 
 def test_split_frames_waits_for_a_whole_frame_across_partial_reads() -> None:
-    frame = protocol.encode_frame("started", id="t1", pid=123)
+    frame = protocol.encode_frame(STARTED)
     buffer = bytearray()
     for cut in (2, 4, len(frame) - 1):  # inside the length prefix, just after it, one byte short
         buffer[:] = frame[:cut]
         assert protocol.split_frames(buffer) == []
         assert bytes(buffer) == frame[:cut], "an incomplete frame stays in the buffer"
     buffer.extend(frame[len(frame) - 1 :])
-    assert protocol.split_frames(buffer) == [{"k": "started", "id": "t1", "pid": 123}]
+    assert protocol.split_frames(buffer) == [STARTED]
     assert buffer == bytearray()
 
 
 def test_split_frames_takes_every_complete_frame_and_keeps_the_partial_tail() -> None:
-    first = protocol.encode_frame("started", id="t1", pid=1)
-    second = protocol.encode_frame("outcome", id="t1", state="success")
-    third = protocol.encode_frame("exited", id="t1", status=0)
-    buffer = bytearray(first + second + third[:5])
-    assert [f["k"] for f in protocol.split_frames(buffer)] == ["started", "outcome"]
+    third = protocol.encode_frame(EXITED)
+    buffer = bytearray(protocol.encode_frame(STARTED) + protocol.encode_frame(OUTCOME) + third[:5])
+    assert protocol.split_frames(buffer) == [STARTED, OUTCOME]
     assert bytes(buffer) == third[:5]
     buffer.extend(third[5:])
-    assert protocol.split_frames(buffer) == [{"k": "exited", "id": "t1", "status": 0}]
+    assert protocol.split_frames(buffer) == [EXITED]
 
 
 def test_split_frames_of_an_empty_buffer_is_empty() -> None:
     assert protocol.split_frames(bytearray()) == []
 
 
-def test_frame_that_is_not_a_map_is_a_protocol_error() -> None:
-    payload = _pack([1, 2])
-    buffer = bytearray(len(payload).to_bytes(4, "big") + payload)
-    with pytest.raises(ProtocolError):
+@pytest.mark.parametrize(
+    "frame",
+    [
+        STARTED,
+        OUTCOME,
+        EXITED,
+        protocol.StopFrame(),
+        protocol.OutcomeFrame("t2", OutcomeKind.DB_UNAVAILABLE, error="connection refused"),
+        protocol.RunFrame("7", _envelope(key=TaskInstanceKey("d", "t", "r", 3, 2))),
+    ],
+    ids=lambda frame: type(frame).__name__,
+)
+def test_every_frame_kind_comes_back_equal(frame: protocol.Frame) -> None:
+    assert protocol.split_frames(bytearray(protocol.encode_frame(frame))) == [frame]
+
+
+def _framed(obj: object) -> bytearray:
+    payload = _pack(obj)
+    return bytearray(len(payload).to_bytes(4, "big") + payload)
+
+
+@pytest.mark.parametrize(
+    ("obj", "reason"),
+    [
+        ([1, 2], "expected a map"),
+        ({"k": "started", "id": "t1", "pid": 1}, "version"),  # no "v"
+        ({"v": 1, "k": "refresh"}, "names no worker frame"),
+        ({"v": 1, "k": "started", "id": "t1"}, "missing field 'pid'"),
+        ({"v": 1, "k": "started", "id": "t1", "pid": "1"}, "'pid' must be int"),
+        ({"v": 1, "k": "exited", "id": "", "pid": 1, "status": 0}, "'id' must be a non-empty"),
+        ({"v": 1, "k": "outcome", "id": "t", "state": "success", "claimed": 1, "error": ""}, "'claimed' must be"),
+    ],
+)
+def test_a_malformed_frame_is_taken_off_and_raises_its_reason(obj: object, reason: str) -> None:
+    buffer = _framed(obj)
+    with pytest.raises(ProtocolError, match=reason):
         protocol.split_frames(buffer)
+    assert buffer == bytearray(), "the bad frame does not block the ones after it"
 
 
-def test_envelope_passed_through_a_frame_comes_back_unchanged() -> None:
-    envelope = _envelope(key=TaskInstanceKey("d", "t", "r", 3, 2))
-    buffer = bytearray(protocol.encode_frame("run", token="7", **protocol.frame_fields(envelope)))
-    (frame,) = protocol.split_frames(buffer)
-    assert frame["token"] == "7"
-    assert protocol.envelope_from_frame(frame) == envelope
+def test_frames_are_frozen() -> None:
+    with pytest.raises(AttributeError):
+        OUTCOME.state = "failed"  # type: ignore[misc]
 
 
 def test_envelope_in_a_frame_is_validated_like_one_from_the_broker() -> None:
     bad = {**GOOD_ENVELOPE, "dag_file": "../../etc/passwd"}
     with pytest.raises(InvalidEnvelope):
-        protocol.envelope_from_frame({"k": "run", "envelope": bad})
+        protocol.split_frames(_framed({"v": 1, "k": "run", "token": "7", "envelope": bad}))
+
+
+# --- control requests and replies -----------------------------------------------------------
+
+
+def test_control_request_round_trips_with_its_arguments() -> None:
+    request = protocol.ControlRequest.of("read_log", {"dag_id": "d", "task_id": "t", "run_id": "r", "try_number": 2})
+    assert request.key == TaskInstanceKey("d", "t", "r", -1, 2)
+    assert protocol.decode_control_request(protocol.encode_message(request)) == request
+    grow = protocol.ControlRequest.of("pool_grow", {"n": 3})
+    assert protocol.decode_control_request(protocol.encode_message(grow)) == grow
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        ({"n": "3"}, "'n' must be int"),
+        ({"queue": 7}, "'queue' must be str"),
+        ({"dag_id": "d", "task_id": "t", "run_id": "r", "try_number": 0}, "'try_number' must be at least 1"),
+        ({"dag_id": "d", "task_id": "t"}, "missing field"),
+    ],
+)
+def test_control_request_with_a_wrong_argument_is_refused_before_it_is_sent(args: dict[str, Any], reason: str) -> None:
+    with pytest.raises(InvalidEnvelope, match=reason):
+        protocol.ControlRequest.of("anything", args)
+
+
+def test_control_request_without_a_command_is_refused() -> None:
+    with pytest.raises(InvalidEnvelope, match="'kind'"):
+        protocol.decode_control_request(_pack({"v": 1, "args": {}}))
+
+
+def test_control_reply_round_trips_ok_and_error() -> None:
+    ok = protocol.ControlReply("w1", "stats", ok=True, data={"busy": 1, "processes": [12, 13]})
+    failed = protocol.ControlReply("w1", "nope", ok=False, error="ValueError: unknown command 'nope'")
+    for reply in (ok, failed):
+        assert protocol.decode_control_reply(protocol.encode_message(reply)) == reply
+
+
+def test_a_control_request_is_not_a_reply() -> None:
+    with pytest.raises(InvalidEnvelope, match="control reply"):
+        protocol.decode_control_reply(protocol.encode_message(protocol.ControlRequest("ping")))
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        protocol.Heartbeat("w1", 1, 2, ("default", "etl"), 4242),
+        protocol.WorkerOffline("w1"),
+        protocol.TaskReceived("w1", KEY, "e" * 32, redelivered=True),
+        protocol.TaskStarted("w1", KEY, "e" * 32),
+        protocol.TaskEnded("w1", KEY, "e" * 32, TaskState.UP_FOR_RETRY, "boom"),
+        protocol.TaskRevoked("w1", KEY, "e" * 32, "worker shutting down"),
+        protocol.TaskTimedOut("w1", KEY, "e" * 32, "soft"),
+        protocol.LogLines("w1", KEY, 120, ("line one", "line two")),
+    ],
+    ids=lambda event: type(event).__name__,
+)
+def test_every_event_comes_back_equal(event: protocol.Event) -> None:
+    assert protocol.decode_event(protocol.encode_message(event)) == event
+
+
+def test_a_task_end_event_is_named_for_its_state() -> None:
+    wire = protocol.TaskEnded("w1", KEY, "e1", TaskState.SUCCESS).to_wire()
+    assert wire["kind"] == "succeeded" and wire["state"] == "success"
+
+
+@pytest.mark.parametrize(
+    ("obj", "reason"),
+    [
+        ({"v": 1, "kind": "gossip", "hostname": "w1"}, "names no event"),
+        ({"v": 1, "kind": "heartbeat", "hostname": "w1", "active": 1, "concurrency": 2, "pid": 1}, "'queues'"),
+        (
+            {"v": 1, "kind": "heartbeat", "hostname": "w1", "active": 1, "concurrency": 2, "pid": 1, "queues": [1]},
+            "list of str",
+        ),
+        (
+            {**protocol.TaskEnded("w1", KEY, "e1", TaskState.SUCCESS).to_wire(), "kind": "failed"},
+            "does not end in a 'failed' event",
+        ),
+        ({**protocol.TaskStarted("w1", KEY, "e1").to_wire(), "try_number": 0}, "'try_number'"),
+        ({"kind": "worker_offline", "hostname": "w1"}, "version"),
+    ],
+)
+def test_a_malformed_event_is_a_protocol_error(obj: dict[str, Any], reason: str) -> None:
+    with pytest.raises(ProtocolError, match=reason):
+        protocol.decode_event(_pack(obj))

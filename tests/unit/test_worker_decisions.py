@@ -6,12 +6,13 @@ from typing import Any
 
 import pytest
 
-from rabbitrun.worker.consumer import Action, Decision, decide
+from rabbitrun.protocol import OutcomeFrame
+from rabbitrun.worker.decisions import Action, Decision, decide
 from rabbitrun.worker.supervisor import ChildReport
 
 
 def _report(state: str | None = None, exit_status: int | None = 0, timed_out: str = "", **outcome: Any) -> ChildReport:
-    frame = None if state is None else {"k": "outcome", "id": "1", "state": state, **outcome}
+    frame = None if state is None else OutcomeFrame("1", state, **outcome)
     return ChildReport(envelope_id="e1", outcome=frame, exit_status=exit_status, pid=4321, timed_out=timed_out)
 
 
@@ -124,4 +125,4 @@ def test_unexpected_outcome_is_recorded_by_the_parent_and_named_in_the_reason(st
 def test_decide_is_pure_and_repeatable() -> None:
     report = _report("success")
     assert decide(report) == decide(report)
-    assert report.outcome == {"k": "outcome", "id": "1", "state": "success"}
+    assert report.outcome == OutcomeFrame("1", "success")

@@ -1,0 +1,126 @@
+"""The encoding every message shares: msgpack maps tagged ``v`` (1), and the strict field readers.
+
+This is the only module that calls msgpack. Each reader raises :class:`~rabbitrun.errors.InvalidEnvelope`
+naming the field, so a refusal says what was wrong (it becomes the dead-letter header).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import msgpack
+
+from rabbitrun.errors import DecodeError, InvalidEnvelope, UnsupportedVersion
+from rabbitrun.keys import TaskInstanceKey
+
+VERSION = 1
+CONTENT_TYPE = "application/msgpack"
+#: Envelopes larger than this are refused before decoding (poison protection).
+MAX_MESSAGE_BYTES = 1_048_576
+#: Results carry a short error; the log file has the whole story.
+MAX_ERROR_CHARS = 2000
+PERSISTENT = 2  # AMQP delivery_mode
+
+#: A message as its msgpack map: what ``to_wire`` returns and a decoder reads, never passed around.
+Wire = dict[str, Any]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def ts(value: datetime | None) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+def dt(value: object, field_name: str) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidEnvelope(f"field {field_name!r} must be a UNIX timestamp, got {type(value).__name__}")
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise InvalidEnvelope(f"field {field_name!r} is out of range") from exc
+
+
+def pack(obj: Wire) -> bytes:
+    packed: bytes = msgpack.packb(obj, use_bin_type=True)
+    return packed
+
+
+def unpack(body: bytes) -> Wire:
+    """Bytes -> a version-1 map (not yet validated field by field), or a ProtocolError."""
+    if len(body) > MAX_MESSAGE_BYTES:
+        raise DecodeError(f"message of {len(body)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")
+    try:
+        obj = msgpack.unpackb(body, raw=False, strict_map_key=True)
+    except (ValueError, TypeError, OverflowError, RecursionError, msgpack.UnpackException) as exc:
+        # msgpack raises several types for garbage; all of them mean "not msgpack"
+        raise DecodeError(f"body is not valid msgpack ({type(exc).__name__})") from exc
+    if not isinstance(obj, dict):
+        raise DecodeError(f"body is msgpack {type(obj).__name__}, expected a map")
+    check_version(obj)
+    return obj
+
+
+def check_version(obj: Mapping[str, Any]) -> None:
+    version = obj.get("v")
+    if type(version) is not int or version != VERSION:  # not True, not 1.0: the integer 1
+        raise UnsupportedVersion(version)
+
+
+def get(obj: Mapping[str, Any], name: str, kind: type | tuple[type, ...], *, optional: bool = False) -> Any:
+    if name not in obj:
+        if optional:
+            return None
+        raise InvalidEnvelope(f"missing field {name!r}")
+    value = obj[name]
+    if value is None and optional:
+        return None
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise InvalidEnvelope(f"field {name!r} must be {names}, got {type(value).__name__}")
+    return value
+
+
+def nonempty(obj: Mapping[str, Any], name: str) -> str:
+    value: str = get(obj, name, str)
+    if not value or len(value) > 250:
+        raise InvalidEnvelope(f"field {name!r} must be a non-empty string of at most 250 characters")
+    return value
+
+
+def key_from(obj: Mapping[str, Any]) -> TaskInstanceKey:
+    try_number = get(obj, "try_number", int)
+    if try_number < 1:
+        raise InvalidEnvelope("field 'try_number' must be at least 1")
+    map_index = get(obj, "map_index", int)
+    if map_index < -1:
+        raise InvalidEnvelope("field 'map_index' must be -1 (not mapped) or a position from 0")
+    return TaskInstanceKey(
+        dag_id=nonempty(obj, "dag_id"),
+        task_id=nonempty(obj, "task_id"),
+        run_id=nonempty(obj, "run_id"),
+        map_index=map_index,
+        try_number=try_number,
+    )
+
+
+def strings(obj: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    values: list[Any] = get(obj, name, list)
+    if not all(isinstance(value, str) for value in values):
+        raise InvalidEnvelope(f"field {name!r} must be a list of str")
+    return tuple(values)
+
+
+def key_wire(key: TaskInstanceKey) -> Wire:
+    return {
+        "dag_id": key.dag_id,
+        "task_id": key.task_id,
+        "run_id": key.run_id,
+        "map_index": key.map_index,
+        "try_number": key.try_number,
+    }
