@@ -194,6 +194,8 @@ class Consumer:
         if decision.action == Action.REQUEUE:
             self._finished(envelope, report, decision)
             log.warning("%s: %s; requeueing the delivery", key, decision.reason)
+            if decision.release:
+                await asyncio.to_thread(self._release, envelope, decision.reason)
             if report.state == OutcomeKind.DB_UNAVAILABLE:
                 if not message.redelivered:  # once per delivery, not every 2 s of an outage
                     await asyncio.to_thread(
@@ -242,6 +244,23 @@ class Consumer:
                 return None
         self._append_to_attempt_log(key, f"ERROR - {reason}; marking the attempt {outcome.state.value}")
         return outcome.state.value
+
+    def _release(self, envelope: protocol.TaskEnvelope, reason: str) -> None:
+        """The child was stopped by this worker's shutdown before it released its attempt: put it back
+        to QUEUED (same try) here, so the requeued delivery claims it again. A no-op when the attempt
+        is not RUNNING any more (the child finished it just before it died)."""
+        key, now = envelope.key, utcnow()
+        try:
+            with self._sessions() as session:
+                released = transitions.release(session, key, reason, now)
+                if released:  # the try's history row says so; a finished one keeps its own
+                    attempts.record_attempt(session, key, "terminated", None, now, self._hostname, None, reason)
+                session.commit()
+        except Exception as exc:  # noqa: BLE001 - DB down at shutdown: the zombie check recovers it
+            log.warning("%s: cannot release the attempt (%s); the scheduler recovers it", key, exc)
+            return
+        if released:
+            self._append_to_attempt_log(key, f"WARNING - {reason}; the attempt goes back to the queue (same try)")
 
     def _append_to_attempt_log(self, key: TaskInstanceKey, line: str) -> None:
         """The child could not write its own last words: the parent adds them to the per-try log."""

@@ -22,10 +22,15 @@ class Action(StrEnum):
 class Decision:
     action: Action
     reason: str = ""
+    release: bool = False  # REQUEUE after the parent puts the claimed attempt back to queued (same try)
 
 
 def decide(report: ChildReport) -> Decision:
     """Pure: what to do with a delivery once its child has exited."""
+    if report.stopped_for_shutdown and (report.outcome is None or report.outcome.state == OutcomeKind.CRASHED):
+        # the worker's own shutdown ended it before it could release itself: never a task failure
+        what = report.death_reason() if report.outcome is None else report.crash_reason()
+        return Decision(Action.REQUEUE, f"released on worker shutdown ({what})", release=True)
     if report.outcome is None:
         return Decision(Action.RECORD_AND_ACK, report.death_reason())
     state, error = report.outcome.state, report.outcome.error

@@ -33,6 +33,9 @@ class ChildReport:
     exit_status: int | None = None  # negative: killed by that signal
     pid: int | None = None
     timed_out: str = ""  # "soft" or "hard" when the worker enforced a limit
+    # the worker itself stopped this child for its shutdown: whatever it died of, the attempt is not
+    # the task's failure, and goes back to the queue (a SIGTERM can land before the child's handler)
+    stopped_for_shutdown: bool = False
 
     @property
     def state(self) -> str | None:
@@ -172,6 +175,7 @@ class Supervisor:
         count = 0
         for entry in list(self._running.values()):
             if entry.report.pid is not None and not entry.done.done():
+                entry.report.stopped_for_shutdown = True
                 self._signal(entry, sig, "")
                 count += 1
         return count

@@ -247,6 +247,27 @@ def test_second_signal_is_a_cold_shutdown_and_the_task_reruns_elsewhere(env: Env
     assert attempts_of(env, run_id) == [("long_task", 1, "success")]
 
 
+def test_cold_shutdown_before_the_task_handles_signals_releases_the_attempt_not_fails_it(env: Env) -> None:
+    """The race that once failed CI: the second signal reaches a task process that is RUNNING but has
+    not installed its SIGTERM handler yet, so SIGTERM kills it outright. The worker stopped it for its
+    own shutdown: the attempt goes back to queued (same try) and runs once elsewhere."""
+    env.scheduler()
+    worker = env.worker()
+    run_id = trigger(env, "slow_to_prepare")
+    wait_until(lambda: running_count(env, "slow_to_prepare", run_id) == 1, 30, what="task claimed")
+    worker.send_signal(signal.SIGTERM)
+    wait_until(lambda: "warm shutdown" in worker.log_path.read_text(), 10, what="warm shutdown begun")  # type: ignore[attr-defined]
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=30)
+    row = states(env, "slow_to_prepare", run_id)["prepared"]
+    assert (row.state, row.try_number) == ("queued", 1), row
+    assert "released on worker shutdown" in (row.reason or "") and "SIGTERM" in (row.reason or "")
+    second_worker(env)
+    assert wait(env, "slow_to_prepare", run_id, timeout_s=60).state == "success", env.logs()
+    assert len(lines(env, "prepared")) == 1
+    assert attempts_of(env, run_id) == [("prepared", 1, "success")]
+
+
 def test_soft_and_hard_time_limits_fail_the_attempt_with_the_reason(env: Env) -> None:
     env.vars["RABBITRUN__WORKER__KILL_GRACE_S"] = "1"
     env.scheduler()

@@ -6,7 +6,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from rabbitrun import DAG, TaskTimeout, task
+from rabbitrun import DAG, BaseOperator, TaskTimeout, task
 
 
 def append(context, name):
@@ -75,6 +75,31 @@ with DAG("long_running") as long_running:
         append(context, "long_task")
 
     long_task()
+
+
+class SlowToPrepare(BaseOperator):
+    """Takes ``prepare_s`` to be copied for rendering: its task process is RUNNING but has not yet
+    installed its SIGTERM handler (that happens when ``execute`` starts), the window in which a
+    worker's cold shutdown kills a task process that cannot release its attempt itself."""
+
+    template_fields = ("label",)
+
+    def __init__(self, prepare_s, label="", **kwargs):
+        super().__init__(**kwargs)
+        self.prepare_s, self.label = prepare_s, label
+
+    def __copy__(self):
+        time.sleep(self.prepare_s)
+        clone = type(self).__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        return clone
+
+    def execute(self, context):
+        append(context, self.task_id)
+
+
+with DAG("slow_to_prepare") as slow_to_prepare:
+    SlowToPrepare(task_id="prepared", prepare_s=8, label="{{ run_id }}")
 
 
 with DAG("self_kill", default_args={"retries": 1, "retry_delay": timedelta(0)}) as self_kill:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from rabbitrun.protocol import OutcomeFrame
+from rabbitrun.states import OutcomeKind
 from rabbitrun.worker.decisions import Action, Decision, decide
 from rabbitrun.worker.supervisor import ChildReport
 
@@ -126,3 +127,37 @@ def test_decide_is_pure_and_repeatable() -> None:
     report = _report("success")
     assert decide(report) == decide(report)
     assert report.outcome == OutcomeFrame("1", "success")
+
+
+# --- the worker's own shutdown (cold shutdown, or the warm shutdown's timeout) -----------------
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        ChildReport(envelope_id="e1", exit_status=-15, pid=1, stopped_for_shutdown=True),  # before its handler
+        ChildReport(envelope_id="e1", exit_status=-9, pid=1, stopped_for_shutdown=True),  # SIGKILL after grace
+        ChildReport(
+            envelope_id="e1",
+            outcome=OutcomeFrame("1", OutcomeKind.CRASHED, error="Traceback...\nSystemExit: 1"),
+            exit_status=1,
+            stopped_for_shutdown=True,
+        ),
+    ],
+    ids=["sigterm-unhandled", "sigkill", "crashed"],
+)
+def test_a_child_the_worker_stopped_for_its_shutdown_is_released_never_failed(report: ChildReport) -> None:
+    decision = decide(report)
+    assert decision.action == Action.REQUEUE and decision.release
+    assert decision.reason.startswith("released on worker shutdown")
+
+
+def test_a_child_that_ended_on_its_own_during_shutdown_keeps_its_outcome() -> None:
+    done = ChildReport(envelope_id="e1", outcome=OutcomeFrame("1", "success"), exit_status=0, stopped_for_shutdown=True)
+    assert decide(done) == Decision(Action.PUBLISH_AND_ACK)
+    released = ChildReport(envelope_id="e1", outcome=OutcomeFrame("1", "queued"), stopped_for_shutdown=True)
+    assert decide(released) == Decision(Action.REQUEUE, "released on worker shutdown")  # it released itself
+
+
+def test_a_sigterm_death_outside_a_shutdown_is_still_recorded_as_the_tasks_end() -> None:
+    assert decide(_report(None, exit_status=-15)).action == Action.RECORD_AND_ACK
