@@ -19,13 +19,14 @@ import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from rabbitrun.broker import quiet_logs
 from rabbitrun.broker.backoff import BackoffConnection
 from rabbitrun.errors import BrokerUnavailable
 from rabbitrun.names import connection_name
 from rabbitrun.settings import BrokerSettings, mask_url
 
 _RETRYABLE = (OSError, asyncio.TimeoutError, ConnectionError, aio_pika.exceptions.AMQPConnectionError)
-_TRANSPORT_LOGGER = "aiormq.connection"  # logs each failed connect as an ERROR before raising it
+_TRANSPORT_LOGGER = quiet_logs.TRANSPORT_LOGGER  # logs each failed connect as an ERROR before raising it
 
 
 def _not_a_connect_failure(record: logging.LogRecord) -> bool:
@@ -48,6 +49,7 @@ async def connect(settings: BrokerSettings, role: str, who: str) -> AbstractRobu
     """Open a robust connection named after ``role`` and ``who``, or raise BrokerUnavailable."""
     url = str(settings.url)
     name = connection_name(role, who)
+    quiet_logs.install()  # a forced close later is one WARNING, not tracebacks
     try:
         with _quiet_connect_failures():
             return await _connect_with_retries(settings, url, name)

@@ -47,6 +47,10 @@ def test_closed_broker_connections_recover_without_losing_or_doubling(env: Env, 
     assert [len(lines(env, n)) for n in ("first", "second", "third")] == [1, 1, 1]
     assert one_attempt_each(env, run_id, ("first", "second", "third"))  # the running task was not killed
     assert all(p.poll() is None for p in env.children)  # both reconnected on their own
+    for process in env.children:  # each told of the close once, plainly (one connection each)
+        text = process.log_path.read_text()  # type: ignore[attr-defined]
+        assert "Traceback" not in text and " ERROR aio" not in text, text
+        assert text.count("the broker closed the connection") >= 1, text
     rabbitmqctl("close_all_connections", "--vhost", vhost, "test: closing connections between runs")
     _, again = run_dag(env, "chain3", timeout_s=90)
     assert again.state == "success", env.logs()
