@@ -10,7 +10,7 @@ from rabbitrun.executor import PublishFailure
 from rabbitrun.metrics import Metrics
 from rabbitrun.models import attempts
 from rabbitrun.scheduler import queueing, readiness, recovery
-from tests.unit.test_scheduling_rules import NOW, World, _key, _queued_root, world  # noqa: F401 - fixture
+from tests.support.world import NOW, World, attempt_key, queued_root
 
 NAME = "rabbitrun_scheduler_outcomes_total"
 
@@ -23,8 +23,8 @@ def _count(metrics: Metrics, state: str, cause: str, task_id: str = "root") -> f
 
 def test_zombie_retry_is_counted_with_its_cause(world: World) -> None:
     metrics = Metrics()
-    _queued_root(world)
-    attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=42, now=NOW)
+    queued_root(world)
+    attempts.claim(world.session, attempt_key("chain", "root"), hostname="w1", pid=42, now=NOW)
     settings = world.with_settings(scheduler__zombie_threshold_s="60")
     recovery.fail_zombies(
         world.session, world.dagbag, settings, NOW + timedelta(seconds=59), metrics.count_scheduler_outcome
@@ -38,7 +38,7 @@ def test_zombie_retry_is_counted_with_its_cause(world: World) -> None:
 
 def test_stuck_in_queued_failure_is_counted(world: World) -> None:
     metrics = Metrics()
-    _queued_root(world)
+    queued_root(world)
     settings = world.with_settings(core__task_queued_timeout_s="60")
     recovery.surface_stuck_queued(world.session, settings, NOW + timedelta(seconds=61), metrics.count_scheduler_outcome)
     assert _count(metrics, "failed", "stuck_in_queued") == 1.0
@@ -46,7 +46,7 @@ def test_stuck_in_queued_failure_is_counted(world: World) -> None:
 
 def test_unroutable_failure_is_counted_and_a_retried_publish_is_not(world: World) -> None:
     metrics = Metrics()
-    envelope = _queued_root(world)
+    envelope = queued_root(world)
     queueing.put_back(
         world.session, [PublishFailure(envelope, PublishNotConfirmed("d", "x"))], NOW, metrics.count_scheduler_outcome
     )

@@ -4,128 +4,20 @@ DagBag of a tmp dags folder."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
+from datetime import UTC, timedelta
 
 import pytest
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
 
-from rabbitrun.authoring import DagBag
 from rabbitrun.errors import PublishNotConfirmed, Unroutable
 from rabbitrun.executor import PublishFailure
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models import attempts, runs
-from rabbitrun.models.engine import make_engine, session_factory
-from rabbitrun.models.migrate import upgrade
-from rabbitrun.models.tables import DagRun, TaskAttempt, TaskInstance, XComRow
-from rabbitrun.protocol import TaskEnvelope
+from rabbitrun.models.tables import TaskAttempt, TaskInstance, XComRow
 from rabbitrun.scheduler import queueing, readiness, recovery
 from rabbitrun.scheduler.runs import finish_runs_if_done, start_queued_runs
-from rabbitrun.settings import DatabaseSettings, Secret, Settings, load_settings
 from rabbitrun.states import TaskState
-
-NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
-
-DAGS = """
-from datetime import timedelta
-from rabbitrun.authoring import DAG, BashOperator
-
-with DAG("chain", schedule=None) as chain:
-    root = BashOperator(task_id="root", bash_command="true", retries=1, execution_timeout=timedelta(seconds=30))
-    child = BashOperator(task_id="child", bash_command="true")
-    cleanup = BashOperator(task_id="cleanup", bash_command="true", trigger_rule="all_done")
-    root >> [child, cleanup]
-
-with DAG("leaf_rule", schedule=None) as leaf_rule:
-    first = BashOperator(task_id="first", bash_command="true")
-    last = BashOperator(task_id="last", bash_command="true", trigger_rule="all_done")
-    first >> last
-
-with DAG("prio", schedule=None) as prio:
-    BashOperator(task_id="low", bash_command="true", priority_weight=1)
-    BashOperator(task_id="high", bash_command="true", priority_weight=10, queue="high_priority")
-    BashOperator(task_id="mid", bash_command="true", priority_weight=5)
-"""
-
-
-@dataclass
-class World:
-    settings: Settings
-    session: Session
-    dagbag: DagBag
-    tmp: Path
-
-    def with_settings(self, **env: str) -> Settings:
-        return _settings(self.tmp, **env)
-
-
-def _settings(tmp: Path, **env: str) -> Settings:
-    base = {
-        "RABBITRUN__CORE__DAGS_FOLDER": str(tmp / "dags"),
-        "RABBITRUN__CORE__LOAD_EXAMPLES": "false",
-        "RABBITRUN__DATABASE__URL": f"sqlite:///{tmp / 'rabbitrun.db'}",
-    }
-    base.update({f"RABBITRUN__{k.upper()}": v for k, v in env.items()})
-    return load_settings(home=tmp, env=base, read_file=False)
-
-
-@pytest.fixture()
-def world(tmp_path: Path) -> Iterator[World]:
-    dags = tmp_path / "dags"
-    dags.mkdir()
-    (dags / "sched_dags.py").write_text(DAGS)
-    settings = _settings(tmp_path)
-    engine = make_engine(DatabaseSettings(url=Secret(f"sqlite:///{tmp_path / 'rabbitrun.db'}")))
-    upgrade(engine)
-    dagbag = DagBag(dags, include_examples=False)
-    assert not dagbag.import_errors, dagbag.import_errors
-    session = session_factory(engine)()
-    try:
-        yield World(settings, session, dagbag, tmp_path)
-    finally:
-        session.close()
-        engine.dispose()
-
-
-def _start(w: World, dag_id: str, run_id: str = "r1") -> None:
-    runs.create_run(w.session, dag_id, run_id, {}, NOW)
-    start_queued_runs(w.session, w.dagbag, w.settings, NOW)
-
-
-def _ti(w: World, dag_id: str, task_id: str, run_id: str = "r1") -> TaskInstance:
-    w.session.expire_all()
-    ti = w.session.get(TaskInstance, (dag_id, task_id, run_id, -1))
-    assert ti is not None
-    return ti
-
-
-def _set(w: World, dag_id: str, task_id: str, run_id: str = "r1", **values: Any) -> None:
-    w.session.execute(
-        update(TaskInstance)
-        .where(TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id, TaskInstance.run_id == run_id)
-        .values(**values)
-    )
-    w.session.commit()
-
-
-def _run(w: World, dag_id: str, run_id: str = "r1") -> DagRun:
-    w.session.expire_all()
-    return w.session.execute(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).scalar_one()
-
-
-def _key(dag_id: str, task_id: str, try_number: int = 1, run_id: str = "r1") -> TaskInstanceKey:
-    return TaskInstanceKey(dag_id, task_id, run_id, -1, try_number)
-
-
-def _queued_root(w: World) -> TaskEnvelope:
-    _start(w, "chain")
-    (envelope,) = readiness.schedule(w.session, w.dagbag, w.settings, NOW)
-    return envelope
-
+from tests.support.world import NOW, World, attempt_key, queued_root, run_row, set_ti, start_run, ti_row
 
 # --- failure_outcome (pure) --------------------------------------------------------------
 
@@ -165,8 +57,8 @@ def test_failure_without_retry_fails_even_with_tries_left() -> None:
 
 
 def test_claim_of_a_queued_attempt_with_its_try_number_wins(world: World) -> None:
-    _queued_root(world)
-    claim = attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=42, now=NOW)
+    queued_root(world)
+    claim = attempts.claim(world.session, attempt_key("chain", "root"), hostname="w1", pid=42, now=NOW)
     assert (claim.won, claim.state, claim.try_number, claim.max_tries, claim.queue) == (
         True,
         "running",
@@ -175,49 +67,51 @@ def test_claim_of_a_queued_attempt_with_its_try_number_wins(world: World) -> Non
         "default",
     )
     assert claim.run is not None and claim.run.run_id == "r1"
-    ti = _ti(world, "chain", "root")
+    ti = ti_row(world, "chain", "root")
     assert (ti.state, ti.hostname, ti.pid, ti.start_date, ti.last_heartbeat_at) == ("running", "w1", 42, NOW, NOW)
 
 
 def test_claim_with_the_wrong_try_number_loses_and_reports_the_current_state(world: World) -> None:
-    _queued_root(world)
-    claim = attempts.claim(world.session, _key("chain", "root", try_number=2), hostname="w1", pid=42, now=NOW)
+    queued_root(world)
+    claim = attempts.claim(world.session, attempt_key("chain", "root", try_number=2), hostname="w1", pid=42, now=NOW)
     assert (claim.won, claim.state, claim.try_number) == (False, "queued", 1)
-    assert _ti(world, "chain", "root").state == "queued"
+    assert ti_row(world, "chain", "root").state == "queued"
 
 
 def test_second_claim_of_the_same_attempt_loses(world: World) -> None:
-    _queued_root(world)
-    assert attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=42, now=NOW).won
-    again = attempts.claim(world.session, _key("chain", "root"), hostname="w2", pid=43, now=NOW + timedelta(seconds=1))
+    queued_root(world)
+    assert attempts.claim(world.session, attempt_key("chain", "root"), hostname="w1", pid=42, now=NOW).won
+    again = attempts.claim(
+        world.session, attempt_key("chain", "root"), hostname="w2", pid=43, now=NOW + timedelta(seconds=1)
+    )
     assert (again.won, again.state) == (False, "running")
-    assert _ti(world, "chain", "root").hostname == "w1"
+    assert ti_row(world, "chain", "root").hostname == "w1"
 
 
 def test_claim_retried_by_the_same_process_after_a_lost_commit_answer_wins_again(world: World) -> None:
-    _queued_root(world)
-    assert attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=42, now=NOW).won
-    assert attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=42, now=NOW).won
+    queued_root(world)
+    assert attempts.claim(world.session, attempt_key("chain", "root"), hostname="w1", pid=42, now=NOW).won
+    assert attempts.claim(world.session, attempt_key("chain", "root"), hostname="w1", pid=42, now=NOW).won
 
 
 @pytest.mark.parametrize("state", ["running", "success", "failed", "up_for_retry", "none"])
 def test_claim_of_an_attempt_that_is_not_queued_loses(world: World, state: str) -> None:
-    _queued_root(world)
-    _set(world, "chain", "root", state=state)
-    claim = attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=42, now=NOW)
+    queued_root(world)
+    set_ti(world, "chain", "root", state=state)
+    claim = attempts.claim(world.session, attempt_key("chain", "root"), hostname="w1", pid=42, now=NOW)
     assert (claim.won, claim.state) == (False, state)
 
 
 def test_claim_of_a_missing_task_instance_loses_with_state_none(world: World) -> None:
-    _queued_root(world)
-    claim = attempts.claim(world.session, _key("chain", "nope"), hostname="w1", pid=42, now=NOW)
+    queued_root(world)
+    claim = attempts.claim(world.session, attempt_key("chain", "nope"), hostname="w1", pid=42, now=NOW)
     assert (claim.won, claim.state, claim.try_number) == (False, None, None)
-    claim = attempts.claim(world.session, _key("chain", "root", run_id="other"), hostname="w1", pid=42, now=NOW)
+    claim = attempts.claim(world.session, attempt_key("chain", "root", run_id="other"), hostname="w1", pid=42, now=NOW)
     assert claim.state is None
 
 
 def test_claim_deletes_the_task_instances_previous_xcoms_only(world: World) -> None:
-    _queued_root(world)
+    queued_root(world)
     for task_id in ("root", "child"):
         world.session.add(
             XComRow(
@@ -231,18 +125,18 @@ def test_claim_deletes_the_task_instances_previous_xcoms_only(world: World) -> N
             )
         )
     world.session.commit()
-    assert attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=42, now=NOW).won
+    assert attempts.claim(world.session, attempt_key("chain", "root"), hostname="w1", pid=42, now=NOW).won
     left = world.session.execute(select(XComRow.task_id)).scalars().all()
     assert left == ["child"]
 
 
 def test_losing_claim_keeps_the_xcoms(world: World) -> None:
-    _queued_root(world)
+    queued_root(world)
     world.session.add(
         XComRow(dag_id="chain", task_id="root", run_id="r1", map_index=-1, key="k", value=b"1", timestamp=NOW)
     )
     world.session.commit()
-    assert not attempts.claim(world.session, _key("chain", "root", 2), hostname="w1", pid=42, now=NOW).won
+    assert not attempts.claim(world.session, attempt_key("chain", "root", 2), hostname="w1", pid=42, now=NOW).won
     assert world.session.execute(select(func.count()).select_from(XComRow)).scalar_one() == 1
 
 
@@ -251,13 +145,13 @@ def test_losing_claim_keeps_the_xcoms(world: World) -> None:
 
 @pytest.mark.parametrize("pass_started_at", [True, False], ids=["runner_path", "parent_path"])
 def test_finish_from_running_records_state_and_an_attempt_row_once(world: World, pass_started_at: bool) -> None:
-    _queued_root(world)
-    attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=42, now=NOW)
+    queued_root(world)
+    attempts.claim(world.session, attempt_key("chain", "root"), hostname="w1", pid=42, now=NOW)
     ended = NOW + timedelta(seconds=5)
     outcome = attempts.Finish(TaskState.SUCCESS, ended)
     started = NOW if pass_started_at else None
-    assert attempts.finish(world.session, _key("chain", "root"), outcome, started_at=started)
-    ti = _ti(world, "chain", "root")
+    assert attempts.finish(world.session, attempt_key("chain", "root"), outcome, started_at=started)
+    ti = ti_row(world, "chain", "root")
     assert (ti.state, ti.end_date, ti.duration) == ("success", ended, 5.0)
     row = world.session.execute(select(TaskAttempt)).scalar_one()
     assert (row.task_id, row.try_number, row.state, row.hostname, row.pid, row.start_date, row.end_date) == (
@@ -270,32 +164,32 @@ def test_finish_from_running_records_state_and_an_attempt_row_once(world: World,
         ended,
     )
     later = attempts.Finish(TaskState.FAILED, ended + timedelta(seconds=1), "late")
-    assert not attempts.finish(world.session, _key("chain", "root"), later, started_at=started)
-    assert _ti(world, "chain", "root").state == "success", "the first decision stands"
+    assert not attempts.finish(world.session, attempt_key("chain", "root"), later, started_at=started)
+    assert ti_row(world, "chain", "root").state == "success", "the first decision stands"
 
 
 def test_finish_for_another_try_number_does_nothing(world: World) -> None:
-    _queued_root(world)
-    attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=42, now=NOW)
-    assert not attempts.finish(world.session, _key("chain", "root", 2), attempts.Finish(TaskState.SUCCESS, NOW))
-    assert _ti(world, "chain", "root").state == "running"
+    queued_root(world)
+    attempts.claim(world.session, attempt_key("chain", "root"), hostname="w1", pid=42, now=NOW)
+    assert not attempts.finish(world.session, attempt_key("chain", "root", 2), attempts.Finish(TaskState.SUCCESS, NOW))
+    assert ti_row(world, "chain", "root").state == "running"
     assert world.session.execute(select(func.count()).select_from(TaskAttempt)).scalar_one() == 0
 
 
 def test_finish_of_an_unclaimed_attempt_does_nothing(world: World) -> None:
-    _queued_root(world)
+    queued_root(world)
     assert not attempts.finish(
-        world.session, _key("chain", "root"), attempts.Finish(TaskState.SUCCESS, NOW), started_at=NOW
+        world.session, attempt_key("chain", "root"), attempts.Finish(TaskState.SUCCESS, NOW), started_at=NOW
     )
-    assert _ti(world, "chain", "root").state == "queued"
+    assert ti_row(world, "chain", "root").state == "queued"
 
 
 def test_finish_as_up_for_retry_stores_when_the_retry_is_due(world: World) -> None:
-    _queued_root(world)
-    attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=42, now=NOW)
+    queued_root(world)
+    attempts.claim(world.session, attempt_key("chain", "root"), hostname="w1", pid=42, now=NOW)
     outcome = attempts.failure_outcome(1, 1, timedelta(minutes=5), "boom", NOW)
-    assert attempts.finish(world.session, _key("chain", "root"), outcome)
-    ti = _ti(world, "chain", "root")
+    assert attempts.finish(world.session, attempt_key("chain", "root"), outcome)
+    ti = ti_row(world, "chain", "root")
     assert (ti.state, ti.reason, ti.next_retry_at) == ("up_for_retry", "boom", NOW + timedelta(minutes=5))
 
 
@@ -303,16 +197,16 @@ def test_finish_as_up_for_retry_stores_when_the_retry_is_due(world: World) -> No
 
 
 def test_heartbeat_touches_only_running_attempts_of_the_given_envelopes(world: World) -> None:
-    _start(world, "prio")
+    start_run(world, "prio")
     envelopes = {e.key.task_id: e for e in readiness.schedule(world.session, world.dagbag, world.settings, NOW)}
     for task_id in ("low", "high"):
-        attempts.claim(world.session, _key("prio", task_id), hostname="w1", pid=1, now=NOW)
+        attempts.claim(world.session, attempt_key("prio", task_id), hostname="w1", pid=1, now=NOW)
     later = NOW + timedelta(seconds=30)
     ids = [envelopes["low"].id, envelopes["mid"].id, "no-such-envelope"]  # mid is only queued
     assert attempts.heartbeat(world.session, ids, later) == 1
-    assert _ti(world, "prio", "low").last_heartbeat_at == later
-    assert _ti(world, "prio", "high").last_heartbeat_at == NOW
-    assert _ti(world, "prio", "mid").last_heartbeat_at is None
+    assert ti_row(world, "prio", "low").last_heartbeat_at == later
+    assert ti_row(world, "prio", "high").last_heartbeat_at == NOW
+    assert ti_row(world, "prio", "mid").last_heartbeat_at is None
 
 
 def test_heartbeat_of_no_envelopes_touches_nothing(world: World) -> None:
@@ -326,7 +220,7 @@ def test_starting_a_queued_run_creates_one_task_instance_per_task(world: World) 
     runs.create_run(world.session, "chain", "r1", {}, NOW)
     started = start_queued_runs(world.session, world.dagbag, world.settings, NOW)
     assert [r.run_id for r in started] == ["r1"]
-    assert _run(world, "chain").state == "running"
+    assert run_row(world, "chain").state == "running"
     tis = world.session.execute(select(TaskInstance)).scalars().all()
     assert sorted(t.task_id for t in tis) == ["child", "cleanup", "root"]
     assert {(t.state, t.try_number, t.map_index, t.queue) for t in tis} == {("none", 0, -1, "default")}
@@ -337,11 +231,11 @@ def test_starting_a_queued_run_creates_one_task_instance_per_task(world: World) 
 def test_run_of_an_unknown_dag_fails_instead_of_starting(world: World) -> None:
     runs.create_run(world.session, "ghost", "r1", {}, NOW)
     assert start_queued_runs(world.session, world.dagbag, world.settings, NOW) == []
-    assert _run(world, "ghost").state == "failed"
+    assert run_row(world, "ghost").state == "failed"
 
 
 def test_schedule_queues_only_root_tasks_with_try_one_and_an_envelope(world: World) -> None:
-    _start(world, "chain")
+    start_run(world, "chain")
     envelopes = readiness.schedule(world.session, world.dagbag, world.settings, NOW)
     assert [e.key.task_id for e in envelopes] == ["root"]
     (envelope,) = envelopes
@@ -353,66 +247,66 @@ def test_schedule_queues_only_root_tasks_with_try_one_and_an_envelope(world: Wor
         NOW,
     )
     assert envelope.retry_delay_s == 300.0  # the default retry_delay: the worker needs it to record a death
-    root = _ti(world, "chain", "root")
+    root = ti_row(world, "chain", "root")
     assert (root.state, root.try_number, root.envelope_id, root.queued_at) == ("queued", 1, envelope.id, NOW)
     assert len(envelope.id) == 32
-    assert _ti(world, "chain", "child").state == "none" and _ti(world, "chain", "cleanup").state == "none"
+    assert ti_row(world, "chain", "child").state == "none" and ti_row(world, "chain", "cleanup").state == "none"
 
 
 def test_queued_envelopes_rebuild_each_queued_task_instances_envelope_unchanged(world: World) -> None:
-    envelope = _queued_root(world)
-    _start(world, "prio")
+    envelope = queued_root(world)
+    start_run(world, "prio")
     readiness.schedule(world.session, world.dagbag, world.settings, NOW)
-    _set(world, "prio", "low", state="running")  # claimed: not republished
+    set_ti(world, "prio", "low", state="running")  # claimed: not republished
     rebuilt = queueing.queued_envelopes(world.session, world.dagbag, NOW + timedelta(minutes=1))
     assert [e.key.task_id for e in rebuilt] == ["high", "mid", "root"]  # highest priority first
     assert rebuilt[-1] == envelope  # same id, try, queue, limits and enqueued_at: the claim keeps it single
 
 
 def test_schedule_does_not_queue_an_already_queued_task_again(world: World) -> None:
-    _queued_root(world)
+    queued_root(world)
     assert readiness.schedule(world.session, world.dagbag, world.settings, NOW) == []
-    assert _ti(world, "chain", "root").try_number == 1
+    assert ti_row(world, "chain", "root").try_number == 1
 
 
 def test_every_queued_task_instance_gets_its_own_envelope_id(world: World) -> None:
-    _start(world, "prio")
+    start_run(world, "prio")
     envelopes = readiness.schedule(world.session, world.dagbag, world.settings, NOW)
     assert len({e.id for e in envelopes}) == 3
     assert {e.key.task_id: e.queue for e in envelopes} == {"low": "default", "mid": "default", "high": "high_priority"}
 
 
 def test_downstream_is_queued_once_its_upstream_succeeded(world: World) -> None:
-    _queued_root(world)
-    _set(world, "chain", "root", state="success")
+    queued_root(world)
+    set_ti(world, "chain", "root", state="success")
     envelopes = readiness.schedule(world.session, world.dagbag, world.settings, NOW)
     assert sorted(e.key.task_id for e in envelopes) == ["child", "cleanup"]
     assert all(e.key.try_number == 1 for e in envelopes)
 
 
 def test_failed_root_marks_all_success_downstream_upstream_failed_and_queues_all_done(world: World) -> None:
-    _queued_root(world)
-    _set(world, "chain", "root", state="failed")
+    queued_root(world)
+    set_ti(world, "chain", "root", state="failed")
     envelopes = readiness.schedule(world.session, world.dagbag, world.settings, NOW)
     assert [e.key.task_id for e in envelopes] == ["cleanup"]
-    child = _ti(world, "chain", "child")
+    child = ti_row(world, "chain", "child")
     assert child.state == "upstream_failed" and child.reason and "upstream" in child.reason
 
 
 def test_retry_that_is_not_due_yet_is_not_queued(world: World) -> None:
-    _queued_root(world)
-    _set(world, "chain", "root", state="up_for_retry", next_retry_at=NOW + timedelta(minutes=1))
+    queued_root(world)
+    set_ti(world, "chain", "root", state="up_for_retry", next_retry_at=NOW + timedelta(minutes=1))
     assert readiness.schedule(world.session, world.dagbag, world.settings, NOW) == []
-    assert _ti(world, "chain", "root").state == "up_for_retry"
-    assert _run(world, "chain").state == "running"
+    assert ti_row(world, "chain", "root").state == "up_for_retry"
+    assert run_row(world, "chain").state == "running"
 
 
 def test_retry_that_is_due_is_queued_with_the_next_try_number(world: World) -> None:
-    first = _queued_root(world)
-    _set(world, "chain", "root", state="up_for_retry", next_retry_at=NOW - timedelta(seconds=1), reason="boom")
+    first = queued_root(world)
+    set_ti(world, "chain", "root", state="up_for_retry", next_retry_at=NOW - timedelta(seconds=1), reason="boom")
     (envelope,) = readiness.schedule(world.session, world.dagbag, world.settings, NOW)
     assert envelope.key.try_number == 2 and envelope.id != first.id
-    root = _ti(world, "chain", "root")
+    root = ti_row(world, "chain", "root")
     assert (root.state, root.try_number, root.envelope_id, root.reason) == ("queued", 2, envelope.id, None)
 
 
@@ -420,10 +314,10 @@ def test_retry_that_is_due_is_queued_with_the_next_try_number(world: World) -> N
 
 
 def test_unroutable_envelope_fails_its_task_with_a_reason_naming_the_queue(world: World) -> None:
-    envelope = _queued_root(world)
+    envelope = queued_root(world)
     error = Unroutable("rabbitrun.tasks", "default", "default")
     queueing.put_back(world.session, [PublishFailure(envelope, error)], NOW)
-    root = _ti(world, "chain", "root")
+    root = ti_row(world, "chain", "root")
     assert root.state == "failed" and root.end_date == NOW
     assert root.reason and "'default'" in root.reason and "queue" in root.reason
     attempt = world.session.execute(select(TaskAttempt)).scalar_one()  # the try's history says so too
@@ -431,37 +325,37 @@ def test_unroutable_envelope_fails_its_task_with_a_reason_naming_the_queue(world
 
 
 def test_other_publish_failure_puts_the_task_back_and_the_next_pass_republishes_the_same_try(world: World) -> None:
-    envelope = _queued_root(world)
+    envelope = queued_root(world)
     error = PublishNotConfirmed("default", "timeout")
     queueing.put_back(world.session, [PublishFailure(envelope, error)], NOW)
-    root = _ti(world, "chain", "root")
+    root = ti_row(world, "chain", "root")
     assert root.state == "scheduled" and root.reason and "publish failed" in root.reason
     (again,) = readiness.schedule(world.session, world.dagbag, world.settings, NOW + timedelta(seconds=1))
     assert again.key == envelope.key, "a re-publish keeps the try_number"
-    root = _ti(world, "chain", "root")
+    root = ti_row(world, "chain", "root")
     assert (root.state, root.try_number, root.envelope_id) == ("queued", 1, again.id)
 
 
 def test_put_back_ignores_a_failure_for_an_envelope_that_is_no_longer_current(world: World) -> None:
-    envelope = _queued_root(world)
-    _set(world, "chain", "root", state="running")
+    envelope = queued_root(world)
+    set_ti(world, "chain", "root", state="running")
     queueing.put_back(world.session, [PublishFailure(envelope, PublishNotConfirmed("d", "x"))], NOW)
-    assert _ti(world, "chain", "root").state == "running"
-    _set(world, "chain", "root", state="queued", envelope_id="newer")
+    assert ti_row(world, "chain", "root").state == "running"
+    set_ti(world, "chain", "root", state="queued", envelope_id="newer")
     queueing.put_back(world.session, [PublishFailure(envelope, Unroutable("x", "d", "d"))], NOW)
-    assert _ti(world, "chain", "root").state == "queued"
+    assert ti_row(world, "chain", "root").state == "queued"
 
 
 # --- stuck in queued, zombies --------------------------------------------------------------------------
 
 
 def test_task_queued_too_long_is_failed_with_a_reason_naming_its_queue(world: World) -> None:
-    _queued_root(world)
+    queued_root(world)
     settings = world.with_settings(core__task_queued_timeout_s="60")
     recovery.surface_stuck_queued(world.session, settings, NOW + timedelta(seconds=59))
-    assert _ti(world, "chain", "root").state == "queued"
+    assert ti_row(world, "chain", "root").state == "queued"
     recovery.surface_stuck_queued(world.session, settings, NOW + timedelta(seconds=61))
-    root = _ti(world, "chain", "root")
+    root = ti_row(world, "chain", "root")
     assert root.state == "failed" and root.end_date == NOW + timedelta(seconds=61)
     assert root.reason and "stuck in queued" in root.reason and "'default'" in root.reason
     attempt = world.session.execute(select(TaskAttempt)).scalar_one()
@@ -469,18 +363,18 @@ def test_task_queued_too_long_is_failed_with_a_reason_naming_its_queue(world: Wo
 
 
 def test_task_queued_too_long_is_requeued_when_so_configured(world: World) -> None:
-    first = _queued_root(world)
+    first = queued_root(world)
     settings = world.with_settings(core__task_queued_timeout_s="60", core__task_queued_timeout_action="requeue")
     later = NOW + timedelta(seconds=61)
     recovery.surface_stuck_queued(world.session, settings, later)
-    root = _ti(world, "chain", "root")
+    root = ti_row(world, "chain", "root")
     assert root.state == "scheduled" and root.reason and "'default'" in root.reason
     (again,) = readiness.schedule(world.session, world.dagbag, settings, later)
     assert again.key.try_number == 1 and again.id != first.id
 
 
 def test_attempt_claimed_from_an_older_envelope_of_the_same_try_is_kept_alive_by_its_heartbeat(world: World) -> None:
-    old = _queued_root(world)
+    old = queued_root(world)
     settings = world.with_settings(
         core__task_queued_timeout_s="60", core__task_queued_timeout_action="requeue", scheduler__zombie_threshold_s="60"
     )
@@ -493,123 +387,123 @@ def test_attempt_claimed_from_an_older_envelope_of_the_same_try_is_kept_alive_by
     for beat in range(1, 5):  # the worker heartbeats the envelope it is running every 30 s
         attempts.heartbeat(world.session, [old.id], t + timedelta(seconds=30 * beat))
     assert recovery.fail_zombies(world.session, world.dagbag, settings, t + timedelta(seconds=150)) == []
-    assert _ti(world, "chain", "root").state == "running"
+    assert ti_row(world, "chain", "root").state == "running"
 
 
 def test_running_task_with_a_stale_heartbeat_is_retried_as_a_zombie(world: World) -> None:
-    _queued_root(world)
-    attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=42, now=NOW)
+    queued_root(world)
+    attempts.claim(world.session, attempt_key("chain", "root"), hostname="w1", pid=42, now=NOW)
     settings = world.with_settings(scheduler__zombie_threshold_s="60")
     assert recovery.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(seconds=59)) == []
     assert recovery.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(seconds=61)) == [
         ("chain", "r1")
     ]
-    root = _ti(world, "chain", "root")
+    root = ti_row(world, "chain", "root")
     assert root.state == "up_for_retry", "root has retries=1, so its first try is retried"
     assert root.reason and "zombie" in root.reason and "w1" in root.reason
     assert world.session.execute(select(TaskAttempt.state)).scalar_one() == "up_for_retry"
 
 
 def test_zombie_retry_waits_for_the_tasks_retry_delay(world: World) -> None:
-    _queued_root(world)
-    attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=42, now=NOW)
+    queued_root(world)
+    attempts.claim(world.session, attempt_key("chain", "root"), hostname="w1", pid=42, now=NOW)
     settings = world.with_settings(scheduler__zombie_threshold_s="60")
     found_at = NOW + timedelta(seconds=61)
     recovery.fail_zombies(world.session, world.dagbag, settings, found_at)
-    root = _ti(world, "chain", "root")
+    root = ti_row(world, "chain", "root")
     assert root.state == "up_for_retry"
     assert root.next_retry_at.replace(tzinfo=UTC) == found_at + timedelta(seconds=300)  # root's retry_delay
     assert readiness.schedule(world.session, world.dagbag, world.settings, found_at + timedelta(seconds=299)) == []
 
 
 def test_zombie_without_tries_left_fails(world: World) -> None:
-    _queued_root(world)
-    _set(world, "chain", "root", try_number=2, state="queued")
-    attempts.claim(world.session, _key("chain", "root", 2), hostname="w1", pid=42, now=NOW)
+    queued_root(world)
+    set_ti(world, "chain", "root", try_number=2, state="queued")
+    attempts.claim(world.session, attempt_key("chain", "root", 2), hostname="w1", pid=42, now=NOW)
     settings = world.with_settings(scheduler__zombie_threshold_s="60")
     recovery.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(minutes=5))
-    assert _ti(world, "chain", "root").state == "failed"
+    assert ti_row(world, "chain", "root").state == "failed"
 
 
 def test_running_task_with_a_fresh_heartbeat_is_not_a_zombie(world: World) -> None:
-    envelope = _queued_root(world)
-    attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=42, now=NOW)
+    envelope = queued_root(world)
+    attempts.claim(world.session, attempt_key("chain", "root"), hostname="w1", pid=42, now=NOW)
     attempts.heartbeat(world.session, [envelope.id], NOW + timedelta(seconds=50))
     settings = world.with_settings(scheduler__zombie_threshold_s="60")
     assert recovery.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(seconds=100)) == []
-    assert _ti(world, "chain", "root").state == "running"
+    assert ti_row(world, "chain", "root").state == "running"
 
 
 # --- run completion (Airflow's leaf rule) ------------------------------------------------------------------
 
 
 def test_run_succeeds_when_every_leaf_succeeded_even_if_an_inner_task_failed(world: World) -> None:
-    _start(world, "leaf_rule")
-    _set(world, "leaf_rule", "first", state="failed")
-    _set(world, "leaf_rule", "last", state="success")
+    start_run(world, "leaf_rule")
+    set_ti(world, "leaf_rule", "first", state="failed")
+    set_ti(world, "leaf_rule", "last", state="success")
     readiness.schedule(world.session, world.dagbag, world.settings, NOW)
-    run = _run(world, "leaf_rule")
+    run = run_row(world, "leaf_rule")
     assert (run.state, run.end_date) == ("success", NOW)
 
 
 def test_run_fails_when_a_leaf_failed(world: World) -> None:
-    _start(world, "leaf_rule")
-    _set(world, "leaf_rule", "first", state="success")
-    _set(world, "leaf_rule", "last", state="failed")
+    start_run(world, "leaf_rule")
+    set_ti(world, "leaf_rule", "first", state="success")
+    set_ti(world, "leaf_rule", "last", state="failed")
     readiness.schedule(world.session, world.dagbag, world.settings, NOW)
-    assert _run(world, "leaf_rule").state == "failed"
+    assert run_row(world, "leaf_rule").state == "failed"
 
 
 def test_run_fails_when_a_leaf_is_upstream_failed(world: World) -> None:
-    _queued_root(world)
-    _set(world, "chain", "root", state="failed")
+    queued_root(world)
+    set_ti(world, "chain", "root", state="failed")
     assert [e.key.task_id for e in readiness.schedule(world.session, world.dagbag, world.settings, NOW)] == ["cleanup"]
-    assert _run(world, "chain").state == "running", "cleanup is still queued"
-    _set(world, "chain", "cleanup", state="success")
+    assert run_row(world, "chain").state == "running", "cleanup is still queued"
+    set_ti(world, "chain", "cleanup", state="success")
     readiness.schedule(world.session, world.dagbag, world.settings, NOW)
-    assert _run(world, "chain").state == "failed"
+    assert run_row(world, "chain").state == "failed"
 
 
 def test_run_with_a_task_waiting_for_retry_is_not_finished(world: World) -> None:
-    _start(world, "leaf_rule")
-    _set(world, "leaf_rule", "first", state="success")
-    _set(world, "leaf_rule", "last", state="up_for_retry", next_retry_at=NOW + timedelta(hours=1))
+    start_run(world, "leaf_rule")
+    set_ti(world, "leaf_rule", "first", state="success")
+    set_ti(world, "leaf_rule", "last", state="up_for_retry", next_retry_at=NOW + timedelta(hours=1))
     readiness.schedule(world.session, world.dagbag, world.settings, NOW)
-    assert _run(world, "leaf_rule").state == "running"
+    assert run_row(world, "leaf_rule").state == "running"
 
 
 def test_finish_runs_if_done_applies_the_leaf_rule_too(world: World) -> None:
-    _start(world, "leaf_rule")
-    _set(world, "leaf_rule", "first", state="failed")
-    _set(world, "leaf_rule", "last", state="success")
+    start_run(world, "leaf_rule")
+    set_ti(world, "leaf_rule", "first", state="failed")
+    set_ti(world, "leaf_rule", "last", state="success")
     finish_runs_if_done(world.session, world.dagbag, [("leaf_rule", "r1")], NOW)
-    assert _run(world, "leaf_rule").state == "success"
+    assert run_row(world, "leaf_rule").state == "success"
 
 
 # --- priority and parallelism ------------------------------------------------------------------------
 
 
 def test_envelopes_come_out_highest_priority_weight_first(world: World) -> None:
-    _start(world, "prio")
+    start_run(world, "prio")
     envelopes = readiness.schedule(world.session, world.dagbag, world.settings, NOW)
     assert [(e.key.task_id, e.priority) for e in envelopes] == [("high", 10), ("mid", 5), ("low", 1)]
 
 
 def test_parallelism_caps_queued_tasks_and_gives_slots_to_the_highest_priority(world: World) -> None:
-    _start(world, "prio")
+    start_run(world, "prio")
     settings = world.with_settings(core__parallelism="2")
     envelopes = readiness.schedule(world.session, world.dagbag, settings, NOW)
     assert [e.key.task_id for e in envelopes] == ["high", "mid"]
-    assert _ti(world, "prio", "low").state == "none"
+    assert ti_row(world, "prio", "low").state == "none"
     assert readiness.schedule(world.session, world.dagbag, settings, NOW) == [], "both slots are taken"
-    _set(world, "prio", "high", state="success")
+    set_ti(world, "prio", "high", state="success")
     assert [e.key.task_id for e in readiness.schedule(world.session, world.dagbag, settings, NOW)] == ["low"]
 
 
 def test_running_tasks_count_against_parallelism(world: World) -> None:
-    _queued_root(world)  # chain.root queued
-    attempts.claim(world.session, _key("chain", "root"), hostname="w1", pid=1, now=NOW)
-    _start(world, "prio", run_id="p1")
+    queued_root(world)  # chain.root queued
+    attempts.claim(world.session, attempt_key("chain", "root"), hostname="w1", pid=1, now=NOW)
+    start_run(world, "prio", run_id="p1")
     settings = world.with_settings(core__parallelism="2")
     assert [e.key.task_id for e in readiness.schedule(world.session, world.dagbag, settings, NOW)] == ["high"]
 
@@ -618,18 +512,18 @@ def test_running_tasks_count_against_parallelism(world: World) -> None:
 
 
 def test_a_run_is_waiting_for_results_only_while_all_its_unfinished_tasks_are_queued_or_running(world: World) -> None:
-    _queued_root(world)  # root queued, child and cleanup still none: something may become ready
+    queued_root(world)  # root queued, child and cleanup still none: something may become ready
     waiting = readiness._waiting_for_results()
     assert world.session.execute(waiting).all() == []
     for task_id in ("child", "cleanup"):
-        _set(world, "chain", task_id, state="queued")
-    _set(world, "chain", "root", state="running")
+        set_ti(world, "chain", task_id, state="queued")
+    set_ti(world, "chain", "root", state="running")
     assert world.session.execute(waiting).all() == [("chain", "r1")]
     assert readiness.schedule(world.session, world.dagbag, world.settings, NOW) == []
-    _set(world, "chain", "cleanup", state="up_for_retry")  # a retry to wait for: evaluated again
+    set_ti(world, "chain", "cleanup", state="up_for_retry")  # a retry to wait for: evaluated again
     assert world.session.execute(waiting).all() == []
     for task_id in ("root", "child", "cleanup"):
-        _set(world, "chain", task_id, state="success")  # all finished: the full pass finishes the run
+        set_ti(world, "chain", task_id, state="success")  # all finished: the full pass finishes the run
     assert world.session.execute(waiting).all() == []
     readiness.schedule(world.session, world.dagbag, world.settings, NOW)
-    assert _run(world, "chain").state == "success"
+    assert run_row(world, "chain").state == "success"

@@ -15,7 +15,7 @@ from rabbitrun.errors import DagDefinitionError
 from rabbitrun.models import attempts
 from rabbitrun.scheduler import readiness, runs
 from rabbitrun.states import TaskState
-from tests.unit.test_scheduling_rules import NOW, World, _key, _queued_root, _set, _start, _ti, world  # noqa: F401
+from tests.support.world import NOW, World, attempt_key, queued_root, set_ti, start_run, ti_row
 
 
 class _CountingSensor(BaseSensorOperator):
@@ -129,44 +129,46 @@ def test_file_sensor_matches_globs_files_and_non_empty_directories(tmp_path: Pat
 
 
 def test_reschedule_is_recorded_with_its_history_and_due_time(world: World) -> None:
-    _queued_root(world)
-    key = _key("chain", "root")
+    queued_root(world)
+    key = attempt_key("chain", "root")
     assert attempts.claim(world.session, key, hostname="w1", pid=1, now=NOW).won
     due = NOW + timedelta(minutes=1)
     outcome = attempts.Finish(TaskState.UP_FOR_RESCHEDULE, NOW + timedelta(seconds=1), "rescheduled", due)
     assert attempts.finish(world.session, key, outcome, started_at=NOW, commit=False)
     attempts.record_reschedule(world.session, key, NOW, outcome.ended_at, due)
     world.session.commit()
-    ti = _ti(world, "chain", "root")
+    ti = ti_row(world, "chain", "root")
     assert (ti.state, ti.try_number, ti.next_retry_at) == ("up_for_reschedule", 1, due)
     assert attempts.reschedule_history(world.session, key) == attempts.RescheduleHistory(NOW, 1)
-    assert attempts.reschedule_history(world.session, _key("chain", "root", 2)) == attempts.RescheduleHistory(None, 0)
+    assert attempts.reschedule_history(world.session, attempt_key("chain", "root", 2)) == attempts.RescheduleHistory(
+        None, 0
+    )
     assert runs.next_due_at(world.session) == due
     assert runs.due_runs(world.session, NOW) == set()
     assert runs.due_runs(world.session, due) == {("chain", "r1")}
 
 
 def test_rescheduled_sensor_not_yet_due_is_not_queued_and_its_run_is_not_finished(world: World) -> None:
-    _queued_root(world)
-    _set(world, "chain", "root", state="up_for_reschedule", next_retry_at=NOW + timedelta(seconds=5))
+    queued_root(world)
+    set_ti(world, "chain", "root", state="up_for_reschedule", next_retry_at=NOW + timedelta(seconds=5))
     assert readiness.schedule(world.session, world.dagbag, world.settings, NOW) == []
-    assert _ti(world, "chain", "root").state == "up_for_reschedule"
+    assert ti_row(world, "chain", "root").state == "up_for_reschedule"
 
 
 def test_rescheduled_sensor_that_is_due_is_queued_again_with_the_same_try(world: World) -> None:
-    first = _queued_root(world)
-    _set(world, "chain", "root", state="up_for_reschedule", next_retry_at=NOW - timedelta(seconds=1))
+    first = queued_root(world)
+    set_ti(world, "chain", "root", state="up_for_reschedule", next_retry_at=NOW - timedelta(seconds=1))
     (envelope,) = readiness.schedule(world.session, world.dagbag, world.settings, NOW)
     assert envelope.key.try_number == 1 and envelope.id != first.id
-    root = _ti(world, "chain", "root")
+    root = ti_row(world, "chain", "root")
     assert (root.state, root.try_number, root.envelope_id) == ("queued", 1, envelope.id)
     assert attempts.claim(world.session, envelope.key, hostname="w1", pid=1, now=NOW).won
 
 
 def test_a_pass_that_finishes_a_run_reports_it_for_the_dag_callbacks(world: World) -> None:
-    _start(world, "leaf_rule")
-    _set(world, "leaf_rule", "first", state="success")
-    _set(world, "leaf_rule", "last", state="failed")
+    start_run(world, "leaf_rule")
+    set_ti(world, "leaf_rule", "first", state="success")
+    set_ti(world, "leaf_rule", "last", state="failed")
     finished: list[runs.FinishedRun] = []
     readiness.schedule(world.session, world.dagbag, world.settings, NOW, finished=finished)
     assert finished == [runs.FinishedRun("leaf_rule", "r1", "failed")]
