@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from rabbitrun import client
-from rabbitrun.models import attempts, xcom
+from rabbitrun.models import attempt_sql, attempts, xcom
 from rabbitrun.models.engine import as_unavailable, is_transient, make_engine, session_factory
 from rabbitrun.models.tables import DagRun, TaskAttempt, TaskInstance, XComRow
 from rabbitrun.scheduler import readiness
@@ -75,7 +75,13 @@ def test_a_dropped_connection_is_invalidated_and_the_next_checkout_reconnects(en
     with attempts.attempt_db(sessions) as db:  # type: ignore[arg-type]
         backend = db.execute(
             "claim",
-            {**attempts._key_params(key.with_try(99)), "p_now": LOGICAL, "p_host": "", "p_pid": 0, "p_envelope": None},
+            {
+                **attempt_sql.key_params(key.with_try(99)),
+                "p_now": LOGICAL,
+                "p_host": "",
+                "p_pid": 0,
+                "p_envelope": None,
+            },
         ).connection.info.backend_pid
         db.rollback()
     with make_engine(env.settings().database, pooled=False).connect() as other:  # not the pooled one
