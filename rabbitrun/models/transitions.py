@@ -20,7 +20,7 @@ Creating task instances (state none, with their run or when a mapped task
 expands) is an INSERT, not a change, and stays with whoever creates them.
 
 Why one module of this size: DESIGN rule 8 asks for one owner, and
-tests/unit/test_state_owner.py proves it by finding every write of the state column in
+tests/unit/test_state_writes.py proves it by finding every write of the state column in
 this file alone. Its parts (edges, the compare-and-set core, the named changes per
 lifecycle stage) only make sense together; a split would just spread the owner.
 tests/unit/test_state_writes.py fails when another module writes the column,
