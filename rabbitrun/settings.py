@@ -60,6 +60,8 @@ class CoreSettings:
     task_queued_timeout_s: float = 600.0
     # "fail" or "requeue" a task nobody claimed within task_queued_timeout_s
     task_queued_timeout_action: str = "fail"
+    # re-runs of one task instance (same try) after its worker was lost; one more ends it as failed
+    max_infra_retries: int = 3
     enable_xcom_pickling: bool = False
     max_xcom_size: int = 1_048_576
     xcom_backend: str = ""
@@ -120,11 +122,16 @@ class SchedulerSettings:
     # names the durable reply queue, consumed by one scheduler at a time. Default: the host name, or
     # <host>-2, <host>-3, ... when other schedulers on this host hold it (an explicit id is never changed)
     scheduler_id: str = ""
-    poll_interval_s: float = 1.0  # full pass: timers, stuck and zombie checks; results wake it at once
+    poll_interval_s: float = 1.0  # full pass: timers, stuck queued, expired leases; results wake it at once
     new_run_check_s: float = 0.05  # how often a cheap query looks for newly triggered runs
     dag_dir_list_interval_s: float = 30.0
-    zombie_threshold_s: float = 60.0
     publish_batch_size: int = 500
+
+
+#: Settings that are gone, and what took their place: an old config file gets told, not just refused.
+_REPLACED = {
+    "scheduler.zombie_threshold_s": "[worker] lease_s (an attempt whose lease expires runs again, same try)",
+}
 
 
 @dataclass(frozen=True)
@@ -136,7 +143,11 @@ class WorkerSettings:
     spare_processes: int = 2
     hostname: str = ""  # default: worker@<host name>
     shutdown_timeout_s: float = 60.0
-    heartbeat_interval_s: float = 5.0
+    # heartbeats on the events exchange, and the renewal of the lease of every running attempt
+    heartbeat_interval_s: float = 2.0
+    # an attempt whose lease is not renewed for this long is re-run elsewhere (same try); a worker
+    # that cannot renew kills its task processes before that (self-fencing)
+    lease_s: float = 10.0
     # hard limit = soft limit (execution_timeout) + this grace, then SIGKILL
     kill_grace_s: float = 10.0
     # ack a long delivery once claimed so RabbitMQ's consumer_timeout cannot fire
@@ -254,8 +265,10 @@ def _apply(
         known = {f.name: str(f.type) for f in fields(SECTIONS[section])}
         for key, raw in entries.items():
             if key not in known:
+                replaced = _REPLACED.get(f"{section}.{key}")
+                hint = f"; it was replaced by {replaced}" if replaced else _closest(key, list(known))
                 raise ConfigError(
-                    f"unknown setting [{section}] {key} in {source}{_closest(key, list(known))}",
+                    f"unknown setting [{section}] {key} in {source}{hint}",
                     key=f"{section}.{key}",
                     source=source,
                 )
@@ -339,6 +352,13 @@ def _fill_defaults(s: Settings) -> Settings:
         )
     if s.broker.queue_type not in ("classic", "quorum"):
         raise ConfigError("[broker] queue_type must be 'classic' or 'quorum'", key="broker.queue_type")
+    if not 0 < s.worker.heartbeat_interval_s * 2 <= s.worker.lease_s:
+        raise ConfigError(
+            "[worker] lease_s must be at least twice heartbeat_interval_s (a lease survives one lost renewal)",
+            key="worker.lease_s",
+        )
+    if s.core.max_infra_retries < 0:
+        raise ConfigError("[core] max_infra_retries must be 0 or more", key="core.max_infra_retries")
     if s.core.task_queued_timeout_action not in ("fail", "requeue"):
         raise ConfigError(
             "[core] task_queued_timeout_action must be 'fail' or 'requeue'", key="core.task_queued_timeout_action"

@@ -117,6 +117,7 @@ TRANSITIONS: Mapping[TaskState, frozenset[TaskState]] = MappingProxyType(
                 TaskState.UP_FOR_RESCHEDULE,  # a sensor in reschedule mode: same try, its slot freed
                 # released on warm shutdown: its requeued delivery claims it again (same try); `tasks run` (new try)
                 TaskState.QUEUED,
+                TaskState.SCHEDULED,  # its lease expired (its worker is gone): published again, same try
             }
         ),
         TaskState.UP_FOR_RETRY: frozenset(

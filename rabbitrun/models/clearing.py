@@ -44,6 +44,7 @@ def clear(
                 end_date=None,
                 reason=None,
                 next_retry_at=None,
+                infra_retries=0,
                 max_tries=ti.try_number + retries[ti.task_id],
             )
     changes.write(session)

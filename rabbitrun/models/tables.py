@@ -94,7 +94,9 @@ class TaskInstance(Base):
     hostname: Mapped[str | None] = mapped_column(String(ID_LEN))
     pid: Mapped[int | None] = mapped_column(Integer)
     envelope_id: Mapped[str | None] = mapped_column(String(64))
-    last_heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the lease: renewed by its worker
+    # re-queued (same try) because its lease expired: bounded by core.max_infra_retries
+    infra_retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reason: Mapped[str | None] = mapped_column(Text)  # why it failed or is stuck, for `tasks states`
 

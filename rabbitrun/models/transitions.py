@@ -94,6 +94,7 @@ SETTLE = _edge("settle", {S.NONE}, {S.SKIPPED, S.UPSTREAM_FAILED, S.FAILED})  # 
 UNKNOWN_POOL = _edge("unknown pool", QUEUE_NEW_TRY.sources | QUEUE_SAME_TRY.sources, {S.FAILED})
 PUT_BACK = _edge("put back", {S.QUEUED}, {S.SCHEDULED, S.FAILED})  # its publish failed
 STUCK_QUEUED = _edge("stuck in queued", {S.QUEUED}, {S.SCHEDULED, S.FAILED})
+LEASE_EXPIRED = _edge("lease expired", {S.RUNNING}, {S.SCHEDULED, S.FAILED})  # its worker is gone
 # an operator, by hand
 RUN_HERE = _edge("tasks run", _ALL - CLAIMABLE_STATES, {S.QUEUED})
 MARK_TASK = _edge("mark task", _ALL, {S.SUCCESS, S.FAILED})
@@ -225,6 +226,34 @@ def end_stuck_queued(
             **columns,
         )
     )
+
+
+def end_lost_attempt(
+    session: Session,
+    key: TaskInstanceKey,
+    envelope_id: str | None,
+    expired_before: datetime,
+    to: TaskState,
+    reason: str,
+    now: datetime,
+) -> bool:
+    """RUNNING (claimed by ``envelope_id``, lease last renewed before ``expired_before``) -> SCHEDULED
+    (published again as the same try, one more infrastructure retry counted) or FAILED (ended now).
+
+    The lease is part of the compare-and-set: a renewal that lands first keeps the attempt, and so
+    does another scheduler that handled it already. Does not commit."""
+    columns: dict[str, Any] = {"reason": reason}
+    if to == TaskState.FAILED:
+        columns["end_date"] = now
+    else:
+        columns["infra_retries"] = TaskInstance.infra_retries + 1
+    where = [
+        *_pk(key),
+        TaskInstance.try_number == key.try_number,
+        TaskInstance.envelope_id == envelope_id,
+        TaskInstance.last_heartbeat_at < expired_before,
+    ]
+    return bool(transition(session, where, [TaskState.RUNNING], to, edge=LEASE_EXPIRED, **columns))
 
 
 def reset_downstream(session: Session, dag_id: str, run_id: str, task_ids: Sequence[str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Attempts that would otherwise never end: stuck in queued, or zombies; the scheduler fails or retries them.
+"""Attempts that would otherwise never end: stuck in queued, or lost with their worker (an expired lease).
 
 Synchronous and broker-free so the scheduler loop can run it in a thread and
 tests can call it directly. Each change is a compare-and-set, as another
@@ -15,8 +15,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from rabbitrun.authoring import DagBag
-from rabbitrun.errors import DagError
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models import attempts, transitions
 from rabbitrun.models.tables import TaskInstance
@@ -65,39 +63,40 @@ def surface_stuck_queued(
     return envelopes
 
 
-def fail_zombies(
-    session: Session, dagbag: DagBag, settings: Settings, now: datetime, on_outcome: OutcomeHook = ignore_outcome
+def requeue_lost_attempts(
+    session: Session, settings: Settings, now: datetime, on_outcome: OutcomeHook = ignore_outcome
 ) -> list[tuple[str, str]]:
-    """RUNNING attempts whose worker stopped heartbeating: fail or retry them (after the task's
-    retry_delay, as for any other failure)."""
-    cutoff = now - timedelta(seconds=settings.scheduler.zombie_threshold_s)
-    zombies = (
+    """RUNNING attempts whose lease expired (their worker, host or connection is gone): publish them
+    again as the same try, which does not use up ``retries`` (DESIGN rule 3). After
+    ``max_infra_retries`` such re-runs the task instance fails with that reason instead: a task that
+    keeps killing its workers must not take the fleet down one worker at a time."""
+    lease_s = settings.worker.lease_s
+    expired_before = now - timedelta(seconds=lease_s)
+    lost = (
         session.execute(
             select(TaskInstance).where(
-                TaskInstance.state == TaskState.RUNNING.value, TaskInstance.last_heartbeat_at < cutoff
+                TaskInstance.state == TaskState.RUNNING.value, TaskInstance.last_heartbeat_at < expired_before
             )
         )
         .scalars()
         .all()
     )
     touched = []
-    for ti in zombies:
+    limit = settings.core.max_infra_retries
+    for ti in lost:
         key = TaskInstanceKey(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, ti.try_number)
-        reason = (
-            f"zombie: no heartbeat from {ti.hostname} (pid {ti.pid}) for over "
-            f"{settings.scheduler.zombie_threshold_s:g}s"
-        )
-        outcome = attempts.failure_outcome(ti.try_number, ti.max_tries, _retry_delay(dagbag, key), reason, now)
-        if attempts.finish(session, key, outcome):
-            log.warning("%s: %s -> %s", key, reason, outcome.state)
+        lost_for = f"lease expired: {ti.hostname} (pid {ti.pid}) did not renew it for over {lease_s:g}s"
+        if ti.infra_retries < limit:
+            to = TaskState.SCHEDULED
+            reason = f"{lost_for}; running it again, same try (infrastructure retry {ti.infra_retries + 1} of {limit})"
+        else:
+            to = TaskState.FAILED
+            reason = f"{lost_for}, after {limit} infrastructure retries: its workers keep getting lost"
+        if transitions.end_lost_attempt(session, key, ti.envelope_id, expired_before, to, reason, now):
+            if to == TaskState.FAILED:  # the try ended: its history row says how
+                attempts.record_attempt(session, key, to.value, ti.start_date, now, ti.hostname, ti.pid, reason)
+            log.warning("%s: %s", key, reason)
             touched.append((ti.dag_id, ti.run_id))
-            on_outcome(key, outcome.state.value, "zombie")
+            on_outcome(key, to.value, "lease_expired")
+    session.commit()
     return touched
-
-
-def _retry_delay(dagbag: DagBag, key: TaskInstanceKey) -> timedelta:
-    """The task's delay before this try's retry; none when its DAG cannot be loaded right now."""
-    try:
-        return dagbag.get_dag(key.dag_id).get_task(key.task_id).retry_delay_for(key.try_number)
-    except DagError:  # DagNotFound, TaskNotFound
-        return timedelta(0)

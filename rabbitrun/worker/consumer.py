@@ -256,8 +256,10 @@ class Consumer:
                 if released:  # the try's history row says so; a finished one keeps its own
                     attempts.record_attempt(session, key, "terminated", None, now, self._hostname, None, reason)
                 session.commit()
-        except Exception as exc:  # noqa: BLE001 - DB down at shutdown: the zombie check recovers it
-            log.warning("%s: cannot release the attempt (%s); the scheduler recovers it", key, exc)
+        except Exception as exc:  # noqa: BLE001 - DB down: the lease expiry recovers it
+            log.warning(
+                "%s: cannot release the attempt (%s); the scheduler re-runs it once its lease expires", key, exc
+            )
             return
         if released:
             self._append_to_attempt_log(key, f"WARNING - {reason}; the attempt goes back to the queue (same try)")

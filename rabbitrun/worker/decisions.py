@@ -27,6 +27,8 @@ class Decision:
 
 def decide(report: ChildReport) -> Decision:
     """Pure: what to do with a delivery once its child has exited."""
+    if report.fenced and (report.outcome is None or report.outcome.state == OutcomeKind.CRASHED):
+        return Decision(Action.REQUEUE, f"released: the worker killed it, {report.fenced}", release=True)
     if report.stopped_for_shutdown and (report.outcome is None or report.outcome.state == OutcomeKind.CRASHED):
         # the worker's own shutdown ended it before it could release itself: never a task failure
         what = report.death_reason() if report.outcome is None else report.crash_reason()

@@ -118,7 +118,7 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
         await control.start(connection)
         await events.open(connection)
         background = [
-            loop.create_task(_heartbeat(supervisor, sessions, settings.worker.heartbeat_interval_s)),
+            loop.create_task(_renew_leases(supervisor, sessions, settings.worker)),
             loop.create_task(_announce(parts, events, metrics, settings.worker.heartbeat_interval_s)),
             loop.create_task(ship_live_logs(live_logs, supervisor)),
         ]
@@ -208,21 +208,37 @@ async def _announce(parts: Any, events: Any, metrics: Any, interval_s: float) ->
         await asyncio.sleep(interval_s)
 
 
-async def _heartbeat(supervisor: Supervisor, sessions: Any, interval_s: float) -> None:
+async def _renew_leases(supervisor: Supervisor, sessions: Any, worker: Any) -> None:
+    """Renew the lease of every running attempt, in one statement per heartbeat (DESIGN rule 3).
+
+    Self-fencing: once no renewal has succeeded for ``lease_s - heartbeat_interval_s``, the
+    scheduler may soon run these attempts elsewhere, so this worker kills its task processes first
+    (their deliveries go back to the queue, their attempts are released when the DB answers again).
+    A task must never run on two workers at once.
+    """
+    import time
+
     from rabbitrun.models import attempts
     from rabbitrun.models.base import utcnow
 
-    def beat() -> None:
+    def renew() -> None:
         ids = [envelope.id for envelope, _ in supervisor.running()]
         with sessions() as session:
             attempts.heartbeat(session, ids, utcnow())
 
+    fence_after_s = worker.lease_s - worker.heartbeat_interval_s
+    renewed = time.monotonic()
     while True:
-        await asyncio.sleep(interval_s)
+        await asyncio.sleep(worker.heartbeat_interval_s)
         try:
-            await asyncio.to_thread(beat)
+            await asyncio.to_thread(renew)
+            renewed = time.monotonic()
         except Exception as exc:  # noqa: BLE001 - a DB blip must not stop the worker; next beat retries
-            log.warning("heartbeat failed: %s", exc)
+            unrenewed_s = time.monotonic() - renewed
+            log.warning("lease renewal failed for %.1fs: %s", unrenewed_s, exc)
+            if unrenewed_s >= fence_after_s and supervisor.running():
+                killed = supervisor.fence(f"its lease could not be renewed for {unrenewed_s:.0f}s")
+                log.error("self-fencing: killed %s task process(es) before their leases expire", killed)
 
 
 class _ShutdownSignals:

@@ -36,6 +36,7 @@ class ChildReport:
     # the worker itself stopped this child for its shutdown: whatever it died of, the attempt is not
     # the task's failure, and goes back to the queue (a SIGTERM can land before the child's handler)
     stopped_for_shutdown: bool = False
+    fenced: str = ""  # the worker killed it because it lost its lease (why): released, not failed
 
     @property
     def state(self) -> str | None:
@@ -170,15 +171,22 @@ class Supervisor:
         except PermissionError:  # not yet its own group leader: signal the process itself
             os.kill(entry.report.pid, sig)
 
-    def terminate_all(self, sig: signal.Signals = signal.SIGTERM) -> int:
+    def terminate_all(self, sig: signal.Signals = signal.SIGTERM, *, for_shutdown: bool = True) -> int:
         """Signal every running child (shutdown); returns how many were signalled."""
         count = 0
         for entry in list(self._running.values()):
             if entry.report.pid is not None and not entry.done.done():
-                entry.report.stopped_for_shutdown = True
+                entry.report.stopped_for_shutdown = entry.report.stopped_for_shutdown or for_shutdown
                 self._signal(entry, sig, "")
                 count += 1
         return count
+
+    def fence(self, why: str) -> int:
+        """SIGKILL every running child: this worker can no longer prove it holds their leases."""
+        for entry in self._running.values():
+            if not entry.done.done():
+                entry.report.fenced = why
+        return self.terminate_all(signal.SIGKILL, for_shutdown=False)
 
     def stop(self) -> None:
         """Tell the zygote to exit and reap it."""

@@ -20,7 +20,7 @@ from tests.support.services import REPO
 @pytest.fixture(autouse=True)
 def schedule_dags(env: Env) -> None:
     """Scheduled DAGs live in their own folder: other suites' schedulers must not start their runs."""
-    env.vars["RABBITRUN__CORE__DAGS_FOLDER"] = str(REPO / "tests" / "schedule_dags")
+    env.vars["RABBITRUN__CORE__DAGS_FOLDER"] = str(REPO / "tests" / "dags" / "schedule")
 
 
 def test_catchup_runs_in_order_one_at_a_time_with_their_data_intervals(env: Env) -> None:

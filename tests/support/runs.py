@@ -24,6 +24,15 @@ def wait(env: Env, dag_id: str, run_id: str, timeout_s: float = 60) -> client.Ru
     return client.wait_for_run(env.settings(), dag_id, run_id, on_progress=lambda p: None, timeout_s=timeout_s)
 
 
+def infra_retries(env: Env, dag_id: str, run_id: str) -> dict[str, int]:
+    """How often each task instance of a run was re-run (same try) because its lease expired."""
+    from rabbitrun.models.tables import TaskInstance
+
+    with session_factory(make_engine(env.settings().database, pooled=False))() as session:
+        query = session.query(TaskInstance).filter_by(dag_id=dag_id, run_id=run_id)
+        return {ti.task_id: ti.infra_retries for ti in query}
+
+
 def run_dag(env: Env, dag_id: str, timeout_s: float = 60, **conf: object) -> tuple[str, client.RunProgress]:
     run_id = trigger(env, dag_id, **conf)
     return run_id, wait(env, dag_id, run_id, timeout_s)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-TEST_DAGS = REPO / "tests" / "system_dags"  # DAGs of the system and fault suites
+TEST_DAGS = REPO / "tests" / "dags" / "system"  # DAGs of the system and fault suites (tests/dags/README.md)
 PG_URL = os.environ.get("RABBITRUN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 AMQP_BASE = "amqp://guest:guest@127.0.0.1:5672/"
 RUN_ID = uuid.uuid4().hex[:8]

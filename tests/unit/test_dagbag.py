@@ -13,7 +13,7 @@ from rabbitrun.authoring import DagBag, ImportErrorInfo
 from rabbitrun.authoring.dag import get_current_dag
 from rabbitrun.errors import DagNotFound, UnsafeDagPath
 
-TEST_DAGS = Path(__file__).resolve().parent.parent / "dags"
+TEST_DAGS = Path(__file__).resolve().parent.parent / "dags" / "dagbag"
 
 GOOD = """
 from rabbitrun.authoring import DAG, BashOperator

@@ -21,19 +21,17 @@ def _count(metrics: Metrics, state: str, cause: str, task_id: str = "root") -> f
     )
 
 
-def test_zombie_retry_is_counted_with_its_cause(world: World) -> None:
+def test_a_lease_expiry_is_counted_with_its_cause(world: World) -> None:
     metrics = Metrics()
     queued_root(world)
     attempts.claim(world.session, attempt_key("chain", "root"), hostname="w1", pid=42, now=NOW)
-    settings = world.with_settings(scheduler__zombie_threshold_s="60")
-    recovery.fail_zombies(
-        world.session, world.dagbag, settings, NOW + timedelta(seconds=59), metrics.count_scheduler_outcome
+    settings = world.with_settings(worker__lease_s="10")
+    recovery.requeue_lost_attempts(world.session, settings, NOW + timedelta(seconds=9), metrics.count_scheduler_outcome)
+    assert _count(metrics, "scheduled", "lease_expired") is None
+    recovery.requeue_lost_attempts(
+        world.session, settings, NOW + timedelta(seconds=11), metrics.count_scheduler_outcome
     )
-    assert _count(metrics, "up_for_retry", "zombie") is None
-    recovery.fail_zombies(
-        world.session, world.dagbag, settings, NOW + timedelta(seconds=61), metrics.count_scheduler_outcome
-    )
-    assert _count(metrics, "up_for_retry", "zombie") == 1.0
+    assert _count(metrics, "scheduled", "lease_expired") == 1.0
 
 
 def test_stuck_in_queued_failure_is_counted(world: World) -> None:

@@ -4,7 +4,7 @@ DagBag of a tmp dags folder."""
 
 from __future__ import annotations
 
-from datetime import UTC, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -14,6 +14,7 @@ from rabbitrun.executor import PublishFailure
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models import attempts, runs
 from rabbitrun.models.tables import TaskAttempt, TaskInstance, XComRow
+from rabbitrun.protocol import TaskEnvelope
 from rabbitrun.scheduler import queueing, readiness, recovery
 from rabbitrun.scheduler.runs import finish_runs_if_done, start_queued_runs
 from rabbitrun.states import TaskState
@@ -373,65 +374,83 @@ def test_task_queued_too_long_is_requeued_when_so_configured(world: World) -> No
     assert again.key.try_number == 1 and again.id != first.id
 
 
-def test_attempt_claimed_from_an_older_envelope_of_the_same_try_is_kept_alive_by_its_heartbeat(world: World) -> None:
+def test_attempt_claimed_from_an_older_envelope_of_the_same_try_is_kept_alive_by_its_lease(world: World) -> None:
     old = queued_root(world)
-    settings = world.with_settings(
-        core__task_queued_timeout_s="60", core__task_queued_timeout_action="requeue", scheduler__zombie_threshold_s="60"
-    )
+    settings = world.with_settings(core__task_queued_timeout_s="60", core__task_queued_timeout_action="requeue")
     t = NOW + timedelta(seconds=61)
     recovery.surface_stuck_queued(world.session, settings, t)
     (new,) = readiness.schedule(world.session, world.dagbag, settings, t)
     assert new.key == old.key and new.id != old.id
     # a worker appears and receives the old envelope first: the claim is by key and try, so it wins
     assert attempts.claim(world.session, old.key, hostname="w1", pid=42, now=t, envelope_id=old.id).won
-    for beat in range(1, 5):  # the worker heartbeats the envelope it is running every 30 s
-        attempts.heartbeat(world.session, [old.id], t + timedelta(seconds=30 * beat))
-    assert recovery.fail_zombies(world.session, world.dagbag, settings, t + timedelta(seconds=150)) == []
+    for beat in range(1, 20):  # the worker renews the lease of the envelope it runs every 2 s
+        attempts.heartbeat(world.session, [old.id], t + timedelta(seconds=2 * beat))
+    assert recovery.requeue_lost_attempts(world.session, settings, t + timedelta(seconds=45)) == []
     assert ti_row(world, "chain", "root").state == "running"
 
 
-def test_running_task_with_a_stale_heartbeat_is_retried_as_a_zombie(world: World) -> None:
-    queued_root(world)
-    attempts.claim(world.session, attempt_key("chain", "root"), hostname="w1", pid=42, now=NOW)
-    settings = world.with_settings(scheduler__zombie_threshold_s="60")
-    assert recovery.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(seconds=59)) == []
-    assert recovery.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(seconds=61)) == [
-        ("chain", "r1")
-    ]
-    root = ti_row(world, "chain", "root")
-    assert root.state == "up_for_retry", "root has retries=1, so its first try is retried"
-    assert root.reason and "zombie" in root.reason and "w1" in root.reason
-    assert world.session.execute(select(TaskAttempt.state)).scalar_one() == "up_for_retry"
-
-
-def test_zombie_retry_waits_for_the_tasks_retry_delay(world: World) -> None:
-    queued_root(world)
-    attempts.claim(world.session, attempt_key("chain", "root"), hostname="w1", pid=42, now=NOW)
-    settings = world.with_settings(scheduler__zombie_threshold_s="60")
-    found_at = NOW + timedelta(seconds=61)
-    recovery.fail_zombies(world.session, world.dagbag, settings, found_at)
-    root = ti_row(world, "chain", "root")
-    assert root.state == "up_for_retry"
-    assert root.next_retry_at.replace(tzinfo=UTC) == found_at + timedelta(seconds=300)  # root's retry_delay
-    assert readiness.schedule(world.session, world.dagbag, world.settings, found_at + timedelta(seconds=299)) == []
-
-
-def test_zombie_without_tries_left_fails(world: World) -> None:
-    queued_root(world)
-    set_ti(world, "chain", "root", try_number=2, state="queued")
-    attempts.claim(world.session, attempt_key("chain", "root", 2), hostname="w1", pid=42, now=NOW)
-    settings = world.with_settings(scheduler__zombie_threshold_s="60")
-    recovery.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(minutes=5))
-    assert ti_row(world, "chain", "root").state == "failed"
-
-
-def test_running_task_with_a_fresh_heartbeat_is_not_a_zombie(world: World) -> None:
+def _claimed_root(world: World) -> TaskEnvelope:
     envelope = queued_root(world)
-    attempts.claim(world.session, attempt_key("chain", "root"), hostname="w1", pid=42, now=NOW)
-    attempts.heartbeat(world.session, [envelope.id], NOW + timedelta(seconds=50))
-    settings = world.with_settings(scheduler__zombie_threshold_s="60")
-    assert recovery.fail_zombies(world.session, world.dagbag, settings, NOW + timedelta(seconds=100)) == []
+    claim = attempts.claim(world.session, envelope.key, hostname="w1", pid=42, now=NOW, envelope_id=envelope.id)
+    assert claim.won
+    return envelope
+
+
+def test_an_expired_lease_runs_the_attempt_again_as_the_same_try_without_using_a_retry(world: World) -> None:
+    first = _claimed_root(world)
+    settings = world.with_settings(worker__lease_s="10")
+    assert recovery.requeue_lost_attempts(world.session, settings, NOW + timedelta(seconds=9)) == []
+    assert recovery.requeue_lost_attempts(world.session, settings, NOW + timedelta(seconds=11)) == [("chain", "r1")]
+    root = ti_row(world, "chain", "root")
+    assert (root.state, root.try_number, root.infra_retries) == ("scheduled", 1, 1)
+    assert root.reason and "lease expired" in root.reason and "w1" in root.reason and "1 of 3" in root.reason
+    assert world.session.execute(select(func.count()).select_from(TaskAttempt)).scalar_one() == 0  # no try ended
+    (again,) = readiness.schedule(world.session, world.dagbag, settings, NOW + timedelta(seconds=11))
+    assert again.key == first.key and again.id != first.id  # the same try, in a new envelope
+
+
+def test_a_lease_renewed_just_before_the_check_keeps_the_attempt(world: World) -> None:
+    envelope = _claimed_root(world)
+    settings = world.with_settings(worker__lease_s="10")
+    attempts.heartbeat(world.session, [envelope.id], NOW + timedelta(seconds=8))
+    assert recovery.requeue_lost_attempts(world.session, settings, NOW + timedelta(seconds=15)) == []
     assert ti_row(world, "chain", "root").state == "running"
+
+
+def test_only_the_envelope_holding_the_lease_renews_it(world: World) -> None:
+    _claimed_root(world)
+    settings = world.with_settings(worker__lease_s="10")
+    assert attempts.heartbeat(world.session, ["an-older-envelope"], NOW + timedelta(seconds=8)) == 0
+    assert recovery.requeue_lost_attempts(world.session, settings, NOW + timedelta(seconds=11)) == [("chain", "r1")]
+
+
+def test_a_task_that_keeps_losing_its_worker_fails_after_max_infra_retries(world: World) -> None:
+    settings = world.with_settings(worker__lease_s="10", core__max_infra_retries="2")
+    t = NOW
+    for lost in (1, 2):
+        envelope = queued_root(world) if lost == 1 else readiness.schedule(world.session, world.dagbag, settings, t)[0]
+        assert attempts.claim(world.session, envelope.key, hostname="w1", pid=42, now=t, envelope_id=envelope.id).won
+        t += timedelta(seconds=11)
+        recovery.requeue_lost_attempts(world.session, settings, t)
+        assert ti_row(world, "chain", "root").infra_retries == lost
+    (envelope,) = readiness.schedule(world.session, world.dagbag, settings, t)
+    attempts.claim(world.session, envelope.key, hostname="w1", pid=42, now=t, envelope_id=envelope.id)
+    recovery.requeue_lost_attempts(world.session, settings, t + timedelta(seconds=11))
+    root = ti_row(world, "chain", "root")
+    assert (root.state, root.try_number) == ("failed", 1)  # root has retries=1: none of them was used
+    assert root.reason and "after 2 infrastructure retries" in root.reason
+    assert world.session.execute(select(TaskAttempt.state)).scalar_one() == "failed"
+
+
+def test_clearing_a_task_starts_its_infrastructure_retries_afresh(world: World) -> None:
+    from rabbitrun.models import clearing
+
+    _claimed_root(world)
+    settings = world.with_settings(worker__lease_s="10")
+    recovery.requeue_lost_attempts(world.session, settings, NOW + timedelta(seconds=11))
+    set_ti(world, "chain", "root", state="failed")
+    assert clearing.clear(world.session, "chain", {"root": 1}, run_id="r1") == [("r1", "root")]
+    assert ti_row(world, "chain", "root").infra_retries == 0
 
 
 # --- run completion (Airflow's leaf rule) ------------------------------------------------------------------
