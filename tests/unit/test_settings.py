@@ -339,3 +339,19 @@ def test_reconnect_backoff_bounds_must_be_positive_and_ordered(tmp_path: Path, l
         tmp_path, {"RABBITRUN__BROKER__RECONNECT_MIN_S": low, "RABBITRUN__BROKER__RECONNECT_MAX_S": high}
     )
     assert err.key == "broker.reconnect_min_s"
+
+
+def test_the_removed_zombie_threshold_points_at_the_lease(tmp_path: Path) -> None:
+    error = _config_error(tmp_path, {"RABBITRUN__SCHEDULER__ZOMBIE_THRESHOLD_S": "60"})
+    assert error.key == "scheduler.zombie_threshold_s" and "[worker] lease_s" in str(error)
+
+
+@pytest.mark.parametrize(("interval", "lease"), [("2", "3"), ("0", "10"), ("6", "10")])
+def test_a_lease_shorter_than_two_renewals_is_refused(tmp_path: Path, interval: str, lease: str) -> None:
+    env = {"RABBITRUN__WORKER__HEARTBEAT_INTERVAL_S": interval, "RABBITRUN__WORKER__LEASE_S": lease}
+    assert _config_error(tmp_path, env).key == "worker.lease_s"
+
+
+def test_max_infra_retries_cannot_be_negative(tmp_path: Path) -> None:
+    error = _config_error(tmp_path, {"RABBITRUN__CORE__MAX_INFRA_RETRIES": "-1"})
+    assert error.key == "core.max_infra_retries"

@@ -161,3 +161,10 @@ def test_a_child_that_ended_on_its_own_during_shutdown_keeps_its_outcome() -> No
 
 def test_a_sigterm_death_outside_a_shutdown_is_still_recorded_as_the_tasks_end() -> None:
     assert decide(_report(None, exit_status=-15)).action == Action.RECORD_AND_ACK
+
+
+def test_a_child_killed_by_self_fencing_is_released_never_failed() -> None:
+    fenced = ChildReport(envelope_id="e1", exit_status=-9, pid=1, fenced="its lease could not be renewed for 8s")
+    decision = decide(fenced)
+    assert decision.action == Action.REQUEUE and decision.release
+    assert "lease could not be renewed" in decision.reason
