@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -115,6 +116,12 @@ FIGURES = [
     Figure("w6_runs_s", "W6 {runs} runs x 100 tasks queued + confirmed", "s"),
     Figure("w6_runs_cpu_ms", "W6 {runs} runs x 100 tasks: scheduler CPU per task", "ms"),
     Figure("w6_cpu_growth", "W6 CPU per task, {scale} tasks / 100 tasks", "x", ("<=", 2)),
+    # issue 15: a lost worker's attempts run again elsewhere, same try, within 15 s (default settings)
+    Figure(
+        "w7_restart_s", "W7 worker SIGKILLed: kill -> its tasks restarted elsewhere, max", "s", ("<=", 15), ("<=", 15)
+    ),
+    Figure("w7_lost", "W7 worker SIGKILLed: tasks not succeeded", "tasks", ("<=", 0), ("<=", 0)),
+    Figure("w7_retries_used", "W7 worker SIGKILLed: retries used up (try_number > 1)", "tasks", ("<=", 0), ("<=", 0)),
 ]
 FIGURE_KEYS = [f.key for f in FIGURES]
 
@@ -296,10 +303,14 @@ class Installation:
             )
         return elapsed
 
-    def start(self, role: str, ready: str) -> int:
-        log_path = self.home / f"{role}.log"
+    def start(self, role: str, ready: str, *, name: str = "", hostname: str = "") -> int:
+        """Start `rabbitrun ROLE`, known as ``name`` (default: the role) and logging to ``name``.log."""
+        name = name or role
+        log_path = self.home / f"{name}.log"
         with log_path.open("ab") as log:
             env = self.worker_env if role == "worker" and self.worker_env else self.env
+            if hostname:
+                env = {**env, "RABBITRUN__WORKER__HOSTNAME": hostname}
             proc = subprocess.Popen(
                 [sys.executable, "-m", "rabbitrun", role],
                 env=env,
@@ -307,7 +318,7 @@ class Installation:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.procs[role] = proc
+        self.procs[name] = proc
         deadline = time.monotonic() + 120
         while ready not in log_path.read_text(errors="replace"):
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -545,6 +556,9 @@ def workloads(inst: Installation, size: Size) -> dict[str, float]:
     run_id, f["w4_cli_s"] = inst.trigger_wait("bench_xcom")
     f["w4_run_s"] = inst.run_span_s("bench_xcom", run_id)
 
+    f.update(lost_worker(inst))
+    inst.start("worker", " ready: queues=")  # W6 expects the first worker's process to stop
+
     inst.stop("worker")  # W6: nothing consumes, the scheduler queues and publishes alone
     probe = BrokerProbe(inst.amqp_url)
     try:
@@ -560,6 +574,58 @@ def workloads(inst: Installation, size: Size) -> dict[str, float]:
     f["ceiling_tps"], f["ceiling_fork_ms"] = ceiling["tasks_per_s"], ceiling["fork_ms"]
     f["w3_ratio"] = f["w3_tps"] / f["ceiling_tps"]
     return f
+
+
+def lost_worker(inst: Installation) -> dict[str, float]:
+    """W7: SIGKILL the worker (its process group: the host is gone) while it runs two tasks of
+    bench_lost, with a second worker up, at default lease settings. Measured from the database: the
+    restarted attempts' new start time minus the kill, tasks that did not succeed, tries used up."""
+    inst.start("worker", " ready: queues=", name="worker2", hostname=f"second@{inst.id}")
+    run_id = f"bench__{uuid.uuid4().hex[:12]}"
+    inst.cli("dags", "trigger", "bench_lost", "--run-id", run_id)
+    doomed = inst.procs["worker"]
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    first_host = ""
+    while not first_host:  # two on one worker (concurrency 2): kill that one
+        rows = inst.sql(
+            "SELECT hostname, count(*) FROM task_instance WHERE dag_id = 'bench_lost' AND run_id = :r "
+            "AND state = 'running' GROUP BY hostname",
+            r=run_id,
+        )
+        first_host = next((h for h, n in rows if n == 2 and not h.startswith("second@")), "")
+        if time.monotonic() > deadline:
+            raise BenchError(f"W7: the first worker never ran two tasks of bench_lost{inst.logs_tail()}")
+        time.sleep(0.02)
+    family, todo = [], [doomed.pid]  # the worker, its zygote and their task processes: the host is gone
+    while todo:
+        pid = todo.pop()
+        family.append(pid)
+        todo.extend(children(pid))
+    for pid in family:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    killed_at = datetime.now(UTC)
+    doomed.wait()
+    inst.procs.pop("worker")
+    while True:
+        state = inst.sql("SELECT state FROM dag_run WHERE dag_id = 'bench_lost' AND run_id = :r", r=run_id)
+        if state and state[0][0] in ("success", "failed"):
+            break
+        if time.monotonic() > deadline:
+            raise BenchError(f"W7: bench_lost {run_id} did not finish{inst.logs_tail()}")
+        time.sleep(0.1)
+    rows = inst.sql(
+        "SELECT state, try_number, infra_retries, start_date FROM task_instance "
+        "WHERE dag_id = 'bench_lost' AND run_id = :r",
+        r=run_id,
+    )
+    restarts = [(as_utc(start) - killed_at).total_seconds() for _, _, lost, start in rows if lost]
+    inst.stop("worker2")
+    return {
+        "w7_restart_s": max(restarts) if restarts else float("nan"),
+        "w7_lost": float(sum(1 for state, *_ in rows if state != "success")),
+        "w7_retries_used": float(sum(1 for _, try_number, *_ in rows if try_number > 1)),
+    }
 
 
 def scheduler_scale(inst: Installation, probe: BrokerProbe, scheduler: int, size: Size) -> dict[str, float]:

@@ -16,8 +16,10 @@ The child never uses a connection of its parent: it builds its own engine.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import errno
+import functools
 import gc
 import logging
 import os
@@ -125,6 +127,7 @@ class _Zygote:
         self.dagbag = DagBag(_dags_folder(self.settings), include_examples=self.settings.core.load_examples)
         for ref, err in self.dagbag.import_errors.items():
             log.warning("DAG file %s failed to import: %s", ref, err.exception)
+        _libc()
         gc.collect()
         gc.freeze()  # children inherit these objects; don't let their GC touch (and copy) the pages
         self._fill_spares()
@@ -197,7 +200,9 @@ class _Zygote:
         return _Spare(pid, assign_w)
 
     def _become_child(self) -> None:
+        zygote = os.getppid()
         os.setpgid(0, 0)  # own process group: a time limit also reaches the task's subprocesses
+        _die_with_parent(zygote)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         signal.set_wakeup_fd(-1)
@@ -342,6 +347,33 @@ def _read_one_frame(fd: int) -> protocol.RunFrame | None:
             if not isinstance(frames[0], protocol.RunFrame):
                 raise ProtocolError(f"a spare task process expects a run frame, got {frames[0].KIND!r}")
             return frames[0]
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library, loaded once in the zygote (its children inherit it, no load per task)."""
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL this task process when the zygote dies, however it dies (Linux prctl PDEATHSIG).
+
+    The zygote kills its children when the worker is gone, but if the zygote itself is killed (the
+    OOM killer, a `kill -9` of the process group) its children would run on unsupervised while the
+    scheduler, once their leases expire, runs the same attempts elsewhere: a task twice at once.
+    """
+    libc = _libc()
+    if libc is None or not hasattr(libc, "prctl"):  # not Linux: the zygote's kill on the worker's exit remains
+        return
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the zygote died before the prctl took effect
+        os._exit(1)
 
 
 def _drain(fd: int) -> None:

@@ -7,6 +7,7 @@ worker; it is an ordinary DAG argument, nothing in rabbitrun knows about the ben
 """
 
 import os
+import time
 
 from rabbitrun import DAG, Variable, task
 
@@ -47,6 +48,16 @@ with DAG("bench_scale", **LIMITS) as bench_scale:
 with DAG("bench_fan100", **LIMITS) as bench_fan100:
     for i in range(100):
         noop.override(task_id=f"h{i}")()
+
+# W7: a worker is SIGKILLed while it runs these; they must start again on the other worker
+with DAG("bench_lost", **LIMITS) as bench_lost:
+
+    @task
+    def sleepy():
+        time.sleep(3)
+
+    for i in range(4):
+        sleepy.override(task_id=f"l{i}")()
 
 # W4: XCom push -> pull, and a Variable read
 with DAG("bench_xcom", **LIMITS) as bench_xcom:

@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -449,3 +450,26 @@ def test_autoscale_grows_with_the_backlog_and_shrinks_when_idle(env: Env) -> Non
     assert out.returncode == 0, out.stderr
     [stats] = [r["data"] for r in json.loads(out.stdout)]
     assert (stats["concurrency"], stats["prefetch"]) == (1, lookahead_prefetch(AutoscaleLimits(4, 1), 1)) == (1, 2)
+
+
+def test_a_task_process_dies_with_its_zygote(env: Env) -> None:
+    """If the zygote is killed (OOM killer, kill -9), its task processes must not run on unsupervised:
+    their attempts would run elsewhere once their leases expire."""
+    env.scheduler()
+    worker = env.worker()
+    run_id = trigger(env, "long_running", sleep_s=60)
+    wait_until(lambda: running_count(env, "long_running", run_id) == 1, 30, what="long task running")
+    stats = wait_until(lambda: worker_stats(env) if worker_stats(env)["processes"] else None, 20, what="its pid")
+    (task_pid,), zygote_pid = stats["processes"], stats["zygote_pid"]
+    assert zygote_pid not in (None, worker.pid) and _alive(task_pid)
+    os.kill(zygote_pid, signal.SIGKILL)
+    wait_until(lambda: not _alive(task_pid), 10, what="the task process gone with its zygote")
+    assert not lines(env, "long_task")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie waiting to be reaped is gone as a task
