@@ -239,6 +239,21 @@ class SecretsError(RabbitrunError):
     exit_code = EXIT_USAGE
 
 
+class TaskChannelError(RabbitrunError):
+    """A task process could not get an answer from its worker: the channel closed (the worker is
+    gone or shutting down), the worker could not serve it (its DB is down), or there is no channel
+    (code that reads Variables at DAG-file import time in a task process)."""
+
+    exit_code = EXIT_FAILURE
+
+
+class AccessDenied(RabbitrunError):
+    """A task asked for what its attempt may not read or write (another DAG run's XComs, a push as
+    another task, a Connection write)."""
+
+    exit_code = EXIT_FAILURE
+
+
 class PoolError(RabbitrunError):
     """A pool cannot be set or deleted as asked (bad slots, the default pool, unknown name)."""
 

@@ -201,6 +201,32 @@ class Settings:
         return out
 
 
+def for_task_process(settings: Settings) -> Settings:
+    """The settings a task process may hold: every :class:`Secret` blanked (DB URL, Fernet key,
+    broker and management URLs) and no Variables or Connections from the environment.
+
+    The worker owns the attempt (DESIGN.md, "Task process boundary"): a task asks its worker for a
+    Variable or Connection over its pipe, so DAG code cannot read what another team's tasks may.
+    """
+    blanked = {}
+    for section in SECTIONS:
+        values = getattr(settings, section)
+        secret = {f.name: Secret("") for f in fields(values) if isinstance(getattr(values, f.name), Secret)}
+        blanked[section] = dataclasses.replace(values, **secret)
+    return dataclasses.replace(settings, **blanked, env_variables={}, env_connections={})
+
+
+def task_process_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment a task process starts with: the worker's, without the settings
+    (``RABBITRUN__*``), the Variables and Connections (``RABBITRUN_VAR_*``, ``RABBITRUN_CONN_*``)
+    and the home that holds the settings file. What the task needs of them its worker serves."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if not name.startswith((ENV_PREFIX, VAR_PREFIX, CONN_PREFIX)) and name != HOME_ENV
+    }
+
+
 SECTIONS: dict[str, type] = {
     "core": CoreSettings,
     "database": DatabaseSettings,

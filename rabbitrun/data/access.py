@@ -13,7 +13,9 @@ they reach the stores through :func:`current`; the stores never import this modu
 from __future__ import annotations
 
 import contextvars
-from dataclasses import dataclass
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,37 +23,119 @@ from sqlalchemy.orm import Session, sessionmaker
 from rabbitrun.data import connections
 from rabbitrun.data.connections import ConnectionStore
 from rabbitrun.data.variables import MISSING, VariableStore
+from rabbitrun.errors import TaskChannelError
 from rabbitrun.keys import TaskInstanceKey
-from rabbitrun.models import xcom
+from rabbitrun.models import attempts, mapping, runs, xcom
 from rabbitrun.secrets import Cipher, SecretsMasker
 from rabbitrun.settings import Settings, load_settings
 
-__all__ = ["Connection", "DataAccess", "Variable", "XCom", "activate", "build", "current", "deactivate"]
+__all__ = [
+    "Connection",
+    "DataAccess",
+    "DbAccess",
+    "Variable",
+    "XCom",
+    "activate",
+    "build",
+    "current",
+    "deactivate",
+    "forbid_direct_db",
+]
 
 
-@dataclass(frozen=True)
-class DataAccess:
+class DataAccess(ABC):
+    """What a running attempt reads and writes besides its arguments.
+
+    Two kinds: :class:`DbAccess` reads the metadata DB (the worker, ``rabbitrun tasks run``, scripts);
+    the task process's kind (``rabbitrun.runner.link``) asks its worker over its pipe, because a task
+    process holds no DB URL and no Fernet key (DESIGN.md, "Task process boundary"). XCom values are
+    serialised on the task's side by its backend: the rows are what crosses the pipe.
+    """
+
     settings: Settings
-    sessions: sessionmaker[Session]
-    cipher: Cipher
     variables: VariableStore
     connections: ConnectionStore[Connection]
     xcom_backend: xcom.XComBackend
 
+    def get_xcoms(self, dag_id: str, run_id: str, task_ids: Sequence[str], key: str) -> dict[tuple[str, int], Any]:
+        """Values by (task_id, map_index) for these task ids and key."""
+        rows = self.xcom_rows(dag_id, run_id, task_ids, key)
+        return {where: self.xcom_backend.load(data, value_type) for where, (data, value_type) in rows.items()}
 
-def build(settings: Settings, sessions: sessionmaker[Session], masker: SecretsMasker | None = None) -> DataAccess:
-    cipher = Cipher(settings.core.fernet_key)
-    return DataAccess(
-        settings,
-        sessions,
-        cipher,
-        VariableStore(settings, sessions, cipher, masker),
-        ConnectionStore(settings, sessions, cipher, masker, value_type=Connection),
-        xcom.load_backend(settings.core.xcom_backend, settings),
-    )
+    def set_xcom(self, ti: TaskInstanceKey, key: str, value: Any) -> None:
+        data, value_type = self.xcom_backend.store(value, key=key, ti=ti)
+        self.put_xcom_row(ti, key, data, value_type)
+
+    @abstractmethod
+    def xcom_rows(
+        self, dag_id: str, run_id: str, task_ids: Sequence[str], key: str
+    ) -> dict[tuple[str, int], tuple[bytes, str]]: ...
+
+    @abstractmethod
+    def put_xcom_row(self, ti: TaskInstanceKey, key: str, data: bytes, value_type: str) -> None:
+        """Store one XCom row (committed)."""
+
+    @abstractmethod
+    def mapped_indexes(self, dag_id: str, run_id: str, task_ids: Sequence[str]) -> dict[str, list[int]]: ...
+
+    @abstractmethod
+    def reschedule_history(self, key: TaskInstanceKey) -> attempts.RescheduleHistory: ...
+
+    @abstractmethod
+    def external_states(self, dag_id: str, task_id: str | None, logical_dates: Sequence[datetime]) -> list[str]: ...
+
+
+class DbAccess(DataAccess):
+    """The metadata DB's own data access: the worker serves its task processes with it."""
+
+    def __init__(
+        self, settings: Settings, sessions: sessionmaker[Session], masker: SecretsMasker | None = None
+    ) -> None:
+        self.settings, self.sessions = settings, sessions
+        self.cipher = Cipher(settings.core.fernet_key)
+        self.variables = VariableStore(settings, sessions, self.cipher, masker)
+        self.connections = ConnectionStore(settings, sessions, self.cipher, masker, value_type=Connection)
+        self.xcom_backend = xcom.load_backend(settings.core.xcom_backend, settings)
+
+    def xcom_rows(
+        self, dag_id: str, run_id: str, task_ids: Sequence[str], key: str
+    ) -> dict[tuple[str, int], tuple[bytes, str]]:
+        with self.sessions() as session:
+            return xcom.get_rows(session, dag_id, run_id, task_ids, key)
+
+    def put_xcom_row(self, ti: TaskInstanceKey, key: str, data: bytes, value_type: str) -> None:
+        with self.sessions() as session:
+            xcom.put_row(session, ti, key, data, value_type, max_bytes=self.settings.core.max_xcom_size)
+            session.commit()
+
+    def mapped_indexes(self, dag_id: str, run_id: str, task_ids: Sequence[str]) -> dict[str, list[int]]:
+        with self.sessions() as session:
+            return mapping.mapped_indexes(session, dag_id, run_id, task_ids)
+
+    def reschedule_history(self, key: TaskInstanceKey) -> attempts.RescheduleHistory:
+        with self.sessions() as session:
+            return attempts.reschedule_history(session, key)
+
+    def external_states(self, dag_id: str, task_id: str | None, logical_dates: Sequence[datetime]) -> list[str]:
+        with self.sessions() as session:
+            return runs.external_states(session, dag_id, task_id, logical_dates)
+
+
+def build(settings: Settings, sessions: sessionmaker[Session], masker: SecretsMasker | None = None) -> DbAccess:
+    return DbAccess(settings, sessions, masker)
 
 
 _current: contextvars.ContextVar[DataAccess | None] = contextvars.ContextVar("rabbitrun_data", default=None)
+
+
+_without_db: str | None = None  # set in a task process: there is no DB to fall back to
+
+
+def forbid_direct_db(where: str) -> None:
+    """This process has no metadata DB (a task process, its zygote): ``current()`` outside an
+    attempt says so instead of building a DB access from settings it does not have."""
+    global _without_db
+    _without_db = where
 
 
 def activate(access: DataAccess) -> contextvars.Token[DataAccess | None]:
@@ -70,6 +154,11 @@ def current() -> DataAccess:
     """
     access = _current.get()
     if access is None:
+        if _without_db is not None:
+            raise TaskChannelError(
+                f"no metadata DB in {_without_db}: Variables, Connections and XComs are served by the worker "
+                "while a task runs (not at DAG-file import time)"
+            )
         from rabbitrun.models.engine import make_engine, session_factory
 
         settings = load_settings()
@@ -116,30 +205,8 @@ class XCom:
 
     @staticmethod
     def get_one(*, dag_id: str, run_id: str, task_id: str, key: str = xcom.RETURN_VALUE, map_index: int = -1) -> Any:
-        access = current()
-        with access.sessions() as session:
-            found = xcom.get_xcoms(
-                session,
-                dag_id,
-                run_id,
-                [task_id],
-                key,
-                allow_pickle=access.settings.core.enable_xcom_pickling,
-                backend=access.xcom_backend,
-            )
-        return found.get((task_id, map_index))
+        return current().get_xcoms(dag_id, run_id, [task_id], key).get((task_id, map_index))
 
     @staticmethod
     def set(*, key: str, value: Any, dag_id: str, task_id: str, run_id: str, map_index: int = -1) -> None:
-        access = current()
-        with access.sessions() as session:
-            xcom.set_xcom(
-                session,
-                TaskInstanceKey(dag_id, task_id, run_id, map_index),
-                key,
-                value,
-                allow_pickle=access.settings.core.enable_xcom_pickling,
-                max_bytes=access.settings.core.max_xcom_size,
-                backend=access.xcom_backend,
-            )
-            session.commit()
+        current().set_xcom(TaskInstanceKey(dag_id, task_id, run_id, map_index), key, value)

@@ -76,7 +76,5 @@ class ExternalTaskSensor(BaseSensorOperator):
     def _states(self, dates: list[datetime]) -> list[str]:
         """Current states of the external task instances (or runs) on those logical dates."""
         from rabbitrun.data import access as runtime
-        from rabbitrun.models.runs import external_states
 
-        with runtime.current().sessions() as session:
-            return external_states(session, self.external_dag_id, self.external_task_id, dates)
+        return runtime.current().external_states(self.external_dag_id, self.external_task_id, dates)

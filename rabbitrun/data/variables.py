@@ -85,14 +85,18 @@ class VariableStore:
                 texts[key] = json.dumps(value) if serialize_json else str(value)
             except (TypeError, ValueError) as exc:
                 raise SecretsError(f"variable {key}: value is not JSON-serialisable ({exc})") from exc
-        with self._sessions() as session:
-            for key, text in texts.items():
-                stored, encrypted = self._cipher.encrypt(text)
-                put_variable_row(session, key, stored, description=entries[key][2], is_encrypted=encrypted)
-            session.commit()
+        self._write({key: (text, entries[key][2]) for key, text in texts.items()})
         for key, text in texts.items():
             self._cache[key] = text
             self._mask_if_sensitive(key, text)
+
+    def _write(self, texts: dict[str, tuple[str, str | None]]) -> None:
+        """Store {key: (text, description)}, encrypted, in one transaction."""
+        with self._sessions() as session:
+            for key, (text, description) in texts.items():
+                stored, encrypted = self._cipher.encrypt(text)
+                put_variable_row(session, key, stored, description=description, is_encrypted=encrypted)
+            session.commit()
 
     def delete(self, key: str) -> bool:
         with self._sessions() as session:

@@ -11,6 +11,7 @@ them once per dialect and runs them on the DB-API cursor.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -20,7 +21,7 @@ from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
 from rabbitrun.keys import TaskInstanceKey
-from rabbitrun.models import transitions
+from rabbitrun.models import transitions, xcom
 from rabbitrun.models.attempt_sql import AttemptDB as AttemptDB  # re-exported: the attempt operations take it
 from rabbitrun.models.attempt_sql import attempt_db as attempt_db  # re-exported: callers open it here
 from rabbitrun.models.attempt_sql import key_params
@@ -106,7 +107,13 @@ def _claim_statements(db: AttemptDB, params: dict[str, Any], commit: bool) -> tu
 
 
 def _finish_statements(
-    db: AttemptDB, key: TaskInstanceKey, outcome: Finish, expect: TaskState, started_at: datetime, commit: bool
+    db: AttemptDB,
+    key: TaskInstanceKey,
+    outcome: Finish,
+    expect: TaskState,
+    started_at: datetime,
+    commit: bool,
+    envelope_id: str | None = None,
 ) -> bool:
     """The final state and the attempt's history row (one statement on PostgreSQL, two on SQLite),
     committed if ``commit``; False when the state was not ``expect`` any more (nothing written)."""
@@ -120,6 +127,7 @@ def _finish_statements(
         "p_reason": outcome.reason,
         "p_next": outcome.next_retry_at,
         "p_duration": max(0.0, (outcome.ended_at - started_at).total_seconds()),
+        "p_envelope": envelope_id,
     }
     if "finish_in_one" in db.statements:
         return db.fetch_one("finish_in_one", params, alone=commit) is not None
@@ -130,20 +138,6 @@ def _finish_statements(
     if commit:
         db.commit()
     return True
-
-
-def warm_connection(session: Session | AttemptDB, now: datetime, tag: str) -> None:
-    """Run the hot path's statements once on a key no row has: they match and write nothing. A
-    new PostgreSQL backend loads the catalog entries of these tables and their indexes on first
-    use (~10 ms): a spare task process pays that before it gets a task, not inside the claim of
-    one. Only statements the zygote compiled run here, so the child copies few of its pages."""
-    key = TaskInstanceKey("~warmup~", "~warmup~", f"~warmup~{tag}")  # "~" is not allowed in dag ids
-    params = {**key_params(key), "p_now": now, "p_host": "", "p_pid": 0, "p_envelope": None}
-    db = AttemptDB.of(session)
-    alone = db.autocommits  # each its own transaction, one round trip each; else one, rolled back
-    _claim_statements(db, params, commit=alone)
-    _finish_statements(db, key, Finish(TaskState.SUCCESS, now), TaskState.RUNNING, now, commit=alone)
-    db.rollback()
 
 
 def heartbeat(session: Session, envelope_ids: list[str], now: datetime) -> int:
@@ -178,8 +172,12 @@ def finish(
     expect: TaskState = TaskState.RUNNING,
     started_at: datetime | None = None,
     commit: bool = True,
+    envelope_id: str | None = None,
 ) -> bool:
     """RUNNING -> final state for this try_number; records the attempt row. Commits.
+
+    ``envelope_id`` is the fencing token of the hot path (with ``started_at``): the delivery that
+    claimed the attempt, None for an in-process run; a finish with another one changes nothing.
 
     Returns False when the attempt was already decided elsewhere (e.g. the
     scheduler failed it as a zombie): the first decision stands. Whoever knows
@@ -187,7 +185,7 @@ def finish(
     """
     if started_at is not None:
         db = AttemptDB.of(session)
-        if not _finish_statements(db, key, outcome, expect, started_at, commit):
+        if not _finish_statements(db, key, outcome, expect, started_at, commit, envelope_id):
             db.rollback()  # SQLite left a transaction open; after a commit, there is none
             return False
         return True
@@ -220,6 +218,87 @@ def finish(
     record_attempt(session, key, outcome.state.value, started, outcome.ended_at, ti.hostname, ti.pid, outcome.reason)
     session.commit()
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class EndRecord:
+    """How one attempt ended, as its worker records it: ``value`` is the return value's XCom row
+    (already stored by the task's backend), ``envelope_id`` the delivery that claimed it (None for
+    an in-process run), ``started_at`` when it was claimed."""
+
+    key: TaskInstanceKey
+    outcome: Finish
+    started_at: datetime
+    value: tuple[bytes, str] | None = None
+    envelope_id: str | None = None
+    hostname: str | None = None
+
+
+#: the states an attempt can end in (QUEUED: released for a shutdown, the same try runs again)
+END_STATES = frozenset(
+    {
+        TaskState.SUCCESS,
+        TaskState.FAILED,
+        TaskState.UP_FOR_RETRY,
+        TaskState.SKIPPED,
+        TaskState.UP_FOR_RESCHEDULE,
+        TaskState.QUEUED,
+    }
+)
+
+
+def record_ends(session: Session, ends: Sequence[EndRecord], *, max_xcom_bytes: int) -> list[tuple[Finish, bool]]:
+    """Record how attempts ended, all in one transaction (committed): the worker's group commit.
+
+    Each gets its final state and history row, its return value's XCom row or its reschedule row;
+    or its release to QUEUED (same try) when it was stopped for a shutdown. Every write is a
+    compare-and-set on the attempt and its fencing token: one that lost (decided elsewhere, or
+    another delivery owns it now) writes nothing, and the others still commit.
+
+    Returns, per end, the finish recorded (FAILED when the value is over ``max_xcom_bytes``) and
+    whether it stands.
+    """
+    results = [_record_end(session, end, max_xcom_bytes) for end in ends]
+    session.commit()
+    return results
+
+
+def _record_end(session: Session, end: EndRecord, max_xcom_bytes: int) -> tuple[Finish, bool]:
+    key, outcome = end.key, end.outcome
+    if outcome.state == TaskState.QUEUED:  # released on shutdown: the requeued delivery claims it again
+        at = outcome.ended_at
+        released = transitions.release(session, key, outcome.reason or "released", at, envelope_id=end.envelope_id)
+        if released:
+            record_attempt(session, key, "terminated", None, at, end.hostname, None, outcome.reason)
+        return outcome, released
+    value = end.value
+    if value is not None and max_xcom_bytes and len(value[0]) > max_xcom_bytes:
+        outcome = Finish(
+            TaskState.FAILED, outcome.ended_at, xcom.too_big(key, xcom.RETURN_VALUE, value, max_xcom_bytes)
+        )
+        value = None
+    db = AttemptDB.of(session)
+    if not _finish_statements(db, key, outcome, TaskState.RUNNING, end.started_at, False, end.envelope_id):
+        return outcome, False
+    if value is not None:
+        xcom.put_row(session, key, xcom.RETURN_VALUE, value[0], value[1], max_bytes=max_xcom_bytes)
+    if outcome.state == TaskState.UP_FOR_RESCHEDULE:
+        assert outcome.next_retry_at is not None
+        record_reschedule(session, key, end.started_at, outcome.ended_at, outcome.next_retry_at)
+    return outcome, True
+
+
+def claim_many(
+    db: AttemptDB, claims: Sequence[tuple[TaskInstanceKey, str]], *, hostname: str, pid: int, now: datetime
+) -> list[Claim]:
+    """Claim several attempts ((key, envelope id) each) in one transaction (committed): a worker
+    claims the deliveries it received together with one commit. A claim that loses writes nothing."""
+    results = [
+        claim(db, key, hostname=hostname, pid=pid, now=now, envelope_id=envelope_id, commit=False)
+        for key, envelope_id in claims
+    ]
+    db.commit()
+    return results
 
 
 def record_attempt(

@@ -157,13 +157,17 @@ def _pk(key: TaskInstanceKey) -> list[ColumnElement[bool]]:
     ]
 
 
-def release(session: Session, key: TaskInstanceKey, reason: str | None, at: datetime) -> bool:
+def release(
+    session: Session, key: TaskInstanceKey, reason: str | None, at: datetime, *, envelope_id: str | None = None
+) -> bool:
     """RUNNING -> QUEUED for this try, on a warm shutdown: the requeued delivery claims it again.
+    ``envelope_id``: only while that delivery still owns the attempt (a worker's fencing token).
     Does not commit."""
+    owner = [TaskInstance.envelope_id == envelope_id] if envelope_id is not None else []
     return bool(
         transition(
             session,
-            [*_pk(key), TaskInstance.try_number == key.try_number],
+            [*_pk(key), TaskInstance.try_number == key.try_number, *owner],
             [TaskState.RUNNING],
             TaskState.QUEUED,
             edge=RELEASE,
@@ -470,9 +474,15 @@ def _claim_update() -> Any:
 CLAIM_UPDATE = _claim_update()
 
 #: RUNNING (p_expect) -> the attempt's outcome (p_state): :func:`check_finish` the pair before running it.
+#: The fencing token: only the delivery that claimed the attempt (p_envelope; None in process) ends it,
+#: so a worker that lost its lease cannot finish the same try another worker runs now.
 FINISH_UPDATE = (
     update(_TI)
-    .where(_ti_pk(), _TI.c.state == bindparam("p_expect"))
+    .where(
+        _ti_pk(),
+        _TI.c.state == bindparam("p_expect"),
+        func.coalesce(_TI.c.envelope_id, "") == func.coalesce(bindparam("p_envelope", type_=String), ""),
+    )
     .values(
         state=bindparam("p_state"),
         end_date=bindparam("p_end"),

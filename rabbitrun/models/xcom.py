@@ -135,11 +135,26 @@ def set_xcom(
 ) -> None:
     """Insert or replace one XCom of a task instance (no commit)."""
     data, value_type = (backend or DatabaseXComBackend(allow_pickle)).store(value, key=key, ti=ti)
+    put_row(session, ti, key, data, value_type, max_bytes=max_bytes)
+
+
+def too_big(ti: TaskInstanceKey, key: str, data: bytes | tuple[bytes, str], max_bytes: int) -> str:
+    """Why an XCom row over ``core.max_xcom_size`` is refused."""
+    size = len(data[0] if isinstance(data, tuple) else data)
+    return (
+        f"XCom {key!r} of task {ti.dag_id}.{ti.task_id} is {size} bytes, over the "
+        f"max_xcom_size limit of {max_bytes} bytes"
+    )
+
+
+def put_row(session: Session, ti: TaskInstanceKey, key: str, data: bytes, value_type: str, *, max_bytes: int) -> None:
+    """Insert or replace one XCom row already stored by a backend (no commit).
+
+    The worker writes what its task process stored: the value is serialised where the task runs
+    (its backend may keep it elsewhere), the row and its size limit are the worker's.
+    """
     if max_bytes and len(data) > max_bytes:
-        raise XComError(
-            f"XCom {key!r} of task {ti.dag_id}.{ti.task_id} is {len(data)} bytes, over the "
-            f"max_xcom_size limit of {max_bytes} bytes"
-        )
+        raise XComError(too_big(ti, key, data, max_bytes))
     row = session.execute(
         select(XComRow).where(
             XComRow.dag_id == ti.dag_id,
@@ -177,6 +192,15 @@ def get_xcoms(
     backend: XComBackend | None = None,
 ) -> dict[tuple[str, int], Any]:
     """Values by (task_id, map_index) for the given task ids and key."""
+    loader = backend or DatabaseXComBackend(allow_pickle)
+    rows = get_rows(session, dag_id, run_id, task_ids, key)
+    return {where: loader.load(data, value_type) for where, (data, value_type) in rows.items()}
+
+
+def get_rows(
+    session: Session, dag_id: str, run_id: str, task_ids: Sequence[str], key: str
+) -> dict[tuple[str, int], tuple[bytes, str]]:
+    """The stored rows (bytes, value type) by (task_id, map_index): what a worker hands its task process."""
     rows = session.execute(
         select(XComRow.task_id, XComRow.map_index, XComRow.value, XComRow.value_type).where(
             XComRow.dag_id == dag_id,
@@ -185,8 +209,7 @@ def get_xcoms(
             XComRow.key == key,
         )
     ).all()
-    loader = backend or DatabaseXComBackend(allow_pickle)
-    return {(r[0], r[1]): loader.load(r[2], r[3]) for r in rows}
+    return {(r[0], r[1]): (bytes(r[2]), r[3]) for r in rows}
 
 
 def load_backend(dotted_path: str, settings: Settings) -> XComBackend:

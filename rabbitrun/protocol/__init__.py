@@ -12,6 +12,18 @@ fields. Import from here (``from rabbitrun import protocol``); the submodules ar
 
 from __future__ import annotations
 
+from rabbitrun.protocol.channel import (
+    CHANNEL_MAX_BYTES,
+    DATA_OPS,
+    ChannelFrame,
+    DataOp,
+    DataReply,
+    DataRequest,
+    FinishFrame,
+    FinishReply,
+    encode_channel_frame,
+    split_channel_frames,
+)
 from rabbitrun.protocol.codec import (
     CONTENT_TYPE,
     MAX_ERROR_CHARS,
@@ -43,6 +55,7 @@ from rabbitrun.protocol.events import (
     encode_message,
 )
 from rabbitrun.protocol.frames import (
+    ClaimedAttempt,
     CommandFrame,
     ExitedFrame,
     Frame,
@@ -69,18 +82,27 @@ from rabbitrun.protocol.tasks import (
 )
 
 __all__ = [
+    "CHANNEL_MAX_BYTES",
     "CONTENT_TYPE",
     "CONTROL_MESSAGE_TYPE",
+    "DATA_OPS",
     "EVENT_MESSAGE_TYPE",
     "MAX_ERROR_CHARS",
     "MAX_MESSAGE_BYTES",
     "PERSISTENT",
     "VERSION",
+    "ChannelFrame",
+    "ClaimedAttempt",
     "CommandFrame",
     "ControlReply",
     "ControlRequest",
+    "DataOp",
+    "DataReply",
+    "DataRequest",
     "Event",
     "ExitedFrame",
+    "FinishFrame",
+    "FinishReply",
     "Frame",
     "Heartbeat",
     "LogLines",
@@ -107,11 +129,13 @@ __all__ = [
     "decode_event",
     "decode_frame",
     "decode_result",
+    "encode_channel_frame",
     "encode_envelope",
     "encode_frame",
     "encode_message",
     "encode_result",
     "envelope_properties",
     "result_properties",
+    "split_channel_frames",
     "split_frames",
 ]

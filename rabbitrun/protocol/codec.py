@@ -51,10 +51,10 @@ def pack(obj: Wire) -> bytes:
     return packed
 
 
-def unpack(body: bytes) -> Wire:
+def unpack(body: bytes, limit: int = MAX_MESSAGE_BYTES) -> Wire:
     """Bytes -> a version-1 map (not yet validated field by field), or a ProtocolError."""
-    if len(body) > MAX_MESSAGE_BYTES:
-        raise DecodeError(f"message of {len(body)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")
+    if len(body) > limit:
+        raise DecodeError(f"message of {len(body)} bytes exceeds the {limit}-byte limit")
     try:
         obj = msgpack.unpackb(body, raw=False, strict_map_key=True)
     except (ValueError, TypeError, OverflowError, RecursionError, msgpack.UnpackException) as exc:

@@ -37,15 +37,56 @@ _LEN = struct.Struct("!I")
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimedAttempt:
+    """What the worker's claim read for the attempt; it rides in the run frame, so the task process
+    reads no DB. ``run`` is the DAG run row (conf, logical date, data interval, ...)."""
+
+    max_tries: int
+    queue: str
+    started_at: datetime
+    run: Mapping[str, Any]
+
+    def to_wire(self) -> Wire:
+        dates = [name for name, value in self.run.items() if isinstance(value, datetime)]
+        run = {name: ts(value) if name in dates else value for name, value in self.run.items()}
+        return {
+            "max_tries": self.max_tries,
+            "queue": self.queue,
+            "started_at": ts(self.started_at),
+            "run": run,
+            "dates": dates,
+        }
+
+
+def _claimed_attempt(obj: Mapping[str, Any]) -> ClaimedAttempt:
+    run = dict(get(obj, "run", dict))
+    for name in get(obj, "dates", list):
+        if name not in run:
+            raise InvalidEnvelope(f"field 'dates' names {name!r}, which the run does not have")
+        run[name] = dt(run[name], f"run.{name}")
+    started = dt(get(obj, "started_at", (int, float)), "started_at")
+    assert started is not None
+    return ClaimedAttempt(get(obj, "max_tries", int), get(obj, "queue", str), started, run)
+
+
+@dataclass(frozen=True, slots=True)
 class RunFrame:
-    """Run this envelope (parent -> zygote, then zygote -> the spare child that runs it)."""
+    """Run this envelope, whose attempt the worker has claimed (parent -> zygote, then zygote ->
+    the spare child that runs it)."""
 
     KIND: ClassVar[str] = "run"
     token: str
     envelope: TaskEnvelope
+    claim: ClaimedAttempt
 
     def to_wire(self) -> Wire:
-        return {"v": VERSION, "k": self.KIND, "token": self.token, "envelope": self.envelope.to_wire()}
+        return {
+            "v": VERSION,
+            "k": self.KIND,
+            "token": self.token,
+            "envelope": self.envelope.to_wire(),
+            "claim": self.claim.to_wire(),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +126,8 @@ class ExitedFrame:
 
 @dataclass(frozen=True, slots=True)
 class OutcomeFrame:
-    """How the child's attempt ended, written by the child once its DB writes are done.
+    """How a delivery ended short of a finish the worker recorded: written by a task process that could
+    not run its attempt (REJECTED, CRASHED), and built by the worker for every other end.
 
     ``state`` is a :class:`~rabbitrun.states.TaskState` or an :class:`~rabbitrun.states.OutcomeKind`
     value; the worker's ``decide`` says what each means for the delivery.
@@ -150,7 +192,9 @@ def decode_frame(payload: bytes) -> Frame:
 
 
 def _run_frame(obj: Mapping[str, Any]) -> RunFrame:
-    return RunFrame(nonempty(obj, "token"), envelope_from(get(obj, "envelope", dict)))
+    return RunFrame(
+        nonempty(obj, "token"), envelope_from(get(obj, "envelope", dict)), _claimed_attempt(get(obj, "claim", dict))
+    )
 
 
 def _started_frame(obj: Mapping[str, Any]) -> StartedFrame:
@@ -161,7 +205,7 @@ def _exited_frame(obj: Mapping[str, Any]) -> ExitedFrame:
     return ExitedFrame(nonempty(obj, "id"), get(obj, "pid", int), get(obj, "status", int))
 
 
-def _outcome_frame(obj: Mapping[str, Any]) -> OutcomeFrame:
+def decode_outcome_frame(obj: Mapping[str, Any]) -> OutcomeFrame:
     return OutcomeFrame(
         token=nonempty(obj, "id"),
         state=nonempty(obj, "state"),
@@ -177,5 +221,5 @@ _FRAMES: Mapping[str, Callable[[Mapping[str, Any]], Frame]] = {
     StopFrame.KIND: lambda _obj: StopFrame(),
     StartedFrame.KIND: _started_frame,
     ExitedFrame.KIND: _exited_frame,
-    OutcomeFrame.KIND: _outcome_frame,
+    OutcomeFrame.KIND: decode_outcome_frame,
 }

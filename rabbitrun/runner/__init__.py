@@ -1,8 +1,10 @@
 """Run ONE attempt in the task process: context, templating, time limits, execute, record.
 
-The worker's forked task child and ``rabbitrun tasks run`` both call :func:`run_attempt`.
+A worker's task process calls :func:`run_for_worker` (its worker claimed the attempt and records
+its end; data goes over the task channel); ``rabbitrun tasks run`` calls :func:`run_attempt`.
 """
 
-from rabbitrun.runner.attempt import AttemptOutcome, run_attempt
+from rabbitrun.runner.attempt import AttemptOutcome, run_attempt, run_for_worker
+from rabbitrun.runner.link import WorkerLink
 
-__all__ = ["AttemptOutcome", "run_attempt"]
+__all__ = ["AttemptOutcome", "WorkerLink", "run_attempt", "run_for_worker"]

@@ -1,8 +1,10 @@
-"""Run ONE attempt in this process: claim, build the context, execute, record.
+"""Run ONE claimed attempt in this process: build the context, execute, have it recorded.
 
-This is the code path of both the worker's forked task child and
-``rabbitrun tasks run``. It never touches the broker: it talks to the
-metadata DB and writes the attempt's log file; the worker parent publishes.
+The worker claims the attempt and records its end; its forked task process runs
+:func:`run_claimed` and reaches the worker over the task channel for everything
+else (``rabbitrun.runner.link``): it holds no DB URL, no Fernet key, no broker
+credentials. ``rabbitrun tasks run`` (:func:`run_attempt`) plays the worker's part
+in one process, with the DB's own data access. The attempt's log file is written here.
 
 Time limits: SIGTERM (sent by the worker at the soft limit, or by an alarm
 armed here for in-process runs) raises :class:`TaskTimeout` inside the task
@@ -18,8 +20,11 @@ import logging
 import os
 import time
 import traceback
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -31,12 +36,14 @@ from rabbitrun.data import access as runtime
 from rabbitrun.errors import DagError, RabbitrunError, XComError
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.logs import attempt_log
-from rabbitrun.models import attempts, transitions, xcom
+from rabbitrun.models import attempts, xcom
 from rabbitrun.models.base import utcnow
 from rabbitrun.models.engine import retrying
 from rabbitrun.names import TASK_LOGGER
+from rabbitrun.protocol import ClaimedAttempt, FinishFrame
 from rabbitrun.runner.context import RuntimeTaskInstance, build_context
 from rabbitrun.runner.limits import Terminated, time_limit
+from rabbitrun.runner.link import RemoteAccess, WorkerLink
 from rabbitrun.secrets import SecretsMasker, reset_masker, use_masker
 from rabbitrun.settings import Settings
 from rabbitrun.states import OutcomeKind, TaskState
@@ -62,6 +69,10 @@ class AttemptOutcome:
 
 # --- the attempt ---------------------------------------------------------------------
 
+#: Records how the attempt ended: (finish, short error, return value or _NO_VALUE) -> (the finish that
+#: stands, its error, whether the record stands). The worker's over the task channel, or the DB's own.
+Recorder = Callable[[attempts.Finish, str, Any], tuple[attempts.Finish, str, bool]]
+
 
 def run_attempt(
     settings: Settings,
@@ -72,24 +83,20 @@ def run_attempt(
     hostname: str,
     in_process: bool,
     clock_start: float | None = None,
-    envelope_id: str | None = None,
 ) -> AttemptOutcome:
-    """Claim ``key`` and run it to a recorded final state (or release it on shutdown).
+    """``rabbitrun tasks run``: play the worker's part in this process, then run the attempt here.
 
-    ``envelope_id``: the delivery a worker runs, recorded by the claim for its
-    heartbeats; None for in-process runs, which have no envelope of their own.
-
-    ``clock_start``: when the worker started timing this attempt (monotonic);
-    defaults to now for in-process runs.
+    Claim ``key`` (QUEUED -> RUNNING), run it with the DB's own data access and record its end; a
+    worker does the claim and the record itself, and its task process runs :func:`run_claimed`.
+    ``clock_start``: when timing started (monotonic); defaults to now.
     """
     clock_start = time.monotonic() if clock_start is None else clock_start
     claimed_at = utcnow()  # start_date: duration = end_date - start_date, as in Airflow
+    owner = f"local-{uuid.uuid4().hex}"  # the fencing token of this claim, as a worker's delivery id is
     try:
         for attempt in retrying(settings.database):
             with attempt, attempts.attempt_db(sessions) as db:
-                claim = attempts.claim(
-                    db, key, hostname=hostname, pid=os.getpid(), now=claimed_at, envelope_id=envelope_id
-                )
+                claim = attempts.claim(db, key, hostname=hostname, pid=os.getpid(), now=claimed_at, envelope_id=owner)
     except DBAPIError as exc:  # the DB is down at task start: say so at once, never hang
         reason = f"metadata database unavailable at task start: {str(exc.orig or exc).strip().splitlines()[0]}"
         return AttemptOutcome(key, OutcomeKind.DB_UNAVAILABLE, False, None, None, reason)
@@ -97,12 +104,77 @@ def run_attempt(
         state = OutcomeKind.UNKNOWN if claim.state is None else OutcomeKind.NOT_CLAIMED
         why = "no such task instance" if claim.state is None else f"attempt is {claim.state} (try {claim.try_number})"
         return AttemptOutcome(key, state, False, None, None, why)
-    started = claimed_at
+    assert claim.run is not None
+    claimed = ClaimedAttempt(claim.max_tries, claim.queue, claimed_at, vars(claim.run))
     masker = SecretsMasker()
     access = runtime.build(settings, sessions, masker)
+
+    def record(finish: attempts.Finish, error: str, value: Any) -> tuple[attempts.Finish, str, bool]:
+        finish, error, row = _stored_value(access, key, finish, error, value)
+        end = attempts.EndRecord(key, finish, claimed_at, row, owner, hostname)
+        for attempt in retrying(settings.database):  # the record is conditional on RUNNING: safe to repeat
+            if row is None and finish.state in _STATE_ONLY:  # most attempts: no ORM write to make
+                with attempt, attempts.attempt_db(sessions) as db:
+                    stands = attempts.finish(db, key, finish, started_at=claimed_at, envelope_id=owner)
+                    return finish, error, stands
+            with attempt, sessions() as session:
+                ((recorded, stands),) = attempts.record_ends(session, [end], max_xcom_bytes=settings.core.max_xcom_size)
+        return (*_failed_to_store(recorded, finish, error), stands)
+
+    return run_claimed(settings, access, masker, dagbag, key, claimed, record, hostname, in_process, clock_start)
+
+
+def run_for_worker(
+    settings: Settings,
+    link: WorkerLink,
+    dagbag: DagBag,
+    key: TaskInstanceKey,
+    claimed: ClaimedAttempt,
+    *,
+    hostname: str,
+    clock_start: float,
+) -> AttemptOutcome:
+    """A worker's task process: run the attempt its worker claimed; data and the record go over ``link``."""
+    masker = SecretsMasker()
+    access = RemoteAccess(settings, link, key, masker)
+
+    def record(finish: attempts.Finish, error: str, value: Any) -> tuple[attempts.Finish, str, bool]:
+        finish, error, row = _stored_value(access, key, finish, error, value)
+        frame = FinishFrame(
+            finish.state.value,
+            claimed.started_at,
+            finish.ended_at,
+            reason=finish.reason or "",
+            error=error,
+            next_retry_at=finish.next_retry_at,
+            value=row,
+        )
+        reply = link.finish(frame)
+        recorded = attempts.Finish(TaskState(reply.state), finish.ended_at, reply.error or finish.reason)
+        if recorded.state == finish.state:
+            recorded = finish
+        return (*_failed_to_store(recorded, finish, error), reply.recorded)
+
+    return run_claimed(settings, access, masker, dagbag, key, claimed, record, hostname, False, clock_start)
+
+
+def run_claimed(
+    settings: Settings,
+    access: runtime.DataAccess,
+    masker: SecretsMasker,
+    dagbag: DagBag,
+    key: TaskInstanceKey,
+    claimed: ClaimedAttempt,
+    record: Recorder,
+    hostname: str,
+    in_process: bool,
+    clock_start: float,
+) -> AttemptOutcome:
+    """Run an attempt that is claimed: build its context, execute, have ``record`` record its end,
+    then run its callback. Its reads and writes go through ``access``."""
     tokens = runtime.activate(access), use_masker(masker)
     try:
-        return _run_claimed(settings, access, masker, dagbag, key, claim, hostname, in_process, clock_start, started)
+        return _run_claimed(settings, access, masker, dagbag, key, claimed, record, hostname, in_process, clock_start)
     finally:
         reset_masker(tokens[1])
         runtime.deactivate(tokens[0])
@@ -114,27 +186,21 @@ def _run_claimed(
     masker: SecretsMasker,
     dagbag: DagBag,
     key: TaskInstanceKey,
-    claim: attempts.Claim,
+    claimed: ClaimedAttempt,
+    record: Recorder,
     hostname: str,
     in_process: bool,
     clock_start: float,
-    started: datetime,
 ) -> AttemptOutcome:
-    sessions = access.sessions
+    started = claimed.started_at
     with attempt_log(settings, key, masker.filter()):
         log = logging.getLogger(TASK_LOGGER)
         log.info("Starting attempt %s of %s", key.try_number, key)
         seen: dict[str, Any] = {}  # the task and context, once built, for the callbacks
-        finish, error, value = _execute(access, dagbag, key, claim, hostname, in_process, clock_start, log, seen)
+        finish, error, value = _execute(access, dagbag, key, claimed, hostname, in_process, clock_start, log, seen)
         if finish.reason:  # `tasks states` shows the reason: it must not carry a secret either
             finish = dataclasses.replace(finish, reason=masker.redact(finish.reason))
-        for attempt in retrying(settings.database):  # finish is conditional on RUNNING: safe to repeat
-            if value is _NO_VALUE and finish.state in _STATE_ONLY:  # most attempts: no ORM write to make
-                with attempt, attempts.attempt_db(sessions) as db:
-                    recorded = attempts.finish(db, key, finish, started_at=started)
-            else:
-                with attempt, sessions() as session:
-                    finish, error, recorded = _record(session, access, key, finish, error, value, started)
+        finish, error, recorded = record(finish, masker.redact(error), value)
         if recorded:
             log.info(
                 "Marking task as %s. dag_id=%s, task_id=%s, run_id=%s, start_date=%s, end_date=%s",
@@ -149,6 +215,29 @@ def _run_claimed(
         else:
             log.warning("Attempt %s was already decided elsewhere; keeping that decision", key)
     return AttemptOutcome(key, finish.state.value, True, started, finish.ended_at, masker.redact(error))
+
+
+def _stored_value(
+    access: runtime.DataAccess, key: TaskInstanceKey, finish: attempts.Finish, error: str, value: Any
+) -> tuple[attempts.Finish, str, tuple[bytes, str] | None]:
+    """The return value as its XCom row, stored by the task's XCom backend (where the task runs:
+    the backend may keep the value elsewhere); a value that cannot be stored fails the attempt."""
+    if value is _NO_VALUE or finish.state != TaskState.SUCCESS:
+        return finish, error, None
+    try:
+        return finish, error, access.xcom_backend.store(value, key=xcom.RETURN_VALUE, ti=key)
+    except XComError as exc:
+        logging.getLogger(TASK_LOGGER).error("Task failed: %s", exc)
+        return attempts.Finish(TaskState.FAILED, utcnow(), str(exc)), str(exc), None
+
+
+def _failed_to_store(recorded: attempts.Finish, finish: attempts.Finish, error: str) -> tuple[attempts.Finish, str]:
+    """The finish that stands and its error; the task log says so when the record failed the
+    attempt instead (its return value was over the XCom size limit)."""
+    if recorded.state == finish.state:
+        return recorded, error
+    logging.getLogger(TASK_LOGGER).error("Task failed: %s", recorded.reason)
+    return recorded, recorded.reason or error
 
 
 # outcomes whose record is the state change and the attempt row only (no XCom, no reschedule row)
@@ -175,52 +264,11 @@ def _run_callback(seen: dict[str, Any], state: TaskState, error: str, log: loggi
         log.exception("%s of %s failed; the task outcome (%s) stands", name, task, state.value)
 
 
-def _record(
-    session: Session,
-    access: runtime.DataAccess,
-    key: TaskInstanceKey,
-    finish: attempts.Finish,
-    error: str,
-    value: Any,
-    started: datetime,
-) -> tuple[attempts.Finish, str, bool]:
-    """Write the final state and the return value's XCom in one transaction (one commit)."""
-    if finish.state == TaskState.QUEUED:  # released on shutdown: the requeued delivery claims it again
-        attempts.record_attempt(session, key, "terminated", None, finish.ended_at, None, os.getpid(), finish.reason)
-        released = transitions.release(session, key, finish.reason, finish.ended_at)
-        session.commit()
-        return finish, error, released
-    if value is not _NO_VALUE:
-        try:
-            core = access.settings.core
-            xcom.set_xcom(
-                session,
-                key,
-                xcom.RETURN_VALUE,
-                value,
-                allow_pickle=core.enable_xcom_pickling,
-                max_bytes=core.max_xcom_size,
-                backend=access.xcom_backend,
-            )
-        except XComError as exc:
-            session.rollback()
-            logging.getLogger(TASK_LOGGER).error("Task failed: %s", exc)
-            finish, error = attempts.Finish(TaskState.FAILED, utcnow(), str(exc)), str(exc)
-    if finish.state == TaskState.UP_FOR_RESCHEDULE:  # the reschedule row and the state: one commit
-        assert finish.next_retry_at is not None
-        recorded = attempts.finish(session, key, finish, started_at=started, commit=False)
-        if recorded:
-            attempts.record_reschedule(session, key, started, finish.ended_at, finish.next_retry_at)
-            session.commit()
-        return finish, error, recorded
-    return finish, error, attempts.finish(session, key, finish, started_at=started)
-
-
 def _execute(
     access: runtime.DataAccess,
     dagbag: DagBag,
     key: TaskInstanceKey,
-    claim: attempts.Claim,
+    claimed: ClaimedAttempt,
     hostname: str,
     in_process: bool,
     clock_start: float,
@@ -236,9 +284,8 @@ def _execute(
     try:
         dag = dagbag.get_dag(key.dag_id)
         task = dag.get_task(key.task_id)
-        assert claim.run is not None
-        ti = RuntimeTaskInstance(key, task, claim, hostname, access)
-        context = build_context(ti, dag, claim.run, access)
+        ti = RuntimeTaskInstance(key, task, claimed, hostname, access)
+        context = build_context(ti, dag, SimpleNamespace(**claimed.run), access)
         if isinstance(task, MappedOperator):  # this instance's own operator, with its element of the input
             context["task"] = ti.task = task = task.unmap(key.map_index, context)
         task = templating.rendered_copy(task, context)  # render per attempt: retries render afresh
@@ -264,7 +311,7 @@ def _execute(
     except (DagError, RabbitrunError) as exc:
         log.error("Task failed: %s", exc)
         return (
-            attempts.failure_outcome(key.try_number, claim.max_tries, None, str(exc), utcnow(), retry=False),
+            attempts.failure_outcome(key.try_number, claimed.max_tries, None, str(exc), utcnow(), retry=False),
             str(exc),
             _NO_VALUE,
         )
@@ -273,7 +320,7 @@ def _execute(
         reason = f"{type(exc).__name__}: {exc}"
         retry = not isinstance(exc, FailTask)
         delay = task.retry_delay_for(key.try_number) if task is not None else timedelta(0)
-        outcome = attempts.failure_outcome(key.try_number, claim.max_tries, delay, reason, utcnow(), retry=retry)
+        outcome = attempts.failure_outcome(key.try_number, claimed.max_tries, delay, reason, utcnow(), retry=retry)
         if outcome.state == TaskState.UP_FOR_RETRY:
             log.info("Marking task as UP_FOR_RETRY; next try at %s", outcome.next_retry_at)
         return outcome, reason, _NO_VALUE

@@ -15,9 +15,10 @@ from typing import Any
 from rabbitrun.authoring import DAG, BaseOperator, MappedOperator
 from rabbitrun.data import access as runtime
 from rabbitrun.keys import TaskInstanceKey
-from rabbitrun.models import attempts, mapping, xcom
+from rabbitrun.models import attempts, xcom
 from rabbitrun.models.tables import DagRun
 from rabbitrun.names import TASK_LOGGER
+from rabbitrun.protocol import ClaimedAttempt
 
 _NO_VALUE: Any = object()
 
@@ -26,7 +27,12 @@ class RuntimeTaskInstance:
     """``context["ti"]``: the attempt as Airflow's TaskInstance presents it to a task."""
 
     def __init__(
-        self, key: TaskInstanceKey, task: BaseOperator, claim: attempts.Claim, hostname: str, access: runtime.DataAccess
+        self,
+        key: TaskInstanceKey,
+        task: BaseOperator,
+        claim: ClaimedAttempt,
+        hostname: str,
+        access: runtime.DataAccess,
     ) -> None:
         self.key = key
         self.task = task
@@ -39,18 +45,7 @@ class RuntimeTaskInstance:
         self._access = access
 
     def xcom_push(self, key: str, value: Any) -> None:
-        core = self._access.settings.core
-        with self._access.sessions() as session:
-            xcom.set_xcom(
-                session,
-                self.key,
-                key,
-                value,
-                allow_pickle=core.enable_xcom_pickling,
-                max_bytes=core.max_xcom_size,
-                backend=self._access.xcom_backend,
-            )
-            session.commit()
+        self._access.set_xcom(self.key, key, value)
 
     def xcom_pull(
         self,
@@ -69,18 +64,9 @@ class RuntimeTaskInstance:
         """
         ids = [self.task_id] if task_ids is None else [task_ids] if isinstance(task_ids, str) else list(task_ids)
         dag_id, run_id = dag_id or self.dag_id, run_id or self.run_id
-        with self._access.sessions() as session:
-            found = xcom.get_xcoms(
-                session,
-                dag_id,
-                run_id,
-                ids,
-                key,
-                allow_pickle=self._access.settings.core.enable_xcom_pickling,
-                backend=self._access.xcom_backend,
-            )
-            maybe = [t for t in ids if self._is_mapped(t, dag_id) is not False] if map_indexes is None else []
-            indexes = mapping.mapped_indexes(session, dag_id, run_id, maybe) if maybe else {}
+        found = self._access.get_xcoms(dag_id, run_id, ids, key)
+        maybe = [t for t in ids if self._is_mapped(t, dag_id) is not False] if map_indexes is None else []
+        indexes = self._access.mapped_indexes(dag_id, run_id, maybe) if maybe else {}
         if map_indexes is not None:
             values = [_pick(found, tid, map_indexes, default) for tid in ids]
         else:
@@ -100,8 +86,7 @@ class RuntimeTaskInstance:
     def reschedule_history(self) -> attempts.RescheduleHistory:
         """For sensors in reschedule mode: when this try's first poke started, and how many
         reschedules it has had (its timeout counts from that first poke)."""
-        with self._access.sessions() as session:
-            return attempts.reschedule_history(session, self.key)
+        return self._access.reschedule_history(self.key)
 
     def __repr__(self) -> str:
         return f"<TaskInstance {self.key}>"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 from aio_pika.abc import AbstractIncomingMessage
 
@@ -15,54 +14,27 @@ log = logging.getLogger("rabbitrun.worker")
 
 
 class EarlyAck:
-    """Long task: ack its delivery once it has run ``ack_running_after_s`` and its claim is durable,
-    so RabbitMQ's consumer_timeout cannot fire; from then on the attempt is recoverable from the DB
-    alone (the worker's heartbeat keeps it alive, the scheduler retries it if that stops).
+    """Long task: ack its delivery once it has run ``ack_running_after_s``, so RabbitMQ's
+    consumer_timeout cannot fire; from then on the attempt is recoverable from the DB alone (the
+    worker renews its lease, the scheduler runs it again if that stops).
 
-    The claim can come later than ``ack_running_after_s`` (a zygote still loading DAG files, a
-    slow database): the check then repeats every ``_RECHECK_S`` until the task ends, instead of
-    giving up after one look and leaving the delivery to the consumer timeout. A timer costs the
-    common, short task nothing; ``stop`` waits for an ack in flight, so the settle never acks twice.
+    The worker claimed the attempt before its task process started, so the claim is durable when
+    the timer fires. A timer costs the common, short task nothing; ``stop`` waits for an ack in
+    flight, so the settle never acks twice.
     """
 
-    _RECHECK_S = 1.0
-
-    def __init__(
-        self,
-        message: AbstractIncomingMessage,
-        envelope: protocol.TaskEnvelope,
-        after_s: float,
-        claimed: Callable[[], bool],
-    ) -> None:
-        self._message, self._envelope, self._after_s, self._claimed = message, envelope, after_s, claimed
+    def __init__(self, message: AbstractIncomingMessage, envelope: protocol.TaskEnvelope, after_s: float) -> None:
+        self._message, self._envelope, self._after_s = message, envelope, after_s
         self._loop = asyncio.get_running_loop()
-        self._stopped = False
-        self._acking: asyncio.Task[None] | None = None
-        self._check: asyncio.Task[None] | None = None  # held: the loop keeps only weak references
+        self._acking: asyncio.Task[None] | None = None  # held: the loop keeps only weak references
         self._timer = self._loop.call_later(after_s, self._fire)
 
     def _fire(self) -> None:
-        self._check = self._loop.create_task(self._ack_if_claimed())
-
-    async def _ack_if_claimed(self) -> None:
-        try:
-            claimed = await asyncio.to_thread(self._claimed)
-        except Exception as exc:  # noqa: BLE001 - a DB hiccup: look again later
-            log.warning("%s: cannot check its claim for an early ack (%s); checking again", self._envelope.key, exc)
-            claimed = False
-        if self._stopped:
-            return
-        if not claimed:
-            self._timer = self._loop.call_later(min(self._RECHECK_S, self._after_s), self._fire)
-            return
         log.info("%s: running longer than %ss, acknowledging its delivery early", self._envelope.key, self._after_s)
         self._acking = self._loop.create_task(ack(self._message))
-        await self._acking
 
     async def stop(self) -> None:
-        """No ack from here on; one already sent is waited for. A check still asking the DB is not
-        waited for: it sees the stop when it comes back."""
-        self._stopped = True
+        """No ack from here on; one already sent is waited for."""
         self._timer.cancel()
         if self._acking is not None:
             await asyncio.wait([self._acking])

@@ -1,9 +1,11 @@
 """The worker's AMQP consumer: the one place that acks, requeues or dead-letters.
 
-What to do with a delivery is decided by :func:`~rabbitrun.worker.decisions.decide`,
-a pure function of how the task child ended; this module then performs it in the order DESIGN rule 3
-asks for: the attempt is durable in the DB, the result is published with a
-confirm, and only then is the delivery acknowledged.
+Each delivery's attempt is claimed by this worker (``rabbitrun.worker.owner``, batched with the
+claims arriving with it) before a task process runs it; a claim that loses settles the delivery at
+once. What to do with a delivery is decided by :func:`~rabbitrun.worker.decisions.decide`, a pure
+function of how the attempt ended; this module then performs it in the order DESIGN rule 3 asks
+for: the attempt is durable in the DB, the result is published with a confirm, and only then is
+the delivery acknowledged.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from rabbitrun.states import OutcomeKind, TaskState
 from rabbitrun.worker.acks import EarlyAck, ack, nack
 from rabbitrun.worker.decisions import Action, Decision, decide
 from rabbitrun.worker.livelogs import LiveLogs
+from rabbitrun.worker.owner import AttemptOwner, Lost
 from rabbitrun.worker.pool import Slots
 from rabbitrun.worker.supervisor import ChildReport, Supervisor
 
@@ -44,6 +47,7 @@ class Consumer:
         *,
         names: Names,
         supervisor: Supervisor,
+        owner: AttemptOwner,
         publisher: ConfirmedPublisher,
         sessions: sessionmaker[Session],
         hostname: str,
@@ -56,6 +60,7 @@ class Consumer:
         live_logs: LiveLogs | None = None,
     ) -> None:
         self._names, self._supervisor, self._publisher = names, supervisor, publisher
+        self.owner = owner
         self._live_logs = live_logs
         self._log_folder = log_folder
         self._events, self._metrics = events, metrics
@@ -129,16 +134,24 @@ class Consumer:
             log.info("%s: worker shutting down; handing the waiting delivery back to the queue", envelope.key)
             await nack(message, requeue=True)
             return
+        started = False
         try:
-            self._started(envelope)
-            early_ack = EarlyAck(message, envelope, self._ack_running_after_s, lambda: self._claimed(envelope))
-            try:
-                report = await self._supervisor.run(envelope, on_reported)
-            finally:
-                await early_ack.stop()
+            claimed = await self.owner.claim(envelope)
+            if isinstance(claimed, Lost):  # not this delivery's to run: settled below, nothing started
+                report = ChildReport(envelope.id, outcome=claimed.outcome)
+            else:
+                started = True
+                self._started(envelope)
+                early_ack = EarlyAck(message, envelope, self._ack_running_after_s)
+                try:
+                    report = await self._supervisor.run(
+                        envelope, claimed, self.owner.service(envelope, claimed), on_reported
+                    )
+                finally:
+                    await early_ack.stop()
         finally:
             await self.slots.release()
-            if self._metrics is not None:
+            if started and self._metrics is not None:
                 self._metrics.tasks_running.dec()
         if settled:
             await settled[0]
@@ -185,6 +198,8 @@ class Consumer:
         self._count(decision.action)
         key = envelope.key
         if decision.action == Action.DEAD_LETTER:
+            if report.claim is not None:  # claimed, then its DAG did not load here: unclaim it first
+                await asyncio.to_thread(self._release, envelope, f"not run: {decision.reason}")
             await self._dead_letter(message, decision.reason)
             return
         if decision.action == Action.ACK:
@@ -213,13 +228,12 @@ class Consumer:
                 await nack(message, requeue=True)
             return
         if decision.action == Action.RECORD_AND_ACK:
-            recorded = await asyncio.to_thread(self._record_death, envelope, decision.reason)
+            assert report.claim is not None  # a delivery whose claim lost has its outcome
+            recorded = await asyncio.to_thread(self._record_death, envelope, report.claim, decision.reason)
             log.error("%s: %s", key, decision.reason)
-            if not recorded:  # never claimed: give another worker a chance, once
-                if message.redelivered:
-                    await self._dead_letter(message, f"task process failed before claiming: {decision.reason}")
-                else:
-                    await nack(message, requeue=True)
+            if not recorded:  # decided elsewhere meanwhile (lease expired, cleared): that decision stands
+                log.info("%s: its end was decided elsewhere; not recording the death", key)
+                await ack(message)
                 return
             # the outcome is the parent's record now (no frame of the child says it)
             report.outcome = protocol.OutcomeFrame("", recorded, claimed=True, error=decision.reason)
@@ -227,20 +241,18 @@ class Consumer:
         await self._publish_result(message, envelope, report)
         await ack(message)
 
-    def _record_death(self, envelope: protocol.TaskEnvelope, reason: str) -> str | None:
-        """The child could not record its end: fail (or retry) its claimed attempt here.
+    def _record_death(self, envelope: protocol.TaskEnvelope, claim: protocol.ClaimedAttempt, reason: str) -> str | None:
+        """The task process died without reporting its end: fail (or retry) the attempt this
+        worker claimed, while this delivery still owns it (its fencing token).
 
         The task's retry_delay lives in the DAG, which this lean parent does not
         import: the scheduler put this try's delay in the envelope.
         """
         key = envelope.key
+        delay = timedelta(seconds=envelope.retry_delay_s)
+        outcome = attempts.failure_outcome(key.try_number, claim.max_tries, delay, reason, utcnow())
         with self._sessions() as session:
-            ti = attempts.get_ti(session, key)
-            if ti is None or ti.state != TaskState.RUNNING or ti.try_number != key.try_number:
-                return None
-            delay = timedelta(seconds=envelope.retry_delay_s)
-            outcome = attempts.failure_outcome(key.try_number, ti.max_tries, delay, reason, utcnow())
-            if not attempts.finish(session, key, outcome):
+            if not attempts.finish(session, key, outcome, started_at=claim.started_at, envelope_id=envelope.id):
                 return None
         self._append_to_attempt_log(key, f"ERROR - {reason}; marking the attempt {outcome.state.value}")
         return outcome.state.value
@@ -252,7 +264,7 @@ class Consumer:
         key, now = envelope.key, utcnow()
         try:
             with self._sessions() as session:
-                released = transitions.release(session, key, reason, now)
+                released = transitions.release(session, key, reason, now, envelope_id=envelope.id)
                 if released:  # the try's history row says so; a finished one keeps its own
                     attempts.record_attempt(session, key, "terminated", None, now, self._hostname, None, reason)
                 session.commit()
@@ -358,12 +370,6 @@ class Consumer:
             await message.reject(requeue=False)
             return
         await ack(message)
-
-    def _claimed(self, envelope: protocol.TaskEnvelope) -> bool:
-        """Whether the envelope's attempt is claimed (RUNNING at its try) in the DB: durable."""
-        with self._sessions() as session:
-            ti = attempts.get_ti(session, envelope.key)
-            return bool(ti and ti.state == TaskState.RUNNING and ti.try_number == envelope.key.try_number)
 
     def _count(self, action: Action) -> None:
         self.stats[action.value] = self.stats.get(action.value, 0) + 1

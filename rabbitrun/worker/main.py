@@ -1,7 +1,8 @@
 """Assemble and run a worker: zygote first, then the asyncio consumer; signals and shutdown.
 
-Order matters: the zygote is forked before aio-pika, SQLAlchemy or any thread
-exist in this process, so what it forks from is lean and single-threaded.
+The zygote is started first: a fresh interpreter without this process's secrets (settings with
+every secret blanked, an environment without RABBITRUN__*), that forks the task processes; this
+process claims their attempts, serves their data requests and records their ends.
 
 Shutdown: the first SIGTERM/SIGINT is warm (stop consuming at once, let running
 tasks finish for ``shutdown_timeout_s``, then SIGTERM them: they release their
@@ -64,6 +65,7 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
     from rabbitrun.worker.consumer import Consumer
     from rabbitrun.worker.control import ControlServer
     from rabbitrun.worker.livelogs import LiveLogs, ship_live_logs
+    from rabbitrun.worker.owner import AttemptOwner
 
     loop = asyncio.get_running_loop()
     supervisor.attach(loop)
@@ -84,6 +86,7 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
         consumer = Consumer(
             names=names,
             supervisor=supervisor,
+            owner=AttemptOwner(settings, sessions, options.hostname),
             publisher=publisher,
             sessions=sessions,
             hostname=options.hostname,

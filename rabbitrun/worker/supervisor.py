@@ -1,6 +1,10 @@
 """The asyncio side of the process model: hands envelopes to the zygote, enforces
 time limits on the children and collects how each one ended.
 
+Each task process has its own task channel (a socket pair, its end passed through the zygote):
+the supervisor reads its frames and has the :class:`ChannelService` of the delivery answer them, one
+at a time, so the task's data requests and its finish are served by the worker that owns the attempt.
+
 Soft limit (``execution_timeout``) -> SIGTERM to the child's process group, which
 the runner turns into TaskTimeout inside the task; hard limit (soft limit +
 ``kill_grace_s``) -> SIGKILL. A child that dies without reporting (SIGKILL, OOM
@@ -14,12 +18,15 @@ import itertools
 import logging
 import os
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from rabbitrun import protocol
+from rabbitrun.errors import ProtocolError
 from rabbitrun.settings import Settings
-from rabbitrun.worker.zygote import ZygoteHandle, start_zygote, write_frame
+from rabbitrun.worker.zygote import ZygoteHandle, send_run, start_zygote
 
 log = logging.getLogger("rabbitrun.worker")
 
@@ -37,12 +44,16 @@ class ChildReport:
     # the task's failure, and goes back to the queue (a SIGTERM can land before the child's handler)
     stopped_for_shutdown: bool = False
     fenced: str = ""  # the worker killed it because it lost its lease (why): released, not failed
+    channel_error: str = ""  # it sent what the worker cannot accept: killed, and the attempt failed
+    claim: protocol.ClaimedAttempt | None = None  # the worker's claim of the attempt (None: it lost)
 
     @property
     def state(self) -> str | None:
         return self.outcome.state if self.outcome else None
 
     def death_reason(self) -> str:
+        if self.channel_error:
+            return f"task process killed: {self.channel_error}"
         if self.timed_out == "hard":
             return "hard time limit exceeded: task process killed with SIGKILL"
         status = self.exit_status
@@ -58,16 +69,34 @@ class ChildReport:
         return f"task process crashed (exit code {self.exit_status}): {what}"
 
 
+class ChannelService(Protocol):
+    """Answers one task process's requests for the worker (``rabbitrun.worker.channel``)."""
+
+    async def data(self, request: protocol.DataRequest) -> protocol.DataReply: ...
+
+    async def finish(self, frame: protocol.FinishFrame) -> tuple[protocol.FinishReply, protocol.OutcomeFrame]:
+        """Record the attempt's end: the reply for the task, and the outcome of the delivery."""
+        ...
+
+
 @dataclass
 class _Running:
-    """One task child: ``reported`` resolves at its outcome frame (or exit), ``done`` at its exit."""
+    """One task child: ``reported`` resolves at its outcome (or exit), ``done`` at its exit."""
 
     envelope: protocol.TaskEnvelope
     report: ChildReport
     done: asyncio.Future[ChildReport]
     reported: asyncio.Future[ChildReport]
+    channel: socket.socket
+    service: ChannelService
     started_at: float = 0.0
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    buffer: bytearray = field(default_factory=bytearray)
+    requests: list[protocol.ChannelFrame] = field(default_factory=list)
+    serving: asyncio.Task[None] | None = None
+    # a signal for a child the zygote has not started yet (claimed, its DAG file still loading):
+    # sent the moment it starts, so a shutdown or a fence never misses a task that is about to run
+    pending_signal: signal.Signals | None = None
 
 
 class Supervisor:
@@ -96,23 +125,35 @@ class Supervisor:
         return [(r.envelope, r.report.pid) for r in self._running.values()]
 
     async def run(
-        self, envelope: protocol.TaskEnvelope, on_reported: Callable[[ChildReport], None] | None = None
+        self,
+        envelope: protocol.TaskEnvelope,
+        claim: protocol.ClaimedAttempt,
+        service: ChannelService,
+        on_reported: Callable[[ChildReport], None] | None = None,
     ) -> ChildReport:
-        """Run one task child to its exit. ``on_reported`` is called as soon as the child has
-        reported its outcome (its DB writes are done), which may be before it has exited."""
+        """Run one task child to its exit. ``on_reported`` is called as soon as the attempt's end is
+        known (its finish recorded), which may be before the child has exited."""
         assert self._zygote is not None
         loop = asyncio.get_running_loop()
         token = f"{next(self._tokens)}"
-        entry = _Running(envelope, ChildReport(envelope.id), loop.create_future(), loop.create_future())
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours.setblocking(False)
+        report = ChildReport(envelope.id, claim=claim)
+        entry = _Running(envelope, report, loop.create_future(), loop.create_future(), ours, service)
         if on_reported is not None:
             entry.reported.add_done_callback(lambda f: on_reported(f.result()))
         self._running[token] = entry
-        os.write(self._zygote.command_fd, protocol.encode_frame(protocol.RunFrame(token, envelope)))
+        loop.add_reader(ours, self._on_channel, entry)
+        try:
+            send_run(self._zygote, protocol.RunFrame(token, envelope, claim), theirs)
+        finally:
+            theirs.close()  # the task process holds it now
         try:
             return await entry.done
         finally:
             for timer in entry.timers:
                 timer.cancel()
+            self._close_channel(entry)
             self._running.pop(token, None)
 
     def _on_events(self) -> None:
@@ -140,13 +181,96 @@ class Supervisor:
             entry.report.pid = frame.pid
             entry.started_at = asyncio.get_running_loop().time()
             self._arm_limits(entry)
-        elif isinstance(frame, protocol.OutcomeFrame):
-            entry.report.outcome = frame
-            _resolve(entry.reported, entry.report)
-        else:
+            if entry.pending_signal is not None:
+                self._signal(entry, entry.pending_signal, "")
+        elif isinstance(frame, protocol.ExitedFrame):
             entry.report.exit_status = frame.status
-            _resolve(entry.reported, entry.report)
-            _resolve(entry.done, entry.report)
+            asyncio.get_running_loop().create_task(self._exited(entry))
+
+    async def _exited(self, entry: _Running) -> None:
+        """The child is reaped: read what it wrote last, let a request in flight (its finish) be
+        answered, then the delivery is done. Never before: a finish recorded after the exit is seen
+        would race the parent's own record of a death."""
+        self._on_channel(entry)
+        while entry.serving is not None:
+            await asyncio.wait([entry.serving])
+        _resolve(entry.reported, entry.report)
+        _resolve(entry.done, entry.report)
+
+    # --- the task channel ----------------------------------------------------------------
+
+    def _on_channel(self, entry: _Running) -> None:
+        """Read what the task process sent; its requests are served one at a time, in order."""
+        while entry.channel.fileno() >= 0:
+            try:
+                data = entry.channel.recv(1 << 20)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._close_channel(entry)
+                return
+            entry.buffer.extend(data)
+            try:
+                frames = protocol.split_channel_frames(entry.buffer)
+            except ProtocolError as exc:
+                self._refuse(entry, f"its task channel sent an invalid frame ({exc.reason})")
+                return
+            for frame in frames:
+                if isinstance(frame, protocol.OutcomeFrame):  # it could not run (REJECTED) or crashed
+                    if entry.report.outcome is None:
+                        entry.report.outcome = frame
+                elif isinstance(frame, protocol.DataRequest | protocol.FinishFrame):
+                    entry.requests.append(frame)
+                else:
+                    self._refuse(entry, f"its task channel sent a {frame.KIND!r} frame, which only the worker sends")
+                    return
+            if entry.requests and entry.serving is None:
+                entry.serving = asyncio.get_running_loop().create_task(self._serve(entry))
+
+    async def _serve(self, entry: _Running) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while entry.requests:
+                request = entry.requests.pop(0)
+                reply: protocol.ChannelFrame
+                if isinstance(request, protocol.FinishFrame):
+                    if entry.report.outcome is not None:
+                        self._refuse(entry, "it sent a second finish")
+                        return
+                    reply, outcome = await entry.service.finish(request)
+                    entry.report.outcome = outcome
+                    _resolve(entry.reported, entry.report)
+                else:
+                    assert isinstance(request, protocol.DataRequest)
+                    reply = await entry.service.data(request)
+                if entry.channel.fileno() < 0:  # the child is gone: nobody to answer
+                    return
+                try:
+                    await loop.sock_sendall(entry.channel, protocol.encode_channel_frame(reply))
+                except OSError:  # it died meanwhile: its exit says the rest
+                    return
+        except ProtocolError as exc:
+            self._refuse(entry, f"its task channel broke the protocol ({exc.reason})")
+        except Exception:  # a bug in serving must not leave the task waiting forever
+            log.exception("%s: serving its task channel failed", entry.envelope.key)
+            self._refuse(entry, "the worker could not serve its request")
+        finally:
+            entry.serving = None
+
+    def _refuse(self, entry: _Running, why: str) -> None:
+        """A task process that breaks the channel's rules is killed; its attempt fails as a death."""
+        log.error("%s: %s; killing its task process", entry.envelope.key, why)
+        entry.report.channel_error = entry.report.channel_error or why
+        entry.requests.clear()
+        self._close_channel(entry)
+        self._signal(entry, signal.SIGKILL, "")
+
+    def _close_channel(self, entry: _Running) -> None:
+        if entry.channel.fileno() >= 0:
+            asyncio.get_running_loop().remove_reader(entry.channel)
+            entry.channel.close()
 
     def _arm_limits(self, entry: _Running) -> None:
         timeout = entry.envelope.execution_timeout_s
@@ -159,7 +283,11 @@ class Supervisor:
         )
 
     def _signal(self, entry: _Running, sig: signal.Signals, limit: str) -> None:
-        if entry.done.done() or entry.report.pid is None:
+        if entry.done.done():
+            return
+        if entry.report.pid is None:  # not started yet: it gets the signal as it starts
+            if entry.pending_signal is None or sig == signal.SIGKILL:
+                entry.pending_signal = sig
             return
         if limit:
             entry.report.timed_out = limit
@@ -175,7 +303,7 @@ class Supervisor:
         """Signal every running child (shutdown); returns how many were signalled."""
         count = 0
         for entry in list(self._running.values()):
-            if entry.report.pid is not None and not entry.done.done():
+            if not entry.done.done():
                 entry.report.stopped_for_shutdown = entry.report.stopped_for_shutdown or for_shutdown
                 self._signal(entry, sig, "")
                 count += 1
@@ -193,14 +321,12 @@ class Supervisor:
         if self._zygote is None:
             return
         try:
-            write_frame(self._zygote.command_fd, protocol.StopFrame())
-            os.close(self._zygote.command_fd)
+            self._zygote.commands.send(protocol.encode_frame(protocol.StopFrame()))
+            self._zygote.commands.close()
         except OSError:
             pass
-        try:
-            os.waitpid(self._zygote.pid, 0)
-        except ChildProcessError:
-            pass
+        self._zygote.process.wait()
+        os.close(self._zygote.event_fd)
         self._zygote = None
 
 

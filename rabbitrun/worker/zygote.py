@@ -1,30 +1,33 @@
-"""The zygote: a single-threaded, pre-warmed process that forks one child per task.
+"""The zygote: a single-threaded, pre-warmed process that forks one task process per delivery.
 
-The asyncio consumer cannot fork safely (aio-pika and the DB pool use threads
-and locks), so it forks this process first, before importing them. The zygote
-imports the runner, SQLAlchemy and every DAG file once, freezes the GC so
-children share those pages copy-on-write, and then only forks: a task pays
-neither an interpreter start, nor imports, nor a DAG parse (DESIGN.md,
-Worker process model).
+The asyncio worker cannot fork safely (aio-pika and the DB pool use threads and locks), and it
+holds what a task must never see: the DB URL, the Fernet key, the broker password. So the zygote is
+a fresh interpreter (``python -m rabbitrun.worker.zygote``), started with an environment that has
+none of them and settings with every secret blanked (:func:`rabbitrun.settings.for_task_process`),
+sent over its command socket. It imports the runner and every DAG file once, freezes the GC so
+children share those pages copy-on-write, and then only forks: a task pays neither an interpreter
+start, nor imports, nor a DAG parse (DESIGN.md, Worker process model and Task process boundary).
 
-Pipes: the parent writes ``run``/``stop`` frames to the zygote; the zygote
-writes ``started``/``exited`` frames back, and each child writes its own
-``outcome`` frame straight to that same pipe (each frame is one ``write``
-under PIPE_BUF, so frames from many writers never interleave).
-The child never uses a connection of its parent: it builds its own engine.
+Channels: the worker sends ``run``/``stop`` frames on a SOCK_SEQPACKET socket, each run frame with
+the task process's end of its own task channel (SCM_RIGHTS); the zygote hands both to a spare child
+and writes ``started``/``exited`` frames back on its event pipe. A task process speaks only on its
+task channel (``rabbitrun.protocol.channel``): data requests, its finish, or why it could not run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
-import dataclasses
 import errno
 import functools
 import gc
 import logging
 import os
+import pickle
 import selectors
 import signal
+import socket
+import subprocess
 import sys
 import time
 import traceback
@@ -33,75 +36,100 @@ from typing import Any
 
 from rabbitrun import protocol
 from rabbitrun.errors import ProtocolError
-from rabbitrun.settings import Settings
+from rabbitrun.settings import Settings, for_task_process, task_process_environ
 from rabbitrun.states import OutcomeKind
 
 PIPE_BUF = 4096
+_MAX_COMMAND = 1 << 20  # a run frame: an envelope and its claim (kilobytes)
 log = logging.getLogger("rabbitrun.worker.zygote")
 
 
 @dataclass(frozen=True, slots=True)
 class ZygoteHandle:
-    pid: int
-    command_fd: int  # parent writes frames here
-    event_fd: int  # parent reads frames here
+    process: subprocess.Popen[bytes]
+    commands: socket.socket  # parent sends run/stop frames here (run frames with a channel fd)
+    event_fd: int  # parent reads started/exited frames here
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
 
 def start_zygote(settings: Settings, hostname: str) -> ZygoteHandle:
-    """Fork the zygote. Call before the caller starts any thread."""
-    cmd_r, cmd_w = os.pipe()
+    """Start the zygote: a fresh interpreter without the worker's secrets (see the module docstring)."""
+    commands, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     evt_r, evt_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the zygote
-        os.close(cmd_w)
-        os.close(evt_r)
-        code = 0
-        try:
-            _Zygote(settings, hostname, cmd_r, evt_w).serve()
-        except BaseException:  # noqa: BLE001 - process boundary
-            traceback.print_exc()
-            code = 70
-        os._exit(code)
-    os.close(cmd_r)
+    env = task_process_environ(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # imports resolve as in the worker
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rabbitrun.worker.zygote", str(theirs.fileno()), str(evt_w)],
+        pass_fds=(theirs.fileno(), evt_w),
+        env=env,
+    )
+    theirs.close()
     os.close(evt_w)
+    commands.send(pickle.dumps((for_task_process(settings), hostname)))  # its first message
     os.set_blocking(evt_r, False)
-    return ZygoteHandle(pid, cmd_w, evt_r)
+    return ZygoteHandle(process, commands, evt_r)
+
+
+def send_run(handle: ZygoteHandle, frame: protocol.RunFrame, channel: socket.socket) -> None:
+    """One run frame, with the task process's end of its channel (the zygote passes it on)."""
+    socket.send_fds(handle.commands, [protocol.encode_frame(frame)], [channel.fileno()])
 
 
 def write_frame(fd: int, frame: protocol.Frame) -> None:
-    data = protocol.encode_frame(frame)
-    if len(data) > PIPE_BUF and isinstance(frame, protocol.OutcomeFrame):  # keep writes atomic: the error
-        data = protocol.encode_frame(dataclasses.replace(frame, error=frame.error[:1000]))  # is what can be long
-    os.write(fd, data)
+    os.write(fd, protocol.encode_frame(frame))
+
+
+def main(argv: list[str]) -> int:
+    """``python -m rabbitrun.worker.zygote CMD_FD EVT_FD``: started by :func:`start_zygote` only."""
+    from rabbitrun.data.access import forbid_direct_db
+    from rabbitrun.logs import configure_process_logging
+
+    commands = socket.socket(fileno=int(argv[1]))
+    evt_fd = int(argv[2])
+    first = commands.recv(_MAX_COMMAND)
+    if not first:
+        return 0
+    settings, hostname = pickle.loads(first)  # noqa: S301 - from the worker that started this process
+    configure_process_logging(settings)
+    forbid_direct_db("a task process (the worker serves its Variables, Connections and XComs)")
+    try:
+        _Zygote(settings, hostname, commands, evt_fd).serve()
+    except BaseException:  # noqa: BLE001 - process boundary
+        traceback.print_exc()
+        return 70
+    return 0
 
 
 class _Zygote:
-    def __init__(self, settings: Settings, hostname: str, cmd_fd: int, evt_fd: int) -> None:
+    def __init__(self, settings: Settings, hostname: str, commands: socket.socket, evt_fd: int) -> None:
         self.settings, self.hostname = settings, hostname
-        self.cmd_fd, self.evt_fd = cmd_fd, evt_fd
+        self.commands, self.evt_fd = commands, evt_fd
         self.children: dict[int, str] = {}  # pid -> run token (one per delivery)
-        self.buffer = bytearray()
         self.spares: list[_Spare] = []
         self.dead_spares: set[int] = set()
         self.spare_count = max(0, settings.worker.spare_processes)
+        self.wake: tuple[int, int] = (-1, -1)
 
     def serve(self) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides about shutdown
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        wake_r, wake_w = os.pipe()
+        wake_r, wake_w = self.wake = os.pipe()
         os.set_blocking(wake_w, False)
         os.set_blocking(wake_r, False)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         self._warm_up()
         selector = selectors.DefaultSelector()
-        selector.register(self.cmd_fd, selectors.EVENT_READ, "cmd")
+        selector.register(self.commands, selectors.EVENT_READ, "cmd")
         selector.register(wake_r, selectors.EVENT_READ, "wake")
         while True:
             for sel_key, _ in selector.select(timeout=1.0):
                 if sel_key.data == "wake":
                     _drain(wake_r)
-                elif not self._read_commands():
+                elif not self._read_command():
                     self._kill_children()
                     return
             self._reap()
@@ -110,20 +138,7 @@ class _Zygote:
         """Import what tasks need and parse every DAG once, then freeze the heap."""
         from rabbitrun import runner  # noqa: F401 - imported for the children
         from rabbitrun.authoring import DagBag
-        from rabbitrun.models.engine import make_engine, retrying, session_factory
 
-        retrying(self.settings.database)  # imports tenacity here, once, not in every child
-
-        # One engine, created and warmed here: children inherit its initialised dialect and
-        # compiled-statement cache (no per-task SQL compilation), but no connection: the pool
-        # is emptied before any fork, and each child starts a fresh pool of its own.
-        # No pre-ping: a child's connection is fresh (made just before its task), and a connection
-        # dropped later is a transient error that `retrying` answers with a new one. A ping per
-        # checkout would cost each attempt two more round trips.
-        self.engine = make_engine(dataclasses.replace(self.settings.database, pool_pre_ping=False))
-        self.sessions = session_factory(self.engine)
-        _warm_statement_cache(self.sessions)
-        self.engine.dispose()
         self.dagbag = DagBag(_dags_folder(self.settings), include_examples=self.settings.core.load_examples)
         for ref, err in self.dagbag.import_errors.items():
             log.warning("DAG file %s failed to import: %s", ref, err.exception)
@@ -132,26 +147,34 @@ class _Zygote:
         gc.freeze()  # children inherit these objects; don't let their GC touch (and copy) the pages
         self._fill_spares()
 
-    def _read_commands(self) -> bool:
+    def _read_command(self) -> bool:
         try:
-            data = os.read(self.cmd_fd, 65536)
+            data, fds, _, _ = socket.recv_fds(self.commands, _MAX_COMMAND, 1)
         except InterruptedError:
             return True
         if not data:  # the parent is gone
+            for fd in fds:
+                os.close(fd)
             return False
-        self.buffer.extend(data)
-        for frame in protocol.split_frames(self.buffer):
-            if isinstance(frame, protocol.RunFrame):
-                self._fork_child(frame)
-            elif isinstance(frame, protocol.StopFrame):
-                return False
+        frames = protocol.split_frames(bytearray(data))
+        frame = frames[0] if len(frames) == 1 else None
+        if isinstance(frame, protocol.StopFrame):
+            return False
+        if not isinstance(frame, protocol.RunFrame) or len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            raise ProtocolError("the zygote expects one run frame with its channel, or a stop frame")
+        self._fork_child(frame, data, fds[0])
         return True
 
-    def _fork_child(self, frame: protocol.RunFrame) -> None:
-        """Hand the envelope to a spare child (forked and connected in advance), then replace it."""
+    def _fork_child(self, frame: protocol.RunFrame, data: bytes, channel_fd: int) -> None:
+        """Hand the run frame and its channel to a spare child (forked in advance), then replace it."""
         spare = self._take_spare()
-        os.write(spare.assign_fd, protocol.encode_frame(frame))
-        os.close(spare.assign_fd)
+        try:
+            socket.send_fds(spare.assign, [data], [channel_fd])
+        finally:
+            os.close(channel_fd)  # the child holds it now: no later spare may inherit it
+            spare.assign.close()
         self.children[spare.pid] = frame.token
         write_frame(self.evt_fd, protocol.StartedFrame(frame.token, spare.pid))
         self._fill_spares()
@@ -159,9 +182,9 @@ class _Zygote:
     def _take_spare(self) -> _Spare:
         while self.spares:
             spare = self.spares.pop(0)
-            if spare.pid in self.dead_spares:  # died while idle (e.g. the DB refused it): discard
+            if spare.pid in self.dead_spares:  # died while idle: discard
                 self.dead_spares.discard(spare.pid)
-                os.close(spare.assign_fd)
+                spare.assign.close()
                 continue
             return spare
         return self._fork_spare()
@@ -171,33 +194,35 @@ class _Zygote:
             self.spares.append(self._fork_spare())
 
     def _fork_spare(self) -> _Spare:
-        """Fork a child that connects to the DB now and waits for its one envelope.
-
-        Fork, process set-up and the DB connection are paid before a task
-        arrives, so they stay off the critical path of a delivery.
-        """
-        assign_r, assign_w = os.pipe()
+        """Fork a child that waits for its one run frame: the fork and the process set-up are paid
+        before a task arrives, so they stay off the critical path of a delivery."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:
-            os.close(assign_w)
+            ours.close()
             code = 70
+            link: Any = None
             token = ""
             try:
                 self._become_child()
-                frame = _read_one_frame(assign_r)
-                if frame is None:  # the zygote is gone or replaced this spare
+                received = _read_run(theirs)
+                if received is None:  # the zygote is gone or replaced this spare
                     os._exit(0)
                 clock_start = time.monotonic()  # the supervisor's time limits count from (just after) here
-                token = frame.token
-                code = self._child(frame.envelope, token, clock_start)
+                frame, channel = received
+                from rabbitrun.runner import WorkerLink
+
+                token, link = frame.token, WorkerLink(channel)
+                code = self._child(frame, link, clock_start)
             except BaseException:  # noqa: BLE001 - process boundary: report, never raise past fork
-                if token:
+                if link is not None:
                     crashed = protocol.OutcomeFrame(token, OutcomeKind.CRASHED, error=traceback.format_exc()[-1000:])
-                    write_frame(self.evt_fd, crashed)
+                    with contextlib.suppress(OSError):
+                        link.send(crashed)
             finally:
                 os._exit(code)
-        os.close(assign_r)
-        return _Spare(pid, assign_w)
+        theirs.close()
+        return _Spare(pid, ours)
 
     def _become_child(self) -> None:
         zygote = os.getppid()
@@ -206,48 +231,30 @@ class _Zygote:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         signal.set_wakeup_fd(-1)
-        os.close(self.cmd_fd)
+        self.commands.close()
+        for fd in (self.evt_fd, *self.wake):  # a task speaks on its own channel only: no forged events
+            os.close(fd)
         for spare in self.spares:
-            os.close(spare.assign_fd)
-        self.engine.dispose(close=False)  # a pool of this child's own; never the zygote's connections
-        # Connect now (the pooled connection then serves the attempt). On PostgreSQL also warm the
-        # new backend with the attempt's statements on a key no row has (SQLite has nothing to warm,
-        # and the rolled-back insert would take its one write lock).
-        try:
-            from rabbitrun.models import attempts
+            spare.assign.close()
 
-            with attempts.attempt_db(self.sessions) as db:  # the connection then waits in the child's pool
-                if self.engine.dialect.name == "postgresql":
-                    from rabbitrun.models.base import utcnow
-
-                    attempts.warm_connection(db, utcnow(), str(os.getpid()))
-        except Exception as exc:  # noqa: BLE001 - the attempt will connect again and report the error
-            log.warning("spare task process could not pre-connect to the DB: %s", exc)
-
-    def _child(self, envelope: protocol.TaskEnvelope, token: str, clock_start: float) -> int:
+    def _child(self, frame: protocol.RunFrame, link: Any, clock_start: float) -> int:
         from rabbitrun import runner
         from rabbitrun.errors import DagError
 
+        envelope = frame.envelope
         try:
             self._ensure_dag(envelope)
         except DagError as exc:
-            write_frame(self.evt_fd, protocol.OutcomeFrame(token, OutcomeKind.REJECTED, error=str(exc)))
+            link.send(protocol.OutcomeFrame(frame.token, OutcomeKind.REJECTED, error=str(exc)))
             return 2
-        outcome = runner.run_attempt(
+        outcome = runner.run_for_worker(
             self.settings,
-            self.sessions,
+            link,
             self.dagbag,
             envelope.key,
+            frame.claim,
             hostname=self.hostname,
-            in_process=False,
             clock_start=clock_start,
-            envelope_id=envelope.id,
-        )
-        write_frame(
-            self.evt_fd,
-            protocol.OutcomeFrame(
-                token, outcome.state, outcome.claimed, outcome.started_at, outcome.ended_at, outcome.error
-            ),
         )
         sys.stdout.flush()
         return outcome.exit_code
@@ -276,7 +283,7 @@ class _Zygote:
     def _kill_children(self) -> None:
         """The parent died: its unacked deliveries go back to the queue, so stop their tasks."""
         for spare in self.spares:
-            os.close(spare.assign_fd)  # idle spares read EOF and exit
+            spare.assign.close()  # idle spares read EOF and exit
         for pid in list(self.children):
             try:
                 os.killpg(pid, signal.SIGKILL)
@@ -285,68 +292,27 @@ class _Zygote:
                     raise
 
 
-def _warm_statement_cache(sessions: Any) -> None:
-    """Run a whole attempt's statements once on throwaway rows in a transaction that is rolled
-    back, so they are compiled before the fork and no child pays SQL compilation. A DB that is
-    down here is not fatal: children then compile on their own."""
-    from sqlalchemy.exc import SQLAlchemyError
-    from sqlalchemy.orm import configure_mappers
-
-    from rabbitrun.keys import TaskInstanceKey
-    from rabbitrun.models import attempts, xcom
-    from rabbitrun.models.base import utcnow
-    from rabbitrun.models.tables import DagRun, TaskInstance
-    from rabbitrun.states import TaskState
-
-    configure_mappers()
-    key = TaskInstanceKey("~warmup~", "~warmup~", "~warmup~")  # "~" is not allowed in dag ids
-    now = utcnow()
-    try:
-        with sessions() as session:
-            session.add(DagRun(dag_id=key.dag_id, run_id=key.run_id, state="running", logical_date=now))
-            session.flush()
-            session.add(
-                TaskInstance(
-                    dag_id=key.dag_id,
-                    task_id=key.task_id,
-                    run_id=key.run_id,
-                    map_index=-1,
-                    state=TaskState.QUEUED.value,
-                    try_number=1,
-                    queue="~",
-                )
-            )
-            session.flush()
-            attempts.claim(session, key, hostname="", pid=0, now=now, commit=False)
-            xcom.set_xcom(session, key, xcom.RETURN_VALUE, 1, allow_pickle=False, max_bytes=0)
-            attempts.finish(session, key, attempts.Finish(TaskState.SUCCESS, now), started_at=now, commit=False)
-            attempts.claim(session, key.with_try(2), hostname="", pid=0, now=now, commit=False)  # the losing path
-            session.rollback()
-    except SQLAlchemyError as exc:
-        log.warning("could not warm the statement cache: %s", exc)
-
-
 @dataclass(frozen=True, slots=True)
 class _Spare:
     pid: int
-    assign_fd: int  # the zygote writes the one envelope this child will run, then closes it
+    assign: socket.socket  # the zygote sends the one run frame (and channel) this child runs, then closes it
 
 
-def _read_one_frame(fd: int) -> protocol.RunFrame | None:
-    buffer = bytearray()
+def _read_run(sock: socket.socket) -> tuple[protocol.RunFrame, socket.socket] | None:
+    """A spare's one run frame and its task channel; None when the zygote closed it instead."""
     while True:
         try:
-            data = os.read(fd, 65536)
+            data, fds, _, _ = socket.recv_fds(sock, _MAX_COMMAND, 1)
+            break
         except InterruptedError:
             continue
-        if not data:
-            return None
-        buffer.extend(data)
-        frames = protocol.split_frames(buffer)
-        if frames:
-            if not isinstance(frames[0], protocol.RunFrame):
-                raise ProtocolError(f"a spare task process expects a run frame, got {frames[0].KIND!r}")
-            return frames[0]
+    sock.close()
+    if not data:
+        return None
+    frames = protocol.split_frames(bytearray(data))
+    if len(frames) != 1 or not isinstance(frames[0], protocol.RunFrame) or len(fds) != 1:
+        raise ProtocolError("a spare task process expects one run frame with its channel")
+    return frames[0], socket.socket(fileno=fds[0])
 
 
 _PR_SET_PDEATHSIG = 1
@@ -388,3 +354,7 @@ def _dags_folder(settings: Settings) -> Any:
     from pathlib import Path
 
     return Path(settings.core.dags_folder)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

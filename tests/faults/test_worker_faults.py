@@ -196,9 +196,9 @@ def test_shutdown_releases_an_early_acked_task_and_republishes_it(env: Env, vhos
 
 
 def test_a_claim_later_than_ack_running_after_s_still_gets_the_early_ack(env: Env, vhost: str) -> None:
-    """The early-ack check comes before the task process has claimed (here after 1 ms; in real life
-    a zygote still loading DAG files, a slow database): it must look again, not give up and leave a
-    long task to RabbitMQ's consumer_timeout."""
+    """An early ack that fires at once (1 ms; in real life a zygote still loading DAG files delays the
+    task, not the claim): the worker claimed before it started the task, so the delivery is acked
+    while the task runs and nothing is run twice."""
     env.vars["RABBITRUN__WORKER__ACK_RUNNING_AFTER_S"] = "0.001"
     env.scheduler()
     env.worker()

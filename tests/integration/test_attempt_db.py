@@ -58,8 +58,10 @@ def test_claim_and_finish_write_and_read_what_the_orm_does(env: Env) -> None:
 
     ended = started + timedelta(milliseconds=1500)
     with attempts.attempt_db(sessions) as db:  # type: ignore[arg-type]
-        assert attempts.finish(db, key, attempts.Finish(TaskState.SUCCESS, ended), started_at=started)
-        assert not attempts.finish(db, key, attempts.Finish(TaskState.FAILED, ended), started_at=started)
+        assert attempts.finish(db, key, attempts.Finish(TaskState.SUCCESS, ended), started_at=started, envelope_id="e1")
+        assert not attempts.finish(
+            db, key, attempts.Finish(TaskState.FAILED, ended), started_at=started, envelope_id="e1"
+        )
     with sessions() as session:  # type: ignore[operator]
         ti = session.get(TaskInstance, (key.dag_id, key.task_id, key.run_id, key.map_index))
         assert (ti.state, ti.end_date, ti.duration) == ("success", ended, 1.5)
@@ -132,7 +134,7 @@ def test_a_lost_claim_keeps_the_attempts_xcoms_and_a_won_claim_clears_the_old_on
     assert _xcoms(sessions, key) == ["pushed"]
 
     with attempts.attempt_db(sessions) as db:  # type: ignore[arg-type]
-        assert attempts.finish(db, key, attempts.Finish(TaskState.UP_FOR_RETRY, now), started_at=now)
+        assert attempts.finish(db, key, attempts.Finish(TaskState.UP_FOR_RETRY, now), started_at=now, envelope_id="e1")
     with sessions() as session:  # type: ignore[operator]
         ti = session.get(TaskInstance, (key.dag_id, key.task_id, key.run_id, key.map_index))
         ti.state, ti.try_number = "queued", key.try_number + 1
@@ -149,10 +151,10 @@ def test_the_pooled_connection_goes_back_transactional_after_claim_and_finish(en
     key = envelope.key  # type: ignore[attr-defined]
     now = datetime.now(UTC)
     with attempts.attempt_db(sessions) as db:  # type: ignore[arg-type]
-        assert attempts.claim(db, key, hostname="h", pid=1, now=now).won
-        assert not attempts.claim(db, key, hostname="h2", pid=2, now=now).won
-        assert attempts.finish(db, key, attempts.Finish(TaskState.SUCCESS, now), started_at=now)
-        assert not attempts.finish(db, key, attempts.Finish(TaskState.FAILED, now), started_at=now)
+        assert attempts.claim(db, key, hostname="h", pid=1, now=now, envelope_id="e1").won
+        assert not attempts.claim(db, key, hostname="h2", pid=2, now=now, envelope_id="e2").won
+        assert attempts.finish(db, key, attempts.Finish(TaskState.SUCCESS, now), started_at=now, envelope_id="e1")
+        assert not attempts.finish(db, key, attempts.Finish(TaskState.FAILED, now), started_at=now, envelope_id="e1")
     with sessions() as session:  # type: ignore[operator]  # the same pooled connection
         xcom.set_xcom(session, key, "rolled_back", 1, allow_pickle=False, max_bytes=0)
         session.flush()

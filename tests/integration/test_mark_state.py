@@ -56,10 +56,11 @@ def test_running_attempt_marked_failed_loses_its_finish_and_the_mark_stands(env:
     sessions = session_factory(make_engine(settings.database, pooled=False))
     started = utcnow()
     with sessions() as session:
-        assert attempts.claim(session, key, hostname="t", pid=1, now=started).won
+        assert attempts.claim(session, key, hostname="t", pid=1, now=started, envelope_id="e1").won
     client.set_task_state(settings, "simple", "one", run_id, "failed")
     with sessions() as session:
-        assert not attempts.finish(session, key, attempts.Finish(TaskState.SUCCESS, utcnow()), started_at=started)
+        done = attempts.Finish(TaskState.SUCCESS, utcnow())
+        assert not attempts.finish(session, key, done, started_at=started, envelope_id="e1")
     row = states(env, "simple", run_id)["one"]
     assert (row.state, row.try_number) == ("failed", 1) and "marked failed" in (row.reason or "")
     with sessions() as session:

@@ -533,6 +533,12 @@ def test_result_properties_correlate_with_the_envelope_id() -> None:
 
 STARTED = protocol.StartedFrame("t1", 123)
 OUTCOME = protocol.OutcomeFrame("t1", TaskState.SUCCESS, claimed=True, started_at=AT, ended_at=AT, error="")
+CLAIM = protocol.ClaimedAttempt(
+    max_tries=2,
+    queue="default",
+    started_at=AT,
+    run={"run_id": "r", "conf": {"x": [1, 2]}, "logical_date": AT, "data_interval_end": None, "run_type": "manual"},
+)
 EXITED = protocol.ExitedFrame("t1", 123, -9)
 
 
@@ -569,7 +575,7 @@ def test_split_frames_of_an_empty_buffer_is_empty() -> None:
         EXITED,
         protocol.StopFrame(),
         protocol.OutcomeFrame("t2", OutcomeKind.DB_UNAVAILABLE, error="connection refused"),
-        protocol.RunFrame("7", _envelope(key=TaskInstanceKey("d", "t", "r", 3, 2))),
+        protocol.RunFrame("7", _envelope(key=TaskInstanceKey("d", "t", "r", 3, 2)), CLAIM),
     ],
     ids=lambda frame: type(frame).__name__,
 )
@@ -610,6 +616,79 @@ def test_envelope_in_a_frame_is_validated_like_one_from_the_broker() -> None:
     bad = {**GOOD_ENVELOPE, "dag_file": "../../etc/passwd"}
     with pytest.raises(InvalidEnvelope):
         protocol.split_frames(_framed({"v": 1, "k": "run", "token": "7", "envelope": bad}))
+
+
+def test_the_claim_in_a_run_frame_keeps_its_dates_as_aware_datetimes() -> None:
+    (frame,) = protocol.split_frames(bytearray(protocol.encode_frame(protocol.RunFrame("7", _envelope(), CLAIM))))
+    assert isinstance(frame, protocol.RunFrame)
+    assert frame.claim.run["logical_date"] == AT and frame.claim.run["logical_date"].tzinfo is not None
+    assert frame.claim.run["data_interval_end"] is None and frame.claim.run["conf"] == {"x": [1, 2]}
+
+
+def test_a_claim_naming_a_date_the_run_lacks_is_refused() -> None:
+    wire = protocol.RunFrame("7", _envelope(), CLAIM).to_wire()
+    wire["claim"]["dates"] = ["nope"]
+    with pytest.raises(InvalidEnvelope, match="names 'nope'"):
+        protocol.split_frames(_framed(wire))
+
+
+# --- the task channel (task process <-> its worker) -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        protocol.DataRequest(protocol.DataOp.GET_VARIABLE, {"key": "k"}),
+        protocol.DataRequest(protocol.DataOp.SET_VARIABLE, {"key": "k", "value": "v", "description": None}),
+        protocol.DataRequest(
+            protocol.DataOp.XCOM_ROWS, {"dag_id": "d", "run_id": "r", "task_ids": ["a", "b"], "key": "return_value"}
+        ),
+        protocol.DataRequest(protocol.DataOp.PUT_XCOM, {"key": "k", "data": b"\x00\x01", "value_type": "json"}),
+        protocol.DataRequest(protocol.DataOp.RESCHEDULE_HISTORY, {}),
+        protocol.DataReply({"login": "u", "port": 5432}),
+        protocol.DataReply(None, "not found", "VariableNotFound"),
+        protocol.FinishFrame(TaskState.SUCCESS, AT, AT, value=(b"1", "json")),
+        protocol.FinishFrame(TaskState.UP_FOR_RETRY, AT, AT, reason="ValueError: x", error="x", next_retry_at=AT),
+        protocol.FinishReply(True, TaskState.FAILED, "over max_xcom_size"),
+        protocol.OutcomeFrame("7", OutcomeKind.REJECTED, error="DAG d not found"),
+    ],
+    ids=lambda frame: f"{type(frame).__name__}",
+)
+def test_every_channel_frame_comes_back_equal(frame: protocol.ChannelFrame) -> None:
+    assert protocol.split_channel_frames(bytearray(protocol.encode_channel_frame(frame))) == [frame]
+
+
+def _channel(obj: object) -> bytearray:
+    payload = _pack(obj)
+    return bytearray(len(payload).to_bytes(4, "big") + payload)
+
+
+@pytest.mark.parametrize(
+    ("obj", "reason"),
+    [
+        ({"v": 1, "k": "data", "op": "db.execute", "args": {}}, "names no data operation"),
+        ({"v": 1, "k": "data", "op": "variable.get", "args": {}}, "missing field 'key'"),
+        ({"v": 1, "k": "data", "op": "variable.get", "args": {"key": 1}}, "'key' must be"),
+        ({"v": 1, "k": "data", "op": "xcom.put", "args": {"key": "k", "data": "text", "value_type": "json"}}, "'data'"),
+        ({"v": 1, "k": "finish", "state": "success", "started_at": 1.0, "ended_at": 2.0, "value": [1]}, "'value'"),
+        ({"v": 1, "k": "run", "token": "7"}, "names no task channel frame"),
+    ],
+)
+def test_a_malformed_channel_frame_raises_its_reason(obj: object, reason: str) -> None:
+    with pytest.raises(ProtocolError, match=reason):
+        protocol.split_channel_frames(_channel(obj))
+
+
+def test_a_channel_frame_longer_than_the_limit_is_refused_before_it_is_read() -> None:
+    buffer = bytearray((protocol.CHANNEL_MAX_BYTES + 1).to_bytes(4, "big") + b"x")
+    with pytest.raises(ProtocolError, match="exceeds"):
+        protocol.split_channel_frames(buffer)
+
+
+def test_a_data_request_keeps_only_the_arguments_its_operation_names() -> None:
+    obj = {"v": 1, "k": "data", "op": "variable.get", "args": {"key": "k", "sql": "DROP TABLE variable"}}
+    (frame,) = protocol.split_channel_frames(_channel(obj))
+    assert isinstance(frame, protocol.DataRequest) and dict(frame.args) == {"key": "k"}
 
 
 # --- control requests and replies -----------------------------------------------------------

@@ -147,11 +147,11 @@ def test_losing_claim_keeps_the_xcoms(world: World) -> None:
 @pytest.mark.parametrize("pass_started_at", [True, False], ids=["runner_path", "parent_path"])
 def test_finish_from_running_records_state_and_an_attempt_row_once(world: World, pass_started_at: bool) -> None:
     queued_root(world)
-    attempts.claim(world.session, attempt_key("chain", "root"), hostname="w1", pid=42, now=NOW)
+    attempts.claim(world.session, attempt_key("chain", "root"), hostname="w1", pid=42, now=NOW, envelope_id="e1")
     ended = NOW + timedelta(seconds=5)
     outcome = attempts.Finish(TaskState.SUCCESS, ended)
     started = NOW if pass_started_at else None
-    assert attempts.finish(world.session, attempt_key("chain", "root"), outcome, started_at=started)
+    assert attempts.finish(world.session, attempt_key("chain", "root"), outcome, started_at=started, envelope_id="e1")
     ti = ti_row(world, "chain", "root")
     assert (ti.state, ti.end_date, ti.duration) == ("success", ended, 5.0)
     row = world.session.execute(select(TaskAttempt)).scalar_one()
@@ -167,6 +167,21 @@ def test_finish_from_running_records_state_and_an_attempt_row_once(world: World,
     later = attempts.Finish(TaskState.FAILED, ended + timedelta(seconds=1), "late")
     assert not attempts.finish(world.session, attempt_key("chain", "root"), later, started_at=started)
     assert ti_row(world, "chain", "root").state == "success", "the first decision stands"
+
+
+def test_a_finish_by_another_delivery_than_the_claiming_one_does_nothing(world: World) -> None:
+    """The fencing token: a worker that lost its lease (the attempt now runs as another delivery)
+    cannot end the attempt; the delivery that claimed it can."""
+    queued_root(world)
+    key = attempt_key("chain", "root")
+    assert attempts.claim(world.session, key, hostname="w2", pid=7, now=NOW, envelope_id="e-new").won
+    stale = attempts.Finish(TaskState.FAILED, NOW + timedelta(seconds=1), "stale worker")
+    assert not attempts.finish(world.session, key, stale, started_at=NOW, envelope_id="e-old")
+    assert not attempts.finish(world.session, key, stale, started_at=NOW, envelope_id=None)
+    assert ti_row(world, "chain", "root").state == "running"
+    done = attempts.Finish(TaskState.SUCCESS, NOW + timedelta(seconds=2))
+    assert attempts.finish(world.session, key, done, started_at=NOW, envelope_id="e-new")
+    assert ti_row(world, "chain", "root").state == "success"
 
 
 def test_finish_for_another_try_number_does_nothing(world: World) -> None:

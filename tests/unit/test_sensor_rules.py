@@ -131,12 +131,11 @@ def test_file_sensor_matches_globs_files_and_non_empty_directories(tmp_path: Pat
 def test_reschedule_is_recorded_with_its_history_and_due_time(world: World) -> None:
     queued_root(world)
     key = attempt_key("chain", "root")
-    assert attempts.claim(world.session, key, hostname="w1", pid=1, now=NOW).won
+    assert attempts.claim(world.session, key, hostname="w1", pid=1, now=NOW, envelope_id="e1").won
     due = NOW + timedelta(minutes=1)
     outcome = attempts.Finish(TaskState.UP_FOR_RESCHEDULE, NOW + timedelta(seconds=1), "rescheduled", due)
-    assert attempts.finish(world.session, key, outcome, started_at=NOW, commit=False)
-    attempts.record_reschedule(world.session, key, NOW, outcome.ended_at, due)
-    world.session.commit()
+    end = attempts.EndRecord(key, outcome, NOW, envelope_id="e1", hostname="w1")
+    assert attempts.record_ends(world.session, [end], max_xcom_bytes=0) == [(outcome, True)]
     ti = ti_row(world, "chain", "root")
     assert (ti.state, ti.try_number, ti.next_retry_at) == ("up_for_reschedule", 1, due)
     assert attempts.reschedule_history(world.session, key) == attempts.RescheduleHistory(NOW, 1)
