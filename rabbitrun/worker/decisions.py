@@ -43,7 +43,8 @@ def decide(report: ChildReport) -> Decision:
     if state == OutcomeKind.DB_UNAVAILABLE:
         return Decision(Action.REQUEUE, error)
     if state == OutcomeKind.UNKNOWN:
-        return Decision(Action.DEAD_LETTER, "unknown task instance: no such DAG run / task in the metadata DB")
+        what = f" {error}" if error else ""
+        return Decision(Action.DEAD_LETTER, f"unknown task instance{what}: no such DAG run / task in the metadata DB")
     if state == OutcomeKind.NOT_CLAIMED:
         return Decision(Action.ACK, error)
     if state == TaskState.QUEUED:

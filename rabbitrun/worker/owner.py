@@ -69,7 +69,9 @@ class AttemptOwner:
             return Lost(protocol.OutcomeFrame("", OutcomeKind.DB_UNAVAILABLE, error=reason))
         if not claim.won:
             if claim.state is None:
-                return Lost(protocol.OutcomeFrame("", OutcomeKind.UNKNOWN, error="no such task instance"))
+                key = envelope.key
+                what = f"{key.dag_id}.{key.task_id} in run {key.run_id!r}"
+                return Lost(protocol.OutcomeFrame("", OutcomeKind.UNKNOWN, error=what))
             why = f"attempt is {claim.state} (try {claim.try_number})"
             return Lost(protocol.OutcomeFrame("", OutcomeKind.NOT_CLAIMED, error=why))
         assert claim.run is not None
