@@ -217,7 +217,8 @@ async def _renew_leases(supervisor: Supervisor, sessions: Any, worker: Any) -> N
     Self-fencing: once no renewal has succeeded for ``lease_s - heartbeat_interval_s``, the
     scheduler may soon run these attempts elsewhere, so this worker kills its task processes first
     (their deliveries go back to the queue, their attempts are released when the DB answers again).
-    A task must never run on two workers at once.
+    A task must never run on two workers at once. The fence is a watchdog of its own: a renewal
+    that hangs (a network partition drops packets instead of refusing them) must not delay it.
     """
     import time
 
@@ -231,17 +232,28 @@ async def _renew_leases(supervisor: Supervisor, sessions: Any, worker: Any) -> N
 
     fence_after_s = worker.lease_s - worker.heartbeat_interval_s
     renewed = time.monotonic()
-    while True:
-        await asyncio.sleep(worker.heartbeat_interval_s)
-        try:
-            await asyncio.to_thread(renew)
-            renewed = time.monotonic()
-        except Exception as exc:  # noqa: BLE001 - a DB blip must not stop the worker; next beat retries
+
+    async def watchdog() -> None:
+        while True:
+            await asyncio.sleep(min(1.0, worker.heartbeat_interval_s / 2))
             unrenewed_s = time.monotonic() - renewed
-            log.warning("lease renewal failed for %.1fs: %s", unrenewed_s, exc)
             if unrenewed_s >= fence_after_s and supervisor.running():
                 killed = supervisor.fence(f"its lease could not be renewed for {unrenewed_s:.0f}s")
-                log.error("self-fencing: killed %s task process(es) before their leases expire", killed)
+                if killed:
+                    log.error("self-fencing: killed %s task process(es) before their leases expire", killed)
+
+    fence = asyncio.get_running_loop().create_task(watchdog())
+    try:
+        while True:
+            await asyncio.sleep(worker.heartbeat_interval_s)
+            started = time.monotonic()
+            try:
+                await asyncio.to_thread(renew)
+                renewed = started  # the lease runs from when the statement was sent, not answered
+            except Exception as exc:  # noqa: BLE001 - a DB blip must not stop the worker; next beat retries
+                log.warning("lease renewal failed for %.1fs: %s", time.monotonic() - renewed, exc)
+    finally:
+        fence.cancel()
 
 
 class _ShutdownSignals:

@@ -310,11 +310,15 @@ class Supervisor:
         return count
 
     def fence(self, why: str) -> int:
-        """SIGKILL every running child: this worker can no longer prove it holds their leases."""
-        for entry in self._running.values():
-            if not entry.done.done():
+        """SIGKILL every running child not fenced yet: this worker can no longer prove it holds their
+        leases. Returns how many were killed now (a watchdog calls it again while they die)."""
+        count = 0
+        for entry in list(self._running.values()):
+            if not entry.done.done() and not entry.report.fenced:
                 entry.report.fenced = why
-        return self.terminate_all(signal.SIGKILL, for_shutdown=False)
+                self._signal(entry, signal.SIGKILL, "")
+                count += 1
+        return count
 
     def stop(self) -> None:
         """Tell the zygote to exit and reap it."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import time
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ from rabbitrun.models.tables import TaskAttempt, TaskInstance
 from rabbitrun.names import Names
 from rabbitrun.worker.pool import AutoscaleLimits, lookahead_prefetch
 from tests.support.env import Env
+from tests.support.relay import ThreadedRelay
 from tests.support.runs import infra_retries, lines, queue_counts, queue_run, run_dag, states, trigger, wait
 from tests.support.services import wait_until
 
@@ -473,3 +475,51 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"  # a zombie waiting to be reaped is gone as a task
+
+
+_LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
+
+
+def _first_logged(text: str, needle: str) -> datetime:
+    """When the first line containing ``needle`` was logged."""
+    line = next(line for line in text.splitlines() if needle in line)
+    match = _LOG_TIME.match(line)
+    assert match, line
+    return datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f")
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("how", ["connections_closed", "packets_dropped"])
+def test_a_worker_cut_off_from_the_db_kills_its_task_before_its_lease_expires(env: Env, how: str) -> None:
+    """The worker's PostgreSQL connections go through a relay the test cuts (every connection
+    closed, new ones refused) or stalls (a partition: nothing answers). The worker cannot renew
+    its lease, so it kills its task before the lease expires; the scheduler (which still reaches
+    the DB) runs the attempt again on another worker, as the same try. The task's side effect comes
+    after a 15 s sleep, so a task left running on the cut-off worker would show as a second line."""
+    direct = env.vars["RABBITRUN__DATABASE__URL"]
+    scheduler = env.scheduler()
+    with ThreadedRelay.running(("127.0.0.1", 5432)) as relay:
+        env.vars["RABBITRUN__DATABASE__URL"] = direct.replace("@127.0.0.1:5432/", f"@127.0.0.1:{relay.port}/")
+        cut_off = env.worker()
+        env.vars["RABBITRUN__DATABASE__URL"] = direct
+        run_id = trigger(env, "long_running", sleep_s=15)
+        wait_until(lambda: running_count(env, "long_running", run_id) == 1, 30, what="long task running")
+        (relay.cut if how == "connections_closed" else relay.stall)()
+        env.vars["RABBITRUN__WORKER__HOSTNAME"] = f"w2-{env.prefix}@test"
+        env.worker()
+        final = wait(env, "long_running", run_id, timeout_s=120)
+        assert final.state == "success", env.logs()
+        worker_log = cut_off.log_path.read_text()  # type: ignore[attr-defined]
+        assert "self-fencing: killed 1 task process(es)" in worker_log, worker_log
+        fenced_at = _first_logged(worker_log, "self-fencing")
+        expired_at = _first_logged(scheduler.log_path.read_text(), "lease expired")  # type: ignore[attr-defined]
+        assert fenced_at < expired_at, (fenced_at, expired_at)
+        relay.restore()
+        # the cut-off worker comes back: its released delivery finds the attempt decided elsewhere
+        _, after = run_dag(env, "chain3", timeout_s=90)
+        assert after.state == "success", env.logs()
+        assert cut_off.poll() is None, worker_log
+    effects = lines(env, "long_task")
+    assert len(effects) == 1 and "try=1" in effects[0], effects  # ran to its end once, as its first try
+    assert attempts_of(env, run_id) == [("long_task", 1, "success")]
+    assert infra_retries(env, "long_running", run_id) == {"long_task": 1}

@@ -11,11 +11,14 @@ from collections.abc import Iterator
 
 class Relay:
     """Forwards TCP to ``upstream`` while ``up``; otherwise closes each connection attempt at once
-    and records when it came, so a test can see the client's reconnect schedule."""
+    and records when it came, so a test can see the client's reconnect schedule. While
+    ``stalled`` it is a black hole instead (a partition that drops packets): connections are
+    accepted and bytes read, but nothing is forwarded either way and nothing is closed."""
 
     def __init__(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
         self.up = True
+        self.stalled = False
         self.refused_at: list[float] = []
         self._pipes: set[asyncio.StreamWriter] = set()
 
@@ -24,12 +27,20 @@ class Relay:
             self.refused_at.append(asyncio.get_running_loop().time())
             writer.close()
             return
+        if self.stalled:
+            self._pipes.add(writer)
+            with contextlib.suppress(OSError):
+                while await reader.read(65536):
+                    pass
+            return
         up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         self._pipes.update({writer, up_writer})
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError):
                 while data := await src.read(65536):
+                    if self.stalled:
+                        continue  # dropped, as by a partition
                     dst.write(data)
                     await dst.drain()
             dst.close()
@@ -38,9 +49,13 @@ class Relay:
 
     def cut(self) -> None:
         self.up = False
+        self.stalled = False
         for w in self._pipes:
             w.close()
         self._pipes.clear()
+
+    def stall(self) -> None:
+        self.stalled = True
 
 
 class ThreadedRelay:
@@ -70,8 +85,18 @@ class ThreadedRelay:
     def cut(self) -> None:
         self._loop.call_soon_threadsafe(self.relay.cut)
 
+    def stall(self) -> None:
+        self._loop.call_soon_threadsafe(self.relay.stall)
+
     def restore(self) -> None:
-        self.relay.up = True
+        """Forward again; connections held by a stall are closed (their bytes were lost)."""
+
+        def restore() -> None:
+            if self.relay.stalled:
+                self.relay.cut()
+            self.relay.up = True
+
+        self._loop.call_soon_threadsafe(restore)
 
     @classmethod
     @contextlib.contextmanager
