@@ -18,7 +18,6 @@ the attempt is failed by the worker, as for a task process that died.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,12 +25,11 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 from rabbitrun.errors import InvalidEnvelope
-from rabbitrun.protocol.codec import VERSION, Wire, dt, get, nonempty, pack, ts, unpack
+from rabbitrun.protocol.codec import VERSION, Wire, dt, get, length_prefixed, nonempty, pack, take_payloads, ts, unpack
 from rabbitrun.protocol.frames import OutcomeFrame, decode_outcome_frame
 
 #: XComs up to ``core.max_xcom_size`` (1 MiB by default) plus their framing fit in a frame.
 CHANNEL_MAX_BYTES = 8 * 1_048_576
-_LEN = struct.Struct("!I")
 
 
 class DataOp(StrEnum):
@@ -136,24 +134,17 @@ ChannelFrame = DataRequest | DataReply | FinishFrame | FinishReply | OutcomeFram
 
 
 def encode_channel_frame(frame: ChannelFrame) -> bytes:
-    payload = pack(frame.to_wire())
-    return _LEN.pack(len(payload)) + payload
+    return length_prefixed(pack(frame.to_wire()))
 
 
 def split_channel_frames(buffer: bytearray) -> list[ChannelFrame]:
     """Take every complete frame off the front of ``buffer`` (mutated in place) and decode it; a
     frame that does not decode raises its ProtocolError (the caller ends the channel)."""
-    frames: list[ChannelFrame] = []
-    while len(buffer) >= _LEN.size:
-        (size,) = _LEN.unpack_from(buffer)
-        if size > CHANNEL_MAX_BYTES:
-            raise InvalidEnvelope(f"task channel frame of {size} bytes exceeds {CHANNEL_MAX_BYTES}")
-        if len(buffer) < _LEN.size + size:
-            break
-        payload = bytes(buffer[_LEN.size : _LEN.size + size])
-        del buffer[: _LEN.size + size]
-        frames.append(decode_channel_frame(payload))
-    return frames
+    try:
+        payloads = take_payloads(buffer, CHANNEL_MAX_BYTES)
+    except InvalidEnvelope as exc:
+        raise InvalidEnvelope(f"task channel {exc.reason}") from None
+    return [decode_channel_frame(payload) for payload in payloads]
 
 
 def decode_channel_frame(payload: bytes) -> ChannelFrame:

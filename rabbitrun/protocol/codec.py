@@ -6,6 +6,7 @@ naming the field, so a refusal says what was wrong (it becomes the dead-letter h
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -124,3 +125,25 @@ def key_wire(key: TaskInstanceKey) -> Wire:
         "map_index": key.map_index,
         "try_number": key.try_number,
     }
+
+
+_LENGTH = struct.Struct("!I")  # the prefix of a frame on the worker's pipes and task channels
+
+
+def length_prefixed(payload: bytes) -> bytes:
+    return _LENGTH.pack(len(payload)) + payload
+
+
+def take_payloads(buffer: bytearray, limit: int | None = None) -> list[bytes]:
+    """Take every complete length-prefixed payload off the front of ``buffer`` (mutated in place).
+    A frame announced larger than ``limit`` raises at once: its bytes are never waited for."""
+    payloads = []
+    while len(buffer) >= _LENGTH.size:
+        (size,) = _LENGTH.unpack_from(buffer)
+        if limit is not None and size > limit:
+            raise InvalidEnvelope(f"frame of {size} bytes exceeds {limit}")
+        if len(buffer) < _LENGTH.size + size:
+            break
+        payloads.append(bytes(buffer[_LENGTH.size : _LENGTH.size + size]))
+        del buffer[: _LENGTH.size + size]
+    return payloads

@@ -6,7 +6,6 @@ frames from many task processes on one pipe never interleave.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,8 +17,10 @@ from rabbitrun.protocol.codec import (
     Wire,
     dt,
     get,
+    length_prefixed,
     nonempty,
     pack,
+    take_payloads,
     ts,
     unpack,
 )
@@ -32,8 +33,6 @@ from rabbitrun.protocol.tasks import TaskEnvelope, envelope_from
 # it and writes started/exited back; each child writes its own outcome frame to that same pipe.
 # A frame names its delivery by the supervisor's run token (the wire key is "token" in run frames,
 # "id" in the others).
-
-_LEN = struct.Struct("!I")
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +160,7 @@ Frame = CommandFrame | ReportFrame
 
 def encode_frame(frame: Frame) -> bytes:
     """A length-prefixed msgpack frame for the worker's pipes."""
-    payload = pack(frame.to_wire())
-    return _LEN.pack(len(payload)) + payload
+    return length_prefixed(pack(frame.to_wire()))
 
 
 def split_frames(buffer: bytearray) -> list[Frame]:
@@ -170,15 +168,7 @@ def split_frames(buffer: bytearray) -> list[Frame]:
 
     A frame that does not decode is taken off too, and raises its ProtocolError.
     """
-    frames = []
-    while len(buffer) >= _LEN.size:
-        (size,) = _LEN.unpack_from(buffer)
-        if len(buffer) < _LEN.size + size:
-            break
-        payload = bytes(buffer[_LEN.size : _LEN.size + size])
-        del buffer[: _LEN.size + size]
-        frames.append(decode_frame(payload))
-    return frames
+    return [decode_frame(payload) for payload in take_payloads(buffer)]
 
 
 def decode_frame(payload: bytes) -> Frame:

@@ -174,47 +174,32 @@ def run_claimed(
     then run its callback. Its reads and writes go through ``access``."""
     tokens = runtime.activate(access), use_masker(masker)
     try:
-        return _run_claimed(settings, access, masker, dagbag, key, claimed, record, hostname, in_process, clock_start)
+        started = claimed.started_at
+        with attempt_log(settings, key, masker.filter()):
+            log = logging.getLogger(TASK_LOGGER)
+            log.info("Starting attempt %s of %s", key.try_number, key)
+            seen: dict[str, Any] = {}  # the task and context, once built, for the callbacks
+            finish, error, value = _execute(access, dagbag, key, claimed, hostname, in_process, clock_start, log, seen)
+            if finish.reason:  # `tasks states` shows the reason: it must not carry a secret either
+                finish = dataclasses.replace(finish, reason=masker.redact(finish.reason))
+            finish, error, recorded = record(finish, masker.redact(error), value)
+            if recorded:
+                log.info(
+                    "Marking task as %s. dag_id=%s, task_id=%s, run_id=%s, start_date=%s, end_date=%s",
+                    finish.state.upper(),
+                    key.dag_id,
+                    key.task_id,
+                    key.run_id,
+                    started.isoformat(),
+                    finish.ended_at.isoformat(),
+                )
+                _run_callback(seen, finish.state, error, log)
+            else:
+                log.warning("Attempt %s was already decided elsewhere; keeping that decision", key)
+        return AttemptOutcome(key, finish.state.value, True, started, finish.ended_at, masker.redact(error))
     finally:
         reset_masker(tokens[1])
         runtime.deactivate(tokens[0])
-
-
-def _run_claimed(
-    settings: Settings,
-    access: runtime.DataAccess,
-    masker: SecretsMasker,
-    dagbag: DagBag,
-    key: TaskInstanceKey,
-    claimed: ClaimedAttempt,
-    record: Recorder,
-    hostname: str,
-    in_process: bool,
-    clock_start: float,
-) -> AttemptOutcome:
-    started = claimed.started_at
-    with attempt_log(settings, key, masker.filter()):
-        log = logging.getLogger(TASK_LOGGER)
-        log.info("Starting attempt %s of %s", key.try_number, key)
-        seen: dict[str, Any] = {}  # the task and context, once built, for the callbacks
-        finish, error, value = _execute(access, dagbag, key, claimed, hostname, in_process, clock_start, log, seen)
-        if finish.reason:  # `tasks states` shows the reason: it must not carry a secret either
-            finish = dataclasses.replace(finish, reason=masker.redact(finish.reason))
-        finish, error, recorded = record(finish, masker.redact(error), value)
-        if recorded:
-            log.info(
-                "Marking task as %s. dag_id=%s, task_id=%s, run_id=%s, start_date=%s, end_date=%s",
-                finish.state.upper(),
-                key.dag_id,
-                key.task_id,
-                key.run_id,
-                started.isoformat(),
-                finish.ended_at.isoformat(),
-            )
-            _run_callback(seen, finish.state, error, log)
-        else:
-            log.warning("Attempt %s was already decided elsewhere; keeping that decision", key)
-    return AttemptOutcome(key, finish.state.value, True, started, finish.ended_at, masker.redact(error))
 
 
 def _stored_value(
