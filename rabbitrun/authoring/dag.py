@@ -50,6 +50,7 @@ class DAG:
         max_active_tasks: int = 16,
         on_success_callback: Callable[[Mapping[str, Any]], Any] | None = None,
         on_failure_callback: Callable[[Mapping[str, Any]], Any] | None = None,
+        xcom_pull_from: Iterable[str] = (),
     ) -> None:
         self.dag_id = validate_id("dag_id", dag_id)
         from rabbitrun.authoring.timetables import validate  # a bad cron string is a DAG import error, early
@@ -68,6 +69,9 @@ class DAG:
         # run once by the scheduler when a run of this DAG finishes; their errors never change its state
         self.on_success_callback = on_success_callback
         self.on_failure_callback = on_failure_callback
+        # A task pulls XComs of its own DAG run only (its worker refuses the rest): these DAG ids
+        # (this DAG's own for its other runs, "*" for every DAG) may be read from any of their runs.
+        self.xcom_pull_from: tuple[str, ...] = _dag_ids("xcom_pull_from", xcom_pull_from)
         #: The file reference relative to the dags folder; set by the DagBag.
         self.fileloc: str = ""
         self._task_dict: dict[str, BaseOperator] = {}
@@ -205,6 +209,16 @@ class DAG:
                 return cycle[::-1]
             seen[nxt] = len(path)
             path.append(nxt)
+
+
+def _dag_ids(name: str, values: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(values, str):
+        values = [values]
+    ids = tuple(values)
+    for value in ids:
+        if not isinstance(value, str) or not value:
+            raise DagDefinitionError(f"{name} takes DAG ids (or '*'), got {value!r}")
+    return ids
 
 
 def _positive_int(name: str, value: int) -> int:

@@ -26,6 +26,7 @@ from rabbitrun.protocol.codec import (
     nonempty,
     now,
     pack,
+    strings,
     ts,
     unpack,
 )
@@ -44,6 +45,9 @@ class TaskEnvelope:
     enqueued_at: datetime = field(default_factory=now)
     # this try's retry delay, for the worker that records a death its child could not (SIGKILL, OOM)
     retry_delay_s: float = 0.0
+    # DAG ids (or "*") whose XComs of any run the task may pull, from its DAG's ``xcom_pull_from``;
+    # by default only its own DAG run's. Only the scheduler publishes envelopes (broker permissions).
+    xcom_pull_from: tuple[str, ...] = ()
 
     def to_wire(self) -> Wire:
         return {
@@ -60,6 +64,7 @@ class TaskEnvelope:
             "execution_timeout_s": self.execution_timeout_s,
             "enqueued_at": ts(self.enqueued_at),
             "retry_delay_s": self.retry_delay_s,
+            "xcom_pull_from": list(self.xcom_pull_from),
         }
 
 
@@ -143,6 +148,7 @@ def envelope_from(obj: Mapping[str, Any]) -> TaskEnvelope:
         execution_timeout_s=float(timeout) if timeout is not None else None,
         enqueued_at=enqueued_at,
         retry_delay_s=float(retry_delay or 0.0),
+        xcom_pull_from=strings(obj, "xcom_pull_from") if "xcom_pull_from" in obj else (),  # older senders
     )
 
 

@@ -152,6 +152,7 @@ def _envelope(
         execution_timeout_s=timeout,
         enqueued_at=enqueued_at,
         retry_delay_s=task.retry_delay_for(key.try_number).total_seconds(),
+        xcom_pull_from=dagbag.get_dag(key.dag_id).xcom_pull_from,
     )
 
 

@@ -133,15 +133,15 @@ class AttemptService:
         if op == DataOp.GET_CONNECTION:
             return access.connections.get(args["conn_id"]).as_dict()
         if op == DataOp.XCOM_ROWS:
-            self._own_run(args, "pull XComs")
-            rows = access.xcom_rows(key.dag_id, key.run_id, _strings(args["task_ids"]), args["key"])
+            dag_id, run_id = self._readable_run(args, "pull XComs")
+            rows = access.xcom_rows(dag_id, run_id, _strings(args["task_ids"]), args["key"])
             return [[task_id, map_index, data, value_type] for (task_id, map_index), (data, value_type) in rows.items()]
         if op == DataOp.PUT_XCOM:
             access.put_xcom_row(key, args["key"], args["data"], args["value_type"])
             return None
         if op == DataOp.MAPPED_INDEXES:
-            self._own_run(args, "read mapped instances")
-            return access.mapped_indexes(key.dag_id, key.run_id, _strings(args["task_ids"]))
+            dag_id, run_id = self._readable_run(args, "read mapped instances")
+            return access.mapped_indexes(dag_id, run_id, _strings(args["task_ids"]))
         if op == DataOp.RESCHEDULE_HISTORY:
             history = access.reschedule_history(key)
             return [ts(history.first_started_at), history.reschedules]
@@ -150,11 +150,21 @@ class AttemptService:
             return access.external_states(args["dag_id"], args["task_id"], dates)
         raise ProtocolError(f"no data operation {op!r}")
 
-    def _own_run(self, args: Mapping[str, Any], what: str) -> None:
-        if (args["dag_id"], args["run_id"]) != (self._key.dag_id, self._key.run_id):
-            raise AccessDenied(
-                f"task {self._key} may {what} of its own DAG run only, not of {args['dag_id']} run {args['run_id']}"
-            )
+    def _readable_run(self, args: Mapping[str, Any], what: str) -> tuple[str, str]:
+        """The (dag_id, run_id) asked for, when this attempt may read it: its own DAG run, or any run
+        of a DAG its DAG names in ``xcom_pull_from`` (carried by the envelope)."""
+        dag_id, run_id = args["dag_id"], args["run_id"]
+        if not isinstance(dag_id, str) or not isinstance(run_id, str):
+            raise ProtocolError("dag_id and run_id must be strings")
+        if (dag_id, run_id) == (self._key.dag_id, self._key.run_id):
+            return dag_id, run_id
+        allowed = self._envelope.xcom_pull_from
+        if "*" in allowed or dag_id in allowed:
+            return dag_id, run_id
+        raise AccessDenied(
+            f"task {self._key} may {what} of its own DAG run only, not of {dag_id} run {run_id} "
+            f"(a DAG lists the DAG ids it may read from in xcom_pull_from)"
+        )
 
     async def finish(self, frame: protocol.FinishFrame) -> tuple[protocol.FinishReply, protocol.OutcomeFrame]:
         """Record the end the task reports (group-committed); what the delivery's outcome is."""

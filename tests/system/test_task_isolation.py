@@ -78,16 +78,24 @@ def test_a_task_finds_no_secret_of_its_worker_and_reads_only_what_its_attempt_ma
     # what a task may read through its worker still works downstream
     rows = states(env, "isolation_probe", run_id)
     assert {task_id: row.state for task_id, row in rows.items()} == {"probe": "success", "check": "success"}
-    assert _xcom_of_check(env, run_id) == {"upstream": "probed", "mine": "pushed by the probe"}
+    checked = _return_value(env, "isolation_probe", run_id, "check")
+    assert checked == {"upstream": "probed", "mine": "pushed by the probe"}
+
+    # a DAG that lists isolation_probe in xcom_pull_from reads its runs, and still no other DAG's
+    reader_run, reader = run_dag(env, "xcom_reader", timeout_s=60, probe_run=run_id)
+    assert reader.state == "success", env.logs()
+    read = _return_value(env, "xcom_reader", reader_run, "read_other_dag")
+    assert isinstance(read, dict) and read["allowed"] == "pushed by the probe", read
+    assert read["refused"].startswith("AccessDenied:") and "xcom_pull_from" in read["refused"], read
 
 
-def _xcom_of_check(env: Env, run_id: str) -> object:
+def _return_value(env: Env, dag_id: str, run_id: str, task_id: str) -> object:
     from rabbitrun.data.access import build
     from rabbitrun.models.engine import make_engine, session_factory
 
     settings = env.settings()
     access = build(settings, session_factory(make_engine(settings.database, pooled=False)))
-    return access.get_xcoms("isolation_probe", run_id, ["check"], "return_value").get(("check", -1))
+    return access.get_xcoms(dag_id, run_id, [task_id], "return_value").get((task_id, -1))
 
 
 def test_the_probe_dumps_what_it_claims_to(tmp_path: Path) -> None:

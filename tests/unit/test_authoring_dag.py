@@ -263,3 +263,12 @@ def test_max_tries_counts_retries_after_the_first_try() -> None:
 def test_negative_retries_are_refused() -> None:
     with pytest.raises(DagDefinitionError, match="retries"):
         Noop("t", retries=-1)
+
+
+def test_xcom_pull_from_takes_dag_ids_and_defaults_to_none() -> None:
+    assert DAG("reads_nothing_else").xcom_pull_from == ()
+    assert DAG("reads_one", xcom_pull_from="upstream").xcom_pull_from == ("upstream",)
+    assert DAG("reads_all", xcom_pull_from=["a", "*"]).xcom_pull_from == ("a", "*")
+    for bad in ([""], [3]):
+        with pytest.raises(DagDefinitionError, match="xcom_pull_from"):
+            DAG("bad", xcom_pull_from=bad)  # type: ignore[arg-type]

@@ -118,6 +118,20 @@ def test_retry_delay_survives_the_wire_and_is_zero_from_older_senders() -> None:
     assert protocol.decode_envelope(_pack(wire)).retry_delay_s == 0.0
 
 
+def test_xcom_pull_from_survives_the_wire_and_is_empty_from_older_senders() -> None:
+    envelope = _envelope(xcom_pull_from=("upstream_dag", "*"))
+    assert protocol.decode_envelope(protocol.encode_envelope(envelope)).xcom_pull_from == ("upstream_dag", "*")
+    wire = dict(GOOD_ENVELOPE)
+    wire.pop("xcom_pull_from", None)
+    assert protocol.decode_envelope(_pack(wire)).xcom_pull_from == ()
+
+
+@pytest.mark.parametrize("value", ["upstream_dag", [1], None])
+def test_bad_xcom_pull_from_is_rejected_naming_it(value: object) -> None:
+    err = _rejected(protocol.decode_envelope, _pack({**GOOD_ENVELOPE, "xcom_pull_from": value}), InvalidEnvelope)
+    assert "'xcom_pull_from'" in err.reason
+
+
 @pytest.mark.parametrize("delay", [-1, "5", True])
 def test_bad_retry_delay_is_rejected(delay: object) -> None:
     _rejected(protocol.decode_envelope, _pack({**GOOD_ENVELOPE, "retry_delay_s": delay}), InvalidEnvelope)

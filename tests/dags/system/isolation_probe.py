@@ -110,3 +110,16 @@ with DAG("isolation_probe") as isolation_probe:
         return {"upstream": value, "mine": mine}
 
     check(probe())
+
+
+with DAG("xcom_reader", xcom_pull_from=["isolation_probe"]) as xcom_reader:
+
+    @task
+    def read_other_dag(**context):
+        """What a DAG that lists another in ``xcom_pull_from`` may read: that DAG's runs, and no other's."""
+        ti, probe_run = context["ti"], context["params"]["probe_run"]
+        allowed = ti.xcom_pull(dag_id="isolation_probe", run_id=probe_run, task_ids="probe", key="mine")
+        refused = _refused(lambda: ti.xcom_pull(dag_id="xcom_unlisted", run_id=probe_run, task_ids="x"))
+        return {"allowed": allowed, "refused": refused}
+
+    read_other_dag()
