@@ -26,10 +26,10 @@ def run_task(
     With no try number, a finished or never-queued task instance gets a new
     try (QUEUED, try_number + 1) first, as `airflow tasks run` would.
     """
-    from rabbitrun import runner
     from rabbitrun.authoring import MappedOperator
     from rabbitrun.models import attempts, transitions
     from rabbitrun.models.base import utcnow
+    from rabbitrun.runner import inprocess
     from rabbitrun.states import CLAIMABLE_STATES, TaskState
 
     bag = dagbag(settings)
@@ -55,4 +55,4 @@ def run_task(
                 session.commit()
             try_number = ti.try_number
     key = TaskInstanceKey(dag_id, task_id, run_id, map_index, try_number)
-    return runner.run_attempt(settings, sessions, bag, key, hostname=hostname, in_process=True)
+    return inprocess.run_attempt(settings, sessions, bag, key, hostname=hostname, in_process=True)

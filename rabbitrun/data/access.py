@@ -16,18 +16,19 @@ import contextvars
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
-
-from sqlalchemy.orm import Session, sessionmaker
+from typing import TYPE_CHECKING, Any
 
 from rabbitrun.data import connections
 from rabbitrun.data.connections import ConnectionStore
 from rabbitrun.data.variables import MISSING, VariableStore
 from rabbitrun.errors import TaskChannelError
 from rabbitrun.keys import TaskInstanceKey
-from rabbitrun.models import attempts, mapping, runs, xcom
+from rabbitrun.models import outcomes, xcom_values
 from rabbitrun.secrets import Cipher, SecretsMasker
 from rabbitrun.settings import Settings, load_settings
+
+if TYPE_CHECKING:  # DbAccess imports the DB modules where it uses them: a task process never does
+    from sqlalchemy.orm import Session, sessionmaker
 
 __all__ = [
     "Connection",
@@ -55,7 +56,7 @@ class DataAccess(ABC):
     settings: Settings
     variables: VariableStore
     connections: ConnectionStore[Connection]
-    xcom_backend: xcom.XComBackend
+    xcom_backend: xcom_values.XComBackend
 
     def get_xcoms(self, dag_id: str, run_id: str, task_ids: Sequence[str], key: str) -> dict[tuple[str, int], Any]:
         """Values by (task_id, map_index) for these task ids and key."""
@@ -79,7 +80,7 @@ class DataAccess(ABC):
     def mapped_indexes(self, dag_id: str, run_id: str, task_ids: Sequence[str]) -> dict[str, list[int]]: ...
 
     @abstractmethod
-    def reschedule_history(self, key: TaskInstanceKey) -> attempts.RescheduleHistory: ...
+    def reschedule_history(self, key: TaskInstanceKey) -> outcomes.RescheduleHistory: ...
 
     @abstractmethod
     def external_states(self, dag_id: str, task_id: str | None, logical_dates: Sequence[datetime]) -> list[str]: ...
@@ -95,28 +96,38 @@ class DbAccess(DataAccess):
         self.cipher = Cipher(settings.core.fernet_key)
         self.variables = VariableStore(settings, sessions, self.cipher, masker)
         self.connections = ConnectionStore(settings, sessions, self.cipher, masker, value_type=Connection)
-        self.xcom_backend = xcom.load_backend(settings.core.xcom_backend, settings)
+        self.xcom_backend = xcom_values.load_backend(settings.core.xcom_backend, settings)
 
     def xcom_rows(
         self, dag_id: str, run_id: str, task_ids: Sequence[str], key: str
     ) -> dict[tuple[str, int], tuple[bytes, str]]:
+        from rabbitrun.models import xcom
+
         with self.sessions() as session:
             return xcom.get_rows(session, dag_id, run_id, task_ids, key)
 
     def put_xcom_row(self, ti: TaskInstanceKey, key: str, data: bytes, value_type: str) -> None:
+        from rabbitrun.models import xcom
+
         with self.sessions() as session:
             xcom.put_row(session, ti, key, data, value_type, max_bytes=self.settings.core.max_xcom_size)
             session.commit()
 
     def mapped_indexes(self, dag_id: str, run_id: str, task_ids: Sequence[str]) -> dict[str, list[int]]:
+        from rabbitrun.models import mapping
+
         with self.sessions() as session:
             return mapping.mapped_indexes(session, dag_id, run_id, task_ids)
 
-    def reschedule_history(self, key: TaskInstanceKey) -> attempts.RescheduleHistory:
+    def reschedule_history(self, key: TaskInstanceKey) -> outcomes.RescheduleHistory:
+        from rabbitrun.models import attempts
+
         with self.sessions() as session:
             return attempts.reschedule_history(session, key)
 
     def external_states(self, dag_id: str, task_id: str | None, logical_dates: Sequence[datetime]) -> list[str]:
+        from rabbitrun.models import runs
+
         with self.sessions() as session:
             return runs.external_states(session, dag_id, task_id, logical_dates)
 
@@ -204,7 +215,9 @@ class XCom:
     """Airflow-style access to XComs outside ``ti.xcom_pull`` (e.g. in callbacks or scripts)."""
 
     @staticmethod
-    def get_one(*, dag_id: str, run_id: str, task_id: str, key: str = xcom.RETURN_VALUE, map_index: int = -1) -> Any:
+    def get_one(
+        *, dag_id: str, run_id: str, task_id: str, key: str = xcom_values.RETURN_VALUE, map_index: int = -1
+    ) -> Any:
         return current().get_xcoms(dag_id, run_id, [task_id], key).get((task_id, map_index))
 
     @staticmethod

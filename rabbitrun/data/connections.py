@@ -15,17 +15,17 @@ import difflib
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
-
 from rabbitrun.errors import ConnectionNotFound, SecretsError
-from rabbitrun.models.tables import ConnectionRow
-from rabbitrun.models.variables import get_connection_row
 from rabbitrun.secrets import MASK, Cipher, SecretsMasker, is_sensitive
 from rabbitrun.settings import Settings
+
+if TYPE_CHECKING:  # the DB types; imported where a store uses the DB (a task process never does)
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from rabbitrun.models.tables import ConnectionRow
 
 # Types an Airflow user writes (URI schemes, normalised "-" -> "_"); more via [core] extra_conn_types.
 KNOWN_CONN_TYPES = frozenset(
@@ -256,6 +256,8 @@ class ConnectionStore(Generic[C]):
         return conn
 
     def _load(self, conn_id: str) -> C:
+        from rabbitrun.models.variables import get_connection_row
+
         env = self._settings.env_connections.get(conn_id.lower())
         if env is not None:
             return self._value_type(**from_env_value(conn_id, env).as_dict())
@@ -286,6 +288,9 @@ class ConnectionStore(Generic[C]):
 
     def add_many(self, conns: list[Connection], *, replace_existing: bool = False) -> None:
         """Validate every connection, then write them in one transaction: all or nothing."""
+        from rabbitrun.models.tables import ConnectionRow
+        from rabbitrun.models.variables import get_connection_row
+
         for conn in conns:
             check_conn_type(conn, self._settings.core.extra_conn_types)
             if conn.extra:
@@ -318,6 +323,8 @@ class ConnectionStore(Generic[C]):
             self._cache.pop(conn.conn_id, None)
 
     def delete(self, conn_id: str) -> bool:
+        from rabbitrun.models.variables import get_connection_row
+
         with self._sessions() as session:
             row = get_connection_row(session, conn_id)
             if row is None:
@@ -328,6 +335,10 @@ class ConnectionStore(Generic[C]):
         return True
 
     def list(self) -> list[C]:
+        from sqlalchemy import select
+
+        from rabbitrun.models.tables import ConnectionRow
+
         with self._sessions() as session:
             rows = session.execute(select(ConnectionRow).order_by(ConnectionRow.conn_id)).scalars().all()
             return [self._from_row(r) for r in rows]
@@ -341,6 +352,10 @@ class ConnectionStore(Generic[C]):
         return len(data)
 
     def rotate(self) -> int:
+        from sqlalchemy import select
+
+        from rabbitrun.models.tables import ConnectionRow
+
         with self._sessions() as session:
             rows = session.execute(select(ConnectionRow)).scalars().all()
             for row in rows:

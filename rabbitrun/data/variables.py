@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
-
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from typing import TYPE_CHECKING, Any
 
 from rabbitrun.errors import SecretsError, VariableNotFound
-from rabbitrun.models.tables import VariableRow
-from rabbitrun.models.variables import delete_variable_row, get_variable_row, put_variable_row
 from rabbitrun.secrets import Cipher, SecretsMasker, is_sensitive
 from rabbitrun.settings import Settings
+
+if TYPE_CHECKING:  # the DB types; imported where a store uses the DB (a task process never does)
+    from sqlalchemy.orm import Session, sessionmaker
 
 #: ``default_var`` when none was given (None is a valid default).
 MISSING: Any = object()
@@ -41,6 +39,8 @@ class VariableStore:
         self._cache: dict[str, str | None] = {}
 
     def _raw(self, key: str) -> str | None:
+        from rabbitrun.models.variables import get_variable_row
+
         env = self._settings.env_variables.get(key.lower())
         if env is not None:
             return env
@@ -92,6 +92,8 @@ class VariableStore:
 
     def _write(self, texts: dict[str, tuple[str, str | None]]) -> None:
         """Store {key: (text, description)}, encrypted, in one transaction."""
+        from rabbitrun.models.variables import put_variable_row
+
         with self._sessions() as session:
             for key, (text, description) in texts.items():
                 stored, encrypted = self._cipher.encrypt(text)
@@ -99,6 +101,8 @@ class VariableStore:
             session.commit()
 
     def delete(self, key: str) -> bool:
+        from rabbitrun.models.variables import delete_variable_row
+
         with self._sessions() as session:
             deleted = delete_variable_row(session, key)
             session.commit()
@@ -106,6 +110,10 @@ class VariableStore:
         return deleted
 
     def list(self) -> list[VariableInfo]:
+        from sqlalchemy import select
+
+        from rabbitrun.models.tables import VariableRow
+
         with self._sessions() as session:
             rows = session.execute(select(VariableRow).order_by(VariableRow.key)).scalars().all()
             return [
@@ -135,6 +143,10 @@ class VariableStore:
 
     def rotate(self) -> int:
         """Re-encrypt every row with the first key; returns how many rows were rewritten."""
+        from sqlalchemy import select
+
+        from rabbitrun.models.tables import VariableRow
+
         with self._sessions() as session:
             rows = session.execute(select(VariableRow)).scalars().all()
             for row in rows:

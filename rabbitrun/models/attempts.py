@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -26,6 +26,7 @@ from rabbitrun.models.attempt_sql import AttemptDB as AttemptDB  # re-exported: 
 from rabbitrun.models.attempt_sql import attempt_db as attempt_db  # re-exported: callers open it here
 from rabbitrun.models.attempt_sql import key_params
 from rabbitrun.models.base import utcnow
+from rabbitrun.models.outcomes import Finish, RescheduleHistory, failure_outcome
 from rabbitrun.models.tables import TaskInstance, TaskReschedule
 from rabbitrun.states import TaskState
 
@@ -152,16 +153,6 @@ def heartbeat(session: Session, envelope_ids: list[str], now: datetime) -> int:
     )
     session.commit()
     return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-@dataclass(frozen=True, slots=True)
-class Finish:
-    """The final word on one attempt, decided by the runner or the worker parent."""
-
-    state: TaskState
-    ended_at: datetime
-    reason: str | None = None
-    next_retry_at: datetime | None = None
 
 
 def finish(
@@ -348,15 +339,6 @@ def record_reschedule(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class RescheduleHistory:
-    """How long a sensor's try has been waiting: when its first poke started, and how many
-    times it was rescheduled since."""
-
-    first_started_at: datetime | None
-    reschedules: int
-
-
 def reschedule_history(session: Session, key: TaskInstanceKey) -> RescheduleHistory:
     first, count = session.execute(
         select(func.min(TaskReschedule.start_date), func.count()).where(
@@ -368,15 +350,6 @@ def reschedule_history(session: Session, key: TaskInstanceKey) -> RescheduleHist
         )
     ).one()
     return RescheduleHistory(first, int(count))
-
-
-def failure_outcome(
-    try_number: int, max_tries: int, retry_delay: timedelta | None, reason: str, now: datetime, *, retry: bool = True
-) -> Finish:
-    """Pure decision: up_for_retry while tries remain (try_number <= max_tries), else failed."""
-    if retry and try_number <= max_tries:
-        return Finish(TaskState.UP_FOR_RETRY, now, reason, now + (retry_delay or timedelta(0)))
-    return Finish(TaskState.FAILED, now, reason)
 
 
 __all__ = [

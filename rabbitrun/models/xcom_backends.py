@@ -12,7 +12,7 @@ from typing import Any
 
 from rabbitrun.errors import XComError
 from rabbitrun.keys import TaskInstanceKey
-from rabbitrun.models.xcom import REF, DatabaseXComBackend
+from rabbitrun.models.xcom_values import REF, DatabaseXComBackend
 from rabbitrun.settings import Settings
 
 

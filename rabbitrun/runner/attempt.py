@@ -17,18 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import time
 import traceback
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
-
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session, sessionmaker
 
 from rabbitrun.authoring import BaseOperator, DagBag, MappedOperator, templating
 from rabbitrun.authoring.signals import FailTask, RescheduleTask, SkipTask
@@ -36,9 +30,8 @@ from rabbitrun.data import access as runtime
 from rabbitrun.errors import DagError, RabbitrunError, XComError
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.logs import attempt_log
-from rabbitrun.models import attempts, xcom
-from rabbitrun.models.base import utcnow
-from rabbitrun.models.engine import retrying
+from rabbitrun.models import outcomes, xcom_values
+from rabbitrun.models.outcomes import utcnow
 from rabbitrun.names import TASK_LOGGER
 from rabbitrun.protocol import ClaimedAttempt, FinishFrame
 from rabbitrun.runner.context import RuntimeTaskInstance, build_context
@@ -46,7 +39,7 @@ from rabbitrun.runner.limits import Terminated, time_limit
 from rabbitrun.runner.link import RemoteAccess, WorkerLink
 from rabbitrun.secrets import SecretsMasker, reset_masker, use_masker
 from rabbitrun.settings import Settings
-from rabbitrun.states import OutcomeKind, TaskState
+from rabbitrun.states import TaskState
 
 _NO_VALUE: Any = object()
 
@@ -71,57 +64,7 @@ class AttemptOutcome:
 
 #: Records how the attempt ended: (finish, short error, return value or _NO_VALUE) -> (the finish that
 #: stands, its error, whether the record stands). The worker's over the task channel, or the DB's own.
-Recorder = Callable[[attempts.Finish, str, Any], tuple[attempts.Finish, str, bool]]
-
-
-def run_attempt(
-    settings: Settings,
-    sessions: sessionmaker[Session],
-    dagbag: DagBag,
-    key: TaskInstanceKey,
-    *,
-    hostname: str,
-    in_process: bool,
-    clock_start: float | None = None,
-) -> AttemptOutcome:
-    """``rabbitrun tasks run``: play the worker's part in this process, then run the attempt here.
-
-    Claim ``key`` (QUEUED -> RUNNING), run it with the DB's own data access and record its end; a
-    worker does the claim and the record itself, and its task process runs :func:`run_claimed`.
-    ``clock_start``: when timing started (monotonic); defaults to now.
-    """
-    clock_start = time.monotonic() if clock_start is None else clock_start
-    claimed_at = utcnow()  # start_date: duration = end_date - start_date, as in Airflow
-    owner = f"local-{uuid.uuid4().hex}"  # the fencing token of this claim, as a worker's delivery id is
-    try:
-        for attempt in retrying(settings.database):
-            with attempt, attempts.attempt_db(sessions) as db:
-                claim = attempts.claim(db, key, hostname=hostname, pid=os.getpid(), now=claimed_at, envelope_id=owner)
-    except DBAPIError as exc:  # the DB is down at task start: say so at once, never hang
-        reason = f"metadata database unavailable at task start: {str(exc.orig or exc).strip().splitlines()[0]}"
-        return AttemptOutcome(key, OutcomeKind.DB_UNAVAILABLE, False, None, None, reason)
-    if not claim.won:
-        state = OutcomeKind.UNKNOWN if claim.state is None else OutcomeKind.NOT_CLAIMED
-        why = "no such task instance" if claim.state is None else f"attempt is {claim.state} (try {claim.try_number})"
-        return AttemptOutcome(key, state, False, None, None, why)
-    assert claim.run is not None
-    claimed = ClaimedAttempt(claim.max_tries, claim.queue, claimed_at, vars(claim.run))
-    masker = SecretsMasker()
-    access = runtime.build(settings, sessions, masker)
-
-    def record(finish: attempts.Finish, error: str, value: Any) -> tuple[attempts.Finish, str, bool]:
-        finish, error, row = _stored_value(access, key, finish, error, value)
-        end = attempts.EndRecord(key, finish, claimed_at, row, owner, hostname)
-        for attempt in retrying(settings.database):  # the record is conditional on RUNNING: safe to repeat
-            if row is None and finish.state in _STATE_ONLY:  # most attempts: no ORM write to make
-                with attempt, attempts.attempt_db(sessions) as db:
-                    stands = attempts.finish(db, key, finish, started_at=claimed_at, envelope_id=owner)
-                    return finish, error, stands
-            with attempt, sessions() as session:
-                ((recorded, stands),) = attempts.record_ends(session, [end], max_xcom_bytes=settings.core.max_xcom_size)
-        return (*_failed_to_store(recorded, finish, error), stands)
-
-    return run_claimed(settings, access, masker, dagbag, key, claimed, record, hostname, in_process, clock_start)
+Recorder = Callable[[outcomes.Finish, str, Any], tuple[outcomes.Finish, str, bool]]
 
 
 def run_for_worker(
@@ -138,8 +81,8 @@ def run_for_worker(
     masker = SecretsMasker()
     access = RemoteAccess(settings, link, key, masker)
 
-    def record(finish: attempts.Finish, error: str, value: Any) -> tuple[attempts.Finish, str, bool]:
-        finish, error, row = _stored_value(access, key, finish, error, value)
+    def record(finish: outcomes.Finish, error: str, value: Any) -> tuple[outcomes.Finish, str, bool]:
+        finish, error, row = stored_value(access, key, finish, error, value)
         frame = FinishFrame(
             finish.state.value,
             claimed.started_at,
@@ -150,10 +93,10 @@ def run_for_worker(
             value=row,
         )
         reply = link.finish(frame)
-        recorded = attempts.Finish(TaskState(reply.state), finish.ended_at, reply.error or finish.reason)
+        recorded = outcomes.Finish(TaskState(reply.state), finish.ended_at, reply.error or finish.reason)
         if recorded.state == finish.state:
             recorded = finish
-        return (*_failed_to_store(recorded, finish, error), reply.recorded)
+        return (*failed_to_store(recorded, finish, error), reply.recorded)
 
     return run_claimed(settings, access, masker, dagbag, key, claimed, record, hostname, False, clock_start)
 
@@ -202,21 +145,21 @@ def run_claimed(
         runtime.deactivate(tokens[0])
 
 
-def _stored_value(
-    access: runtime.DataAccess, key: TaskInstanceKey, finish: attempts.Finish, error: str, value: Any
-) -> tuple[attempts.Finish, str, tuple[bytes, str] | None]:
+def stored_value(
+    access: runtime.DataAccess, key: TaskInstanceKey, finish: outcomes.Finish, error: str, value: Any
+) -> tuple[outcomes.Finish, str, tuple[bytes, str] | None]:
     """The return value as its XCom row, stored by the task's XCom backend (where the task runs:
     the backend may keep the value elsewhere); a value that cannot be stored fails the attempt."""
     if value is _NO_VALUE or finish.state != TaskState.SUCCESS:
         return finish, error, None
     try:
-        return finish, error, access.xcom_backend.store(value, key=xcom.RETURN_VALUE, ti=key)
+        return finish, error, access.xcom_backend.store(value, key=xcom_values.RETURN_VALUE, ti=key)
     except XComError as exc:
         logging.getLogger(TASK_LOGGER).error("Task failed: %s", exc)
-        return attempts.Finish(TaskState.FAILED, utcnow(), str(exc)), str(exc), None
+        return outcomes.Finish(TaskState.FAILED, utcnow(), str(exc)), str(exc), None
 
 
-def _failed_to_store(recorded: attempts.Finish, finish: attempts.Finish, error: str) -> tuple[attempts.Finish, str]:
+def failed_to_store(recorded: outcomes.Finish, finish: outcomes.Finish, error: str) -> tuple[outcomes.Finish, str]:
     """The finish that stands and its error; the task log says so when the record failed the
     attempt instead (its return value was over the XCom size limit)."""
     if recorded.state == finish.state:
@@ -226,7 +169,7 @@ def _failed_to_store(recorded: attempts.Finish, finish: attempts.Finish, error: 
 
 
 # outcomes whose record is the state change and the attempt row only (no XCom, no reschedule row)
-_STATE_ONLY = frozenset({TaskState.SUCCESS, TaskState.FAILED, TaskState.UP_FOR_RETRY, TaskState.SKIPPED})
+STATE_ONLY = frozenset({TaskState.SUCCESS, TaskState.FAILED, TaskState.UP_FOR_RETRY, TaskState.SKIPPED})
 
 _CALLBACKS = {
     TaskState.SUCCESS: "on_success_callback",
@@ -259,7 +202,7 @@ def _execute(
     clock_start: float,
     log: logging.Logger,
     seen: dict[str, Any],
-) -> tuple[attempts.Finish, str, Any]:
+) -> tuple[outcomes.Finish, str, Any]:
     """Run the operator; every way it can end becomes a Finish (a process boundary).
 
     Returns the finish, a short error, and the return value (``_NO_VALUE`` when
@@ -279,24 +222,24 @@ def _execute(
         timeout = task.execution_timeout.total_seconds() if task.execution_timeout else None
         with time_limit(timeout, arm_alarm=in_process, started=clock_start):
             result = task.execute(context)
-        return attempts.Finish(TaskState.SUCCESS, utcnow()), "", _NO_VALUE if result is None else result
+        return outcomes.Finish(TaskState.SUCCESS, utcnow()), "", _NO_VALUE if result is None else result
     except SkipTask as exc:
         log.info("Skipping task: %s", exc)
-        return attempts.Finish(TaskState.SKIPPED, utcnow(), str(exc) or "skipped"), "", _NO_VALUE
+        return outcomes.Finish(TaskState.SKIPPED, utcnow(), str(exc) or "skipped"), "", _NO_VALUE
     except RescheduleTask as exc:  # same try, slot freed: the scheduler queues it again when due
         log.info("Rescheduling task; next poke at %s", exc.reschedule_at.isoformat())
         return (
-            attempts.Finish(TaskState.UP_FOR_RESCHEDULE, utcnow(), str(exc), exc.reschedule_at.astimezone(UTC)),
+            outcomes.Finish(TaskState.UP_FOR_RESCHEDULE, utcnow(), str(exc), exc.reschedule_at.astimezone(UTC)),
             "",
             _NO_VALUE,
         )
     except Terminated as exc:
         log.warning("Attempt released: %s (worker shutdown); the delivery goes back to the queue", exc)
-        return attempts.Finish(TaskState.QUEUED, utcnow(), f"released: {exc}"), str(exc), _NO_VALUE
+        return outcomes.Finish(TaskState.QUEUED, utcnow(), f"released: {exc}"), str(exc), _NO_VALUE
     except (DagError, RabbitrunError) as exc:
         log.error("Task failed: %s", exc)
         return (
-            attempts.failure_outcome(key.try_number, claimed.max_tries, None, str(exc), utcnow(), retry=False),
+            outcomes.failure_outcome(key.try_number, claimed.max_tries, None, str(exc), utcnow(), retry=False),
             str(exc),
             _NO_VALUE,
         )
@@ -305,7 +248,7 @@ def _execute(
         reason = f"{type(exc).__name__}: {exc}"
         retry = not isinstance(exc, FailTask)
         delay = task.retry_delay_for(key.try_number) if task is not None else timedelta(0)
-        outcome = attempts.failure_outcome(key.try_number, claimed.max_tries, delay, reason, utcnow(), retry=retry)
+        outcome = outcomes.failure_outcome(key.try_number, claimed.max_tries, delay, reason, utcnow(), retry=retry)
         if outcome.state == TaskState.UP_FOR_RETRY:
             log.info("Marking task as UP_FOR_RETRY; next try at %s", outcome.next_retry_at)
         return outcome, reason, _NO_VALUE

@@ -9,14 +9,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from types import SimpleNamespace
 from typing import Any
 
 from rabbitrun.authoring import DAG, BaseOperator, MappedOperator
 from rabbitrun.data import access as runtime
 from rabbitrun.keys import TaskInstanceKey
-from rabbitrun.models import attempts, xcom
-from rabbitrun.models.tables import DagRun
+from rabbitrun.models import outcomes, xcom_values
 from rabbitrun.names import TASK_LOGGER
 from rabbitrun.protocol import ClaimedAttempt
 
@@ -50,7 +48,7 @@ class RuntimeTaskInstance:
     def xcom_pull(
         self,
         task_ids: str | Sequence[str] | None = None,
-        key: str = xcom.RETURN_VALUE,
+        key: str = xcom_values.RETURN_VALUE,
         dag_id: str | None = None,
         run_id: str | None = None,
         default: Any = None,
@@ -83,7 +81,7 @@ class RuntimeTaskInstance:
             return None
         return isinstance(dag.get_task(task_id), MappedOperator)
 
-    def reschedule_history(self) -> attempts.RescheduleHistory:
+    def reschedule_history(self) -> outcomes.RescheduleHistory:
         """For sensors in reschedule mode: when this try's first poke started, and how many
         reschedules it has had (its timeout counts from that first poke)."""
         return self._access.reschedule_history(self.key)
@@ -140,9 +138,7 @@ class _ConnectionAccessor:
         return self.get(conn_id)
 
 
-def build_context(
-    ti: RuntimeTaskInstance, dag: DAG, run: DagRun | SimpleNamespace, access: runtime.DataAccess
-) -> dict[str, Any]:
+def build_context(ti: RuntimeTaskInstance, dag: DAG, run: Any, access: runtime.DataAccess) -> dict[str, Any]:
     conf = json.loads(run.conf or "{}")
     params = {**(getattr(dag, "params", None) or {}), **(ti.task.params or {}), **conf}
     logical_date = run.logical_date

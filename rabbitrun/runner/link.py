@@ -29,7 +29,7 @@ from rabbitrun.errors import (
     XComError,
 )
 from rabbitrun.keys import TaskInstanceKey
-from rabbitrun.models import attempts, xcom
+from rabbitrun.models import outcomes, xcom_values
 from rabbitrun.protocol import DataOp
 from rabbitrun.protocol.codec import dt, ts
 from rabbitrun.secrets import SecretsMasker
@@ -140,7 +140,7 @@ class RemoteAccess(DataAccess):
         self.settings, self._link, self._key = settings, link, key
         self.variables = RemoteVariables(settings, link, masker)
         self.connections = RemoteConnections(settings, link, masker)
-        self.xcom_backend = xcom.load_backend(settings.core.xcom_backend, settings)
+        self.xcom_backend = xcom_values.load_backend(settings.core.xcom_backend, settings)
 
     def xcom_rows(
         self, dag_id: str, run_id: str, task_ids: Sequence[str], key: str
@@ -157,9 +157,9 @@ class RemoteAccess(DataAccess):
         found = self._link.data(DataOp.MAPPED_INDEXES, dag_id=dag_id, run_id=run_id, task_ids=list(task_ids))
         return {str(task_id): [int(i) for i in indexes] for task_id, indexes in found.items()}
 
-    def reschedule_history(self, key: TaskInstanceKey) -> attempts.RescheduleHistory:
+    def reschedule_history(self, key: TaskInstanceKey) -> outcomes.RescheduleHistory:
         first, count = self._link.data(DataOp.RESCHEDULE_HISTORY)
-        return attempts.RescheduleHistory(dt(first, "first_started_at"), int(count))
+        return outcomes.RescheduleHistory(dt(first, "first_started_at"), int(count))
 
     def external_states(self, dag_id: str, task_id: str | None, logical_dates: Sequence[datetime]) -> list[str]:
         dates = [ts(d) for d in logical_dates]

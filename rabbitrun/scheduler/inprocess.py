@@ -16,7 +16,7 @@ from rabbitrun.models import runs
 from rabbitrun.models.base import utcnow
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.views import TaskStateRow
-from rabbitrun.runner import run_attempt
+from rabbitrun.runner.inprocess import run_attempt
 from rabbitrun.scheduler import readiness
 from rabbitrun.scheduler.runs import start_queued_runs
 from rabbitrun.settings import Settings, default_hostname

@@ -149,8 +149,8 @@ def test_clear_of_a_mapped_task_re_expands_to_the_new_length(env: Env) -> None:
 
 def _run_to_end(env: Env, dag_id: str, run_id: str) -> None:
     """What `dags test` does for a new run, for a run that exists: schedule, run in-process, repeat."""
-    from rabbitrun import runner
     from rabbitrun.models.base import utcnow
+    from rabbitrun.runner import inprocess
     from rabbitrun.scheduler import readiness
 
     settings = env.settings()
@@ -162,4 +162,4 @@ def _run_to_end(env: Env, dag_id: str, run_id: str) -> None:
         if not envelopes:
             return
         for e in envelopes:
-            runner.run_attempt(settings, sessions, bag, e.key, hostname="t", in_process=True)
+            inprocess.run_attempt(settings, sessions, bag, e.key, hostname="t", in_process=True)

@@ -3,11 +3,12 @@ and a running attempt whose final compare-and-set loses to the mark."""
 
 from __future__ import annotations
 
-from rabbitrun import client, runner
+from rabbitrun import client
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models import attempts
 from rabbitrun.models.base import utcnow
 from rabbitrun.models.engine import make_engine, session_factory
+from rabbitrun.runner import inprocess
 from rabbitrun.scheduler import readiness
 from rabbitrun.scheduler.inprocess import run_dag_in_process
 from rabbitrun.states import TaskState
@@ -30,7 +31,7 @@ def _drive(env: Env, dag_id: str, run_id: str) -> None:
         if not envelopes:
             return
         for envelope in envelopes:
-            runner.run_attempt(settings, sessions, bag, envelope.key, hostname="t", in_process=True)
+            inprocess.run_attempt(settings, sessions, bag, envelope.key, hostname="t", in_process=True)
 
 
 def test_marking_a_failed_task_success_resumes_its_downstream_and_the_run(env: Env) -> None:

@@ -34,7 +34,7 @@ def test_clear_with_downstream_reruns_with_new_tries_and_replaces_xcoms(env: Env
     assert states(env, "xcom_flow", run_id)["other"].state == "success"
     bag = client.dagbag(settings)
     sessions = session_factory(make_engine(settings.database, pooled=False))
-    from rabbitrun import runner
+    from rabbitrun.runner import inprocess
 
     while True:
         with sessions() as session:
@@ -42,7 +42,7 @@ def test_clear_with_downstream_reruns_with_new_tries_and_replaces_xcoms(env: Env
         if not envelopes:
             break
         for e in envelopes:
-            runner.run_attempt(settings, sessions, bag, e.key, hostname="t", in_process=True)
+            inprocess.run_attempt(settings, sessions, bag, e.key, hostname="t", in_process=True)
     after = states(env, "xcom_flow", run_id)
     assert (after["produce"].try_number, after["echo"].try_number, after["other"].try_number) == (2, 2, 1)
     with sessions() as session:

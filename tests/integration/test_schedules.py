@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from rabbitrun import client, runner
+from rabbitrun import client
 from rabbitrun.models.base import utcnow
 from rabbitrun.models.engine import make_engine, session_factory
 from rabbitrun.models.tables import DagRun, XComRow
+from rabbitrun.runner import inprocess
 from rabbitrun.scheduler import readiness, runs
 from tests.support.env import Env
 from tests.support.services import REPO
@@ -46,7 +47,7 @@ def test_catchup_runs_in_order_one_at_a_time_with_their_data_intervals(env: Env)
                 e for e in readiness.schedule(session, bag, settings, utcnow()) if e.key.dag_id == "daily_catchup"
             ]
         for envelope in envelopes:
-            runner.run_attempt(settings, sessions, bag, envelope.key, hostname="t", in_process=True)
+            inprocess.run_attempt(settings, sessions, bag, envelope.key, hostname="t", in_process=True)
         with sessions() as session:
             readiness.schedule(session, bag, settings, utcnow())
     with sessions() as session:

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event
 
-from rabbitrun import client, runner
+from rabbitrun import client
 from rabbitrun.data.access import Variable, activate, build, deactivate
 from rabbitrun.errors import SecretsError, VariableNotFound
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models.engine import session_factory
 from rabbitrun.models.tables import VariableRow
+from rabbitrun.runner import inprocess
 from tests.support.env import Env
 from tests.support.runs import queue_run
 from tests.support.secrets import engine_of, raw_session, xcoms
@@ -30,7 +31,7 @@ def test_a_variable_read_twice_in_one_attempt_hits_the_db_once(env: Env) -> None
     engine = engine_of(env)
     statements: list[str] = []
     event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
-    outcome = runner.run_attempt(
+    outcome = inprocess.run_attempt(
         settings,
         session_factory(engine),
         client.dagbag(settings),

@@ -58,6 +58,8 @@ def test_a_task_finds_no_secret_of_its_worker_and_reads_only_what_its_attempt_ma
     report = json.loads((out / "probe.json").read_text())
     # its environment: no settings, Variables or Connections of the worker
     assert report["rabbitrun_env"] == [], report
+    # nor a DB or broker library loaded (what the zygote imported, and the task's own path)
+    assert report["db_or_broker_modules"] == [], report
     # no settings object in the process holds a secret (they are blanked before the zygote starts)
     assert report["settings_secrets"] == [], report
     assert report["direct_db"].startswith("TaskChannelError: no metadata DB"), report

@@ -12,6 +12,7 @@ import gc
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 from rabbitrun import DAG, XCom, task
@@ -87,6 +88,9 @@ with DAG("isolation_probe") as isolation_probe:
         (out / "zygote.environ").write_bytes(Path(f"/proc/{os.getppid()}/environ").read_bytes())
         report = {
             "rabbitrun_env": sorted(k for k in os.environ if k.startswith("RABBITRUN")),
+            "db_or_broker_modules": sorted(
+                m for m in sys.modules if m.split(".")[0] in ("sqlalchemy", "psycopg", "aio_pika", "aiormq")
+            ),
             "settings_secrets": _settings_secrets(),
             "direct_db": _direct_db(),
             "other_run_xcom": _refused(
