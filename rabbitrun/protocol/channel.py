@@ -25,7 +25,7 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 from rabbitrun.errors import InvalidEnvelope
-from rabbitrun.protocol.codec import VERSION, Wire, dt, get, length_prefixed, nonempty, pack, take_payloads, ts, unpack
+from rabbitrun.protocol.codec import VERSION, Wire, dt, get, length_prefixed, nonempty, pack, take_payload, ts, unpack
 from rabbitrun.protocol.frames import OutcomeFrame, decode_outcome_frame
 
 #: XComs up to ``core.max_xcom_size`` (1 MiB by default) plus their framing fit in a frame.
@@ -140,11 +140,10 @@ def encode_channel_frame(frame: ChannelFrame) -> bytes:
 def split_channel_frames(buffer: bytearray) -> list[ChannelFrame]:
     """Take every complete frame off the front of ``buffer`` (mutated in place) and decode it; a
     frame that does not decode raises its ProtocolError (the caller ends the channel)."""
-    try:
-        payloads = take_payloads(buffer, CHANNEL_MAX_BYTES)
-    except InvalidEnvelope as exc:
-        raise InvalidEnvelope(f"task channel {exc.reason}") from None
-    return [decode_channel_frame(payload) for payload in payloads]
+    frames: list[ChannelFrame] = []
+    while (payload := take_payload(buffer, CHANNEL_MAX_BYTES, "task channel frame")) is not None:
+        frames.append(decode_channel_frame(payload))
+    return frames
 
 
 def decode_channel_frame(payload: bytes) -> ChannelFrame:

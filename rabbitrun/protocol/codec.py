@@ -134,16 +134,18 @@ def length_prefixed(payload: bytes) -> bytes:
     return _LENGTH.pack(len(payload)) + payload
 
 
-def take_payloads(buffer: bytearray, limit: int | None = None) -> list[bytes]:
-    """Take every complete length-prefixed payload off the front of ``buffer`` (mutated in place).
-    A frame announced larger than ``limit`` raises at once: its bytes are never waited for."""
-    payloads = []
-    while len(buffer) >= _LENGTH.size:
-        (size,) = _LENGTH.unpack_from(buffer)
-        if limit is not None and size > limit:
-            raise InvalidEnvelope(f"frame of {size} bytes exceeds {limit}")
-        if len(buffer) < _LENGTH.size + size:
-            break
-        payloads.append(bytes(buffer[_LENGTH.size : _LENGTH.size + size]))
-        del buffer[: _LENGTH.size + size]
-    return payloads
+def take_payload(buffer: bytearray, limit: int | None = None, what: str = "frame") -> bytes | None:
+    """Take one complete length-prefixed payload off the front of ``buffer`` (mutated in place), or
+    None while it is incomplete. One at a time: a caller whose decode of one payload raises leaves
+    the frames behind it in the buffer. A ``what`` announced larger than ``limit`` raises at once:
+    its bytes are never waited for."""
+    if len(buffer) < _LENGTH.size:
+        return None
+    (size,) = _LENGTH.unpack_from(buffer)
+    if limit is not None and size > limit:
+        raise InvalidEnvelope(f"{what} of {size} bytes exceeds {limit}")
+    if len(buffer) < _LENGTH.size + size:
+        return None
+    payload = bytes(buffer[_LENGTH.size : _LENGTH.size + size])
+    del buffer[: _LENGTH.size + size]
+    return payload

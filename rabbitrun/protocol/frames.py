@@ -20,7 +20,7 @@ from rabbitrun.protocol.codec import (
     length_prefixed,
     nonempty,
     pack,
-    take_payloads,
+    take_payload,
     ts,
     unpack,
 )
@@ -168,7 +168,10 @@ def split_frames(buffer: bytearray) -> list[Frame]:
 
     A frame that does not decode is taken off too, and raises its ProtocolError.
     """
-    return [decode_frame(payload) for payload in take_payloads(buffer)]
+    frames = []
+    while (payload := take_payload(buffer)) is not None:
+        frames.append(decode_frame(payload))
+    return frames
 
 
 def decode_frame(payload: bytes) -> Frame:

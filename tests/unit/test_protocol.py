@@ -577,6 +577,15 @@ def test_split_frames_takes_every_complete_frame_and_keeps_the_partial_tail() ->
     assert protocol.split_frames(buffer) == [EXITED]
 
 
+def test_a_frame_that_does_not_decode_leaves_the_frames_behind_it() -> None:
+    """The bad frame raises and is taken off; the good frame after it stays for the next read."""
+    bad = msgpack.packb({"v": 1, "k": "no_such_frame"})
+    buffer = bytearray(len(bad).to_bytes(4, "big") + bad + protocol.encode_frame(EXITED))
+    with pytest.raises(ProtocolError):
+        protocol.split_frames(buffer)
+    assert protocol.split_frames(buffer) == [EXITED]
+
+
 def test_split_frames_of_an_empty_buffer_is_empty() -> None:
     assert protocol.split_frames(bytearray()) == []
 
