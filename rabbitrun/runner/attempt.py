@@ -168,9 +168,6 @@ def failed_to_store(recorded: outcomes.Finish, finish: outcomes.Finish, error: s
     return recorded, recorded.reason or error
 
 
-# outcomes whose record is the state change and the attempt row only (no XCom, no reschedule row)
-STATE_ONLY = frozenset({TaskState.SUCCESS, TaskState.FAILED, TaskState.UP_FOR_RETRY, TaskState.SKIPPED})
-
 _CALLBACKS = {
     TaskState.SUCCESS: "on_success_callback",
     TaskState.FAILED: "on_failure_callback",

@@ -23,10 +23,13 @@ from rabbitrun.models import attempts
 from rabbitrun.models.base import utcnow
 from rabbitrun.models.engine import retrying
 from rabbitrun.protocol import ClaimedAttempt
-from rabbitrun.runner.attempt import STATE_ONLY, AttemptOutcome, failed_to_store, run_claimed, stored_value
+from rabbitrun.runner.attempt import AttemptOutcome, failed_to_store, run_claimed, stored_value
 from rabbitrun.secrets import SecretsMasker
 from rabbitrun.settings import Settings
-from rabbitrun.states import OutcomeKind
+from rabbitrun.states import OutcomeKind, TaskState
+
+# outcomes whose record is the state change and the attempt row only (no XCom, no reschedule row)
+_STATE_ONLY = frozenset({TaskState.SUCCESS, TaskState.FAILED, TaskState.UP_FOR_RETRY, TaskState.SKIPPED})
 
 
 def run_attempt(
@@ -68,7 +71,7 @@ def run_attempt(
         finish, error, row = stored_value(access, key, finish, error, value)
         end = attempts.EndRecord(key, finish, claimed_at, row, owner, hostname)
         for attempt in retrying(settings.database):  # the record is conditional on RUNNING: safe to repeat
-            if row is None and finish.state in STATE_ONLY:  # most attempts: no ORM write to make
+            if row is None and finish.state in _STATE_ONLY:  # most attempts: no ORM write to make
                 with attempt, attempts.attempt_db(sessions) as db:
                     stands = attempts.finish(db, key, finish, started_at=claimed_at, envelope_id=owner)
                     return finish, error, stands
