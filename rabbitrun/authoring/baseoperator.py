@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from rabbitrun.authoring.dagcontext import OwningDag, current_dag, dag_for, validate_id
-from rabbitrun.authoring.trigger_rules import TriggerRule
+from rabbitrun.authoring.trigger_rules import TriggerRule, trigger_rule
 from rabbitrun.errors import DagDefinitionError
 from rabbitrun.names import DEFAULT_POOL
 
@@ -300,10 +300,9 @@ def _capped_multiply(delay: timedelta, factor: int, cap: timedelta | None) -> ti
 
 def _trigger_rule(value: TriggerRule | str) -> TriggerRule:
     try:
-        return TriggerRule(value)
-    except ValueError:
-        valid = ", ".join(r.value for r in TriggerRule)
-        raise DagDefinitionError(f"unknown trigger_rule {value!r}; valid: {valid}") from None
+        return trigger_rule(value)
+    except ValueError as exc:
+        raise DagDefinitionError(str(exc)) from None
 
 
 def _int(name: str, value: int) -> int:
