@@ -79,7 +79,7 @@ TRANSITIONS: Mapping[TaskState, frozenset[TaskState]] = MappingProxyType(
         TaskState.NONE: frozenset(
             {
                 TaskState.QUEUED,  # ready: queued with a new try (try_number + 1); `tasks run` does the same
-                TaskState.SKIPPED,  # its trigger rule skips it; a mapped task over an empty list; a run marked failed
+                TaskState.SKIPPED,  # its trigger rule, an upstream branch, mapped over [], its run marked failed
                 TaskState.UPSTREAM_FAILED,  # its trigger rule, after an upstream failure
                 TaskState.FAILED,  # its mapped input is not a list or too long; its pool does not exist; by hand
                 TaskState.SUCCESS,  # by hand
@@ -92,7 +92,7 @@ TRANSITIONS: Mapping[TaskState, frozenset[TaskState]] = MappingProxyType(
                 TaskState.RUNNING,  # claimed by an older envelope of the same try that is still delivered
                 TaskState.FAILED,  # its pool does not exist; by hand
                 TaskState.SUCCESS,  # by hand
-                TaskState.SKIPPED,  # its run is marked failed
+                TaskState.SKIPPED,  # its run is marked failed; an upstream branch skips it
                 TaskState.NONE,  # cleared
             }
         ),

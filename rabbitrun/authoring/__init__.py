@@ -5,12 +5,22 @@ importing DAG files and BashOperator's child process.
 """
 
 from rabbitrun.authoring.baseoperator import BaseOperator, Context, Dependable
+from rabbitrun.authoring.branch_decorators import branch_task, short_circuit_task
+from rabbitrun.authoring.branching import (
+    BaseBranchOperator,
+    BranchDateTimeOperator,
+    BranchDayOfWeekOperator,
+    BranchPythonOperator,
+    LatestOnlyOperator,
+    ShortCircuitOperator,
+)
 from rabbitrun.authoring.dag import DAG, get_current_dag
 from rabbitrun.authoring.dagbag import EXAMPLES_PREFIX, DagBag, ImportErrorInfo
 from rabbitrun.authoring.decorators import DecoratedPythonOperator, TaskDecorator, task
 from rabbitrun.authoring.mapped import MappedOperator
 from rabbitrun.authoring.operators import BashCommandFailed, BashOperator, PythonOperator
 from rabbitrun.authoring.sensors import BaseSensorOperator, FileSensor, PokeReturnValue
+from rabbitrun.authoring.setup_teardown import effective_leaves, setup, teardown
 from rabbitrun.authoring.signals import (
     AirflowFailException,
     AirflowRescheduleException,
@@ -24,8 +34,15 @@ from rabbitrun.authoring.signals import (
     TaskSignal,
     TaskTimeout,
 )
+from rabbitrun.authoring.skipping import SkipMixin, may_skip
 from rabbitrun.authoring.trigger_rules import Decision, TriggerRule, evaluate
+from rabbitrun.authoring.weekday import WeekDay
 from rabbitrun.authoring.xcomarg import XComArg
+
+# @task.branch and @task.short_circuit: attributes of ``task`` set here, because their module builds
+# on rabbitrun.authoring.decorators (which cannot import it back: no import circles)
+task.branch = branch_task  # type: ignore[attr-defined]
+task.short_circuit = short_circuit_task  # type: ignore[attr-defined]
 
 __all__ = [
     "DAG",
@@ -35,10 +52,14 @@ __all__ = [
     "AirflowSensorTimeout",
     "AirflowSkipException",
     "AirflowTaskTimeout",
+    "BaseBranchOperator",
     "BaseOperator",
     "BaseSensorOperator",
     "BashCommandFailed",
     "BashOperator",
+    "BranchDateTimeOperator",
+    "BranchDayOfWeekOperator",
+    "BranchPythonOperator",
     "Context",
     "DagBag",
     "Decision",
@@ -47,18 +68,26 @@ __all__ = [
     "FailTask",
     "FileSensor",
     "ImportErrorInfo",
+    "LatestOnlyOperator",
     "MappedOperator",
     "PokeReturnValue",
     "PythonOperator",
     "RescheduleTask",
     "SensorTimeout",
+    "ShortCircuitOperator",
+    "SkipMixin",
     "SkipTask",
     "TaskDecorator",
     "TaskSignal",
     "TaskTimeout",
     "TriggerRule",
+    "WeekDay",
     "XComArg",
+    "effective_leaves",
     "evaluate",
     "get_current_dag",
+    "may_skip",
+    "setup",
     "task",
+    "teardown",
 ]

@@ -109,6 +109,10 @@ class BaseOperator(metaclass=_OperatorMeta):
     #: mapping module sits above this one and cannot be imported from here.
     partial_factory: ClassVar[PartialFactory | None] = None
 
+    #: (enter, exit) of a ``with setup >> teardown:`` scope: rabbitrun.authoring.setup_teardown sets
+    #: them when imported (it needs the DAG's task list, which this module does not see).
+    scope_hooks: ClassVar[tuple[Callable[[BaseOperator], None], Callable[[BaseOperator, bool], None]] | None] = None
+
     def __init__(
         self,
         task_id: str,
@@ -130,8 +134,18 @@ class BaseOperator(metaclass=_OperatorMeta):
         on_success_callback: Callable[[Context], Any] | None = None,
         on_failure_callback: Callable[[Context], Any] | None = None,
         on_retry_callback: Callable[[Context], Any] | None = None,
+        depends_on_past: bool = False,
+        wait_for_downstream: bool = False,
     ) -> None:
         self.task_id = validate_id("task_id", task_id)
+        # runs only once the same task of the previous run (by logical date) succeeded or was skipped;
+        # wait_for_downstream: and so did that task's direct downstream tasks (implies depends_on_past)
+        self.depends_on_past = bool(depends_on_past) or bool(wait_for_downstream)
+        self.wait_for_downstream = bool(wait_for_downstream)
+        # setup / teardown (Airflow 2.7+): set by as_setup() / as_teardown(), see authoring/setup_teardown.py
+        self.is_setup = False
+        self.is_teardown = False
+        self.on_failure_fail_dagrun = False
         # called once by the runner after the outcome is recorded; their errors never change it
         self.on_success_callback = on_success_callback
         self.on_failure_callback = on_failure_callback
@@ -205,6 +219,45 @@ class BaseOperator(metaclass=_OperatorMeta):
         if self.max_retry_delay is not None and delay > self.max_retry_delay:
             delay = self.max_retry_delay
         return delay
+
+    # --- setup / teardown ---------------------------------------------------
+
+    def as_setup(self) -> BaseOperator:
+        """Mark this task as a setup task (Airflow 2.7+): a teardown after it runs even if the work
+        between them fails."""
+        self.is_setup = True
+        return self
+
+    def as_teardown(
+        self,
+        *,
+        setups: Dependable | Iterable[Dependable] | None = None,
+        on_failure_fail_dagrun: bool | None = None,
+    ) -> BaseOperator:
+        """Mark this task as a teardown: it runs once everything upstream is done, if one of its setups
+        succeeded (trigger rule all_done_setup_success); its failure fails the DAG run only with
+        ``on_failure_fail_dagrun=True``. ``setups`` are marked as setups and set upstream of it."""
+        self.is_teardown = True
+        self.trigger_rule = TriggerRule.ALL_DONE_SETUP_SUCCESS
+        if on_failure_fail_dagrun is not None:
+            self.on_failure_fail_dagrun = bool(on_failure_fail_dagrun)
+        if setups is not None:
+            for setup in _operators(setups):
+                setup.as_setup()
+                self.set_upstream(setup)
+        return self
+
+    def __enter__(self) -> BaseOperator:
+        """``with setup_task >> teardown_task:``: tasks added in the block run between its setups and
+        this teardown (authoring/setup_teardown.py)."""
+        if BaseOperator.scope_hooks is None:
+            raise DagDefinitionError("setup/teardown scopes are unavailable: rabbitrun.authoring was not imported")
+        BaseOperator.scope_hooks[0](self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert BaseOperator.scope_hooks is not None
+        BaseOperator.scope_hooks[1](self, exc_info[0] is not None)
 
     # --- dependencies -------------------------------------------------------
 

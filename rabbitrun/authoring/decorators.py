@@ -106,9 +106,15 @@ def _check_function_args(function: Callable[..., Any], kwargs: Mapping[str, Any]
 class TaskDecorator(Generic[P, R]):
     """The result of ``@task``: calling it adds a task to the current DAG."""
 
-    def __init__(self, function: Callable[P, R], operator_kwargs: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        function: Callable[P, R],
+        operator_kwargs: Mapping[str, Any],
+        operator_class: type[DecoratedPythonOperator] = DecoratedPythonOperator,
+    ) -> None:
         self.function = function
         self.operator_kwargs = dict(operator_kwargs)
+        self.operator_class = operator_class  # @task.branch, @task.short_circuit: their own operators
         functools.update_wrapper(self, function)
 
     def __call__(self, *args: Any, **kwargs: Any) -> XComArg:
@@ -122,7 +128,7 @@ class TaskDecorator(Generic[P, R]):
         task_id = op_kwargs.pop("task_id", None) or self.function.__name__
         if dag is not None:
             task_id = dag.unique_task_id(task_id)
-        operator = DecoratedPythonOperator(
+        operator = self.operator_class(
             task_id=task_id, python_callable=self.function, op_args=args, op_kwargs=kwargs, **op_kwargs
         )
         return XComArg(operator)
@@ -138,7 +144,7 @@ class TaskDecorator(Generic[P, R]):
 
     def override(self, **operator_kwargs: Any) -> TaskDecorator[P, R]:
         """Same function, other task arguments: ``extract.override(task_id="e2")()``."""
-        return TaskDecorator(self.function, {**self.operator_kwargs, **operator_kwargs})
+        return TaskDecorator(self.function, {**self.operator_kwargs, **operator_kwargs}, self.operator_class)
 
 
 @overload

@@ -35,6 +35,23 @@ class XComArg:
     def as_operators(self) -> list[BaseOperator]:
         return [self.operator]
 
+    def as_setup(self) -> XComArg:
+        """``@task`` output as a setup task (Airflow 2.7+)."""
+        self.operator.as_setup()
+        return self
+
+    def as_teardown(self, *, setups: Any = None, on_failure_fail_dagrun: bool | None = None) -> XComArg:
+        """``@task`` output as a teardown task of ``setups`` (see BaseOperator.as_teardown)."""
+        self.operator.as_teardown(setups=setups, on_failure_fail_dagrun=on_failure_fail_dagrun)
+        return self
+
+    def __enter__(self) -> XComArg:
+        self.operator.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.operator.__exit__(*exc_info)
+
     def resolve(self, context: Context) -> Any:
         """Pull the value this XComArg stands for from the running task's ``ti``."""
         return context["ti"].xcom_pull(task_ids=self.operator.task_id, key=self.key)

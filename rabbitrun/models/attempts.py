@@ -241,7 +241,8 @@ END_STATES = frozenset(
 def record_ends(session: Session, ends: Sequence[EndRecord], *, max_xcom_bytes: int) -> list[tuple[Finish, bool]]:
     """Record how attempts ended, all in one transaction (committed): the worker's group commit.
 
-    Each gets its final state and history row, its return value's XCom row or its reschedule row;
+    Each gets its final state and history row, its return value's XCom row or its reschedule row,
+    the downstream tasks a success skips (the caller checked they are its downstream);
     or its release to QUEUED (same try) when it was stopped for a shutdown. Every write is a
     compare-and-set on the attempt and its fencing token: one that lost (decided elsewhere, or
     another delivery owns it now) writes nothing, and the others still commit.
@@ -276,6 +277,9 @@ def _record_end(session: Session, end: EndRecord, max_xcom_bytes: int) -> tuple[
     if outcome.state == TaskState.UP_FOR_RESCHEDULE:
         assert outcome.next_retry_at is not None
         record_reschedule(session, key, end.started_at, outcome.ended_at, outcome.next_retry_at)
+    if outcome.state == TaskState.SUCCESS and outcome.skip:  # with the success: no reader sees one without the other
+        reason = f"skipped by {key.task_id}"
+        transitions.skip_downstream(session, key.dag_id, key.run_id, outcome.skip, outcome.ended_at, reason)
     return outcome, True
 
 

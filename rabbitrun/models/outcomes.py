@@ -19,12 +19,24 @@ def utcnow() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class Finish:
-    """The final word on one attempt, decided by the runner or the worker parent."""
+    """The final word on one attempt, decided by the runner or the worker parent. ``skip``: task ids
+    of its run that a successful attempt skips (a branch not taken), recorded with it."""
 
     state: TaskState
     ended_at: datetime
     reason: str | None = None
     next_retry_at: datetime | None = None
+    skip: tuple[str, ...] = ()
+
+
+def refused_skips(task_id: str, skip: tuple[str, ...], may_skip: tuple[str, ...] | frozenset[str]) -> str | None:
+    """Why a skip list is refused (it names a task that is not downstream of the task, as its DAG
+    says), or None when every task id in it may be skipped. A refused list skips nothing and fails
+    the attempt: a task cannot skip unrelated tasks of its run."""
+    refused = sorted(set(skip) - set(may_skip))
+    if not refused:
+        return None
+    return f"task {task_id!r} may skip only its downstream tasks; refused to skip {refused}"
 
 
 @dataclass(frozen=True, slots=True)

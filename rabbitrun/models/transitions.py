@@ -87,6 +87,8 @@ CLAIM = _edge("claim", CLAIMABLE_STATES | {S.RUNNING}, {S.RUNNING})  # RUNNING: 
 FINISH = _edge("finish", {S.RUNNING}, ATTEMPT_OUTCOMES)
 RELEASE = _edge("release on shutdown", {S.RUNNING}, {S.QUEUED})
 REPUBLISH = _edge("republish", {S.QUEUED}, {S.SCHEDULED})  # a worker could not republish its delivery
+# a branch / short circuit skips tasks downstream of it, with its success: only those not started yet
+SKIP_DOWNSTREAM = _edge("skip downstream", {S.NONE, S.SCHEDULED}, {S.SKIPPED})
 # the scheduler
 QUEUE_NEW_TRY = _edge("queue", {S.NONE, S.UP_FOR_RETRY}, {S.QUEUED})
 QUEUE_SAME_TRY = _edge("queue again", {S.SCHEDULED, S.UP_FOR_RESCHEDULE}, {S.QUEUED})
@@ -258,6 +260,28 @@ def end_lost_attempt(
         TaskInstance.last_heartbeat_at < expired_before,
     ]
     return bool(transition(session, where, [TaskState.RUNNING], to, edge=LEASE_EXPIRED, **columns))
+
+
+def skip_downstream(
+    session: Session, dag_id: str, run_id: str, task_ids: Sequence[str], now: datetime, reason: str
+) -> int:
+    """NONE / SCHEDULED -> SKIPPED for these tasks of the run (every map index): what a branch or a
+    short circuit skips, in the transaction that records its success. A task that started already
+    (or finished) is left alone. Returns how many rows changed. Does not commit."""
+    if not task_ids:
+        return 0
+    where = [TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id, TaskInstance.task_id.in_(list(task_ids))]
+    return transition(
+        session,
+        where,
+        SKIP_DOWNSTREAM.sources,
+        TaskState.SKIPPED,
+        edge=SKIP_DOWNSTREAM,
+        start_date=now,
+        end_date=now,
+        duration=0.0,
+        reason=reason,
+    )
 
 
 def reset_downstream(session: Session, dag_id: str, run_id: str, task_ids: Sequence[str]) -> list[str]:
@@ -603,6 +627,7 @@ __all__ = [
     "queue_rows",
     "release",
     "reset_downstream",
+    "skip_downstream",
     "statement",
     "transition",
 ]

@@ -25,7 +25,19 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 from rabbitrun.errors import InvalidEnvelope
-from rabbitrun.protocol.codec import VERSION, Wire, dt, get, length_prefixed, nonempty, pack, take_payload, ts, unpack
+from rabbitrun.protocol.codec import (
+    VERSION,
+    Wire,
+    dt,
+    get,
+    length_prefixed,
+    nonempty,
+    pack,
+    strings,
+    take_payload,
+    ts,
+    unpack,
+)
 from rabbitrun.protocol.frames import OutcomeFrame, decode_outcome_frame
 
 #: XComs up to ``core.max_xcom_size`` (1 MiB by default) plus their framing fit in a frame.
@@ -90,7 +102,9 @@ class DataReply:
 class FinishFrame:
     """Task -> worker: how the attempt ended. ``state`` is a TaskState; ``value`` the return value's
     XCom row (bytes, value type) when there is one; ``next_retry_at`` the due time of a retry or
-    reschedule; ``reason`` what the attempt history says, ``error`` the short error of the result."""
+    reschedule; ``reason`` what the attempt history says, ``error`` the short error of the result;
+    ``skip`` the task ids of its run it skips with its success (a branch not taken, a short circuit):
+    the worker records them only when its envelope's ``may_skip`` holds every one."""
 
     KIND: ClassVar[str] = "finish"
     state: str
@@ -100,11 +114,13 @@ class FinishFrame:
     error: str = ""
     next_retry_at: datetime | None = None
     value: tuple[bytes, str] | None = None
+    skip: tuple[str, ...] = ()
 
     def to_wire(self) -> Wire:
         return {
             "v": VERSION,
             "k": self.KIND,
+            "skip": list(self.skip),
             "state": self.state,
             "started_at": ts(self.started_at),
             "ended_at": ts(self.ended_at),
@@ -186,6 +202,7 @@ def _finish_frame(obj: Mapping[str, Any]) -> FinishFrame:
         error=get(obj, "error", str),
         next_retry_at=dt(get(obj, "next_retry_at", (int, float), optional=True), "next_retry_at"),
         value=(value[0], value[1]) if value is not None else None,
+        skip=strings(obj, "skip") if "skip" in obj else (),  # older task processes skip nothing
     )
 
 

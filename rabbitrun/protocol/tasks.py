@@ -48,6 +48,10 @@ class TaskEnvelope:
     # DAG ids (or "*") whose XComs of any run the task may pull, from its DAG's ``xcom_pull_from``;
     # by default only its own DAG run's. Only the scheduler publishes envelopes (broker permissions).
     xcom_pull_from: tuple[str, ...] = ()
+    # task ids of the same run this task may skip when it succeeds (a branch, short circuit or latest
+    # only operator: its downstream tasks, from the DAG). The worker refuses a skip naming any other
+    # task: the task process reports its skips, the scheduler says which it may make.
+    may_skip: tuple[str, ...] = ()
 
     def to_wire(self) -> Wire:
         return {
@@ -65,6 +69,7 @@ class TaskEnvelope:
             "enqueued_at": ts(self.enqueued_at),
             "retry_delay_s": self.retry_delay_s,
             "xcom_pull_from": list(self.xcom_pull_from),
+            "may_skip": list(self.may_skip),
         }
 
 
@@ -149,6 +154,7 @@ def envelope_from(obj: Mapping[str, Any]) -> TaskEnvelope:
         enqueued_at=enqueued_at,
         retry_delay_s=float(retry_delay or 0.0),
         xcom_pull_from=strings(obj, "xcom_pull_from") if "xcom_pull_from" in obj else (),  # older senders
+        may_skip=strings(obj, "may_skip") if "may_skip" in obj else (),  # older senders: may skip nothing
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rabbitrun.authoring import DAG, BaseOperator, MappedOperator
@@ -41,6 +41,14 @@ class RuntimeTaskInstance:
         self.queue = claim.queue
         self.log = logging.getLogger(TASK_LOGGER)
         self._access = access
+        self.skipped_downstream: list[str] = []  # reported with the attempt's success, recorded by the worker
+
+    def skip_downstream(self, task_ids: Iterable[str]) -> None:
+        """Skip these tasks of this DAG run when this attempt succeeds (a branch not taken, a short
+        circuit): the worker records them with the success, if they are downstream of this task."""
+        for task_id in task_ids:
+            if task_id not in self.skipped_downstream:
+                self.skipped_downstream.append(task_id)
 
     def xcom_push(self, key: str, value: Any) -> None:
         self._access.set_xcom(self.key, key, value)

@@ -16,14 +16,15 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from rabbitrun.authoring import DagBag
+from rabbitrun.authoring import DagBag, may_skip
 from rabbitrun.data import access as runtime
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models import attempts
 from rabbitrun.models.base import utcnow
 from rabbitrun.models.engine import retrying
+from rabbitrun.models.outcomes import refused_skips
 from rabbitrun.protocol import ClaimedAttempt
-from rabbitrun.runner.attempt import AttemptOutcome, failed_to_store, run_claimed, stored_value
+from rabbitrun.runner.attempt import NO_VALUE, AttemptOutcome, failed_to_store, run_claimed, stored_value
 from rabbitrun.secrets import SecretsMasker
 from rabbitrun.settings import Settings
 from rabbitrun.states import OutcomeKind, TaskState
@@ -68,10 +69,16 @@ def run_attempt(
     access = runtime.build(settings, sessions, masker)
 
     def record(finish: attempts.Finish, error: str, value: Any) -> tuple[attempts.Finish, str, bool]:
+        if finish.skip:  # the worker's check, made here from the DAG: only downstream tasks are skipped
+            refused = refused_skips(
+                key.task_id, finish.skip, may_skip(dagbag.get_dag(key.dag_id).get_task(key.task_id))
+            )
+            if refused is not None:
+                finish, error, value = attempts.Finish(TaskState.FAILED, finish.ended_at, refused), refused, NO_VALUE
         finish, error, row = stored_value(access, key, finish, error, value)
         end = attempts.EndRecord(key, finish, claimed_at, row, owner, hostname)
         for attempt in retrying(settings.database):  # the record is conditional on RUNNING: safe to repeat
-            if row is None and finish.state in _STATE_ONLY:  # most attempts: no ORM write to make
+            if row is None and finish.state in _STATE_ONLY and not finish.skip:  # most attempts: no ORM write to make
                 with attempt, attempts.attempt_db(sessions) as db:
                     stands = attempts.finish(db, key, finish, started_at=claimed_at, envelope_id=owner)
                     return finish, error, stands

@@ -21,7 +21,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from rabbitrun.authoring import DAG, BaseOperator, DagBag
+from rabbitrun.authoring import DAG, BaseOperator, DagBag, may_skip
 from rabbitrun.errors import DagError, Unroutable
 from rabbitrun.executor import PublishFailure
 from rabbitrun.keys import TaskInstanceKey
@@ -153,6 +153,7 @@ def _envelope(
         enqueued_at=enqueued_at,
         retry_delay_s=task.retry_delay_for(key.try_number).total_seconds(),
         xcom_pull_from=dagbag.get_dag(key.dag_id).xcom_pull_from,
+        may_skip=may_skip(task),
     )
 
 

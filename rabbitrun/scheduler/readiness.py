@@ -23,12 +23,12 @@ from typing import Any
 from sqlalchemy import case, func, select, tuple_
 from sqlalchemy.orm import Session
 
-from rabbitrun.authoring import DAG, BaseOperator, DagBag, Decision, MappedOperator, evaluate
+from rabbitrun.authoring import DAG, BaseOperator, DagBag, Decision, MappedOperator, TriggerRule, evaluate
 from rabbitrun.errors import DagNotFound, MappingError, XComError
 from rabbitrun.models import mapping, transitions, xcom
 from rabbitrun.models.tables import DagRun, TaskInstance
 from rabbitrun.protocol import TaskEnvelope
-from rabbitrun.scheduler import queueing
+from rabbitrun.scheduler import past, queueing
 from rabbitrun.scheduler.mapping import map_length
 from rabbitrun.scheduler.runs import DUE, FINISHED, FinishedRun, finish_run_if_done
 from rabbitrun.settings import Settings
@@ -84,13 +84,17 @@ def schedule(
     expand = _expander(session, settings, now, changes)
     ready: list[tuple[TaskInstance, DAG, DagRun]] = []
     done: list[FinishedRun] = []
+    dags: list[tuple[DagRun, DAG]] = []
     for run in runs:
         try:
-            dag = dagbag.get_dag(run.dag_id)
+            dags.append((run, dagbag.get_dag(run.dag_id)))
         except DagNotFound:
             continue  # its file may be failing to import right now; keep the run and retry later
+    blocked = past.blocked_by_past(session, dags)  # depends_on_past: one query for the whole pass
+    for run, dag in dags:
         tis = tis_by_run.get((run.dag_id, run.run_id), [])
-        ready.extend((ti, dag, run) for ti in _evaluate_run(dag, tis, now, expand, changes))
+        waits = {task_id for dag_id, run_id, task_id in blocked if (dag_id, run_id) == (run.dag_id, run.run_id)}
+        ready.extend((ti, dag, run) for ti in _evaluate_run(dag, tis, now, expand, changes, waits))
         finish_run_if_done(run, dag, tis, now, done)
     admitted = queueing.admit(session, ready, settings, now, notes.again, notes.waiting, changes)
     changes.write(session)
@@ -141,14 +145,20 @@ def _load_tis(session: Session, pairs: Sequence[tuple[str, str]]) -> dict[tuple[
 
 
 def _evaluate_run(
-    dag: DAG, tis: list[TaskInstance], now: datetime, expand: Expander, changes: transitions.Changes
+    dag: DAG,
+    tis: list[TaskInstance],
+    now: datetime,
+    expand: Expander,
+    changes: transitions.Changes,
+    waits_for_past: set[str] | frozenset[str] = frozenset(),
 ) -> list[TaskInstance]:
     """One pass in topological order settles skips and upstream failures (into ``changes``; the rows
     show them at once); returns ready TIs.
 
     A task's upstream states are those of all instances of its upstream tasks
     (every mapped instance counts); a ready mapped placeholder is ``expand``-ed
-    into its instances instead of being queued itself.
+    into its instances instead of being queued itself. A task in ``waits_for_past`` (depends_on_past,
+    its previous instance not done) that could run stays as it is, for a later pass.
     """
     by_task: dict[str, list[TaskInstance]] = defaultdict(list)
     for ti in tis:
@@ -168,7 +178,12 @@ def _evaluate_run(
         decision = decisions.get(task.task_id)
         if decision is None:  # the same for every instance of a task: evaluated once
             upstream = [TaskState(u.state) for up in task.upstream_task_ids for u in by_task.get(up, ())]
-            decision = decisions[task.task_id] = evaluate(task.trigger_rule, upstream)
+            setups = (
+                _setup_states(dag, task, by_task) if task.trigger_rule == TriggerRule.ALL_DONE_SETUP_SUCCESS else []
+            )
+            decision = decisions[task.task_id] = evaluate(task.trigger_rule, upstream, setups)
+            if decision == Decision.RUN and task.task_id in waits_for_past:
+                decision = decisions[task.task_id] = Decision.WAIT
         if decision == Decision.RUN and isinstance(task, MappedOperator) and ti.map_index < 0:
             instances = expand(ti, task)
             if instances:
@@ -183,6 +198,13 @@ def _evaluate_run(
                 ti, transitions.SETTLE, TaskState.UPSTREAM_FAILED, end_date=now, reason="an upstream task failed"
             )
     return ready
+
+
+def _setup_states(dag: DAG, task: BaseOperator, by_task: dict[str, list[TaskInstance]]) -> list[TaskState]:
+    """The states of a teardown's upstream setup tasks (all_done_setup_success reads them)."""
+    return [
+        TaskState(u.state) for up in task.upstream_task_ids if dag.get_task(up).is_setup for u in by_task.get(up, ())
+    ]
 
 
 def _instances_in_order(

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
-from rabbitrun.authoring import DAG, DagBag
+from rabbitrun.authoring import DAG, DagBag, effective_leaves
 from rabbitrun.errors import DagNotFound
 from rabbitrun.models import runs
 from rabbitrun.models.tables import DagImportErrorRow, DagModel, DagRun, TaskInstance
@@ -186,10 +186,11 @@ def start_queued_runs(session: Session, dagbag: DagBag, settings: Settings, now:
 
 
 def finish_run_if_done(run: DagRun, dag: DAG, tis: list[TaskInstance], now: datetime, done: list[FinishedRun]) -> None:
-    """Airflow's rule: a finished run failed when any leaf failed or is upstream_failed."""
+    """Airflow's rule: a finished run failed when any leaf failed or is upstream_failed (its effective
+    leaves: teardowns count only with on_failure_fail_dagrun)."""
     if any(ti.state not in FINISHED for ti in tis):
         return  # (a DAG without tasks finishes at once, as in Airflow)
-    leaves = {t.task_id for t in dag.leaves}
+    leaves = effective_leaves(dag.tasks)  # a teardown's failure does not fail the run (Airflow 2.7+)
     failed = any(ti.state in _FAILED for ti in tis if ti.task_id in leaves)
     run.state = (DagRunState.FAILED if failed else DagRunState.SUCCESS).value
     run.end_date = now
@@ -224,7 +225,7 @@ def finish_runs_if_done(
         ):
             continue  # the first unfinished one found in the (dag_id, run_id, state) index answers it
         try:
-            leaves = [t.task_id for t in dagbag.get_dag(dag_id).leaves]
+            leaves = sorted(effective_leaves(dagbag.get_dag(dag_id).tasks))
         except DagNotFound:
             continue
         failed = session.execute(

@@ -18,6 +18,7 @@ DAG (states only, no data).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -32,7 +33,7 @@ from rabbitrun import protocol
 from rabbitrun.data.access import DbAccess
 from rabbitrun.errors import AccessDenied, ConnectionNotFound, ProtocolError, RabbitrunError, VariableNotFound
 from rabbitrun.keys import TaskInstanceKey
-from rabbitrun.models import attempts
+from rabbitrun.models import attempts, outcomes
 from rabbitrun.models.base import utcnow
 from rabbitrun.models.engine import retrying
 from rabbitrun.protocol import DataOp
@@ -179,7 +180,10 @@ class AttemptService:
         started = self._claimed.started_at
         ended = min(max(frame.ended_at, started), utcnow())  # the worker's clock bounds what the task says
         finish = attempts.Finish(state, ended, frame.reason or None, frame.next_retry_at)
-        end = attempts.EndRecord(self._key, finish, started, frame.value, self._envelope.id, self._owner.hostname)
+        if state == TaskState.SUCCESS and frame.skip:
+            finish = self._checked_skips(finish, frame.skip)
+        value = frame.value if finish.state == state else None  # a refused success keeps no return value
+        end = attempts.EndRecord(self._key, finish, started, value, self._envelope.id, self._owner.hostname)
         try:
             recorded, stands = await self._owner.ends.submit(end)
         except DBAPIError as exc:
@@ -196,6 +200,16 @@ class AttemptService:
             why = f"attempt {self._key} was decided elsewhere before its end was recorded"
             return reply, protocol.OutcomeFrame("", OutcomeKind.NOT_CLAIMED, error=why)
         return reply, protocol.OutcomeFrame("", recorded.state.value, True, started, recorded.ended_at, error)
+
+    def _checked_skips(self, finish: attempts.Finish, skip: tuple[str, ...]) -> attempts.Finish:
+        """The success with the skips it reports, when its envelope says it may make every one (they
+        are downstream of it); else the attempt fails and nothing is skipped: a task process cannot
+        skip unrelated tasks of its run, whatever it sends."""
+        refused = outcomes.refused_skips(self._key.task_id, skip, self._envelope.may_skip)
+        if refused is None:
+            return dataclasses.replace(finish, skip=skip)
+        log.error("%s: %s", self._key, refused)
+        return attempts.Finish(TaskState.FAILED, finish.ended_at, refused)
 
 
 def _strings(values: Sequence[Any]) -> list[str]:
