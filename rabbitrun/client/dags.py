@@ -16,7 +16,11 @@ from rabbitrun.settings import Settings
 def dagbag(settings: Settings) -> Any:
     from rabbitrun.authoring import DagBag
 
-    return DagBag(Path(settings.core.dags_folder), include_examples=settings.core.load_examples)
+    return DagBag(
+        Path(settings.core.dags_folder),
+        include_examples=settings.core.load_examples,
+        airflow_compat=settings.core.airflow_compat,
+    )
 
 
 @dataclass(frozen=True, slots=True)
