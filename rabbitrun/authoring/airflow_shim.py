@@ -11,11 +11,13 @@ have is an ImportError that says so ("rabbitrun does not provide
 airflow.operators.empty.EmptyOperator yet"), which the DagBag records as the
 file's import error.
 
-Scope: the finder is on ``sys.meta_path`` only inside :func:`airflow_imports`,
-so the scheduler's and worker's own imports never see it. The stand-in modules a
-DAG file imported stay in ``sys.modules`` afterwards, so a task body that imports
-``from airflow.operators.python import get_current_context`` at run time (an
-Airflow idiom) finds the module its file already loaded. A real ``airflow``
+Scope: the finder of the top-level ``airflow`` is on ``sys.meta_path`` only
+inside :func:`airflow_imports`, so the scheduler's and worker's own imports never
+see it. The stand-ins a DAG file imported stay in ``sys.modules`` afterwards, and
+their ``__path__`` is one entry that only this module's path hook answers, so a
+task body that imports ``from airflow.operators.python import get_current_context``
+at run time (an Airflow idiom) still resolves, while a process that never loaded
+such a file has no ``airflow`` at all. A real ``airflow``
 package on the path is a configuration error: the two would shadow each other.
 """
 
@@ -34,9 +36,8 @@ from rabbitrun.errors import ConfigError
 
 __all__ = ["AIRFLOW_MODULES", "AirflowShimModule", "airflow_imports", "check_no_real_airflow", "resolve"]
 
-#: The ``airflow`` modules (and everything below them) that resolve to rabbitrun.
+#: The ``airflow`` modules (and everything below them) that resolve to rabbitrun, besides ``airflow`` itself.
 AIRFLOW_MODULES = (
-    "airflow",
     "airflow.decorators",
     "airflow.operators",
     "airflow.sensors",
@@ -76,6 +77,7 @@ _PACKAGES = frozenset(
 #: Airflow's old spellings of a name rabbitrun has under Airflow's current one.
 _RENAMED = {"DummyOperator": "EmptyOperator", "Dataset": "Asset", "DatasetAlias": "AssetAlias"}
 _ROOT_SOURCES = ("rabbitrun", "rabbitrun.authoring")
+_PATH_ENTRY = "<rabbitrun airflow stand-ins>"  # a __path__ entry no directory can have
 
 
 def _accepted(fullname: str) -> bool:
@@ -83,7 +85,7 @@ def _accepted(fullname: str) -> bool:
         return False
     if any(part[:1].isupper() for part in fullname.split(".")):
         return False  # a class name asked for as a module (``import airflow.operators.bash.BashOperator``)
-    return fullname == "airflow" or any(fullname == m or fullname.startswith(m + ".") for m in AIRFLOW_MODULES)
+    return fullname in _PACKAGES or any(fullname == m or fullname.startswith(m + ".") for m in AIRFLOW_MODULES)
 
 
 def _sources(module_name: str) -> Iterator[object]:
@@ -136,23 +138,49 @@ class _Loader(importlib.abc.Loader):
         return AirflowShimModule(spec.name)
 
     def exec_module(self, module: ModuleType) -> None:
-        module.__path__ = []  # every stand-in is a package, so ``airflow.a.b`` imports below it
+        # every stand-in is a package whose one path entry only _path_hook answers, so ``airflow.a.b``
+        # imports below a stand-in the DAG file loaded, also later from a task body
+        module.__path__ = [_PATH_ENTRY]
+
+
+def _spec(fullname: str, loader: _Loader) -> importlib.machinery.ModuleSpec | None:
+    if fullname.split(".")[0] != "airflow":
+        return None
+    if not _accepted(fullname):
+        if any(part[:1].isupper() for part in fullname.split(".")):
+            return None  # let ``from m import Name`` fall back to the module's attribute
+        raise ImportError(f"rabbitrun does not provide the module {fullname} yet", name=fullname)
+    spec = importlib.machinery.ModuleSpec(fullname, loader, is_package=True)
+    spec.submodule_search_locations = [_PATH_ENTRY]
+    return spec
 
 
 class _Finder(importlib.abc.MetaPathFinder):
+    """Finds the top-level ``airflow``: on ``sys.meta_path`` only while a DAG file is imported."""
+
     def __init__(self) -> None:
         self.loader = _Loader()
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname.split(".")[0] != "airflow":
-            return None
-        if not _accepted(fullname):
-            if any(part[:1].isupper() for part in fullname.split(".")):
-                return None  # let ``from m import Name`` fall back to the module's attribute
-            raise ImportError(f"rabbitrun does not provide the module {fullname} yet", name=fullname)
-        return importlib.machinery.ModuleSpec(fullname, self.loader, is_package=True)
+        return _spec(fullname, self.loader)
+
+
+class _EntryFinder(importlib.abc.PathEntryFinder):
+    """Finds the modules below a stand-in: asked only for the stand-ins' own path entry."""
+
+    def __init__(self) -> None:
+        self.loader = _Loader()
+
+    def find_spec(self, fullname: str, target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        return _spec(fullname, self.loader)
+
+
+def _path_hook(entry: str) -> importlib.abc.PathEntryFinder:
+    if entry != _PATH_ENTRY:
+        raise ImportError("not rabbitrun's airflow stand-ins")  # the next hook gets the entry
+    return _EntryFinder()
 
 
 def check_no_real_airflow() -> None:
@@ -179,6 +207,8 @@ def airflow_imports(enabled: bool) -> Iterator[None]:
         yield
         return
     check_no_real_airflow()
+    if _path_hook not in sys.path_hooks:
+        sys.path_hooks.insert(0, _path_hook)  # inert for every other entry: it raises ImportError
     finder = _Finder()
     sys.meta_path.insert(0, finder)
     try:
