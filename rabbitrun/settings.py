@@ -54,6 +54,8 @@ def mask_url(url: str) -> str:
 class CoreSettings:
     dags_folder: str = ""  # default: $RABBITRUN_HOME/dags
     load_examples: bool = True
+    # DAG files import `airflow.*` unchanged: rabbitrun's names stand in (rabbitrun/authoring/airflow_shim.py)
+    airflow_compat: bool = False
     default_queue: str = "default"
     fernet_key: Secret = Secret("")
     parallelism: int = 0  # 0: unlimited

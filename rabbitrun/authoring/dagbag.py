@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import ModuleType, TracebackType
 
+from rabbitrun.authoring.airflow_shim import airflow_imports, check_no_real_airflow
 from rabbitrun.authoring.dag import DAG
 from rabbitrun.errors import DagDefinitionError, DagNotFound, UnsafeDagPath
 
@@ -52,9 +53,12 @@ class _Stamp:
 class DagBag:
     """The DAGs of one dags folder, by dag_id, and the files that failed to import."""
 
-    def __init__(self, dags_folder: Path, include_examples: bool = True) -> None:
+    def __init__(self, dags_folder: Path, include_examples: bool = True, airflow_compat: bool = False) -> None:
         self.dags_folder = Path(dags_folder).resolve()
         self.include_examples = include_examples
+        self.airflow_compat = airflow_compat  # unchanged `from airflow ...` files (airflow_shim.py)
+        if airflow_compat:
+            check_no_real_airflow()  # a misconfiguration stops the process, not each file
         self.dags: dict[str, DAG] = {}
         self.import_errors: dict[str, ImportErrorInfo] = {}
         self._dag_ids_by_file: dict[str, list[str]] = {}
@@ -134,7 +138,9 @@ class DagBag:
         try:
             path = self.resolve(file_ref)
             self._stamps[file_ref] = _stamp(path)
-            dags = self._collect(_import(path), file_ref)
+            with airflow_imports(self.airflow_compat):
+                module = _import(path)
+            dags = self._collect(module, file_ref)
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - user code: a process boundary (STYLE 6)
             self.import_errors[file_ref] = _error_info(file_ref, exc, path)
             return []

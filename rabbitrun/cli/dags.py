@@ -16,13 +16,24 @@ def dags() -> None:
     """DAGs in the dags folder, and their runs."""
 
 
+_OUTPUT = click.option(
+    "-o", "--output", type=click.Choice(["table", "json", "yaml", "plain"]), help="Airflow's output formats."
+)
+
+
 @dags.command("list")
+@_OUTPUT
 @click.pass_context
-def list_(ctx: click.Context) -> None:
+def list_(ctx: click.Context, output: str | None) -> None:
     """List DAGs; import errors are reported (file, line, exception) below the DAGs that loaded."""
     from rabbitrun import client
+    from rabbitrun.client.lookup import render
 
     listing = client.list_dags(settings_from(ctx))
+    if output:
+        rows = [{"dag_id": d, "fileloc": ref, "schedule": sched} for d, ref, sched in listing.dags]
+        click.echo(render(rows, output, ["dag_id", "fileloc", "schedule"]))
+        return
     click.echo(f"{'dag_id':<32} {'file':<40} schedule")
     for dag_id, ref, schedule in listing.dags:
         click.echo(f"{dag_id:<32} {ref:<40} {schedule}")
@@ -32,18 +43,56 @@ def list_(ctx: click.Context) -> None:
             click.echo(f"  {ref}:{line if line else '?'}: {exception}", err=True)
 
 
+@dags.command("list-import-errors")
+@_OUTPUT
+@click.pass_context
+def list_import_errors(ctx: click.Context, output: str | None) -> None:
+    """DAG files that failed to import: file, line and exception (Airflow's command of that name)."""
+    from rabbitrun import client
+    from rabbitrun.client.lookup import render
+
+    errors = client.list_dags(settings_from(ctx)).import_errors
+    rows = [{"filepath": ref, "line": line, "error": exc} for ref, line, exc in errors]
+    if output:
+        click.echo(render(rows, output, ["filepath", "line", "error"]))
+        return
+    if not errors:
+        click.echo("No data found")  # Airflow's words for an empty listing
+    for ref, line, exception in errors:
+        click.echo(f"{ref}:{line if line else '?'}: {exception}")
+
+
+@dags.command("state")
+@click.argument("dag_id")
+@click.argument("run")
+@click.pass_context
+def state(ctx: click.Context, dag_id: str, run: str) -> None:
+    """The state of DAG_ID's run RUN: a run id, or a logical date as in Airflow."""
+    from rabbitrun.client.lookup import find_run
+
+    click.echo(find_run(settings_from(ctx), dag_id, run).state)
+
+
 @dags.command("trigger")
 @click.argument("dag_id")
-@click.option("--run-id", help="Run id (default manual__<timestamp>).")
-@click.option("--conf", help="JSON object passed to the run as dag_run.conf / params.")
+@click.option("-r", "--run-id", help="Run id (default manual__<timestamp>).")
+@click.option("-c", "--conf", help="JSON object passed to the run as dag_run.conf / params.")
+@click.option("-e", "--logical-date", "--exec-date", "logical_date", help="ISO date: the run's logical date.")
 @click.option("--wait", is_flag=True, help="Show progress until the run ends; exit 1 if it fails.")
 @click.option("--timeout", type=float, help="With --wait: give up after this many seconds.")
 @click.pass_context
 def trigger(
-    ctx: click.Context, dag_id: str, run_id: str | None, conf: str | None, wait: bool, timeout: float | None
+    ctx: click.Context,
+    dag_id: str,
+    run_id: str | None,
+    conf: str | None,
+    logical_date: str | None,
+    wait: bool,
+    timeout: float | None,
 ) -> None:
     """Create a DAG run for the scheduler to execute."""
     from rabbitrun import client
+    from rabbitrun.client.lookup import parse_date
 
     try:
         conf_obj = json.loads(conf) if conf else {}
@@ -52,7 +101,8 @@ def trigger(
     if not isinstance(conf_obj, dict):
         raise DagError("--conf must be a JSON object")
     settings = settings_from(ctx)
-    run_id = client.trigger(settings, dag_id, run_id=run_id, conf=conf_obj)
+    when = parse_date(logical_date) if logical_date else None
+    run_id = client.trigger(settings, dag_id, run_id=run_id, conf=conf_obj, logical_date=when)
     click.echo(f"triggered {dag_id} run_id={run_id}")
     if not wait:
         return
@@ -125,14 +175,20 @@ def set_state(ctx: click.Context, dag_id: str, run_id: str, state: str) -> None:
 
 @dags.command("test")
 @click.argument("dag_id")
-@click.option("--conf", help="JSON object for dag_run.conf / params.")
+@click.argument("logical_date", required=False)
+@click.option("-c", "--conf", help="JSON object for dag_run.conf / params.")
 @click.pass_context
-def test(ctx: click.Context, dag_id: str, conf: str | None) -> None:
-    """Run the whole DAG in this process, without broker or workers, for debugging."""
+def test(ctx: click.Context, dag_id: str, logical_date: str | None, conf: str | None) -> None:
+    """Run the whole DAG in this process, without broker or workers, for debugging.
 
+    LOGICAL_DATE (ISO, as Airflow's ``dags test``) is the run's logical date; default now."""
+    from rabbitrun.client.lookup import parse_date
     from rabbitrun.scheduler.inprocess import run_dag_in_process
 
-    run_id, rows = run_dag_in_process(settings_from(ctx), dag_id, conf=json.loads(conf) if conf else None)
+    when = parse_date(logical_date) if logical_date else None
+    run_id, rows = run_dag_in_process(
+        settings_from(ctx), dag_id, conf=json.loads(conf) if conf else None, logical_date=when
+    )
     for r in rows:
         name = f"{r.task_id}[{r.map_index}]" if r.map_index >= 0 else r.task_id  # mapped instances apart
         click.echo(f"{name:<24} {r.state:<16} try={r.try_number} {r.reason or ''}")

@@ -15,11 +15,19 @@ def pools() -> None:
 @pools.command("set", context_settings={"ignore_unknown_options": True})  # SLOTS may be -1
 @click.argument("name")
 @click.argument("slots", type=click.IntRange(min=-1))
+@click.argument("description_arg", metavar="[DESCRIPTION]", required=False)
 @click.option("--description", help="Kept when not given.")
 @click.pass_context
-def set_(ctx: click.Context, name: str, slots: int, description: str | None) -> None:
-    """Create pool NAME with SLOTS slots (-1: unlimited), or resize it."""
+def set_(ctx: click.Context, name: str, slots: int, description_arg: str | None, description: str | None) -> None:
+    """Create pool NAME with SLOTS slots (-1: unlimited), or resize it.
+
+    DESCRIPTION may follow SLOTS, as in Airflow's ``pools set NAME SLOTS DESCRIPTION``."""
     from rabbitrun.client import pools as pool_admin
+    from rabbitrun.errors import PoolError
+
+    if description_arg is not None and description is not None and description_arg != description:
+        raise PoolError(name, f"two descriptions given ({description_arg!r} and --description {description!r})")
+    description = description if description is not None else description_arg
 
     info = pool_admin.set_pool(settings_from(ctx), name, slots, description)
     size = "unlimited" if info.slots < 0 else str(info.slots)

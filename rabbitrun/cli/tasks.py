@@ -1,4 +1,4 @@
-"""`rabbitrun tasks run | clear | set-state | states | logs`."""
+"""`rabbitrun tasks run | clear | set-state | states | logs | list | state`."""
 
 from __future__ import annotations
 
@@ -47,16 +47,35 @@ def run(ctx: click.Context, dag_id: str, task_id: str, run_id: str, map_index: i
 @click.option("-t", "--task-regex", default=".*", show_default=True, help="Tasks whose id matches.")
 @click.option("--run-id", help="Only this run (default: all runs).")
 @click.option("-d", "--downstream", is_flag=True, help="Also clear their downstream tasks.")
+@click.option("-s", "--start-date", help="Only runs with a logical date at or after this ISO date.")
+@click.option("-e", "--end-date", help="Only runs with a logical date at or before this ISO date.")
+@click.option("-y", "--yes", is_flag=True, help="Accepted for Airflow's spelling: clear never asks.")
 @click.option("--dry-run", is_flag=True)
 @click.pass_context
 def clear(
-    ctx: click.Context, dag_id: str, task_regex: str, run_id: str | None, downstream: bool, dry_run: bool
+    ctx: click.Context,
+    dag_id: str,
+    task_regex: str,
+    run_id: str | None,
+    downstream: bool,
+    start_date: str | None,
+    end_date: str | None,
+    yes: bool,
+    dry_run: bool,
 ) -> None:
     """Re-run finished task instances: they get a new try and replace their XComs."""
     from rabbitrun import client
+    from rabbitrun.client.lookup import parse_date
 
     cleared = client.clear_tasks(
-        settings_from(ctx), dag_id, task_regex=task_regex, run_id=run_id, downstream=downstream, dry_run=dry_run
+        settings_from(ctx),
+        dag_id,
+        task_regex=task_regex,
+        run_id=run_id,
+        downstream=downstream,
+        dry_run=dry_run,
+        start=parse_date(start_date) if start_date else None,
+        end=parse_date(end_date) if end_date else None,
     )
     for run, task in cleared:
         click.echo(f"{'would clear' if dry_run else 'cleared'} {dag_id}.{task} run={run}")
@@ -140,3 +159,34 @@ def logs(
         raise LogNotFound(f"no log for {key} at {client.log_path(settings, key)}, nor on a live worker", key=str(key))
     click.echo(f"*** {found[0]}", err=True)
     click.echo(found[1], nl=False)
+
+
+@tasks.command("list")
+@click.argument("dag_id")
+@click.option("-t", "--tree", is_flag=True, help="Each root task with its downstream tasks indented.")
+@click.pass_context
+def list_(ctx: click.Context, dag_id: str, tree: bool) -> None:
+    """The task ids of DAG_ID, sorted (Airflow's ``tasks list``)."""
+    from rabbitrun import client
+    from rabbitrun.client.lookup import task_tree
+
+    dag = client.dagbag(settings_from(ctx)).get_dag(dag_id)
+    if not tree:
+        for task_id in sorted(dag.task_ids):
+            click.echo(task_id)
+        return
+    for depth, task_id in task_tree(dag):
+        click.echo("    " * depth + task_id)
+
+
+@tasks.command("state")
+@click.argument("dag_id")
+@click.argument("task_id")
+@click.argument("run")
+@click.option("--map-index", type=int, default=-1, show_default=True)
+@click.pass_context
+def state(ctx: click.Context, dag_id: str, task_id: str, run: str, map_index: int) -> None:
+    """The state of one task instance of run RUN: a run id, or a logical date as in Airflow."""
+    from rabbitrun.client.lookup import task_state
+
+    click.echo(task_state(settings_from(ctx), dag_id, task_id, run, map_index))

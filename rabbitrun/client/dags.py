@@ -16,7 +16,11 @@ from rabbitrun.settings import Settings
 def dagbag(settings: Settings) -> Any:
     from rabbitrun.authoring import DagBag
 
-    return DagBag(Path(settings.core.dags_folder), include_examples=settings.core.load_examples)
+    return DagBag(
+        Path(settings.core.dags_folder),
+        include_examples=settings.core.load_examples,
+        airflow_compat=settings.core.airflow_compat,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +48,24 @@ def known_dag(settings: Settings, dag_id: str) -> None:
         raise DagNotFound(dag_id)
 
 
-def trigger(settings: Settings, dag_id: str, *, run_id: str | None = None, conf: dict[str, Any] | None = None) -> str:
-    """Create a QUEUED DAG run the scheduler will start; returns its run id."""
+def trigger(
+    settings: Settings,
+    dag_id: str,
+    *,
+    run_id: str | None = None,
+    conf: dict[str, Any] | None = None,
+    logical_date: datetime | None = None,
+) -> str:
+    """Create a QUEUED DAG run the scheduler will start; returns its run id.
+
+    ``logical_date`` (Airflow's ``dags trigger -e``) sets the run's logical date and data
+    interval start; by default both are the time of the trigger.
+    """
     from rabbitrun.models.lean import LeanDB
 
+    if logical_date is not None:
+        now = datetime.now(UTC)
+        return _trigger_orm(settings, dag_id, run_id or _manual_run_id(logical_date), conf or {}, now, logical_date)
     lean = LeanDB.open(settings.database)  # a DAG the scheduler registered: no SQLAlchemy import (W1)
     if lean is not None:
         try:
@@ -66,9 +84,17 @@ def _manual_run_id(now: datetime) -> str:
     return f"manual__{now.isoformat(timespec='microseconds')}"
 
 
-def _trigger_orm(settings: Settings, dag_id: str, run_id: str, conf: dict[str, Any], now: datetime) -> str:
+def _trigger_orm(
+    settings: Settings,
+    dag_id: str,
+    run_id: str,
+    conf: dict[str, Any],
+    now: datetime,
+    logical_date: datetime | None = None,
+) -> str:
     from sqlalchemy.exc import IntegrityError
 
+    from rabbitrun.authoring.timetables import Interval
     from rabbitrun.models import runs
     from rabbitrun.models.engine import db_errors, make_engine, session_factory
 
@@ -77,7 +103,8 @@ def _trigger_orm(settings: Settings, dag_id: str, run_id: str, conf: dict[str, A
         known_dag(settings, dag_id)
         try:
             with session_factory(engine)() as session:
-                runs.create_run(session, dag_id, run_id, conf, now)
+                interval = Interval(logical_date, logical_date) if logical_date is not None else None
+                runs.create_run(session, dag_id, run_id, conf, now, interval=interval)
         except IntegrityError as exc:
             raise DagError(f"DAG run {run_id!r} of {dag_id!r} already exists") from exc
         _nudge_scheduler(engine, str(settings.database.url))

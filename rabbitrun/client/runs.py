@@ -119,9 +119,14 @@ def clear_tasks(
     run_id: str | None = None,
     downstream: bool = False,
     dry_run: bool = False,
+    start: datetime | None = None,
+    end: datetime | None = None,
 ) -> list[tuple[str, str]]:
     """Reset matching finished task instances (and optionally their downstream) so they run again
-    with a new try; their runs go back to running. Returns (run_id, task_id) pairs cleared."""
+    with a new try; their runs go back to running. Returns (run_id, task_id) pairs cleared.
+
+    ``start``/``end`` (Airflow's ``tasks clear -s -e``) limit it to runs whose logical date is
+    within them."""
     import re
 
     from rabbitrun.models import clearing
@@ -137,8 +142,16 @@ def clear_tasks(
                     chosen.add(child)
                     todo.append(child)
     retries = {task_id: dag.get_task(task_id).retries for task_id in chosen}
+    if start is None and end is None:
+        wanted: list[str | None] = [run_id]
+    else:
+        from rabbitrun.client.lookup import run_ids_between
+
+        wanted = [r for r in run_ids_between(settings, dag_id, start, end) if run_id is None or r == run_id]
+    cleared: list[tuple[str, str]] = []
     with sessions_for(settings)() as session:
-        cleared = clearing.clear(session, dag_id, retries, run_id=run_id, dry_run=dry_run)
+        for one in wanted:
+            cleared.extend(clearing.clear(session, dag_id, retries, run_id=one, dry_run=dry_run))
     return sorted(cleared)
 
 

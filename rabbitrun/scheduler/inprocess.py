@@ -8,10 +8,12 @@ a deployment runs (Airflow's ``airflow dags test``).
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from rabbitrun.authoring import DagBag
+from rabbitrun.authoring.timetables import Interval
 from rabbitrun.models import runs
 from rabbitrun.models.base import utcnow
 from rabbitrun.models.engine import make_engine, session_factory
@@ -26,15 +28,24 @@ _IDLE_S = 0.05  # nothing to run: a retry delay is pending
 
 
 def run_dag_in_process(
-    settings: Settings, dag_id: str, *, conf: dict[str, Any] | None = None
+    settings: Settings, dag_id: str, *, conf: dict[str, Any] | None = None, logical_date: datetime | None = None
 ) -> tuple[str, list[TaskStateRow]]:
-    """Run ``dag_id`` to its end (retries wait their delay); returns the run id and its task instances."""
-    bag = DagBag(Path(settings.core.dags_folder), include_examples=settings.core.load_examples)
+    """Run ``dag_id`` to its end (retries wait their delay); returns the run id and its task instances.
+
+    ``logical_date`` (Airflow's ``dags test DAG_ID LOGICAL_DATE``) is the run's logical date and
+    data interval; by default, now.
+    """
+    bag = DagBag(
+        Path(settings.core.dags_folder),
+        include_examples=settings.core.load_examples,
+        airflow_compat=settings.core.airflow_compat,
+    )
     bag.get_dag(dag_id)  # DagNotFound before anything is written
     sessions = session_factory(make_engine(settings.database, pooled=False))
     run_id = f"test__{utcnow().isoformat(timespec='microseconds')}"
     with sessions() as session:
-        runs.create_run(session, dag_id, run_id, conf or {}, utcnow())
+        interval = Interval(logical_date, logical_date) if logical_date is not None else None
+        runs.create_run(session, dag_id, run_id, conf or {}, utcnow(), interval=interval)
         start_queued_runs(session, bag, settings, utcnow())
     finished = {s.value for s in FINISHED_RUN_STATES}
     while True:

@@ -320,7 +320,9 @@ class Scheduler:
 
         if self.dagbag is None:
             self.dagbag = DagBag(
-                Path(self.settings.core.dags_folder), include_examples=self.settings.core.load_examples
+                Path(self.settings.core.dags_folder),
+                include_examples=self.settings.core.load_examples,
+                airflow_compat=self.settings.core.airflow_compat,
             )
         else:
             self.dagbag.refresh()

@@ -139,7 +139,11 @@ class _Zygote:
         from rabbitrun import runner  # noqa: F401 - imported for the children
         from rabbitrun.authoring import DagBag
 
-        self.dagbag = DagBag(_dags_folder(self.settings), include_examples=self.settings.core.load_examples)
+        self.dagbag = DagBag(
+            _dags_folder(self.settings),
+            include_examples=self.settings.core.load_examples,
+            airflow_compat=self.settings.core.airflow_compat,
+        )
         for ref, err in self.dagbag.import_errors.items():
             log.warning("DAG file %s failed to import: %s", ref, err.exception)
         _libc()
