@@ -8,6 +8,9 @@ from rabbitrun.authoring.baseoperator import BaseOperator, Context, Dependable
 from rabbitrun.authoring.dag import DAG, get_current_dag
 from rabbitrun.authoring.dagbag import EXAMPLES_PREFIX, DagBag, ImportErrorInfo
 from rabbitrun.authoring.decorators import DecoratedPythonOperator, TaskDecorator, task
+from rabbitrun.authoring.edges import EdgeModifier, Label
+from rabbitrun.authoring.empty import EmptyOperator
+from rabbitrun.authoring.helpers import chain, chain_linear, cross_downstream
 from rabbitrun.authoring.mapped import MappedOperator
 from rabbitrun.authoring.operators import BashCommandFailed, BashOperator, PythonOperator
 from rabbitrun.authoring.sensors import BaseSensorOperator, FileSensor, PokeReturnValue
@@ -24,6 +27,7 @@ from rabbitrun.authoring.signals import (
     TaskSignal,
     TaskTimeout,
 )
+from rabbitrun.authoring.taskgroup import TaskGroup
 from rabbitrun.authoring.trigger_rules import Decision, TriggerRule, evaluate
 from rabbitrun.authoring.xcomarg import XComArg
 
@@ -44,9 +48,12 @@ __all__ = [
     "Decision",
     "DecoratedPythonOperator",
     "Dependable",
+    "EdgeModifier",
+    "EmptyOperator",
     "FailTask",
     "FileSensor",
     "ImportErrorInfo",
+    "Label",
     "MappedOperator",
     "PokeReturnValue",
     "PythonOperator",
@@ -54,10 +61,14 @@ __all__ = [
     "SensorTimeout",
     "SkipTask",
     "TaskDecorator",
+    "TaskGroup",
     "TaskSignal",
     "TaskTimeout",
     "TriggerRule",
     "XComArg",
+    "chain",
+    "chain_linear",
+    "cross_downstream",
     "evaluate",
     "get_current_dag",
     "task",
