@@ -19,6 +19,8 @@ from rabbitrun.authoring import (
     FailTask,
     FileSensor,
     Label,
+    Param,
+    ParamsDict,
     PokeReturnValue,
     PythonOperator,
     RescheduleTask,
@@ -31,6 +33,7 @@ from rabbitrun.authoring import (
     chain,
     chain_linear,
     cross_downstream,
+    dag,
     task,
 )
 
@@ -69,6 +72,8 @@ __all__ = [
     "FailTask",
     "FileSensor",
     "Label",
+    "Param",
+    "ParamsDict",
     "PokeReturnValue",
     "PythonOperator",
     "RescheduleTask",
@@ -83,6 +88,7 @@ __all__ = [
     "chain",
     "chain_linear",
     "cross_downstream",
+    "dag",
     "mask_secret",
     "task",
 ]

@@ -6,6 +6,7 @@ importing DAG files and BashOperator's child process.
 
 from rabbitrun.authoring.baseoperator import BaseOperator, Context, Dependable
 from rabbitrun.authoring.dag import DAG, get_current_dag
+from rabbitrun.authoring.dag_decorator import DagFactory, DagParam, dag
 from rabbitrun.authoring.dagbag import EXAMPLES_PREFIX, DagBag, ImportErrorInfo
 from rabbitrun.authoring.decorators import DecoratedPythonOperator, TaskDecorator, task
 from rabbitrun.authoring.edges import EdgeModifier, Label
@@ -13,6 +14,7 @@ from rabbitrun.authoring.empty import EmptyOperator
 from rabbitrun.authoring.helpers import chain, chain_linear, cross_downstream
 from rabbitrun.authoring.mapped import MappedOperator
 from rabbitrun.authoring.operators import BashCommandFailed, BashOperator, PythonOperator
+from rabbitrun.authoring.params import Param, ParamsDict, resolve_params
 from rabbitrun.authoring.sensors import BaseSensorOperator, FileSensor, PokeReturnValue
 from rabbitrun.authoring.signals import (
     AirflowFailException,
@@ -45,6 +47,8 @@ __all__ = [
     "BashOperator",
     "Context",
     "DagBag",
+    "DagFactory",
+    "DagParam",
     "Decision",
     "DecoratedPythonOperator",
     "Dependable",
@@ -55,6 +59,8 @@ __all__ = [
     "ImportErrorInfo",
     "Label",
     "MappedOperator",
+    "Param",
+    "ParamsDict",
     "PokeReturnValue",
     "PythonOperator",
     "RescheduleTask",
@@ -69,7 +75,9 @@ __all__ = [
     "chain",
     "chain_linear",
     "cross_downstream",
+    "dag",
     "evaluate",
     "get_current_dag",
+    "resolve_params",
     "task",
 ]

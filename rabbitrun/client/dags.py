@@ -16,7 +16,11 @@ from rabbitrun.settings import Settings
 def dagbag(settings: Settings) -> Any:
     from rabbitrun.authoring import DagBag
 
-    return DagBag(Path(settings.core.dags_folder), include_examples=settings.core.load_examples)
+    return DagBag(
+        Path(settings.core.dags_folder),
+        include_examples=settings.core.load_examples,
+        plugins_folder=Path(settings.core.plugins_folder) if settings.core.plugins_folder else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)

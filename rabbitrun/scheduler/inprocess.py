@@ -29,7 +29,11 @@ def run_dag_in_process(
     settings: Settings, dag_id: str, *, conf: dict[str, Any] | None = None
 ) -> tuple[str, list[TaskStateRow]]:
     """Run ``dag_id`` to its end (retries wait their delay); returns the run id and its task instances."""
-    bag = DagBag(Path(settings.core.dags_folder), include_examples=settings.core.load_examples)
+    bag = DagBag(
+        Path(settings.core.dags_folder),
+        include_examples=settings.core.load_examples,
+        plugins_folder=Path(settings.core.plugins_folder) if settings.core.plugins_folder else None,
+    )
     bag.get_dag(dag_id)  # DagNotFound before anything is written
     sessions = session_factory(make_engine(settings.database, pooled=False))
     run_id = f"test__{utcnow().isoformat(timespec='microseconds')}"

@@ -320,7 +320,9 @@ class Scheduler:
 
         if self.dagbag is None:
             self.dagbag = DagBag(
-                Path(self.settings.core.dags_folder), include_examples=self.settings.core.load_examples
+                Path(self.settings.core.dags_folder),
+                include_examples=self.settings.core.load_examples,
+                plugins_folder=Path(self.settings.core.plugins_folder) if self.settings.core.plugins_folder else None,
             )
         else:
             self.dagbag.refresh()
