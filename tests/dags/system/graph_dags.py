@@ -10,8 +10,14 @@ from _graph_helper import double  # a module beside the DAG files
 from rabbitrun import DAG, BashOperator, EmptyOperator, Label, Param, TaskGroup, chain, dag, task
 
 
-@dag(schedule=None, start_date=datetime(2024, 1, 1), tags=["graph"], doc_md="graph features end to end")
-def graph_features(factor: int = 3, label: Param = Param("x", type="string", minLength=1)) -> None:
+@dag(
+    schedule=None,
+    start_date=datetime(2024, 1, 1),
+    tags=["graph"],
+    params={"label": Param("unused", type="string", minLength=1)},  # the function's default wins, schema kept
+)
+def graph_features(factor: int = 3, label: str = "x") -> None:
+    """graph features end to end"""
     start = EmptyOperator(task_id="start")
 
     @task
