@@ -36,6 +36,7 @@ __all__ = [
     "leave_group",
     "outside_any_dag",
     "register_dag",
+    "unique_label",
     "validate_id",
 ]
 
@@ -130,6 +131,19 @@ def collecting_dags() -> Iterator[list[Any]]:
         yield collected
     finally:
         _collected.reset(token)
+
+
+def unique_label(dag: OwningDag[Any], base: str, group: Any = None) -> str:
+    """The task_id to give an @task call: ``base``, or ``base__1``, ... so that the id it gets
+    inside its TaskGroup (``group.child_id``) is free in ``dag``."""
+    group = group if isinstance(group, OwningGroup) else current_group()
+    if group is None:
+        return dag.unique_task_id(base)
+    label, n = base, 0
+    while dag.has_task(group.child_id(label)):
+        n += 1
+        label = f"{base}__{n}"
+    return label
 
 
 def dag_for(kwargs: Mapping[str, Any]) -> OwningDag[Any] | None:
