@@ -67,6 +67,15 @@ class DagDefinitionError(DagError):
     """A DAG or task is defined wrongly (cycle, duplicate task id, bad argument)."""
 
 
+class ParamValidationError(DagError):
+    """A DAG param's value (its default or the run's conf) does not satisfy its Param schema."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"param {name!r} is invalid: {reason}")
+        self.name = name
+        self.reason = reason
+
+
 class MappingError(DagError):
     """A mapped task cannot expand: its input is not a list, or has more elements than allowed."""
 

@@ -53,6 +53,8 @@ def mask_url(url: str) -> str:
 @dataclass(frozen=True)
 class CoreSettings:
     dags_folder: str = ""  # default: $RABBITRUN_HOME/dags
+    # on sys.path (after the dags folder) while DAG files import: helper modules, custom timetables
+    plugins_folder: str = ""  # default: $RABBITRUN_HOME/plugins
     load_examples: bool = True
     # DAG files import `airflow.*` unchanged: rabbitrun's names stand in (rabbitrun/authoring/airflow_shim.py)
     airflow_compat: bool = False
@@ -363,6 +365,8 @@ def load_settings(
 def _fill_defaults(s: Settings) -> Settings:
     """Defaults that depend on the home directory or the host."""
     core = s.core if s.core.dags_folder else dataclasses.replace(s.core, dags_folder=str(s.home / "dags"))
+    if not core.plugins_folder:
+        core = dataclasses.replace(core, plugins_folder=str(s.home / "plugins"))
     db_url = s.database.url or Secret(f"sqlite:///{s.home / 'rabbitrun.db'}")
     database = dataclasses.replace(s.database, url=Secret(db_url))
     log_folder = s.logging.base_log_folder or str(s.home / "logs")

@@ -15,10 +15,15 @@ from rabbitrun.authoring.branching import (
     ShortCircuitOperator,
 )
 from rabbitrun.authoring.dag import DAG, get_current_dag
+from rabbitrun.authoring.dag_decorator import DagFactory, DagParam, dag
 from rabbitrun.authoring.dagbag import EXAMPLES_PREFIX, DagBag, ImportErrorInfo
 from rabbitrun.authoring.decorators import DecoratedPythonOperator, TaskDecorator, task
+from rabbitrun.authoring.edges import EdgeModifier, Label
+from rabbitrun.authoring.empty import EmptyOperator
+from rabbitrun.authoring.helpers import chain, chain_linear, cross_downstream
 from rabbitrun.authoring.mapped import MappedOperator
 from rabbitrun.authoring.operators import BashCommandFailed, BashOperator, PythonOperator
+from rabbitrun.authoring.params import Param, ParamsDict, resolve_params
 from rabbitrun.authoring.sensors import BaseSensorOperator, FileSensor, PokeReturnValue
 from rabbitrun.authoring.setup_teardown import effective_leaves, setup, teardown
 from rabbitrun.authoring.signals import (
@@ -35,6 +40,7 @@ from rabbitrun.authoring.signals import (
     TaskTimeout,
 )
 from rabbitrun.authoring.skipping import SkipMixin, may_skip
+from rabbitrun.authoring.taskgroup import TaskGroup
 from rabbitrun.authoring.trigger_rules import Decision, TriggerRule, evaluate
 from rabbitrun.authoring.weekday import WeekDay
 from rabbitrun.authoring.xcomarg import XComArg
@@ -62,14 +68,21 @@ __all__ = [
     "BranchPythonOperator",
     "Context",
     "DagBag",
+    "DagFactory",
+    "DagParam",
     "Decision",
     "DecoratedPythonOperator",
     "Dependable",
+    "EdgeModifier",
+    "EmptyOperator",
     "FailTask",
     "FileSensor",
     "ImportErrorInfo",
+    "Label",
     "LatestOnlyOperator",
     "MappedOperator",
+    "Param",
+    "ParamsDict",
     "PokeReturnValue",
     "PythonOperator",
     "RescheduleTask",
@@ -78,15 +91,21 @@ __all__ = [
     "SkipMixin",
     "SkipTask",
     "TaskDecorator",
+    "TaskGroup",
     "TaskSignal",
     "TaskTimeout",
     "TriggerRule",
     "WeekDay",
     "XComArg",
+    "chain",
+    "chain_linear",
+    "cross_downstream",
+    "dag",
     "effective_leaves",
     "evaluate",
     "get_current_dag",
     "may_skip",
+    "resolve_params",
     "setup",
     "task",
     "teardown",

@@ -11,15 +11,16 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
-from rabbitrun.authoring.dagcontext import OwningDag, current_dag, dag_for, validate_id
+from rabbitrun.authoring.airflow_args import closest_name_error, removed_sla, warn_unimplemented
+from rabbitrun.authoring.dagcontext import OwningDag, OwningGroup, current_dag, current_group, dag_for, validate_id
 from rabbitrun.authoring.trigger_rules import TriggerRule, trigger_rule
 from rabbitrun.errors import DagDefinitionError
 from rabbitrun.names import DEFAULT_POOL
 
-__all__ = ["BaseOperator", "Context", "Dependable", "Expandable", "PartialFactory"]
+__all__ = ["BaseOperator", "Context", "Dependable", "EdgeEnds", "EdgeModifier", "Expandable", "PartialFactory"]
 
 #: What ``execute`` receives: ti, dag, run_id, ds, params, ... (built by the runner).
 Context = Mapping[str, Any]
@@ -32,6 +33,20 @@ class Dependable(Protocol):
     """Anything that can stand on either side of ``>>``: operators and XComArgs."""
 
     def as_operators(self) -> list[BaseOperator]: ...
+
+
+@runtime_checkable
+class EdgeEnds(Protocol):
+    """A set of tasks that links by its ends (a TaskGroup): its leaves when upstream, roots when downstream."""
+
+    def edge_operators(self, upstream: bool) -> list[BaseOperator]: ...
+
+
+@runtime_checkable
+class EdgeModifier(Protocol):
+    """What ``edge_modifier=`` takes (a Label): it records its info on the edge it decorates."""
+
+    def add_edge_info(self, dag: OwningDag[Any], upstream_id: str, downstream_id: str) -> None: ...
 
 
 class Expandable(Protocol):
@@ -50,14 +65,31 @@ class _OperatorMeta(type):
     """Fill constructor kwargs from the DAG's ``default_args`` (Airflow's apply_defaults)."""
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        dag = dag_for(kwargs)
-        if dag is not None and dag.default_args:
+        defaults = merged_default_args(kwargs)
+        if defaults:
             given = _given_names(cls, args, kwargs)
             accepted = _accepted_names(cls)
-            for name, value in dag.default_args.items():
+            for name, value in defaults.items():
+                # unknown keys are ignored, as Airflow does: default_args are shared by all operator types
                 if name not in given and name in accepted:
                     kwargs[name] = value
-        return super().__call__(*args, **kwargs)
+        operator = super().__call__(*args, **kwargs)
+        operator.link_template_xcom_args()
+        return operator
+
+
+def merged_default_args(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The default_args a task built with ``kwargs`` gets: its DAG's, then its TaskGroup's (inner
+    groups win), then the operator's own ``default_args=`` (Airflow's order)."""
+    merged: dict[str, Any] = {}
+    dag = dag_for(kwargs)
+    if dag is not None:
+        merged.update(dag.default_args)
+    group = kwargs.get("task_group") or current_group()
+    if isinstance(group, OwningGroup):
+        merged.update(group.default_args)
+    merged.update(kwargs.get("default_args") or {})
+    return merged
 
 
 def _accepted_names(cls: type) -> set[str]:
@@ -113,6 +145,46 @@ class BaseOperator(metaclass=_OperatorMeta):
     #: them when imported (it needs the DAG's task list, which this module does not see).
     scope_hooks: ClassVar[tuple[Callable[[BaseOperator], None], Callable[[BaseOperator, bool], None]] | None] = None
 
+    #: ``.output`` builds an XComArg, and template fields are searched for XComArgs to link:
+    #: rabbitrun.authoring.xcomarg sets both when imported (it sits above this module).
+    output_factory: ClassVar[Callable[[BaseOperator], Any] | None] = None
+    xcom_args_finder: ClassVar[Callable[[Any], list[Any]] | None] = None
+
+    # Airflow's remaining arguments, set by _store_airflow_args under Airflow's names
+    depends_on_past: bool
+    ignore_first_depends_on_past: bool
+    wait_for_past_depends_before_skipping: bool
+    wait_for_downstream: bool
+    start_date: datetime | None
+    end_date: datetime | None
+    do_xcom_push: bool
+    multiple_outputs: bool
+    inlets: Any
+    outlets: Any
+    on_execute_callback: Callable[[Context], Any] | None
+    on_skipped_callback: Callable[[Context], Any] | None
+    pre_execute: Callable[[Context], Any] | None
+    post_execute: Callable[[Context, Any], Any] | None
+    task_display_name: str | None
+    map_index_template: str | None
+    weight_rule: str
+    max_active_tis_per_dag: int | None
+    max_active_tis_per_dagrun: int | None
+    task_concurrency: int | None
+    email: str | Iterable[str] | None
+    email_on_failure: bool
+    email_on_retry: bool
+    executor: str | None
+    executor_config: Mapping[str, Any] | None
+    resources: Mapping[str, Any] | None
+    run_as_user: str | None
+    logger_name: str | None
+    allow_nested_operators: bool
+    doc_md: str | None
+    doc_rst: str | None
+    doc_json: str | None
+    doc_yaml: str | None
+
     def __init__(
         self,
         task_id: str,
@@ -134,12 +206,56 @@ class BaseOperator(metaclass=_OperatorMeta):
         on_success_callback: Callable[[Context], Any] | None = None,
         on_failure_callback: Callable[[Context], Any] | None = None,
         on_retry_callback: Callable[[Context], Any] | None = None,
+        # --- Airflow's other BaseOperator arguments: stored under Airflow's names ---
+        default_args: Mapping[str, Any] | None = None,
+        task_group: OwningGroup | None = None,
         depends_on_past: bool = False,
+        ignore_first_depends_on_past: bool = True,
+        wait_for_past_depends_before_skipping: bool = False,
         wait_for_downstream: bool = False,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+        do_xcom_push: bool = True,
+        multiple_outputs: bool = False,
+        inlets: Any = None,
+        outlets: Any = None,
+        on_execute_callback: Callable[[Context], Any] | None = None,
+        on_skipped_callback: Callable[[Context], Any] | None = None,
+        pre_execute: Callable[[Context], Any] | None = None,
+        post_execute: Callable[[Context, Any], Any] | None = None,
+        task_display_name: str | None = None,
+        doc_md: str | None = None,
+        doc_rst: str | None = None,
+        doc_json: str | None = None,
+        doc_yaml: str | None = None,
+        map_index_template: str | None = None,
+        weight_rule: str = "downstream",
+        max_active_tis_per_dag: int | None = None,
+        max_active_tis_per_dagrun: int | None = None,
+        task_concurrency: int | None = None,
+        email: str | Iterable[str] | None = None,
+        email_on_failure: bool = True,
+        email_on_retry: bool = True,
+        executor: str | None = None,
+        executor_config: Mapping[str, Any] | None = None,
+        resources: Mapping[str, Any] | None = None,
+        run_as_user: str | None = None,
+        logger_name: str | None = None,
+        allow_nested_operators: bool = True,
+        sla: timedelta | None = None,
+        **unknown: Any,
     ) -> None:
-        self.task_id = validate_id("task_id", task_id)
-        # runs only once the same task of the previous run (by logical date) succeeded or was skipped;
-        # wait_for_downstream: and so did that task's direct downstream tasks (implies depends_on_past)
+        if unknown:
+            raise closest_name_error(f"{type(self).__name__} {task_id!r}", unknown, _accepted_names(type(self)))
+        if sla is not None:
+            raise removed_sla(f"task {task_id!r}", "sla")
+        group = task_group if task_group is not None else current_group()
+        validate_id("task_id", task_id)
+        self.task_id = validate_id("task_id", group.child_id(task_id) if group is not None else task_id)
+        self.task_group = group
+        self._store_airflow_args(locals())
+        # depends_on_past: runs only once the same task of the previous run (by logical date) succeeded
+        # or was skipped; wait_for_downstream: and so did that task's direct downstream (implies it)
         self.depends_on_past = bool(depends_on_past) or bool(wait_for_downstream)
         self.wait_for_downstream = bool(wait_for_downstream)
         # setup / teardown (Airflow 2.7+): set by as_setup() / as_teardown(), see authoring/setup_teardown.py
@@ -166,10 +282,52 @@ class BaseOperator(metaclass=_OperatorMeta):
         self._upstream: set[str] = set()
         self._downstream: set[str] = set()
         self.dag: OwningDag[BaseOperator] | None = None
-        dag = dag if dag is not None else current_dag()
+        if dag is None:
+            dag = current_dag() or (group.dag if group is not None else None)
         self.params: dict[str, Any] = {**(dag.params if dag else {}), **(params or {})}
         if dag is not None:
             self._attach(dag)
+        if group is not None:
+            group.add(self)
+
+    @property
+    def output(self) -> Any:
+        """This task's ``return_value`` as an XComArg (Airflow's ``.output``): pass it to another
+        operator's templated argument to pull the value at run time and make this task upstream."""
+        factory = BaseOperator.output_factory
+        if factory is None:
+            raise DagDefinitionError(".output is unavailable: rabbitrun.authoring.xcomarg was not imported")
+        return factory(self)
+
+    def link_template_xcom_args(self) -> None:
+        """Make the producers of XComArgs given in template fields upstream (Airflow does the same)."""
+        finder = BaseOperator.xcom_args_finder
+        if self.dag is None or finder is None:
+            return  # a mapped task's instance, built outside its DAG: the mapped task holds the edges
+        for name in self.template_fields:
+            for arg in finder(getattr(self, name, None)):
+                if self not in arg.as_operators():
+                    self.set_upstream(arg)
+
+    def _store_airflow_args(self, given: Mapping[str, Any]) -> None:
+        """Keep Airflow's remaining arguments under their names (other parts read them) and warn
+        once for those nothing here implements."""
+        for name in _STORED_ARGS:
+            setattr(self, name, given[name])
+        self.doc_md, self.doc_rst, self.doc_json, self.doc_yaml = (
+            given["doc_md"],
+            given["doc_rst"],
+            given["doc_json"],
+            given["doc_yaml"],
+        )
+        # task_concurrency is Airflow's old name of max_active_tis_per_dag
+        if given["max_active_tis_per_dag"] is None:
+            self.max_active_tis_per_dag = given["task_concurrency"]
+        self.task_concurrency = self.max_active_tis_per_dag
+        owner = type(self).__name__
+        for name, default, why in _UNIMPLEMENTED:
+            if given[name] != default:
+                warn_unimplemented(owner, name, why)
 
     def __repr__(self) -> str:
         return f"<Task({type(self).__name__}): {self.task_id}>"
@@ -242,7 +400,7 @@ class BaseOperator(metaclass=_OperatorMeta):
         if on_failure_fail_dagrun is not None:
             self.on_failure_fail_dagrun = bool(on_failure_fail_dagrun)
         if setups is not None:
-            for setup in _operators(setups):
+            for setup in _operators(setups, upstream=True):
                 setup.as_setup()
                 self.set_upstream(setup)
         return self
@@ -280,22 +438,28 @@ class BaseOperator(metaclass=_OperatorMeta):
     def as_operators(self) -> list[BaseOperator]:
         return [self]
 
-    def set_upstream(self, other: Dependable | Iterable[Dependable]) -> None:
-        for op in _operators(other):
-            self._link(up=op, down=self)
+    def set_upstream(self, other: Any, edge_modifier: EdgeModifier | None = None) -> None:
+        """``other`` (tasks, XComArgs, TaskGroups or lists of them) runs before this task; an
+        ``edge_modifier`` (``Label("...")``) labels each edge made."""
+        for op in _operators(other, upstream=True):
+            self._link(up=op, down=self, edge_modifier=edge_modifier)
 
-    def set_downstream(self, other: Dependable | Iterable[Dependable]) -> None:
-        for op in _operators(other):
-            self._link(up=self, down=op)
+    def set_downstream(self, other: Any, edge_modifier: EdgeModifier | None = None) -> None:
+        for op in _operators(other, upstream=False):
+            self._link(up=self, down=op, edge_modifier=edge_modifier)
 
     def __rshift__(self, other: _T) -> _T:
         """``self >> other``: other runs after self; returns other for chaining."""
-        self.set_downstream(other)  # type: ignore[arg-type]
+        if not linkable(other):
+            return NotImplemented  # a Label or another modifier takes over through its __rrshift__
+        self.set_downstream(other)
         return other
 
     def __lshift__(self, other: _T) -> _T:
         """``self << other``: other runs before self; returns other for chaining."""
-        self.set_upstream(other)  # type: ignore[arg-type]
+        if not linkable(other):
+            return NotImplemented
+        self.set_upstream(other)
         return other
 
     def __rrshift__(self, other: Iterable[Dependable]) -> BaseOperator:
@@ -309,7 +473,7 @@ class BaseOperator(metaclass=_OperatorMeta):
         return self
 
     @staticmethod
-    def _link(up: BaseOperator, down: BaseOperator) -> None:
+    def _link(up: BaseOperator, down: BaseOperator, edge_modifier: EdgeModifier | None = None) -> None:
         """Record an edge, putting a DAG-less task into its partner's DAG."""
         if up is down:
             raise DagDefinitionError(f"task {up.task_id!r} cannot depend on itself")
@@ -324,6 +488,11 @@ class BaseOperator(metaclass=_OperatorMeta):
             down._attach(up.dag)
         up._downstream.add(down.task_id)
         down._upstream.add(up.task_id)
+        if edge_modifier is not None:
+            owner = up.dag or down.dag
+            if owner is None:
+                raise DagDefinitionError(f"cannot label the edge {up.task_id!r} -> {down.task_id!r}: no DAG")
+            edge_modifier.add_edge_info(owner, up.task_id, down.task_id)
 
     def _dag_or_fail(self) -> OwningDag[BaseOperator]:
         if self.dag is None:
@@ -331,15 +500,76 @@ class BaseOperator(metaclass=_OperatorMeta):
         return self.dag
 
 
-def _operators(other: Dependable | Iterable[Dependable]) -> list[BaseOperator]:
+#: Stored as given under Airflow's name (the doc_* ones and task_concurrency are set apart).
+_STORED_ARGS = (
+    "depends_on_past",
+    "ignore_first_depends_on_past",
+    "wait_for_past_depends_before_skipping",
+    "wait_for_downstream",
+    "start_date",
+    "end_date",
+    "do_xcom_push",
+    "multiple_outputs",
+    "inlets",
+    "outlets",
+    "on_execute_callback",
+    "on_skipped_callback",
+    "pre_execute",
+    "post_execute",
+    "task_display_name",
+    "map_index_template",
+    "weight_rule",
+    "max_active_tis_per_dag",
+    "max_active_tis_per_dagrun",
+    "email",
+    "email_on_failure",
+    "email_on_retry",
+    "executor",
+    "executor_config",
+    "resources",
+    "run_as_user",
+    "logger_name",
+    "allow_nested_operators",
+)
+
+#: (argument, its default, why it does nothing): a value other than the default logs one warning.
+_UNIMPLEMENTED: tuple[tuple[str, Any, str], ...] = (
+    ("email", None, "rabbitrun sends no e-mail; use on_failure_callback"),
+    ("email_on_failure", True, "rabbitrun sends no e-mail; use on_failure_callback"),
+    ("email_on_retry", True, "rabbitrun sends no e-mail; use on_retry_callback"),
+    ("executor", None, "every task runs on the RabbitMQ executor"),
+    ("executor_config", None, "every task runs on the RabbitMQ executor"),
+    ("resources", None, "use pools and queues to limit what runs where"),
+    ("run_as_user", None, "tasks run as the worker's user"),
+    ("weight_rule", "downstream", "priority_weight is used as given"),
+    ("max_active_tis_per_dag", None, "use a pool to limit a task's concurrency"),
+    ("max_active_tis_per_dagrun", None, "use a pool to limit a task's concurrency"),
+    ("task_concurrency", None, "use a pool to limit a task's concurrency"),
+)
+
+
+def linkable(other: Any) -> bool:
+    """Whether ``>>`` can link ``other`` directly (tasks, groups, XComArgs, lists of them)."""
+    if isinstance(other, (Dependable, EdgeEnds)):
+        return True
+    return isinstance(other, Iterable) and not isinstance(other, (str, bytes, Mapping))
+
+
+def _operators(other: Any, upstream: bool) -> list[BaseOperator]:
+    """The tasks an edge to ``other`` reaches: a group's leaves as upstream, its roots as downstream."""
+    if isinstance(other, EdgeEnds):
+        return other.edge_operators(upstream)
     if isinstance(other, Dependable):
         return other.as_operators()
     if isinstance(other, Iterable) and not isinstance(other, (str, bytes, Mapping)):
         ops: list[BaseOperator] = []
         for item in other:
-            if not isinstance(item, Dependable):
+            if isinstance(item, EdgeEnds):
+                ops.extend(item.edge_operators(upstream))
+            elif isinstance(item, Dependable):
+                ops.extend(item.as_operators())
+            else:
                 raise DagDefinitionError(f"cannot set a dependency on {item!r}: not a task")
-            ops.extend(item.as_operators())
         return ops
     raise DagDefinitionError(f"cannot set a dependency on {other!r}: not a task")
 

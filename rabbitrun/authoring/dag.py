@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from rabbitrun.authoring import dagcontext
+from rabbitrun.authoring.airflow_args import closest_name_error, removed_sla, warn_unimplemented
 from rabbitrun.authoring.baseoperator import BaseOperator
 from rabbitrun.authoring.dagcontext import OwningDag, validate_id
 from rabbitrun.errors import DagDefinitionError, TaskNotFound
@@ -51,9 +52,46 @@ class DAG:
         on_success_callback: Callable[[Mapping[str, Any]], Any] | None = None,
         on_failure_callback: Callable[[Mapping[str, Any]], Any] | None = None,
         xcom_pull_from: Iterable[str] = (),
+        *,
+        # --- Airflow's other DAG arguments (2.10 and 3.x), stored under Airflow's names ---
+        schedule_interval: str | timedelta | None = None,
+        timetable: Any = None,
+        doc_md: str | None = None,
+        dag_display_name: str | None = None,
+        orientation: str = "LR",
+        default_view: str = "grid",
+        dagrun_timeout: timedelta | None = None,
+        render_template_as_native_obj: bool = False,
+        template_searchpath: str | Iterable[str] | None = None,
+        template_undefined: Any = None,
+        user_defined_macros: Mapping[str, Any] | None = None,
+        user_defined_filters: Mapping[str, Callable[..., Any]] | None = None,
+        jinja_environment_kwargs: Mapping[str, Any] | None = None,
+        access_control: Mapping[str, Any] | None = None,
+        is_paused_upon_creation: bool | None = None,
+        owner_links: Mapping[str, str] | None = None,
+        max_consecutive_failed_dag_runs: int = 0,
+        fail_stop: bool = False,
+        fail_fast: bool = False,
+        auto_register: bool = True,
+        concurrency: int | None = None,
+        full_filepath: str | None = None,
+        disable_bundle_versioning: bool = False,
+        deadline: Any = None,
+        sla_miss_callback: Callable[..., Any] | None = None,
+        **unknown: Any,
     ) -> None:
+        if unknown:
+            raise closest_name_error(f"DAG {dag_id!r}", unknown, _dag_arg_names())
+        if sla_miss_callback is not None:
+            raise removed_sla(f"DAG {dag_id!r}", "sla_miss_callback")
         self.dag_id = validate_id("dag_id", dag_id)
         from rabbitrun.authoring.timetables import validate  # a bad cron string is a DAG import error, early
+
+        if schedule is None:
+            schedule = schedule_interval if schedule_interval is not None else timetable
+        if concurrency is not None:
+            max_active_tasks = concurrency  # Airflow's old name
 
         validate(schedule)
         self.schedule = schedule
@@ -74,6 +112,41 @@ class DAG:
         self.xcom_pull_from: tuple[str, ...] = _dag_ids("xcom_pull_from", xcom_pull_from)
         #: The file reference relative to the dags folder; set by the DagBag.
         self.fileloc: str = ""
+        self.doc_md = doc_md
+        self.dag_display_name = dag_display_name or dag_id
+        self.orientation = orientation
+        self.default_view = default_view
+        # enforced by the scheduler: a run still running this long after it started fails
+        self.dagrun_timeout = _timeout("dagrun_timeout", dagrun_timeout)
+        self.render_template_as_native_obj = render_template_as_native_obj
+        self.template_searchpath: list[str] = (
+            [template_searchpath] if isinstance(template_searchpath, str) else list(template_searchpath or [])
+        )
+        self.template_undefined = template_undefined
+        self.user_defined_macros: dict[str, Any] = dict(user_defined_macros or {})
+        self.user_defined_filters: dict[str, Callable[..., Any]] = dict(user_defined_filters or {})
+        self.jinja_environment_kwargs: dict[str, Any] = dict(jinja_environment_kwargs or {})
+        self.access_control = access_control
+        self.is_paused_upon_creation = is_paused_upon_creation
+        self.owner_links: dict[str, str] = dict(owner_links or {})
+        self.max_consecutive_failed_dag_runs = max_consecutive_failed_dag_runs
+        self.fail_stop = bool(fail_stop or fail_fast)
+        self.fail_fast = self.fail_stop
+        # registered by the DagBag when a `with` block or an @dag call ends, not only as a global
+        self.auto_register = auto_register
+        self.disable_bundle_versioning = disable_bundle_versioning
+        self.deadline = deadline
+        self._edge_info: dict[tuple[str, str], dict[str, Any]] = {}
+        for name, value, default, why in (
+            ("access_control", access_control, None, "rabbitrun has no web UI roles"),
+            ("is_paused_upon_creation", is_paused_upon_creation, None, "new DAGs follow the scheduler's settings"),
+            ("max_consecutive_failed_dag_runs", max_consecutive_failed_dag_runs, 0, "runs are never auto-paused"),
+            ("fail_stop", self.fail_stop, False, "a failed task does not stop its run's other tasks"),
+            ("deadline", deadline, None, "use dagrun_timeout with on_failure_callback"),
+            ("full_filepath", full_filepath, None, "the DagBag sets fileloc"),
+        ):
+            if value != default:
+                warn_unimplemented("DAG", name, why)
         self._task_dict: dict[str, BaseOperator] = {}
         self._positions: dict[str, int] = {}
         self._tokens: list[Token[tuple[OwningDag[Any], ...]]] = []
@@ -96,6 +169,18 @@ class DAG:
         tb: TracebackType | None,
     ) -> None:
         dagcontext.leave(self._tokens.pop())
+        if self.auto_register:
+            dagcontext.register_dag(self)  # Airflow >= 2.4: a DAG whose `with` block ends is registered
+
+    # --- edges --------------------------------------------------------------
+
+    def set_edge_info(self, upstream_task_id: str, downstream_task_id: str, info: Mapping[str, Any]) -> None:
+        """Attach display info (a Label's ``{"label": ...}``) to an edge."""
+        self._edge_info[(upstream_task_id, downstream_task_id)] = dict(info)
+
+    def get_edge_info(self, upstream_task_id: str, downstream_task_id: str) -> dict[str, Any]:
+        """The edge's info, ``{}`` if none (Airflow's EdgeInfoType)."""
+        return dict(self._edge_info.get((upstream_task_id, downstream_task_id), {}))
 
     # --- tasks --------------------------------------------------------------
 
@@ -219,6 +304,20 @@ def _dag_ids(name: str, values: Iterable[str]) -> tuple[str, ...]:
         if not isinstance(value, str) or not value:
             raise DagDefinitionError(f"{name} takes DAG ids (or '*'), got {value!r}")
     return ids
+
+
+def _dag_arg_names() -> list[str]:
+    import inspect
+
+    return [p for p in inspect.signature(DAG.__init__).parameters if p not in ("self", "unknown")]
+
+
+def _timeout(name: str, value: timedelta | float | None) -> timedelta | None:
+    if value is None or isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return timedelta(seconds=value)
+    raise DagDefinitionError(f"{name} must be a timedelta or a number of seconds, got {value!r}")
 
 
 def _positive_int(name: str, value: int) -> int:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import ModuleType, TracebackType
 
+from rabbitrun.authoring import dagcontext
 from rabbitrun.authoring.airflow_shim import airflow_imports, check_no_real_airflow
 from rabbitrun.authoring.dag import DAG
 from rabbitrun.errors import DagDefinitionError, DagNotFound, UnsafeDagPath
@@ -53,8 +54,15 @@ class _Stamp:
 class DagBag:
     """The DAGs of one dags folder, by dag_id, and the files that failed to import."""
 
-    def __init__(self, dags_folder: Path, include_examples: bool = True, airflow_compat: bool = False) -> None:
+    def __init__(
+        self,
+        dags_folder: Path,
+        include_examples: bool = True,
+        airflow_compat: bool = False,
+        plugins_folder: Path | None = None,
+    ) -> None:
         self.dags_folder = Path(dags_folder).resolve()
+        self.plugins_folder = Path(plugins_folder).resolve() if plugins_folder is not None else None
         self.include_examples = include_examples
         self.airflow_compat = airflow_compat  # unchanged `from airflow ...` files (airflow_shim.py)
         if airflow_compat:
@@ -139,8 +147,8 @@ class DagBag:
             path = self.resolve(file_ref)
             self._stamps[file_ref] = _stamp(path)
             with airflow_imports(self.airflow_compat):
-                module = _import(path)
-            dags = self._collect(module, file_ref)
+                module, registered = _import(path, self._import_paths(path))
+            dags = self._collect(module, registered, file_ref)
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - user code: a process boundary (STYLE 6)
             self.import_errors[file_ref] = _error_info(file_ref, exc, path)
             return []
@@ -175,10 +183,20 @@ class DagBag:
         self.import_errors.pop(file_ref, None)
         self._blocked_by_duplicate.discard(file_ref)
 
-    def _collect(self, module: ModuleType, file_ref: str) -> list[DAG]:
-        """Module-level DAGs, validated, refusing dag_ids another file already owns."""
+    def _import_paths(self, path: Path) -> list[str]:
+        """What goes on sys.path while ``path`` imports: the dags folder (the examples' folder for an
+        example) and the plugins folder, so helper modules beside the DAGs import as in Airflow."""
+        folder = EXAMPLES_DIR if path.is_relative_to(EXAMPLES_DIR) else self.dags_folder
+        paths = [str(folder)]
+        if self.plugins_folder is not None:
+            paths.append(str(self.plugins_folder))
+        return paths
+
+    def _collect(self, module: ModuleType, registered: list[DAG], file_ref: str) -> list[DAG]:
+        """Module-level DAGs and those whose ``with`` block or @dag call ended during the import
+        (Airflow >= 2.4), validated, refusing dag_ids another file already owns."""
         dags: list[DAG] = []
-        for value in list(vars(module).values()):
+        for value in [*vars(module).values(), *registered]:
             if isinstance(value, DAG) and all(value is not d for d in dags):
                 dags.append(value)
         seen: set[str] = set()
@@ -217,11 +235,13 @@ def _module_name(path: Path) -> str:
     return _MODULE_PREFIX + hashlib.sha1(str(path).encode()).hexdigest()
 
 
-def _import(path: Path) -> ModuleType:
-    """Execute the file as a fresh, uniquely named module in an isolated context.
+def _import(path: Path, import_paths: list[str]) -> tuple[ModuleType, list[DAG]]:
+    """Execute the file as a fresh, uniquely named module in an isolated context; return it and
+    the DAGs registered while it ran.
 
     The copied context keeps a DAG file that enters a DAG without leaving it
-    from leaking its "current DAG" into the caller's context.
+    from leaking its "current DAG" into the caller's context. ``import_paths`` are put at the
+    front of sys.path for the import and taken off again (modules imported stay cached).
     """
     name = _module_name(path)
     sys.modules.pop(name, None)
@@ -230,12 +250,25 @@ def _import(path: Path) -> ModuleType:
         raise ImportError(f"cannot load {path} as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and pickle look modules up here
+    loader = spec.loader
+    added = [p for p in import_paths if p not in sys.path]
+    sys.path[:0] = added
+
+    def run() -> list[DAG]:
+        with dagcontext.collecting_dags() as registered:
+            loader.exec_module(module)
+        return [d for d in registered if isinstance(d, DAG)]
+
     try:
-        contextvars.copy_context().run(spec.loader.exec_module, module)
+        registered = contextvars.copy_context().run(run)
     except BaseException:
         sys.modules.pop(name, None)
         raise
-    return module
+    finally:
+        for p in added:
+            if p in sys.path:
+                sys.path.remove(p)
+    return module, registered
 
 
 def _error_info(file_ref: str, exc: BaseException, path: Path | None) -> ImportErrorInfo:

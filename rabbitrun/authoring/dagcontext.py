@@ -22,7 +22,23 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from rabbitrun.errors import DagDefinitionError
 
-__all__ = ["ID_PATTERN", "OwningDag", "current_dag", "dag_for", "enter", "leave", "outside_any_dag", "validate_id"]
+__all__ = [
+    "ID_PATTERN",
+    "OwningDag",
+    "OwningGroup",
+    "collecting_dags",
+    "current_dag",
+    "current_group",
+    "dag_for",
+    "enter",
+    "enter_group",
+    "leave",
+    "leave_group",
+    "outside_any_dag",
+    "register_dag",
+    "unique_label",
+    "validate_id",
+]
 
 #: dag_id and task_id end up in file paths, queue payloads and URLs: keep them tame.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -51,6 +67,23 @@ class OwningDag(Protocol[TaskT]):
 
     def unique_task_id(self, base: str) -> str: ...
 
+    def set_edge_info(self, upstream_task_id: str, downstream_task_id: str, info: Mapping[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class OwningGroup(Protocol):
+    """What an operator needs of the TaskGroup it is created in (rabbitrun.authoring.taskgroup)."""
+
+    @property
+    def dag(self) -> OwningDag[Any] | None: ...
+
+    @property
+    def default_args(self) -> Mapping[str, Any]: ...
+
+    def child_id(self, label: str) -> str: ...
+
+    def add(self, node: Any) -> None: ...
+
 
 _current_dags: ContextVar[tuple[OwningDag[Any], ...]] = ContextVar("rabbitrun_current_dags", default=())
 
@@ -61,11 +94,68 @@ def current_dag() -> OwningDag[Any] | None:
     return stack[-1] if stack else None
 
 
+_current_groups: ContextVar[tuple[OwningGroup, ...]] = ContextVar("rabbitrun_current_groups", default=())
+
+# DAGs a `with DAG(...)` block (or an @dag call) finished while a DAG file imports: the DagBag
+# registers them even when no module global names them, as Airflow >= 2.4 does
+_collected: ContextVar[list[Any] | None] = ContextVar("rabbitrun_collected_dags", default=None)
+
+
+def current_group() -> OwningGroup | None:
+    """The innermost TaskGroup entered with ``with`` in this context, if any."""
+    stack = _current_groups.get()
+    return stack[-1] if stack else None
+
+
+def enter_group(group: OwningGroup) -> Token[tuple[OwningGroup, ...]]:
+    return _current_groups.set((*_current_groups.get(), group))
+
+
+def leave_group(token: Token[tuple[OwningGroup, ...]]) -> None:
+    _current_groups.reset(token)
+
+
+def register_dag(dag: Any) -> None:
+    """Record ``dag`` for the DagBag import running in this context (no-op outside one)."""
+    collected = _collected.get()
+    if collected is not None and all(d is not dag for d in collected):
+        collected.append(dag)
+
+
+@contextlib.contextmanager
+def collecting_dags() -> Iterator[list[Any]]:
+    """Collect the DAGs :func:`register_dag` records while the block runs (a DAG file's import)."""
+    collected: list[Any] = []
+    token = _collected.set(collected)
+    try:
+        yield collected
+    finally:
+        _collected.reset(token)
+
+
+def unique_label(dag: OwningDag[Any], base: str, group: Any = None) -> str:
+    """The task_id to give an @task call: ``base``, or ``base__1``, ... so that the id it gets
+    inside its TaskGroup (``group.child_id``) is free in ``dag``."""
+    group = group if isinstance(group, OwningGroup) else current_group()
+    if group is None:
+        return dag.unique_task_id(base)
+    label, n = base, 0
+    while dag.has_task(group.child_id(label)):
+        n += 1
+        label = f"{base}__{n}"
+    return label
+
+
 def dag_for(kwargs: Mapping[str, Any]) -> OwningDag[Any] | None:
     """The DAG a task built with these constructor kwargs joins: ``dag=`` if given, else the current one."""
     given = kwargs.get("dag")
     if not given:
-        return current_dag()
+        dag = current_dag()
+        if dag is None:
+            group = kwargs.get("task_group") or current_group()
+            if isinstance(group, OwningGroup):
+                return group.dag
+        return dag
     return given if isinstance(given, OwningDag) else None
 
 
@@ -82,9 +172,11 @@ def leave(token: Token[tuple[OwningDag[Any], ...]]) -> None:
 def outside_any_dag() -> Iterator[None]:
     """Build an operator without adding it to a DAG that happens to be open around the call."""
     token = _current_dags.set(())
+    group_token = _current_groups.set(())
     try:
         yield
     finally:
+        _current_groups.reset(group_token)
         _current_dags.reset(token)
 
 

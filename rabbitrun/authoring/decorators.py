@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from rabbitrun.authoring.baseoperator import Context
-from rabbitrun.authoring.dagcontext import dag_for
+from rabbitrun.authoring.dagcontext import dag_for, unique_label
 from rabbitrun.authoring.mapped import ExpandValue, MappedOperator, check_expand, partial_kwargs
 from rabbitrun.authoring.operators import PythonOperator
 from rabbitrun.authoring.xcomarg import XComArg, resolve_xcom_args, xcom_args_in
@@ -82,7 +82,7 @@ class PartialTask:
         dag = dag_for(kwargs)
         task_id = kwargs.pop("task_id", None) or self.function.__name__
         if dag is not None:
-            task_id = dag.unique_task_id(task_id)
+            task_id = unique_label(dag, task_id, kwargs.get("task_group"))
         kwargs.update(task_id=task_id, python_callable=self.function, op_kwargs=self.fixed)
         operator = MappedOperator(
             DecoratedPythonOperator, partial_kwargs(DecoratedPythonOperator, kwargs), mapped, into_op_kwargs=True
@@ -127,7 +127,7 @@ class TaskDecorator(Generic[P, R]):
         dag = dag_for(op_kwargs)
         task_id = op_kwargs.pop("task_id", None) or self.function.__name__
         if dag is not None:
-            task_id = dag.unique_task_id(task_id)
+            task_id = unique_label(dag, task_id, op_kwargs.get("task_group"))
         operator = self.operator_class(
             task_id=task_id, python_callable=self.function, op_args=args, op_kwargs=kwargs, **op_kwargs
         )

@@ -22,8 +22,8 @@ import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rabbitrun.authoring.baseoperator import BaseOperator, Context, _accepted_names
-from rabbitrun.authoring.dagcontext import dag_for, outside_any_dag
+from rabbitrun.authoring.baseoperator import BaseOperator, Context, _accepted_names, merged_default_args
+from rabbitrun.authoring.dagcontext import outside_any_dag
 from rabbitrun.authoring.xcomarg import XComArg, resolve_xcom_args, xcom_args_in
 from rabbitrun.errors import DagDefinitionError
 
@@ -45,11 +45,9 @@ def partial_kwargs(cls: type[BaseOperator], kwargs: Mapping[str, Any]) -> dict[s
     if unknown:
         raise DagDefinitionError(f"{cls.__name__}.partial() got unknown argument(s) {unknown}")
     out = dict(kwargs)
-    dag = dag_for(out)
-    if dag is not None:
-        for name, value in dag.default_args.items():
-            if name in accepted and name not in out:
-                out[name] = value
+    for name, value in merged_default_args(out).items():
+        if name in accepted and name not in out:
+            out[name] = value
     return out
 
 
@@ -145,6 +143,9 @@ class MappedOperator(BaseOperator, metaclass=_MappedMeta):
             kwargs.update(element)
         with outside_any_dag():
             operator = self.operator_class(**kwargs)
+        # the instance keeps the mapped task's identity: built outside any DAG and TaskGroup, its
+        # own task_id lacks the group prefix
+        operator.task_id, operator.task_group = self.task_id, self.task_group
         operator.dag, operator.params = self.dag, dict(self.params)
         operator._upstream, operator._downstream = set(self._upstream), set(self._downstream)  # noqa: SLF001 - same family
         return operator

@@ -15,6 +15,7 @@ from typing import Any
 
 import jinja2
 
+from rabbitrun.authoring.xcomarg import XComArg
 from rabbitrun.errors import DagDefinitionError
 
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
@@ -41,6 +42,10 @@ def template_context(context: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def render(value: Any, context: Mapping[str, Any], where: str) -> Any:
+    """Render strings (in lists, tuples and dicts too); an XComArg becomes the value it pulls,
+    not rendered again (as in Airflow)."""
+    if isinstance(value, XComArg):
+        return value.resolve(context)
     if isinstance(value, str):
         if "{{" not in value and "{%" not in value:
             return value

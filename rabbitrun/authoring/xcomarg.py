@@ -28,6 +28,13 @@ class XComArg:
     def __repr__(self) -> str:
         return f"XComArg({self.operator.task_id!r}, key={self.key!r})"
 
+    def __str__(self) -> str:
+        """The Jinja template that pulls this value, as Airflow renders an XComArg in an f-string:
+        ``f"echo {extract.output}"`` in a templated field pulls the value when the task runs."""
+        dag = self.operator.dag
+        dag_part = f", dag_id='{dag.dag_id}'" if dag is not None else ""
+        return f"{{{{ task_instance.xcom_pull(task_ids='{self.operator.task_id}'{dag_part}, key='{self.key}') }}}}"
+
     def __getitem__(self, key: str) -> XComArg:
         """``extract()["rows"]``: one key of a ``multiple_outputs`` task."""
         return XComArg(self.operator, key)
@@ -51,6 +58,12 @@ class XComArg:
 
     def __exit__(self, *exc_info: object) -> None:
         self.operator.__exit__(*exc_info)
+
+    def set_upstream(self, other: Any, edge_modifier: Any = None) -> None:
+        self.operator.set_upstream(other, edge_modifier=edge_modifier)
+
+    def set_downstream(self, other: Any, edge_modifier: Any = None) -> None:
+        self.operator.set_downstream(other, edge_modifier=edge_modifier)
 
     def resolve(self, context: Context) -> Any:
         """Pull the value this XComArg stands for from the running task's ``ti``."""
@@ -95,3 +108,7 @@ def resolve_xcom_args(value: Any, context: Context) -> Any:
 
 def _resolve_leaf(value: Any, context: Context) -> Any:
     return value.resolve(context) if isinstance(value, XComArg) else value
+
+
+BaseOperator.output_factory = XComArg  # what task.output builds
+BaseOperator.xcom_args_finder = xcom_args_in  # how template fields' XComArgs are found to link

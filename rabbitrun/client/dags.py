@@ -20,6 +20,7 @@ def dagbag(settings: Settings) -> Any:
         Path(settings.core.dags_folder),
         include_examples=settings.core.load_examples,
         airflow_compat=settings.core.airflow_compat,
+        plugins_folder=Path(settings.core.plugins_folder) if settings.core.plugins_folder else None,
     )
 
 

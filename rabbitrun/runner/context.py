@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from rabbitrun.authoring import DAG, BaseOperator, MappedOperator
+from rabbitrun.authoring import DAG, BaseOperator, MappedOperator, resolve_params
 from rabbitrun.data import access as runtime
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models import outcomes, xcom_values
@@ -148,7 +148,8 @@ class _ConnectionAccessor:
 
 def build_context(ti: RuntimeTaskInstance, dag: DAG, run: Any, access: runtime.DataAccess) -> dict[str, Any]:
     conf = json.loads(run.conf or "{}")
-    params = {**(getattr(dag, "params", None) or {}), **(ti.task.params or {}), **conf}
+    # plain values: Param defaults overridden by the conf and checked against their schema
+    params = resolve_params({**(getattr(dag, "params", None) or {}), **(ti.task.params or {})}, conf)
     logical_date = run.logical_date
     return {
         "ti": ti,

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from rabbitrun.authoring import DAG
+from rabbitrun.authoring import DAG, resolve_params
 from rabbitrun.models.tables import DagRun, TaskInstance
 from rabbitrun.scheduler.runs import FinishedRun
 from rabbitrun.states import DagRunState, TaskState
@@ -82,7 +82,7 @@ def build_context(session: Session, dag: DAG, finished: FinishedRun) -> dict[str
         "ts": run.logical_date.isoformat(),
         "data_interval_start": run.data_interval_start,
         "data_interval_end": run.data_interval_end,
-        "params": {**dag.params, **conf},
+        "params": resolve_params(dag.params, conf, strict=False),
         "conf": conf,
         "state": finished.state,
         "reason": "success" if finished.state == DagRunState.SUCCESS.value else "task_failure",

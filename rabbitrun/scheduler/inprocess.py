@@ -39,6 +39,7 @@ def run_dag_in_process(
         Path(settings.core.dags_folder),
         include_examples=settings.core.load_examples,
         airflow_compat=settings.core.airflow_compat,
+        plugins_folder=Path(settings.core.plugins_folder) if settings.core.plugins_folder else None,
     )
     bag.get_dag(dag_id)  # DagNotFound before anything is written
     sessions = session_factory(make_engine(settings.database, pooled=False))

@@ -323,6 +323,7 @@ class Scheduler:
                 Path(self.settings.core.dags_folder),
                 include_examples=self.settings.core.load_examples,
                 airflow_compat=self.settings.core.airflow_compat,
+                plugins_folder=Path(self.settings.core.plugins_folder) if self.settings.core.plugins_folder else None,
             )
         else:
             self.dagbag.refresh()

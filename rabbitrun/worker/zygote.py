@@ -136,6 +136,8 @@ class _Zygote:
 
     def _warm_up(self) -> None:
         """Import what tasks need and parse every DAG once, then freeze the heap."""
+        from pathlib import Path
+
         from rabbitrun import runner  # noqa: F401 - imported for the children
         from rabbitrun.authoring import DagBag
 
@@ -143,6 +145,7 @@ class _Zygote:
             _dags_folder(self.settings),
             include_examples=self.settings.core.load_examples,
             airflow_compat=self.settings.core.airflow_compat,
+            plugins_folder=Path(self.settings.core.plugins_folder) if self.settings.core.plugins_folder else None,
         )
         for ref, err in self.dagbag.import_errors.items():
             log.warning("DAG file %s failed to import: %s", ref, err.exception)

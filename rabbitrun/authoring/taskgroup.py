@@ -1,0 +1,187 @@
+"""TaskGroup: a named set of tasks (and nested groups) that prefixes their ids and links by its ends.
+
+``with TaskGroup("extract") as g:`` makes the tasks created inside ``extract.<task_id>`` (unless
+``prefix_group_id=False``), gives them the group's ``default_args``, and lets ``g`` stand on either
+side of ``>>``: as upstream it stands for its leaves (members with no downstream inside the
+group), as downstream for its roots, computed when the edge is made, as in Airflow. A group is
+only an authoring shape: the scheduler sees its tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from contextvars import Token
+from types import TracebackType
+from typing import Any, TypeVar
+
+from rabbitrun.authoring.baseoperator import BaseOperator, EdgeModifier, linkable
+from rabbitrun.authoring.dagcontext import (
+    OwningDag,
+    OwningGroup,
+    current_dag,
+    current_group,
+    enter,
+    enter_group,
+    leave,
+    leave_group,
+    validate_id,
+)
+from rabbitrun.errors import DagDefinitionError
+
+__all__ = ["TaskGroup"]
+
+_T = TypeVar("_T")
+
+
+class TaskGroup:
+    """Airflow's TaskGroup: ``group_id``, ``prefix_group_id``, ``parent_group``, ``dag``,
+    ``default_args``, ``tooltip``, ``ui_color``, ``ui_fgcolor``, ``add_suffix_on_collision``,
+    ``group_display_name``."""
+
+    def __init__(
+        self,
+        group_id: str,
+        prefix_group_id: bool = True,
+        parent_group: TaskGroup | None = None,
+        dag: OwningDag[Any] | None = None,
+        default_args: Mapping[str, Any] | None = None,
+        tooltip: str = "",
+        ui_color: str = "CornflowerBlue",
+        ui_fgcolor: str = "#000",
+        add_suffix_on_collision: bool = False,
+        group_display_name: str = "",
+    ) -> None:
+        validate_id("group_id", group_id)
+        parent = parent_group if parent_group is not None else current_group()
+        if parent is not None and not isinstance(parent, TaskGroup):
+            raise DagDefinitionError(f"TaskGroup {group_id!r}: parent_group must be a TaskGroup, got {parent!r}")
+        self.parent_group: TaskGroup | None = parent
+        self.dag: OwningDag[Any] | None = dag or current_dag() or (parent.dag if parent else None)
+        self._group_id = group_id
+        if add_suffix_on_collision:
+            self._group_id = self._free_label(group_id)
+        elif self.dag is not None and self.dag.has_task(self.group_id):
+            raise DagDefinitionError(
+                f"TaskGroup id {self.group_id!r} clashes with a task id of DAG {self.dag.dag_id!r}"
+            )
+        self.prefix_group_id = prefix_group_id
+        self.default_args: dict[str, Any] = {**(parent.default_args if parent else {}), **(default_args or {})}
+        self.tooltip = tooltip
+        self.ui_color = ui_color
+        self.ui_fgcolor = ui_fgcolor
+        self.group_display_name = group_display_name or group_id
+        #: Direct members by id (tasks and nested groups), in creation order.
+        self.children: dict[str, BaseOperator | TaskGroup] = {}
+        self._tokens: list[tuple[Token[Any], Token[Any] | None]] = []
+        if parent is not None:
+            parent.add(self)
+
+    def __repr__(self) -> str:
+        return f"<TaskGroup {self.group_id}>"
+
+    @property
+    def group_id(self) -> str:
+        """The full id: prefixed by the parent's when the parent prefixes its members."""
+        parent = self.parent_group
+        if parent is not None and parent.prefix_group_id:
+            return parent.child_id(self._group_id)
+        return self._group_id
+
+    @property
+    def label(self) -> str:
+        return self._group_id
+
+    def child_id(self, label: str) -> str:
+        """The id a member called ``label`` gets."""
+        return f"{self.group_id}.{label}" if self.prefix_group_id else label
+
+    def add(self, node: Any) -> None:
+        """Called by a task or nested group created inside this one."""
+        key = node.task_id if isinstance(node, BaseOperator) else node.group_id
+        existing = self.children.get(key)
+        if existing is not None and existing is not node:
+            raise DagDefinitionError(f"TaskGroup {self.group_id!r} already has a member {key!r}")
+        self.children[key] = node
+
+    def _free_label(self, base: str) -> str:
+        parent = self.parent_group
+        taken = set(parent.children) if parent is not None else set()
+        label, n = base, 0
+        while (parent.child_id(label) if parent is not None and parent.prefix_group_id else label) in taken:
+            n += 1
+            label = f"{base}__{n}"
+        return label
+
+    # --- context manager ----------------------------------------------------
+
+    def __enter__(self) -> TaskGroup:
+        # a group given dag= opens that DAG too, so tasks inside join it without their own dag=
+        dag_token = enter(self.dag) if self.dag is not None and current_dag() is not self.dag else None
+        self._tokens.append((enter_group(self), dag_token))
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        group_token, dag_token = self._tokens.pop()
+        leave_group(group_token)
+        if dag_token is not None:
+            leave(dag_token)
+
+    # --- members ------------------------------------------------------------
+
+    def iter_tasks(self) -> list[BaseOperator]:
+        """Every task in this group and its nested groups, in creation order."""
+        tasks: list[BaseOperator] = []
+        for child in self.children.values():
+            tasks.extend(child.iter_tasks() if isinstance(child, TaskGroup) else [child])
+        return tasks
+
+    def get_roots(self) -> list[BaseOperator]:
+        """Members with no upstream inside the group: where an edge into the group lands."""
+        ids = {t.task_id for t in self.iter_tasks()}
+        return [t for t in self.iter_tasks() if not t.upstream_task_ids & ids]
+
+    def get_leaves(self) -> list[BaseOperator]:
+        """Members with no downstream inside the group: where an edge out of the group starts."""
+        ids = {t.task_id for t in self.iter_tasks()}
+        return [t for t in self.iter_tasks() if not t.downstream_task_ids & ids]
+
+    def edge_operators(self, upstream: bool) -> list[BaseOperator]:
+        ends = self.get_leaves() if upstream else self.get_roots()
+        if not ends:
+            raise DagDefinitionError(f"TaskGroup {self.group_id!r} has no tasks to link")
+        return ends
+
+    # --- dependencies -------------------------------------------------------
+
+    def set_downstream(self, other: Any, edge_modifier: EdgeModifier | None = None) -> None:
+        for leaf in self.get_leaves():
+            leaf.set_downstream(other, edge_modifier=edge_modifier)
+
+    def set_upstream(self, other: Any, edge_modifier: EdgeModifier | None = None) -> None:
+        for root in self.get_roots():
+            root.set_upstream(other, edge_modifier=edge_modifier)
+
+    def __rshift__(self, other: _T) -> _T:
+        if not linkable(other):
+            return NotImplemented
+        self.set_downstream(other)
+        return other
+
+    def __lshift__(self, other: _T) -> _T:
+        if not linkable(other):
+            return NotImplemented
+        self.set_upstream(other)
+        return other
+
+    def __rrshift__(self, other: Iterable[Any]) -> TaskGroup:
+        self.set_upstream(other)
+        return self
+
+    def __rlshift__(self, other: Iterable[Any]) -> TaskGroup:
+        self.set_downstream(other)
+        return self
+
+
+_: type[OwningGroup] = TaskGroup  # TaskGroup satisfies what operators need of their group
