@@ -41,7 +41,7 @@ from rabbitrun.secrets import SecretsMasker, reset_masker, use_masker
 from rabbitrun.settings import Settings
 from rabbitrun.states import TaskState
 
-NO_VALUE: Any = object()
+_NO_VALUE: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +62,7 @@ class AttemptOutcome:
 
 # --- the attempt ---------------------------------------------------------------------
 
-#: Records how the attempt ended: (finish, short error, return value or NO_VALUE) -> (the finish that
+#: Records how the attempt ended: (finish, short error, return value or _NO_VALUE) -> (the finish that
 #: stands, its error, whether the record stands). The worker's over the task channel, or the DB's own.
 Recorder = Callable[[outcomes.Finish, str, Any], tuple[outcomes.Finish, str, bool]]
 
@@ -151,7 +151,7 @@ def stored_value(
 ) -> tuple[outcomes.Finish, str, tuple[bytes, str] | None]:
     """The return value as its XCom row, stored by the task's XCom backend (where the task runs:
     the backend may keep the value elsewhere); a value that cannot be stored fails the attempt."""
-    if value is NO_VALUE or finish.state != TaskState.SUCCESS:
+    if value is _NO_VALUE or finish.state != TaskState.SUCCESS:
         return finish, error, None
     try:
         return finish, error, access.xcom_backend.store(value, key=xcom_values.RETURN_VALUE, ti=key)
@@ -203,7 +203,7 @@ def _execute(
 ) -> tuple[outcomes.Finish, str, Any]:
     """Run the operator; every way it can end becomes a Finish (a process boundary).
 
-    Returns the finish, a short error, and the return value (``NO_VALUE`` when
+    Returns the finish, a short error, and the return value (``_NO_VALUE`` when
     there is none to push), which is recorded with the final state.
     """
     task: BaseOperator | None = None
@@ -221,26 +221,26 @@ def _execute(
         with time_limit(timeout, arm_alarm=in_process, started=clock_start):
             result = task.execute(context)
         skip = tuple(ti.skipped_downstream)
-        return outcomes.Finish(TaskState.SUCCESS, utcnow(), skip=skip), "", NO_VALUE if result is None else result
+        return outcomes.Finish(TaskState.SUCCESS, utcnow(), skip=skip), "", _NO_VALUE if result is None else result
     except SkipTask as exc:
         log.info("Skipping task: %s", exc)
-        return outcomes.Finish(TaskState.SKIPPED, utcnow(), str(exc) or "skipped"), "", NO_VALUE
+        return outcomes.Finish(TaskState.SKIPPED, utcnow(), str(exc) or "skipped"), "", _NO_VALUE
     except RescheduleTask as exc:  # same try, slot freed: the scheduler queues it again when due
         log.info("Rescheduling task; next poke at %s", exc.reschedule_at.isoformat())
         return (
             outcomes.Finish(TaskState.UP_FOR_RESCHEDULE, utcnow(), str(exc), exc.reschedule_at.astimezone(UTC)),
             "",
-            NO_VALUE,
+            _NO_VALUE,
         )
     except Terminated as exc:
         log.warning("Attempt released: %s (worker shutdown); the delivery goes back to the queue", exc)
-        return outcomes.Finish(TaskState.QUEUED, utcnow(), f"released: {exc}"), str(exc), NO_VALUE
+        return outcomes.Finish(TaskState.QUEUED, utcnow(), f"released: {exc}"), str(exc), _NO_VALUE
     except (DagError, RabbitrunError) as exc:
         log.error("Task failed: %s", exc)
         return (
             outcomes.failure_outcome(key.try_number, claimed.max_tries, None, str(exc), utcnow(), retry=False),
             str(exc),
-            NO_VALUE,
+            _NO_VALUE,
         )
     except Exception as exc:  # noqa: BLE001 - process boundary: user code may raise anything
         log.error("Task failed with exception\n%s", traceback.format_exc().rstrip())
@@ -250,4 +250,4 @@ def _execute(
         outcome = outcomes.failure_outcome(key.try_number, claimed.max_tries, delay, reason, utcnow(), retry=retry)
         if outcome.state == TaskState.UP_FOR_RETRY:
             log.info("Marking task as UP_FOR_RETRY; next try at %s", outcome.next_retry_at)
-        return outcome, reason, NO_VALUE
+        return outcome, reason, _NO_VALUE

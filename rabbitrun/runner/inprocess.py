@@ -24,7 +24,7 @@ from rabbitrun.models.base import utcnow
 from rabbitrun.models.engine import retrying
 from rabbitrun.models.outcomes import refused_skips
 from rabbitrun.protocol import ClaimedAttempt
-from rabbitrun.runner.attempt import NO_VALUE, AttemptOutcome, failed_to_store, run_claimed, stored_value
+from rabbitrun.runner.attempt import AttemptOutcome, failed_to_store, run_claimed, stored_value
 from rabbitrun.secrets import SecretsMasker
 from rabbitrun.settings import Settings
 from rabbitrun.states import OutcomeKind, TaskState
@@ -74,7 +74,7 @@ def run_attempt(
                 key.task_id, finish.skip, may_skip(dagbag.get_dag(key.dag_id).get_task(key.task_id))
             )
             if refused is not None:
-                finish, error, value = attempts.Finish(TaskState.FAILED, finish.ended_at, refused), refused, NO_VALUE
+                finish, error = attempts.Finish(TaskState.FAILED, finish.ended_at, refused), refused  # value dropped
         finish, error, row = stored_value(access, key, finish, error, value)
         end = attempts.EndRecord(key, finish, claimed_at, row, owner, hostname)
         for attempt in retrying(settings.database):  # the record is conditional on RUNNING: safe to repeat

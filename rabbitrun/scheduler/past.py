@@ -29,8 +29,8 @@ def _watched(task: BaseOperator) -> set[str]:
     return {task.task_id, *task.downstream_task_ids} if task.wait_for_downstream else {task.task_id}
 
 
-def blocked_by_past(session: Session, runs: Iterable[tuple[DagRun, DAG]]) -> set[tuple[str, str, str]]:
-    """(dag_id, run_id, task_id) of the tasks that must wait: a depends_on_past task whose previous
+def blocked_by_past(session: Session, runs: Iterable[tuple[DagRun, DAG]]) -> dict[tuple[str, str], set[str]]:
+    """Per (dag_id, run_id), the task ids that must wait: depends_on_past tasks whose previous
     instance (or one of its downstream's, with wait_for_downstream) has not succeeded or skipped."""
     waiting = {
         (run.dag_id, run.run_id): (dag, [t for t in dag.tasks if t.depends_on_past])
@@ -38,7 +38,7 @@ def blocked_by_past(session: Session, runs: Iterable[tuple[DagRun, DAG]]) -> set
         if any(t.depends_on_past for t in dag.tasks)
     }
     if not waiting:
-        return set()
+        return {}
     task_ids = sorted({w for _, tasks in waiting.values() for t in tasks for w in _watched(t)})
     current = aliased(DagRun)
     previous_run_id = (
@@ -63,8 +63,7 @@ def blocked_by_past(session: Session, runs: Iterable[tuple[DagRun, DAG]]) -> set
     for dag_id, run_id, task_id in rows:
         unfinished[(dag_id, run_id)].add(task_id)
     return {
-        (dag_id, run_id, t.task_id)
-        for (dag_id, run_id), (_, tasks) in waiting.items()
-        for t in tasks
-        if _watched(t) & unfinished.get((dag_id, run_id), set())
+        run: {t.task_id for t in tasks if _watched(t) & unfinished[run]}
+        for run, (_, tasks) in waiting.items()
+        if run in unfinished
     }

@@ -93,7 +93,7 @@ def schedule(
     blocked = past.blocked_by_past(session, dags)  # depends_on_past: one query for the whole pass
     for run, dag in dags:
         tis = tis_by_run.get((run.dag_id, run.run_id), [])
-        waits = {task_id for dag_id, run_id, task_id in blocked if (dag_id, run_id) == (run.dag_id, run.run_id)}
+        waits = blocked.get((run.dag_id, run.run_id), set())
         ready.extend((ti, dag, run) for ti in _evaluate_run(dag, tis, now, expand, changes, waits))
         finish_run_if_done(run, dag, tis, now, done)
     admitted = queueing.admit(session, ready, settings, now, notes.again, notes.waiting, changes)

@@ -107,3 +107,22 @@ def test_depends_on_past_lets_the_first_run_and_a_run_after_success_go(env: Env)
     assert states(env, "past_dependent", first)["step"].state == "success"
     second = queue_run(env, "past_dependent")
     assert states(env, "past_dependent", second)["step"].state == "queued"
+
+
+def test_wait_for_downstream_waits_for_the_previous_runs_downstream_tasks_too(env: Env) -> None:
+    settings = env.settings()
+    first, _ = run_dag_in_process(settings, "past_wait_downstream", conf={"fail": True})
+    assert {k: r.state for k, r in states(env, "past_wait_downstream", first).items()} == {
+        "step": "success",
+        "after": "failed",
+    }
+    second = queue_run(env, "past_wait_downstream")
+    assert states(env, "past_wait_downstream", second)["step"].state == "none"
+    client.set_task_state(settings, "past_wait_downstream", "after", first, "success")
+    schedule_again(env)
+    assert states(env, "past_wait_downstream", second)["step"].state == "queued"
+
+
+def test_latest_only_lets_a_manual_run_proceed(env: Env) -> None:
+    state, rows = _test_dag(env, "latest_only_manual")
+    assert (state, _states(rows)) == ("success", {"latest": "success", "report": "success"})

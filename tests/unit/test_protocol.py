@@ -126,6 +126,39 @@ def test_xcom_pull_from_survives_the_wire_and_is_empty_from_older_senders() -> N
     assert protocol.decode_envelope(_pack(wire)).xcom_pull_from == ()
 
 
+#: a finish frame as task processes sent it before skip lists
+OLDER_FINISH = {
+    "v": 1,
+    "k": "finish",
+    "state": "success",
+    "started_at": 1.0,
+    "ended_at": 2.0,
+    "reason": "",
+    "error": "",
+    "next_retry_at": None,
+    "value": None,
+}
+
+
+def test_may_skip_survives_the_wire_and_is_empty_from_older_senders() -> None:
+    envelope = _envelope(may_skip=("left", "right"))
+    assert protocol.decode_envelope(protocol.encode_envelope(envelope)).may_skip == ("left", "right")
+    wire = dict(GOOD_ENVELOPE)
+    wire.pop("may_skip", None)
+    assert protocol.decode_envelope(_pack(wire)).may_skip == ()
+
+
+def test_finish_frame_from_an_older_task_process_skips_nothing() -> None:
+    (decoded,) = protocol.split_channel_frames(_channel(OLDER_FINISH))
+    assert isinstance(decoded, protocol.FinishFrame) and decoded.skip == ()
+
+
+@pytest.mark.parametrize("value", ["left", [1], None])
+def test_bad_may_skip_is_rejected_naming_it(value: object) -> None:
+    err = _rejected(protocol.decode_envelope, _pack({**GOOD_ENVELOPE, "may_skip": value}), InvalidEnvelope)
+    assert "'may_skip'" in err.reason
+
+
 @pytest.mark.parametrize("value", ["upstream_dag", [1], None])
 def test_bad_xcom_pull_from_is_rejected_naming_it(value: object) -> None:
     err = _rejected(protocol.decode_envelope, _pack({**GOOD_ENVELOPE, "xcom_pull_from": value}), InvalidEnvelope)
@@ -671,6 +704,7 @@ def test_a_claim_naming_a_date_the_run_lacks_is_refused() -> None:
         protocol.DataReply({"login": "u", "port": 5432}),
         protocol.DataReply(None, "not found", "VariableNotFound"),
         protocol.FinishFrame(TaskState.SUCCESS, AT, AT, value=(b"1", "json")),
+        protocol.FinishFrame(TaskState.SUCCESS, AT, AT, skip=("right", "group.task")),
         protocol.FinishFrame(TaskState.UP_FOR_RETRY, AT, AT, reason="ValueError: x", error="x", next_retry_at=AT),
         protocol.FinishReply(True, TaskState.FAILED, "over max_xcom_size"),
         protocol.OutcomeFrame("7", OutcomeKind.REJECTED, error="DAG d not found"),
@@ -695,6 +729,8 @@ def _channel(obj: object) -> bytearray:
         ({"v": 1, "k": "data", "op": "xcom.put", "args": {"key": "k", "data": "text", "value_type": "json"}}, "'data'"),
         ({"v": 1, "k": "finish", "state": "success", "started_at": 1.0, "ended_at": 2.0, "value": [1]}, "'value'"),
         ({"v": 1, "k": "run", "token": "7"}, "names no task channel frame"),
+        ({**OLDER_FINISH, "skip": "b"}, "'skip'"),
+        ({**OLDER_FINISH, "skip": [1]}, "'skip'"),
     ],
 )
 def test_a_malformed_channel_frame_raises_its_reason(obj: object, reason: str) -> None:

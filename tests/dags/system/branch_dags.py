@@ -10,6 +10,7 @@ from rabbitrun import (
     BaseBranchOperator,
     BashOperator,
     BranchPythonOperator,
+    LatestOnlyOperator,
     PythonOperator,
     ShortCircuitOperator,
     TriggerRule,
@@ -137,3 +138,12 @@ with DAG("forged_skip") as forged_skip:
     forger >> BashOperator(task_id="after", bash_command="true")
     gate = PythonOperator(task_id="gate", python_callable=_gate, priority_weight=1)
     gate >> BashOperator(task_id="bystander", bash_command="true")
+
+
+with DAG("past_wait_downstream") as past_wait_downstream:
+    first_step = BashOperator(task_id="step", bash_command="true", wait_for_downstream=True)
+    first_step >> PythonOperator(task_id="after", python_callable=_past)
+
+
+with DAG("latest_only_manual") as latest_only_manual:
+    LatestOnlyOperator(task_id="latest") >> BashOperator(task_id="report", bash_command="true")
