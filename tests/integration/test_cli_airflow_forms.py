@@ -52,6 +52,8 @@ def test_pools_set_takes_the_description_as_a_third_argument(forms: Env) -> None
 
 
 def test_dags_list_output_formats_and_list_import_errors(forms: Env) -> None:
+    as_json = forms.cli("dags", "list", "-o", "json")
+    assert "broken.py:2: ValueError: broken on purpose" in as_json.stderr  # errors still shown, apart
     assert json.loads(_ok(forms, "dags", "list", "-o", "json")) == [
         {"dag_id": "forms", "fileloc": "forms.py", "schedule": "None"},
         {"dag_id": "forms_fails", "fileloc": "forms.py", "schedule": "None"},
