@@ -33,11 +33,11 @@ def list_(ctx: click.Context, output: str | None) -> None:
     if output:
         rows = [{"dag_id": d, "fileloc": ref, "schedule": sched} for d, ref, sched in listing.dags]
         click.echo(render(rows, output, ["dag_id", "fileloc", "schedule"]))
-        return
-    click.echo(f"{'dag_id':<32} {'file':<40} schedule")
-    for dag_id, ref, schedule in listing.dags:
-        click.echo(f"{dag_id:<32} {ref:<40} {schedule}")
-    if listing.import_errors:
+    else:
+        click.echo(f"{'dag_id':<32} {'file':<40} schedule")
+        for dag_id, ref, schedule in listing.dags:
+            click.echo(f"{dag_id:<32} {ref:<40} {schedule}")
+    if listing.import_errors:  # on stderr, so `-o json` output stays parseable
         click.echo(f"\n{len(listing.import_errors)} DAG file(s) failed to import:", err=True)
         for ref, line, exception in listing.import_errors:
             click.echo(f"  {ref}:{line if line else '?'}: {exception}", err=True)

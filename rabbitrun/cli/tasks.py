@@ -190,3 +190,27 @@ def state(ctx: click.Context, dag_id: str, task_id: str, run: str, map_index: in
     from rabbitrun.client.lookup import task_state
 
     click.echo(task_state(settings_from(ctx), dag_id, task_id, run, map_index))
+
+
+@tasks.command("test")
+@click.argument("dag_id")
+@click.argument("task_id")
+@click.argument("logical_date", required=False)
+@click.pass_context
+def test(ctx: click.Context, dag_id: str, task_id: str, logical_date: str | None) -> None:
+    """Run one task in this process, its upstream ignored, leaving no state behind (Airflow's ``tasks test``).
+
+    LOGICAL_DATE (ISO) is the logical date its context sees; default now. Its log is printed too."""
+    from rabbitrun import client
+    from rabbitrun.client.lookup import parse_date
+    from rabbitrun.scheduler.inprocess import test_task_in_process
+
+    settings = settings_from(ctx)
+    when = parse_date(logical_date) if logical_date else None
+    outcome = test_task_in_process(settings, dag_id, task_id, logical_date=when)
+    log = client.log_path(settings, outcome.key)
+    if log.is_file():
+        click.echo(log.read_text(encoding="utf-8", errors="replace"), nl=False)
+    click.echo(f"{dag_id}.{task_id}: {outcome.state}" + (f" ({outcome.error})" if outcome.error else ""))
+    if outcome.exit_code:
+        ctx.exit(EXIT_FAILURE)

@@ -20,6 +20,10 @@ with DAG("forms", schedule=None) as dag:
     b = BashOperator(task_id="b", bash_command="true")
     c = BashOperator(task_id="c", bash_command="true")
     a >> [b, c]
+    date = BashOperator(task_id="date", bash_command="echo logical={{ ds }}")
+
+with DAG("forms_fails", schedule=None) as failing:  # retries: `tasks test` must still run it once
+    BashOperator(task_id="fails", bash_command="exit 3", retries=2)
 """
 
 
@@ -48,13 +52,17 @@ def test_pools_set_takes_the_description_as_a_third_argument(forms: Env) -> None
 
 
 def test_dags_list_output_formats_and_list_import_errors(forms: Env) -> None:
+    as_json = forms.cli("dags", "list", "-o", "json")
+    assert "broken.py:2: ValueError: broken on purpose" in as_json.stderr  # errors still shown, apart
     assert json.loads(_ok(forms, "dags", "list", "-o", "json")) == [
-        {"dag_id": "forms", "fileloc": "forms.py", "schedule": "None"}
+        {"dag_id": "forms", "fileloc": "forms.py", "schedule": "None"},
+        {"dag_id": "forms_fails", "fileloc": "forms.py", "schedule": "None"},
     ]
-    assert _ok(forms, "dags", "list", "-o", "yaml").splitlines() == [
+    assert _ok(forms, "dags", "list", "-o", "yaml").splitlines()[:4] == [
         '- dag_id: "forms"',
         '  fileloc: "forms.py"',
         '  schedule: "None"',
+        '- dag_id: "forms_fails"',
     ]
     table = _ok(forms, "dags", "list", "-o", "table").splitlines()
     assert table[0].split(" | ")[0].strip() == "dag_id" and table[2].startswith("forms ")
@@ -87,5 +95,28 @@ def test_dags_test_with_a_logical_date_then_tasks_clear_by_date_range(forms: Env
 
 
 def test_tasks_list_flat_and_as_a_tree(forms: Env) -> None:
-    assert _ok(forms, "tasks", "list", "forms").split() == ["a", "b", "c"]
-    assert _ok(forms, "tasks", "list", "forms", "--tree").splitlines() == ["a", "    b", "    c"]
+    assert _ok(forms, "tasks", "list", "forms").split() == ["a", "b", "c", "date"]
+    assert _ok(forms, "tasks", "list", "forms", "--tree").splitlines() == ["a", "    b", "    c", "date"]
+
+
+def _rows(env: Env) -> dict[str, int]:
+    from sqlalchemy import text
+
+    from rabbitrun.models.engine import make_engine
+
+    engine = make_engine(env.settings().database, pooled=False)
+    with engine.connect() as conn:
+        counts = {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in ("dag_run", "task_instance")}
+    engine.dispose()
+    return counts
+
+
+def test_tasks_test_runs_one_task_with_its_logical_date_and_leaves_no_state(forms: Env) -> None:
+    out = _ok(forms, "tasks", "test", "forms", "date", "2024-03-04")
+    assert "logical=2024-03-04" in out and out.rstrip().endswith("forms.date: success")
+    assert _rows(forms) == {"dag_run": 0, "task_instance": 0}
+    failed = forms.cli("tasks", "test", "forms_fails", "fails")
+    assert failed.returncode == 1 and "forms_fails.fails: failed" in failed.stdout  # one try: no retry
+    assert _rows(forms) == {"dag_run": 0, "task_instance": 0}
+    unknown = forms.cli("tasks", "test", "forms", "nope")
+    assert unknown.returncode == 2 and "'nope' not found" in unknown.stderr
