@@ -49,8 +49,16 @@ def known_dag(settings: Settings, dag_id: str) -> None:
 
 
 def trigger(settings: Settings, dag_id: str, *, run_id: str | None = None, conf: dict[str, Any] | None = None) -> str:
-    """Create a QUEUED DAG run the scheduler will start; returns its run id."""
+    """Create a QUEUED DAG run the scheduler will start; returns its run id.
+
+    A ``conf`` that violates one of the DAG's Params is refused here (ParamValidationError),
+    before any run exists; checking it means parsing the dags folder, so only a trigger with a
+    conf pays for it (a conf-less run uses the defaults, which the DAG file itself checks).
+    """
     from rabbitrun.models.lean import LeanDB
+
+    if conf:
+        check_conf(settings, dag_id, conf)
 
     lean = LeanDB.open(settings.database)  # a DAG the scheduler registered: no SQLAlchemy import (W1)
     if lean is not None:
@@ -64,6 +72,15 @@ def trigger(settings: Settings, dag_id: str, *, run_id: str | None = None, conf:
             lean.close()
     now = datetime.now(UTC)
     return _trigger_orm(settings, dag_id, run_id or _manual_run_id(now), conf or {}, now)
+
+
+def check_conf(settings: Settings, dag_id: str, conf: dict[str, Any]) -> None:
+    """Raise ParamValidationError if ``conf`` violates a Param of ``dag_id`` (no-op for a DAG not parsed)."""
+    from rabbitrun.authoring import resolve_params
+
+    dag = dagbag(settings).dags.get(dag_id)
+    if dag is not None:
+        resolve_params(dag.params, conf)
 
 
 def _manual_run_id(now: datetime) -> str:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rabbitrun.authoring import DagBag
+from rabbitrun.authoring import DagBag, resolve_params
 from rabbitrun.models import runs
 from rabbitrun.models.base import utcnow
 from rabbitrun.models.engine import make_engine, session_factory
@@ -34,7 +34,7 @@ def run_dag_in_process(
         include_examples=settings.core.load_examples,
         plugins_folder=Path(settings.core.plugins_folder) if settings.core.plugins_folder else None,
     )
-    bag.get_dag(dag_id)  # DagNotFound before anything is written
+    resolve_params(bag.get_dag(dag_id).params, conf)  # DagNotFound, ParamValidationError before anything is written
     sessions = session_factory(make_engine(settings.database, pooled=False))
     run_id = f"test__{utcnow().isoformat(timespec='microseconds')}"
     with sessions() as session:
