@@ -49,3 +49,30 @@ def test_a_conf_that_violates_a_param_is_refused_before_a_run_exists(env: Env) -
 def test_with_block_without_as_registers_its_dag(env: Env) -> None:
     _, rows = run_dag_in_process(env.settings(), "graph_unnamed")
     assert [(r.task_id, r.state) for r in rows] == [("only", "success")]
+
+
+def test_a_run_past_its_dagrun_timeout_fails_with_its_unfinished_tasks(env: Env) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from rabbitrun.client.dags import dagbag
+    from rabbitrun.models import runs as run_rows
+    from rabbitrun.models.tables import TaskInstance
+    from rabbitrun.scheduler.runs import fail_timed_out_runs, start_queued_runs
+
+    settings = env.settings()
+    bag = dagbag(settings)
+    sessions = session_factory(make_engine(settings.database, pooled=False))
+    started = datetime(2026, 1, 1, tzinfo=UTC)
+    with sessions() as session:
+        run_rows.create_run(session, "graph_timeout", "r1", {}, started)
+        session.commit()
+        start_queued_runs(session, bag, settings, started)
+        session.commit()
+        assert fail_timed_out_runs(session, bag, started + timedelta(seconds=59)) == []  # not yet
+        done = fail_timed_out_runs(session, bag, started + timedelta(seconds=61))
+    assert [(f.run_id, f.state) for f in done] == [("r1", "failed")]
+    with sessions() as session:
+        run = session.query(DagRun).filter_by(dag_id="graph_timeout", run_id="r1").one()
+        states = {t.task_id: t.state for t in session.query(TaskInstance).filter_by(dag_id="graph_timeout")}
+    assert run.state == "failed"
+    assert states == {"first": "skipped", "second": "skipped"}  # none was running: the unfinished are skipped
