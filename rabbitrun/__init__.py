@@ -35,6 +35,7 @@ from rabbitrun.authoring import (
     cross_downstream,
     dag,
     task,
+    task_group,
 )
 
 # Data access needs SQLAlchemy: load it on first use, so `rabbitrun --help` and DAG parsing stay light.
@@ -91,4 +92,5 @@ __all__ = [
     "dag",
     "mask_secret",
     "task",
+    "task_group",
 ]

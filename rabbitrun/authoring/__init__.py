@@ -29,7 +29,7 @@ from rabbitrun.authoring.signals import (
     TaskSignal,
     TaskTimeout,
 )
-from rabbitrun.authoring.taskgroup import TaskGroup
+from rabbitrun.authoring.taskgroup import TaskGroup, TaskGroupFactory, task_group
 from rabbitrun.authoring.trigger_rules import Decision, TriggerRule, evaluate
 from rabbitrun.authoring.xcomarg import XComArg
 
@@ -68,6 +68,7 @@ __all__ = [
     "SkipTask",
     "TaskDecorator",
     "TaskGroup",
+    "TaskGroupFactory",
     "TaskSignal",
     "TaskTimeout",
     "TriggerRule",
@@ -80,4 +81,5 @@ __all__ = [
     "get_current_dag",
     "resolve_params",
     "task",
+    "task_group",
 ]
