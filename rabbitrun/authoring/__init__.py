@@ -29,7 +29,7 @@ from rabbitrun.authoring.signals import (
     TaskSignal,
     TaskTimeout,
 )
-from rabbitrun.authoring.taskgroup import TaskGroup, TaskGroupFactory, task_group
+from rabbitrun.authoring.taskgroup import SubDagOperator, TaskGroup, TaskGroupFactory, task_group
 from rabbitrun.authoring.trigger_rules import Decision, TriggerRule, evaluate
 from rabbitrun.authoring.xcomarg import XComArg
 
@@ -66,6 +66,7 @@ __all__ = [
     "RescheduleTask",
     "SensorTimeout",
     "SkipTask",
+    "SubDagOperator",
     "TaskDecorator",
     "TaskGroup",
     "TaskGroupFactory",

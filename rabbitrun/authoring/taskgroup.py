@@ -30,7 +30,7 @@ from rabbitrun.authoring.dagcontext import (
 )
 from rabbitrun.errors import DagDefinitionError
 
-__all__ = ["TaskGroup", "TaskGroupFactory", "task_group"]
+__all__ = ["SubDagOperator", "TaskGroup", "TaskGroupFactory", "task_group"]
 
 _T = TypeVar("_T")
 
@@ -224,6 +224,16 @@ class TaskGroupFactory:
 
     def expand(self, **kwargs: Any) -> Any:
         return self.partial()
+
+
+class SubDagOperator:
+    """Removed in Airflow 3 (deprecated since 2.0): refused with the replacement named."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise DagDefinitionError(
+            "SubDagOperator is not supported (removed in Airflow 3): group the tasks with TaskGroup "
+            "(`with TaskGroup('section'):` or @task_group) instead"
+        )
 
 
 def task_group(python_callable: Callable[..., Any] | None = None, /, **group_kwargs: Any) -> Any:
