@@ -32,6 +32,7 @@ from rabbitrun.authoring import (
     SensorTimeout,
     ShortCircuitOperator,
     SkipTask,
+    SubDagOperator,
     TaskGroup,
     TaskTimeout,
     TriggerRule,
@@ -43,6 +44,7 @@ from rabbitrun.authoring import (
     dag,
     setup,
     task,
+    task_group,
     teardown,
 )
 
@@ -94,6 +96,7 @@ __all__ = [
     "SensorTimeout",
     "ShortCircuitOperator",
     "SkipTask",
+    "SubDagOperator",
     "TaskGroup",
     "TaskTimeout",
     "TriggerRule",
@@ -108,5 +111,6 @@ __all__ = [
     "mask_secret",
     "setup",
     "task",
+    "task_group",
     "teardown",
 ]

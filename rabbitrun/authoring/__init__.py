@@ -40,7 +40,7 @@ from rabbitrun.authoring.signals import (
     TaskTimeout,
 )
 from rabbitrun.authoring.skipping import SkipMixin, may_skip
-from rabbitrun.authoring.taskgroup import TaskGroup
+from rabbitrun.authoring.taskgroup import SubDagOperator, TaskGroup, TaskGroupFactory, task_group
 from rabbitrun.authoring.trigger_rules import Decision, TriggerRule, evaluate
 from rabbitrun.authoring.weekday import WeekDay
 from rabbitrun.authoring.xcomarg import XComArg
@@ -90,8 +90,10 @@ __all__ = [
     "ShortCircuitOperator",
     "SkipMixin",
     "SkipTask",
+    "SubDagOperator",
     "TaskDecorator",
     "TaskGroup",
+    "TaskGroupFactory",
     "TaskSignal",
     "TaskTimeout",
     "TriggerRule",
@@ -108,5 +110,6 @@ __all__ = [
     "resolve_params",
     "setup",
     "task",
+    "task_group",
     "teardown",
 ]

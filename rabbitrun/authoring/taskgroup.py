@@ -9,7 +9,9 @@ only an authoring shape: the scheduler sees its tasks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import Token
 from types import TracebackType
 from typing import Any, TypeVar
@@ -28,7 +30,7 @@ from rabbitrun.authoring.dagcontext import (
 )
 from rabbitrun.errors import DagDefinitionError
 
-__all__ = ["TaskGroup"]
+__all__ = ["SubDagOperator", "TaskGroup", "TaskGroupFactory", "task_group"]
 
 _T = TypeVar("_T")
 
@@ -104,13 +106,20 @@ class TaskGroup:
         self.children[key] = node
 
     def _free_label(self, base: str) -> str:
+        """``base``, or ``base__1``, ... : a label no sibling group (or task) has (repeated @task_group calls)."""
         parent = self.parent_group
-        taken = set(parent.children) if parent is not None else set()
         label, n = base, 0
-        while (parent.child_id(label) if parent is not None and parent.prefix_group_id else label) in taken:
+        while self._label_taken(parent.child_id(label) if parent is not None else label):
             n += 1
             label = f"{base}__{n}"
         return label
+
+    def _label_taken(self, full_id: str) -> bool:
+        if self.parent_group is not None and full_id in self.parent_group.children:
+            return True
+        dag = self.dag
+        tasks = dag.task_dict if dag is not None and hasattr(dag, "task_dict") else {}
+        return any(t == full_id or t.startswith(f"{full_id}.") for t in tasks)
 
     # --- context manager ----------------------------------------------------
 
@@ -182,6 +191,60 @@ class TaskGroup:
     def __rlshift__(self, other: Iterable[Any]) -> TaskGroup:
         self.set_downstream(other)
         return self
+
+
+class TaskGroupFactory:
+    """A ``@task_group`` function: each call opens a new TaskGroup (named after the function,
+    ``__1``, ``__2``... for repeated calls), runs the body inside it and returns what the body
+    returns (so ``start >> grp(x) >> end`` binds to the task it returns), else the group."""
+
+    def __init__(self, function: Callable[..., Any], group_kwargs: Mapping[str, Any]) -> None:
+        self.function = function
+        self.group_kwargs = dict(group_kwargs)
+        functools.update_wrapper(self, function)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        options = dict(self.group_kwargs)
+        group_id = options.pop("group_id", None) or self.function.__name__
+        options.setdefault("add_suffix_on_collision", True)
+        if not options.get("tooltip") and self.function.__doc__:
+            options["tooltip"] = inspect.cleandoc(self.function.__doc__)
+        with TaskGroup(group_id, **options) as group:
+            returned = self.function(*args, **kwargs)
+        return returned if returned is not None else group
+
+    def override(self, **group_kwargs: Any) -> TaskGroupFactory:
+        return TaskGroupFactory(self.function, {**self.group_kwargs, **group_kwargs})
+
+    def partial(self, **kwargs: Any) -> Any:
+        raise DagDefinitionError(
+            f"@task_group {self.function.__name__!r}: mapped task groups (partial/expand) are not supported yet; "
+            "map the tasks inside the group instead"
+        )
+
+    def expand(self, **kwargs: Any) -> Any:
+        return self.partial()
+
+
+class SubDagOperator:
+    """Removed in Airflow 3 (deprecated since 2.0): refused with the replacement named."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise DagDefinitionError(
+            "SubDagOperator is not supported (removed in Airflow 3): group the tasks with TaskGroup "
+            "(`with TaskGroup('section'):` or @task_group) instead"
+        )
+
+
+def task_group(python_callable: Callable[..., Any] | None = None, /, **group_kwargs: Any) -> Any:
+    """``@task_group`` or ``@task_group(group_id=..., tooltip=..., default_args=..., prefix_group_id=...)``."""
+    if python_callable is not None:
+        return TaskGroupFactory(python_callable, group_kwargs)
+
+    def decorate(function: Callable[..., Any]) -> TaskGroupFactory:
+        return TaskGroupFactory(function, group_kwargs)
+
+    return decorate
 
 
 _: type[OwningGroup] = TaskGroup  # TaskGroup satisfies what operators need of their group

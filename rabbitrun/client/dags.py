@@ -60,10 +60,15 @@ def trigger(
     """Create a QUEUED DAG run the scheduler will start; returns its run id.
 
     ``logical_date`` (Airflow's ``dags trigger -e``) sets the run's logical date and data
-    interval start; by default both are the time of the trigger.
+    interval start; by default both are the time of the trigger. A ``conf`` that violates one of
+    the DAG's Params is refused here (ParamValidationError), before any run exists; checking it
+    means parsing the dags folder, so only a trigger with a conf pays for it (a conf-less run uses
+    the defaults, which the DAG file itself checks).
     """
     from rabbitrun.models.lean import LeanDB
 
+    if conf:
+        check_conf(settings, dag_id, conf)
     if logical_date is not None:
         now = datetime.now(UTC)
         return _trigger_orm(settings, dag_id, run_id or _manual_run_id(logical_date), conf or {}, now, logical_date)
@@ -79,6 +84,15 @@ def trigger(
             lean.close()
     now = datetime.now(UTC)
     return _trigger_orm(settings, dag_id, run_id or _manual_run_id(now), conf or {}, now)
+
+
+def check_conf(settings: Settings, dag_id: str, conf: dict[str, Any]) -> None:
+    """Raise ParamValidationError if ``conf`` violates a Param of ``dag_id`` (no-op for a DAG not parsed)."""
+    from rabbitrun.authoring import resolve_params
+
+    dag = dagbag(settings).dags.get(dag_id)
+    if dag is not None:
+        resolve_params(dag.params, conf)
 
 
 def _manual_run_id(now: datetime) -> str:

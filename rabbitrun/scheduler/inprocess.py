@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import delete
 
-from rabbitrun.authoring import DagBag, MappedOperator
+from rabbitrun.authoring import DagBag, MappedOperator, resolve_params
 from rabbitrun.authoring.timetables import Interval
 from rabbitrun.errors import DagError
 from rabbitrun.keys import TaskInstanceKey
@@ -47,7 +47,7 @@ def run_dag_in_process(
         airflow_compat=settings.core.airflow_compat,
         plugins_folder=Path(settings.core.plugins_folder) if settings.core.plugins_folder else None,
     )
-    bag.get_dag(dag_id)  # DagNotFound before anything is written
+    resolve_params(bag.get_dag(dag_id).params, conf)  # DagNotFound, ParamValidationError before anything is written
     sessions = session_factory(make_engine(settings.database, pooled=False))
     run_id = f"test__{utcnow().isoformat(timespec='microseconds')}"
     with sessions() as session:

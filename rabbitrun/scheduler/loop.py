@@ -352,6 +352,7 @@ class Scheduler:
                     log.info("DAG run %s of %s started", run.run_id, run.dag_id)
                 recovery.surface_stuck_queued(session, s, now, self.metrics.count_scheduler_outcome)
                 recovery.requeue_lost_attempts(session, s, now, self.metrics.count_scheduler_outcome)
+                runs.fail_timed_out_runs(session, self.dagbag, now, finished)
             envelopes = readiness.schedule(session, self.dagbag, s, now, only, notes, finished)
             if due:  # one still due now could not be queued (e.g. a full pool): the poll retries it
                 next_due = runs.next_due_at(session)

@@ -242,6 +242,40 @@ def finish_runs_if_done(
         finished.extend(done)
 
 
+def fail_timed_out_runs(
+    session: Session, dagbag: DagBag, now: datetime, finished: list[FinishedRun] | None = None
+) -> list[FinishedRun]:
+    """Runs still running longer than their DAG's ``dagrun_timeout`` fail, as in Airflow: their
+    running task instances fail, the other unfinished ones are skipped (the mark-run-failed rule,
+    so a worker still running one is fenced out by the state change). Commits."""
+    from datetime import timedelta
+
+    from rabbitrun.models import transitions
+
+    done: list[FinishedRun] = []
+    for dag in dagbag.dags.values():
+        timeout = dag.dagrun_timeout
+        if not isinstance(timeout, timedelta):
+            continue
+        late = session.execute(
+            select(DagRun).where(
+                DagRun.dag_id == dag.dag_id,
+                DagRun.state == DagRunState.RUNNING.value,
+                DagRun.start_date < now - timeout,
+            )
+        ).scalars()
+        for run in list(late):
+            reason = f"dagrun_timeout {timeout} exceeded"
+            transitions.mark_run(session, run.dag_id, run.run_id, TaskState.FAILED, now, reason)
+            run.state, run.end_date = DagRunState.FAILED.value, now
+            done.append(FinishedRun(run.dag_id, run.run_id, run.state))
+            log.warning("DAG run %s of %s failed: %s", run.run_id, run.dag_id, reason)
+    session.commit()
+    if finished is not None:
+        finished.extend(done)
+    return done
+
+
 def queued_runs_exist(session: Session) -> bool:
     """A new run to start (of a DAG that is not paused)?"""
     paused = select(DagModel.dag_id).where(DagModel.is_paused.is_(True))

@@ -77,3 +77,10 @@ def test_dag_accepts_airflow_arguments_and_stores_them() -> None:
 def test_misspelt_dag_argument_names_the_closest() -> None:
     with pytest.raises(DagDefinitionError, match=r"did you mean 'doc_md'"):
         DAG("d", docmd="x")
+
+
+def test_subdag_operator_is_refused_naming_task_group() -> None:
+    from rabbitrun import SubDagOperator
+
+    with pytest.raises(DagDefinitionError, match="SubDagOperator is not supported.*TaskGroup"):
+        SubDagOperator(task_id="s", subdag=None)

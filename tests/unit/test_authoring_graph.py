@@ -129,3 +129,35 @@ def test_group_links_to_group_by_leaves_to_roots() -> None:
             EmptyOperator(task_id="b")
         g1 >> g2
     assert _edges(dag) == {("g1.a", "g2.b")}
+
+
+def test_task_group_decorator_builds_a_group_per_call_and_returns_the_body_result() -> None:
+    from rabbitrun.authoring import task_group
+
+    @task
+    def produce() -> int:
+        return 1
+
+    @task
+    def add_one(x: int) -> int:
+        return x + 1
+
+    @task_group
+    def grp(x: Any) -> Any:
+        """Adds one."""
+        return add_one(x)
+
+    @task_group(group_id="quiet")
+    def quiet() -> None:
+        EmptyOperator(task_id="e")
+
+    with DAG("d") as dag:
+        first = produce()
+        out = grp(first)
+        grp(out)
+        group = quiet()
+    assert dag.task_ids == ["produce", "grp.add_one", "grp__1.add_one", "quiet.e"]
+    assert _edges(dag) == {("produce", "grp.add_one"), ("grp.add_one", "grp__1.add_one")}
+    assert isinstance(group, TaskGroup) and group.tooltip == ""
+    with pytest.raises(DagDefinitionError, match="mapped task groups"):
+        grp.expand(x=[1, 2])

@@ -3,7 +3,7 @@ Param, .output in a templated field, and a `with DAG(...)` block without `as` (r
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from _graph_helper import double  # a module beside the DAG files
 
@@ -43,3 +43,6 @@ graph_features()
 
 with DAG("graph_unnamed", schedule=None, start_date=datetime(2024, 1, 1)):
     EmptyOperator(task_id="only")
+
+with DAG("graph_timeout", schedule=None, start_date=datetime(2024, 1, 1), dagrun_timeout=timedelta(minutes=1)):
+    EmptyOperator(task_id="first") >> EmptyOperator(task_id="second")
