@@ -24,6 +24,8 @@ from rabbitrun.authoring import (
     TaskTimeout,
     TriggerRule,
     XComArg,
+    get_current_context,
+    macros,
     task,
 )
 
@@ -69,6 +71,8 @@ __all__ = [
     "Variable",
     "XCom",
     "XComArg",
+    "get_current_context",
+    "macros",
     "mask_secret",
     "task",
 ]

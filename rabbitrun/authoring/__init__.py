@@ -4,7 +4,9 @@ Pure Python: nothing here touches the broker or the database. The only I/O is
 importing DAG files and BashOperator's child process.
 """
 
+from rabbitrun.authoring import current, macros
 from rabbitrun.authoring.baseoperator import BaseOperator, Context, Dependable
+from rabbitrun.authoring.current import get_current_context
 from rabbitrun.authoring.dag import DAG, get_current_dag
 from rabbitrun.authoring.dagbag import EXAMPLES_PREFIX, DagBag, ImportErrorInfo
 from rabbitrun.authoring.decorators import DecoratedPythonOperator, TaskDecorator, task
@@ -58,7 +60,10 @@ __all__ = [
     "TaskTimeout",
     "TriggerRule",
     "XComArg",
+    "current",
     "evaluate",
+    "get_current_context",
     "get_current_dag",
+    "macros",
     "task",
 ]

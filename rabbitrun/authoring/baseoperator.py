@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from rabbitrun.authoring.dagcontext import OwningDag, current_dag, dag_for, validate_id
+from rabbitrun.authoring.templating import Templated
 from rabbitrun.authoring.trigger_rules import TriggerRule
 from rabbitrun.errors import DagDefinitionError
 from rabbitrun.names import DEFAULT_POOL
@@ -94,7 +95,7 @@ def _as_timedelta(name: str, value: timedelta | float | int | None) -> timedelta
     raise DagDefinitionError(f"{name} must be a timedelta or a number of seconds, got {value!r}")
 
 
-class BaseOperator(metaclass=_OperatorMeta):
+class BaseOperator(Templated, metaclass=_OperatorMeta):
     """One task: what to run (``execute``) and the policy around it.
 
     ``queue=None`` means "the configured default queue"; it stays None here

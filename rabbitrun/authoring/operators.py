@@ -63,7 +63,7 @@ def context_kwargs(
 class PythonOperator(BaseOperator):
     """Call ``python_callable(*op_args, **op_kwargs, **wanted context)``; its result is the XCom."""
 
-    template_fields = ("op_args", "op_kwargs")
+    template_fields = ("templates_dict", "op_args", "op_kwargs")
 
     def __init__(
         self,
@@ -71,9 +71,17 @@ class PythonOperator(BaseOperator):
         python_callable: Callable[..., Any],
         op_args: Sequence[Any] = (),
         op_kwargs: Mapping[str, Any] | None = None,
+        templates_dict: Mapping[str, Any] | None = None,
+        templates_exts: Sequence[str] | None = None,
+        show_return_value_in_logs: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(task_id, **kwargs)
+        # rendered like the other fields, then handed to the callable as context["templates_dict"]
+        self.templates_dict: dict[str, Any] | None = dict(templates_dict) if templates_dict is not None else None
+        if templates_exts:  # values of templates_dict ending with these name template files
+            self.template_ext = tuple(templates_exts)
+        self.show_return_value_in_logs = show_return_value_in_logs
         if not callable(python_callable):
             raise DagDefinitionError(f"task {task_id!r}: python_callable must be callable, got {python_callable!r}")
         self.python_callable = python_callable
@@ -85,8 +93,12 @@ class PythonOperator(BaseOperator):
 
     def execute_callable(self, args: Sequence[Any], kwargs: Mapping[str, Any], context: Context) -> Any:
         """Call the callable with resolved arguments; subclasses resolve, this calls."""
+        context = {**context, "templates_dict": getattr(self, "templates_dict", None)}
         call_kwargs = context_kwargs(self.python_callable, context, len(args), kwargs)
-        return self.python_callable(*args, **call_kwargs)
+        result = self.python_callable(*args, **call_kwargs)
+        if getattr(self, "show_return_value_in_logs", True):
+            self.log.info("Done. Returned value was: %s", result)
+        return result
 
 
 class BashOperator(BaseOperator):
@@ -96,6 +108,8 @@ class BashOperator(BaseOperator):
     """
 
     template_fields = ("bash_command", "env", "cwd")
+    template_ext = (".sh", ".bash")
+    template_fields_renderers = {"bash_command": "bash", "env": "json"}
 
     def __init__(
         self,
