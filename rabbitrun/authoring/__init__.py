@@ -26,6 +26,14 @@ from rabbitrun.authoring.signals import (
     TaskSignal,
     TaskTimeout,
 )
+from rabbitrun.authoring.standard_sensors import (
+    BashSensor,
+    DateTimeSensor,
+    DayOfWeekSensor,
+    PythonSensor,
+    TimeDeltaSensor,
+    TimeSensor,
+)
 from rabbitrun.authoring.trigger_rules import Decision, TriggerRule, evaluate
 from rabbitrun.authoring.xcomarg import XComArg
 
@@ -41,8 +49,11 @@ __all__ = [
     "BaseSensorOperator",
     "BashCommandFailed",
     "BashOperator",
+    "BashSensor",
     "Context",
     "DagBag",
+    "DateTimeSensor",
+    "DayOfWeekSensor",
     "Decision",
     "DecoratedPythonOperator",
     "Dependable",
@@ -52,12 +63,15 @@ __all__ = [
     "MappedOperator",
     "PokeReturnValue",
     "PythonOperator",
+    "PythonSensor",
     "RescheduleTask",
     "SensorTimeout",
     "SkipTask",
     "TaskDecorator",
     "TaskSignal",
     "TaskTimeout",
+    "TimeDeltaSensor",
+    "TimeSensor",
     "TriggerRule",
     "XComArg",
     "current",

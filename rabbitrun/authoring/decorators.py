@@ -163,3 +163,10 @@ def task(
     if python_callable is not None:
         return decorate(python_callable)
     return decorate
+
+
+# @task.bash / @task.sensor live in their own module; attached here so `task` carries them
+from rabbitrun.authoring import task_variants as _variants  # noqa: E402
+
+task.bash = _variants.bash  # type: ignore[attr-defined]
+task.sensor = _variants.sensor  # type: ignore[attr-defined]

@@ -107,7 +107,7 @@ class BashOperator(BaseOperator):
     Exit code ``skip_on_exit_code`` (99 by default) means "skip this task".
     """
 
-    template_fields = ("bash_command", "env", "cwd")
+    template_fields: tuple[str, ...] = ("bash_command", "env", "cwd")
     template_ext = (".sh", ".bash")
     template_fields_renderers = {"bash_command": "bash", "env": "json"}
 

@@ -11,7 +11,7 @@ import pytest
 from rabbitrun import get_current_context
 from rabbitrun.authoring.current import NoCurrentContext
 from tests.support.env import Env
-from tests.support.runs import queue_run
+from tests.support.runs import queue_run, schedule_again
 from tests.support.secrets import run_in_process, xcoms
 
 
@@ -74,3 +74,29 @@ def test_native_rendering_gives_python_objects(env: Env) -> None:
 def test_get_current_context_outside_a_task_is_a_clear_error() -> None:
     with pytest.raises(NoCurrentContext, match="no context was found"):
         get_current_context()
+
+
+def test_standard_sensors_task_sensor_and_task_bash(env: Env) -> None:
+    run_id = queue_run(env, "runtime_sensors", ready="yes")
+    expected = {
+        "py_ready": "success",
+        "bash_ready": "success",
+        "bash_fails": "failed",  # exit 3 is not the retry code 1: a failure, not "not yet"
+        "delta_past": "success",
+        "far_future": "up_for_reschedule",
+        "any_day": "success",
+        "decorated_sensor": "success",
+    }
+    got = {task_id: run_in_process(env, "runtime_sensors", run_id, task_id).state for task_id in expected}
+    assert got == expected
+    assert _value(env, run_id, "decorated_sensor") == "sensed-hi"
+    schedule_again(env)  # `say` is ready once its upstream sensor succeeded
+    assert run_in_process(env, "runtime_sensors", run_id, "say").state == "success"
+    said = str(_value(env, run_id, "say"))
+    ds = said.removeprefix("sensed-hi-")[:10]
+    assert said == f"sensed-hi-{ds}-{ds}"  # the returned command was rendered ({{ ds }}) and ds was passed
+
+
+def test_python_sensor_soft_fail_skips_when_the_callable_stays_false(env: Env) -> None:
+    run_id = queue_run(env, "runtime_sensors", ready="no")
+    assert run_in_process(env, "runtime_sensors", run_id, "py_ready").state == "skipped"

@@ -65,3 +65,45 @@ with DAG("runtime_native") as native_dag:
         return type(value).__name__
 
     PythonOperator(task_id="native", python_callable=_kind, op_args=["{{ [1, 2, 3] }}"])
+
+
+with DAG("runtime_sensors") as sensors_dag:
+    from datetime import timedelta
+
+    from rabbitrun import (
+        BashSensor,
+        DateTimeSensor,
+        DayOfWeekSensor,
+        PokeReturnValue,
+        PythonSensor,
+        TimeDeltaSensor,
+    )
+
+    PythonSensor(
+        task_id="py_ready",
+        python_callable=lambda params: params.get("ready") == "yes",
+        poke_interval=0.1,
+        timeout=0.3,
+        soft_fail=True,
+    )
+    BashSensor(task_id="bash_ready", bash_command="test -n '{{ params.ready }}'", poke_interval=0.1, timeout=5)
+    BashSensor(task_id="bash_fails", bash_command="exit 3", retry_exit_code=1, poke_interval=0.1, timeout=5)
+    TimeDeltaSensor(task_id="delta_past", delta=timedelta(seconds=-1), poke_interval=0.1)
+    DateTimeSensor(
+        task_id="far_future", target_time="{{ macros.ds_add(ds, 3650) }}T00:00:00", mode="reschedule", poke_interval=30
+    )
+    DayOfWeekSensor(
+        task_id="any_day",
+        week_day={"Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"},
+        use_task_logical_date=True,
+    )
+
+    @task.sensor(poke_interval=0.1, timeout=5)
+    def decorated_sensor(word):
+        return PokeReturnValue(is_done=True, xcom_value=f"sensed-{word}")
+
+    @task.bash
+    def say(word, ds=None):
+        return f"echo {word}-{{{{ ds }}}}-{ds}"
+
+    say(decorated_sensor("hi"))
