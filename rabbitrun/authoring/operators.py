@@ -32,6 +32,12 @@ class BashCommandFailed(RuntimeError):
         super().__init__(f"Bash command failed. The command returned a non-zero exit code {exit_code}.")
         self.exit_code = exit_code
 
+    @classmethod
+    def no_cwd(cls, cwd: str) -> BashCommandFailed:
+        failed = cls(-1)
+        failed.args = (f"Can not find the cwd: {cwd} (it must be an existing directory)",)
+        return failed
+
 
 def context_kwargs(
     func: Callable[..., Any],
@@ -119,16 +125,23 @@ class BashOperator(BaseOperator):
         append_env: bool = True,
         cwd: str | Path | None = None,
         skip_on_exit_code: int | None = 99,
+        output_encoding: str = "utf-8",
+        output_processor: Callable[[str], Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(task_id, **kwargs)
         self.bash_command = bash_command
+        self.output_encoding = output_encoding
+        #: turns the last output line into the XCom value (Airflow's output_processor), e.g. json.loads
+        self.output_processor = output_processor
         self.env = dict(env) if env is not None else None
         self.append_env = append_env
         self.cwd = str(cwd) if cwd is not None else None
         self.skip_on_exit_code = skip_on_exit_code
 
-    def execute(self, context: Context) -> str:
+    def execute(self, context: Context) -> Any:
+        if self.cwd is not None and not os.path.isdir(self.cwd):
+            raise BashCommandFailed.no_cwd(self.cwd)
         proc = subprocess.Popen(
             ["bash", "-c", self.bash_command],
             stdin=subprocess.DEVNULL,
@@ -144,7 +157,8 @@ class BashOperator(BaseOperator):
         finally:
             _stop(proc)
         if exit_code == 0:
-            return last_line
+            processor = getattr(self, "output_processor", None)
+            return processor(last_line) if processor is not None else last_line
         if self.skip_on_exit_code is not None and exit_code == self.skip_on_exit_code:
             raise SkipTask(f"Bash command returned exit code {exit_code}. Skipping.")
         raise BashCommandFailed(exit_code)
@@ -162,7 +176,7 @@ class BashOperator(BaseOperator):
         assert proc.stdout is not None  # stdout=PIPE above
         last_line = ""
         for raw in iter(proc.stdout.readline, b""):
-            last_line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            last_line = raw.decode(getattr(self, "output_encoding", "utf-8"), errors="replace").rstrip("\r\n")
             self.log.info("%s", last_line)
         return last_line
 

@@ -46,7 +46,7 @@ class DecoratedBashOperator(BashOperator):
         self.op_args, self.op_kwargs = list(op_args), dict(op_kwargs or {})
         _depend_on_xcom_args(self, self.op_args, self.op_kwargs)
 
-    def execute(self, context: Context) -> str:
+    def execute(self, context: Context) -> Any:
         args = [resolve_xcom_args(a, context) for a in self.op_args]
         kwargs = {k: resolve_xcom_args(v, context) for k, v in self.op_kwargs.items()}
         command = self.python_callable(*args, **context_kwargs(self.python_callable, context, len(args), kwargs))

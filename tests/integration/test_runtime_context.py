@@ -100,3 +100,11 @@ def test_standard_sensors_task_sensor_and_task_bash(env: Env) -> None:
 def test_python_sensor_soft_fail_skips_when_the_callable_stays_false(env: Env) -> None:
     run_id = queue_run(env, "runtime_sensors", ready="no")
     assert run_in_process(env, "runtime_sensors", run_id, "py_ready").state == "skipped"
+
+
+def test_bash_output_processor_env_cwd_and_missing_cwd(env: Env) -> None:
+    run_id = queue_run(env, "runtime_bash")
+    assert run_in_process(env, "runtime_bash", run_id, "processed").state == "success"
+    assert _value(env, run_id, "processed") == {"n": 7, "where": "/tmp"}
+    failed = run_in_process(env, "runtime_bash", run_id, "bad_cwd")
+    assert failed.state == "failed" and "Can not find the cwd" in (failed.error or "")

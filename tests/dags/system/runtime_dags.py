@@ -107,3 +107,17 @@ with DAG("runtime_sensors") as sensors_dag:
         return f"echo {word}-{{{{ ds }}}}-{ds}"
 
     say(decorated_sensor("hi"))
+
+
+with DAG("runtime_bash") as bash_dag:
+    import json as _json
+
+    BashOperator(
+        task_id="processed",
+        bash_command='echo "{\\"n\\": $N, \\"where\\": \\"$(pwd)\\"}"',
+        env={"N": "7"},
+        append_env=False,
+        cwd="/tmp",
+        output_processor=_json.loads,
+    )
+    BashOperator(task_id="bad_cwd", bash_command="true", cwd="/nonexistent/dir")
