@@ -12,6 +12,7 @@ from rabbitrun.authoring.dagbag import EXAMPLES_PREFIX, DagBag, ImportErrorInfo
 from rabbitrun.authoring.decorators import DecoratedPythonOperator, TaskDecorator, task
 from rabbitrun.authoring.mapped import MappedOperator
 from rabbitrun.authoring.operators import BashCommandFailed, BashOperator, PythonOperator
+from rabbitrun.authoring.process_python import ExternalPythonOperator, PythonVirtualenvOperator, is_venv_installed
 from rabbitrun.authoring.sensors import BaseSensorOperator, FileSensor, PokeReturnValue
 from rabbitrun.authoring.signals import (
     AirflowFailException,
@@ -57,6 +58,7 @@ __all__ = [
     "Decision",
     "DecoratedPythonOperator",
     "Dependable",
+    "ExternalPythonOperator",
     "FailTask",
     "FileSensor",
     "ImportErrorInfo",
@@ -64,6 +66,7 @@ __all__ = [
     "PokeReturnValue",
     "PythonOperator",
     "PythonSensor",
+    "PythonVirtualenvOperator",
     "RescheduleTask",
     "SensorTimeout",
     "SkipTask",
@@ -78,6 +81,7 @@ __all__ = [
     "evaluate",
     "get_current_context",
     "get_current_dag",
+    "is_venv_installed",
     "macros",
     "task",
 ]

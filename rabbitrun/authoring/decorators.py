@@ -165,8 +165,10 @@ def task(
     return decorate
 
 
-# @task.bash / @task.sensor live in their own module; attached here so `task` carries them
+# @task.bash / .sensor / .virtualenv / .external_python live in their own module; attached here so `task` carries them
 from rabbitrun.authoring import task_variants as _variants  # noqa: E402
 
 task.bash = _variants.bash  # type: ignore[attr-defined]
 task.sensor = _variants.sensor  # type: ignore[attr-defined]
+task.virtualenv = _variants.virtualenv  # type: ignore[attr-defined]
+task.external_python = _variants.external_python  # type: ignore[attr-defined]

@@ -69,7 +69,7 @@ def context_kwargs(
 class PythonOperator(BaseOperator):
     """Call ``python_callable(*op_args, **op_kwargs, **wanted context)``; its result is the XCom."""
 
-    template_fields = ("templates_dict", "op_args", "op_kwargs")
+    template_fields: tuple[str, ...] = ("templates_dict", "op_args", "op_kwargs")
 
     def __init__(
         self,

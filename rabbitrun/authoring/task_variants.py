@@ -1,10 +1,12 @@
-"""``@task.bash`` and ``@task.sensor``: decorated functions that run as a BashOperator or a sensor.
+"""``@task.bash``, ``@task.sensor``, ``@task.virtualenv``, ``@task.external_python``: other task kinds.
 
 ``@task.bash``: the function returns the command string, which is rendered as a template and run
 by bash (its last output line is the XCom). ``@task.sensor``: the function is the sensor's poke
 (truthy, or a :class:`PokeReturnValue`), with every sensor argument (``poke_interval``, ``timeout``,
 ``mode``, ``soft_fail``, ``exponential_backoff``). Arguments may be XComArgs, as for ``@task``.
-``rabbitrun.authoring.decorators`` attaches them to ``task``.
+``@task.virtualenv(requirements=[...])`` / ``@task.external_python(python=...)`` run the function in
+another interpreter (:mod:`rabbitrun.authoring.process_python`). ``rabbitrun.authoring.decorators``
+attaches them to ``task``.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from typing import Any
 from rabbitrun.authoring.baseoperator import BaseOperator, Context
 from rabbitrun.authoring.dagcontext import dag_for
 from rabbitrun.authoring.operators import BashOperator, context_kwargs
+from rabbitrun.authoring.process_python import ExternalPythonOperator, PythonVirtualenvOperator
 from rabbitrun.authoring.standard_sensors import PythonSensor
 from rabbitrun.authoring.xcomarg import XComArg, resolve_xcom_args, xcom_args_in
 
-__all__ = ["DecoratedBashOperator", "DecoratedSensorOperator", "bash", "sensor"]
+__all__ = ["DecoratedBashOperator", "DecoratedSensorOperator", "bash", "external_python", "sensor", "virtualenv"]
 
 
 def _depend_on_xcom_args(op: BaseOperator, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
@@ -69,6 +72,41 @@ class DecoratedSensorOperator(PythonSensor):
         return super().poke(context)
 
 
+class _ResolvedArguments:
+    """For the interpreter-changing variants: XComArgs in the arguments are upstream tasks, and are
+    replaced by their values before the callable runs."""
+
+    op_args: list[Any]
+    op_kwargs: dict[str, Any]
+
+    def _resolved(self, context: Context) -> tuple[list[Any], dict[str, Any]]:
+        args = [resolve_xcom_args(a, context) for a in self.op_args]
+        return args, {k: resolve_xcom_args(v, context) for k, v in self.op_kwargs.items()}
+
+
+class DecoratedVirtualenvOperator(_ResolvedArguments, PythonVirtualenvOperator):
+    """A PythonVirtualenvOperator made by ``@task.virtualenv``."""
+
+    def __init__(self, task_id: str, python_callable: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(task_id, python_callable, **kwargs)
+        _depend_on_xcom_args(self, self.op_args, self.op_kwargs)
+
+    def execute(self, context: Context) -> Any:
+        return self.execute_callable(*self._resolved(context), context)
+
+
+class DecoratedExternalPythonOperator(_ResolvedArguments, ExternalPythonOperator):
+    """An ExternalPythonOperator made by ``@task.external_python(python=...)``."""
+
+    def __init__(self, task_id: str, python_callable: Callable[..., Any], **kwargs: Any) -> None:
+        python = kwargs.pop("python", "")
+        super().__init__(task_id, python, python_callable, **kwargs)
+        _depend_on_xcom_args(self, self.op_args, self.op_kwargs)
+
+    def execute(self, context: Context) -> Any:
+        return self.execute_callable(*self._resolved(context), context)
+
+
 class _Variant:
     """A decorated function: calling it adds one task of ``operator_class`` to the current DAG."""
 
@@ -105,3 +143,5 @@ def _decorator(operator_class: Callable[..., BaseOperator]) -> Callable[..., Any
 
 bash = _decorator(DecoratedBashOperator)
 sensor = _decorator(DecoratedSensorOperator)
+virtualenv = _decorator(DecoratedVirtualenvOperator)
+external_python = _decorator(DecoratedExternalPythonOperator)

@@ -5,6 +5,7 @@ XCom rules around execute (do_xcom_push, multiple_outputs, pre/post_execute); re
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -108,3 +109,22 @@ def test_bash_output_processor_env_cwd_and_missing_cwd(env: Env) -> None:
     assert _value(env, run_id, "processed") == {"n": 7, "where": "/tmp"}
     failed = run_in_process(env, "runtime_bash", run_id, "bad_cwd")
     assert failed.state == "failed" and "Can not find the cwd" in (failed.error or "")
+
+
+def test_virtualenv_task_runs_in_a_new_cached_venv_and_external_python_in_its_interpreter(env: Env) -> None:
+    import sys
+
+    run_id = queue_run(env, "runtime_venv")
+    assert run_in_process(env, "runtime_venv", run_id, "seed").state == "success"
+    schedule_again(env)
+    outcome = run_in_process(env, "runtime_venv", run_id, "in_venv")
+    assert outcome.state == "success", outcome.error
+    got = _value(env, run_id, "in_venv")
+    assert isinstance(got, dict) and got["doubled"] == 40
+    venvs = env.home.parent / "out" / "venvs"  # venv_cache_path, a template field
+    assert str(got["prefix"]).startswith(str(venvs)) and got["prefix"] != sys.prefix
+    assert [p.name for p in venvs.iterdir()] == [Path(str(got["prefix"])).name]  # built once, renamed in place
+    again = run_in_process(env, "runtime_venv", run_id, "in_venv", try_number=None)  # a new try reuses it
+    assert again.state == "success" and _value(env, run_id, "in_venv") == got
+    assert run_in_process(env, "runtime_venv", run_id, "external").state == "success"
+    assert _value(env, run_id, "external") == "hi@/usr/bin/python3"

@@ -79,3 +79,21 @@ def test_deferrable_sensor_falls_back_to_reschedule_with_a_warning() -> None:
         sensor = PythonSensor(task_id="s", python_callable=lambda: True, deferrable=True)
     assert sensor.mode == "reschedule"
     assert any("deferrable=True" in str(w.message) for w in caught)
+
+
+def test_callable_source_drops_decorators_and_refuses_lambdas() -> None:
+    from rabbitrun import PythonVirtualenvOperator, is_venv_installed, task
+    from rabbitrun.authoring.process_python import callable_source
+
+    @task.virtualenv(
+        requirements=["six"],
+    )
+    def decorated(x):
+        return x + 1
+
+    assert callable_source(decorated.function).startswith("def decorated(x):")
+    with DAG("venv_defs"), pytest.raises(DagDefinitionError, match="lambda"):
+        PythonVirtualenvOperator(task_id="lam", python_callable=lambda: 1)
+    with DAG("venv_defs2"), pytest.raises(DagDefinitionError, match="serializer"):
+        PythonVirtualenvOperator(task_id="bad", python_callable=test_macros_ds_add_and_ds_format, serializer="x")
+    assert is_venv_installed() is True

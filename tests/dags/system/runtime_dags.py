@@ -121,3 +121,26 @@ with DAG("runtime_bash") as bash_dag:
         output_processor=_json.loads,
     )
     BashOperator(task_id="bad_cwd", bash_command="true", cwd="/nonexistent/dir")
+
+
+with DAG("runtime_venv") as venv_dag:
+    from rabbitrun import ExternalPythonOperator
+
+    @task
+    def seed():
+        return 20
+
+    @task.virtualenv(system_site_packages=True, serializer="json", venv_cache_path="{{ params.out_dir }}/venvs")
+    def in_venv(n):
+        import sys
+
+        return {"prefix": sys.prefix, "base": sys.base_prefix, "doubled": n * 2}
+
+    in_venv(seed())
+
+    def _where(word):
+        import sys
+
+        return f"{word}@{sys.executable}"
+
+    ExternalPythonOperator(task_id="external", python="/usr/bin/python3", python_callable=_where, op_args=["hi"])
