@@ -4,6 +4,7 @@ Pure Python: nothing here touches the broker or the database. The only I/O is
 importing DAG files and BashOperator's child process.
 """
 
+from rabbitrun.authoring import current, macros
 from rabbitrun.authoring.baseoperator import BaseOperator, Context, Dependable
 from rabbitrun.authoring.branch_decorators import branch_task, short_circuit_task
 from rabbitrun.authoring.branching import (
@@ -14,6 +15,7 @@ from rabbitrun.authoring.branching import (
     LatestOnlyOperator,
     ShortCircuitOperator,
 )
+from rabbitrun.authoring.current import get_current_context
 from rabbitrun.authoring.dag import DAG, get_current_dag
 from rabbitrun.authoring.dag_decorator import DagFactory, DagParam, dag
 from rabbitrun.authoring.dagbag import EXAMPLES_PREFIX, DagBag, ImportErrorInfo
@@ -24,6 +26,7 @@ from rabbitrun.authoring.helpers import chain, chain_linear, cross_downstream
 from rabbitrun.authoring.mapped import MappedOperator
 from rabbitrun.authoring.operators import BashCommandFailed, BashOperator, PythonOperator
 from rabbitrun.authoring.params import Param, ParamsDict, resolve_params
+from rabbitrun.authoring.process_python import ExternalPythonOperator, PythonVirtualenvOperator, is_venv_installed
 from rabbitrun.authoring.sensors import BaseSensorOperator, FileSensor, PokeReturnValue
 from rabbitrun.authoring.setup_teardown import effective_leaves, setup, teardown
 from rabbitrun.authoring.signals import (
@@ -40,6 +43,14 @@ from rabbitrun.authoring.signals import (
     TaskTimeout,
 )
 from rabbitrun.authoring.skipping import SkipMixin, may_skip
+from rabbitrun.authoring.standard_sensors import (
+    BashSensor,
+    DateTimeSensor,
+    DayOfWeekSensor,
+    PythonSensor,
+    TimeDeltaSensor,
+    TimeSensor,
+)
 from rabbitrun.authoring.taskgroup import SubDagOperator, TaskGroup, TaskGroupFactory, task_group
 from rabbitrun.authoring.trigger_rules import Decision, TriggerRule, evaluate
 from rabbitrun.authoring.weekday import WeekDay
@@ -63,6 +74,7 @@ __all__ = [
     "BaseSensorOperator",
     "BashCommandFailed",
     "BashOperator",
+    "BashSensor",
     "BranchDateTimeOperator",
     "BranchDayOfWeekOperator",
     "BranchPythonOperator",
@@ -70,11 +82,14 @@ __all__ = [
     "DagBag",
     "DagFactory",
     "DagParam",
+    "DateTimeSensor",
+    "DayOfWeekSensor",
     "Decision",
     "DecoratedPythonOperator",
     "Dependable",
     "EdgeModifier",
     "EmptyOperator",
+    "ExternalPythonOperator",
     "FailTask",
     "FileSensor",
     "ImportErrorInfo",
@@ -85,6 +100,8 @@ __all__ = [
     "ParamsDict",
     "PokeReturnValue",
     "PythonOperator",
+    "PythonSensor",
+    "PythonVirtualenvOperator",
     "RescheduleTask",
     "SensorTimeout",
     "ShortCircuitOperator",
@@ -96,16 +113,22 @@ __all__ = [
     "TaskGroupFactory",
     "TaskSignal",
     "TaskTimeout",
+    "TimeDeltaSensor",
+    "TimeSensor",
     "TriggerRule",
     "WeekDay",
     "XComArg",
     "chain",
     "chain_linear",
     "cross_downstream",
+    "current",
     "dag",
     "effective_leaves",
     "evaluate",
+    "get_current_context",
     "get_current_dag",
+    "is_venv_installed",
+    "macros",
     "may_skip",
     "resolve_params",
     "setup",

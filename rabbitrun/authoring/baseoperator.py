@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from rabbitrun.authoring.airflow_args import closest_name_error, removed_sla, warn_unimplemented
 from rabbitrun.authoring.dagcontext import OwningDag, OwningGroup, current_dag, current_group, dag_for, validate_id
+from rabbitrun.authoring.templating import Templated
 from rabbitrun.authoring.trigger_rules import TriggerRule, trigger_rule
 from rabbitrun.errors import DagDefinitionError
 from rabbitrun.names import DEFAULT_POOL
@@ -126,7 +127,7 @@ def _as_timedelta(name: str, value: timedelta | float | int | None) -> timedelta
     raise DagDefinitionError(f"{name} must be a timedelta or a number of seconds, got {value!r}")
 
 
-class BaseOperator(metaclass=_OperatorMeta):
+class BaseOperator(Templated, metaclass=_OperatorMeta):
     """One task: what to run (``execute``) and the policy around it.
 
     ``queue=None`` means "the configured default queue"; it stays None here

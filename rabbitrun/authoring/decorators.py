@@ -169,3 +169,12 @@ def task(
     if python_callable is not None:
         return decorate(python_callable)
     return decorate
+
+
+# @task.bash / .sensor / .virtualenv / .external_python live in their own module; attached here so `task` carries them
+from rabbitrun.authoring import task_variants as _variants  # noqa: E402
+
+task.bash = _variants.bash  # type: ignore[attr-defined]
+task.sensor = _variants.sensor  # type: ignore[attr-defined]
+task.virtualenv = _variants.virtualenv  # type: ignore[attr-defined]
+task.external_python = _variants.external_python  # type: ignore[attr-defined]

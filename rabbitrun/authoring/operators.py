@@ -32,6 +32,12 @@ class BashCommandFailed(RuntimeError):
         super().__init__(f"Bash command failed. The command returned a non-zero exit code {exit_code}.")
         self.exit_code = exit_code
 
+    @classmethod
+    def no_cwd(cls, cwd: str) -> BashCommandFailed:
+        failed = cls(-1)
+        failed.args = (f"Can not find the cwd: {cwd} (it must be an existing directory)",)
+        return failed
+
 
 def context_kwargs(
     func: Callable[..., Any],
@@ -63,7 +69,7 @@ def context_kwargs(
 class PythonOperator(BaseOperator):
     """Call ``python_callable(*op_args, **op_kwargs, **wanted context)``; its result is the XCom."""
 
-    template_fields = ("op_args", "op_kwargs")
+    template_fields: tuple[str, ...] = ("templates_dict", "op_args", "op_kwargs")
 
     def __init__(
         self,
@@ -71,9 +77,17 @@ class PythonOperator(BaseOperator):
         python_callable: Callable[..., Any],
         op_args: Sequence[Any] = (),
         op_kwargs: Mapping[str, Any] | None = None,
+        templates_dict: Mapping[str, Any] | None = None,
+        templates_exts: Sequence[str] | None = None,
+        show_return_value_in_logs: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(task_id, **kwargs)
+        # rendered like the other fields, then handed to the callable as context["templates_dict"]
+        self.templates_dict: dict[str, Any] | None = dict(templates_dict) if templates_dict is not None else None
+        if templates_exts:  # values of templates_dict ending with these name template files
+            self.template_ext = tuple(templates_exts)
+        self.show_return_value_in_logs = show_return_value_in_logs
         if not callable(python_callable):
             raise DagDefinitionError(f"task {task_id!r}: python_callable must be callable, got {python_callable!r}")
         self.python_callable = python_callable
@@ -85,8 +99,12 @@ class PythonOperator(BaseOperator):
 
     def execute_callable(self, args: Sequence[Any], kwargs: Mapping[str, Any], context: Context) -> Any:
         """Call the callable with resolved arguments; subclasses resolve, this calls."""
+        context = {**context, "templates_dict": getattr(self, "templates_dict", None)}
         call_kwargs = context_kwargs(self.python_callable, context, len(args), kwargs)
-        return self.python_callable(*args, **call_kwargs)
+        result = self.python_callable(*args, **call_kwargs)
+        if getattr(self, "show_return_value_in_logs", True):
+            self.log.info("Done. Returned value was: %s", result)
+        return result
 
 
 class BashOperator(BaseOperator):
@@ -95,7 +113,9 @@ class BashOperator(BaseOperator):
     Exit code ``skip_on_exit_code`` (99 by default) means "skip this task".
     """
 
-    template_fields = ("bash_command", "env", "cwd")
+    template_fields: tuple[str, ...] = ("bash_command", "env", "cwd")
+    template_ext = (".sh", ".bash")
+    template_fields_renderers = {"bash_command": "bash", "env": "json"}
 
     def __init__(
         self,
@@ -105,16 +125,23 @@ class BashOperator(BaseOperator):
         append_env: bool = True,
         cwd: str | Path | None = None,
         skip_on_exit_code: int | None = 99,
+        output_encoding: str = "utf-8",
+        output_processor: Callable[[str], Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(task_id, **kwargs)
         self.bash_command = bash_command
+        self.output_encoding = output_encoding
+        #: turns the last output line into the XCom value (Airflow's output_processor), e.g. json.loads
+        self.output_processor = output_processor
         self.env = dict(env) if env is not None else None
         self.append_env = append_env
         self.cwd = str(cwd) if cwd is not None else None
         self.skip_on_exit_code = skip_on_exit_code
 
-    def execute(self, context: Context) -> str:
+    def execute(self, context: Context) -> Any:
+        if self.cwd is not None and not os.path.isdir(self.cwd):
+            raise BashCommandFailed.no_cwd(self.cwd)
         proc = subprocess.Popen(
             ["bash", "-c", self.bash_command],
             stdin=subprocess.DEVNULL,
@@ -130,7 +157,8 @@ class BashOperator(BaseOperator):
         finally:
             _stop(proc)
         if exit_code == 0:
-            return last_line
+            processor = getattr(self, "output_processor", None)
+            return processor(last_line) if processor is not None else last_line
         if self.skip_on_exit_code is not None and exit_code == self.skip_on_exit_code:
             raise SkipTask(f"Bash command returned exit code {exit_code}. Skipping.")
         raise BashCommandFailed(exit_code)
@@ -148,7 +176,7 @@ class BashOperator(BaseOperator):
         assert proc.stdout is not None  # stdout=PIPE above
         last_line = ""
         for raw in iter(proc.stdout.readline, b""):
-            last_line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            last_line = raw.decode(getattr(self, "output_encoding", "utf-8"), errors="replace").rstrip("\r\n")
             self.log.info("%s", last_line)
         return last_line
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import glob
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -47,6 +48,15 @@ class _ReschedulingTaskInstance(Protocol):
     def reschedule_history(self) -> _RescheduleHistory: ...
 
 
+def _warn_deferrable_once() -> None:
+    """Python's default warning filter shows this once per place in a DAG file, not per task."""
+    warnings.warn(
+        "deferrable=True sensors run in mode='reschedule' until rabbitrun has a triggerer",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
 def _seconds(name: str, value: timedelta | float | int | None) -> float:
     if isinstance(value, timedelta):
         value = value.total_seconds()
@@ -73,9 +83,14 @@ class BaseSensorOperator(BaseOperator):
         mode: str = "poke",
         exponential_backoff: bool = False,
         max_wait: timedelta | float | None = None,
+        deferrable: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if deferrable:  # no triggerer yet: reschedule mode frees the worker slot the same way
+            _warn_deferrable_once()
+            mode = "reschedule"
+        self.deferrable = False
         if mode not in MODES:
             raise DagDefinitionError(f"sensor {self.task_id!r}: mode must be one of {MODES}, got {mode!r}")
         self.poke_interval_s = _seconds("poke_interval", poke_interval)

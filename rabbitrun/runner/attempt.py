@@ -21,10 +21,10 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
+from pathlib import Path
 from typing import Any
 
-from rabbitrun.authoring import BaseOperator, DagBag, MappedOperator, templating
+from rabbitrun.authoring import BaseOperator, DagBag, MappedOperator, current, templating
 from rabbitrun.authoring.signals import FailTask, RescheduleTask, SkipTask
 from rabbitrun.data import access as runtime
 from rabbitrun.errors import DagError, RabbitrunError, XComError
@@ -34,7 +34,8 @@ from rabbitrun.models import outcomes, xcom_values
 from rabbitrun.models.outcomes import utcnow
 from rabbitrun.names import TASK_LOGGER
 from rabbitrun.protocol import ClaimedAttempt, FinishFrame
-from rabbitrun.runner.context import RuntimeTaskInstance, build_context
+from rabbitrun.runner import execution
+from rabbitrun.runner.context import RuntimeDagRun, RuntimeTaskInstance, build_context
 from rabbitrun.runner.limits import Terminated, time_limit
 from rabbitrun.runner.link import RemoteAccess, WorkerLink
 from rabbitrun.secrets import SecretsMasker, reset_masker, use_masker
@@ -123,7 +124,9 @@ def run_claimed(
             log = logging.getLogger(TASK_LOGGER)
             log.info("Starting attempt %s of %s", key.try_number, key)
             seen: dict[str, Any] = {}  # the task and context, once built, for the callbacks
-            finish, error, value = _execute(access, dagbag, key, claimed, hostname, in_process, clock_start, log, seen)
+            finish, error, value = _execute(
+                settings, access, dagbag, key, claimed, hostname, in_process, clock_start, log, seen
+            )
             if finish.reason:  # `tasks states` shows the reason: it must not carry a secret either
                 finish = dataclasses.replace(finish, reason=masker.redact(finish.reason))
             finish, error, recorded = record(finish, masker.redact(error), value)
@@ -190,7 +193,16 @@ def _run_callback(seen: dict[str, Any], state: TaskState, error: str, log: loggi
         log.exception("%s of %s failed; the task outcome (%s) stands", name, task, state.value)
 
 
+def _dag_folder(dagbag: DagBag, dag: Any) -> Path | None:
+    """The folder of the DAG's file, where its template files are found (None if it has no file)."""
+    try:
+        return dagbag.resolve(dag.fileloc).parent if dag.fileloc else None
+    except DagError:
+        return None
+
+
 def _execute(
+    settings: Settings,
     access: runtime.DataAccess,
     dagbag: DagBag,
     key: TaskInstanceKey,
@@ -211,15 +223,19 @@ def _execute(
         dag = dagbag.get_dag(key.dag_id)
         task = dag.get_task(key.task_id)
         ti = RuntimeTaskInstance(key, task, claimed, hostname, access)
-        context = build_context(ti, dag, SimpleNamespace(**claimed.run), access)
+        context = build_context(ti, dag, RuntimeDagRun(claimed.run), access, settings)
         if isinstance(task, MappedOperator):  # this instance's own operator, with its element of the input
+            context["expanded_ti_count"] = len(
+                access.mapped_indexes(key.dag_id, key.run_id, [key.task_id]).get(key.task_id, [])
+            )
             context["task"] = ti.task = task = task.unmap(key.map_index, context)
-        task = templating.rendered_copy(task, context)  # render per attempt: retries render afresh
+        env = templating.environment(dag, _dag_folder(dagbag, dag))
+        task = templating.rendered_copy(task, context, env)  # render per attempt: retries render afresh
         context["task"] = ti.task = task
         seen.update(task=task, context=context)
         timeout = task.execution_timeout.total_seconds() if task.execution_timeout else None
-        with time_limit(timeout, arm_alarm=in_process, started=clock_start):
-            result = task.execute(context)
+        with time_limit(timeout, arm_alarm=in_process, started=clock_start), current.running(context):
+            result = execution.execute(task, context)
         skip = tuple(ti.skipped_downstream)
         return outcomes.Finish(TaskState.SUCCESS, utcnow(), skip=skip), "", _NO_VALUE if result is None else result
     except SkipTask as exc:

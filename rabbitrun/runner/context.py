@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
-from rabbitrun.authoring import DAG, BaseOperator, MappedOperator, resolve_params
+from rabbitrun.authoring import DAG, BaseOperator, MappedOperator, macros, resolve_params
 from rabbitrun.data import access as runtime
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models import outcomes, xcom_values
 from rabbitrun.names import TASK_LOGGER
 from rabbitrun.protocol import ClaimedAttempt
+from rabbitrun.runner import dates
+from rabbitrun.runner.configview import TaskConfig
+from rabbitrun.settings import Settings
 
 _NO_VALUE: Any = object()
 
@@ -146,27 +151,57 @@ class _ConnectionAccessor:
         return self.get(conn_id)
 
 
-def build_context(ti: RuntimeTaskInstance, dag: DAG, run: Any, access: runtime.DataAccess) -> dict[str, Any]:
-    conf = json.loads(run.conf or "{}")
+class RuntimeDagRun(SimpleNamespace):
+    """``context["dag_run"]``: the run row as Airflow's DagRun shows it; ``conf`` is a dict, dates
+    are pendulum DateTimes (as Airflow gives them), ``external_trigger`` is True for a manual run."""
+
+    conf: dict[str, Any]
+
+    def __init__(self, row: Mapping[str, Any]) -> None:
+        values = {k: dates.as_pendulum(v) if isinstance(v, datetime) else v for k, v in row.items()}
+        conf = values.get("conf")
+        values["conf"] = dict(conf) if isinstance(conf, Mapping) else json.loads(str(conf or "{}"))
+        values.setdefault("run_type", "manual")
+        values["external_trigger"] = values["run_type"] == "manual"
+        values["execution_date"] = values.get("logical_date")
+        super().__init__(**values)
+
+    def __repr__(self) -> str:
+        return f"<DagRun {getattr(self, 'dag_id', '?')} @ {getattr(self, 'logical_date', '?')}: {self.run_id}>"
+
+
+def build_context(
+    ti: RuntimeTaskInstance, dag: DAG, run: RuntimeDagRun, access: runtime.DataAccess, settings: Settings
+) -> dict[str, Any]:
+    """Every name Airflow 2.10's task context has (its 3.x names too), built once per attempt."""
+    conf = run.conf
     # plain values: Param defaults overridden by the conf and checked against their schema
     params = resolve_params({**(getattr(dag, "params", None) or {}), **(ti.task.params or {})}, conf)
-    logical_date = run.logical_date
-    return {
+    logical_date = dates.as_pendulum(run.logical_date)
+    interval_start = dates.as_pendulum(getattr(run, "data_interval_start", None) or logical_date)
+    interval_end = dates.as_pendulum(getattr(run, "data_interval_end", None) or logical_date)
+    task = ti.task
+    context: dict[str, Any] = {
         "ti": ti,
         "task_instance": ti,
-        "task": ti.task,
+        "task": task,
         "dag": dag,
         "dag_run": run,
         "run_id": run.run_id,
-        "logical_date": logical_date,
-        "ds": logical_date.strftime("%Y-%m-%d"),
-        "ds_nodash": logical_date.strftime("%Y%m%d"),
-        "ts": logical_date.isoformat(),
         "params": params,
-        "conf": conf,
+        "conf": TaskConfig(settings),
+        "macros": macros,
         "try_number": ti.try_number,
-        "data_interval_start": run.data_interval_start or logical_date,
-        "data_interval_end": run.data_interval_end or logical_date,
+        "map_index_template": getattr(task, "map_index_template", None),
+        "expanded_ti_count": None,
+        "inlets": list(getattr(task, "inlets", None) or []),
+        "outlets": list(getattr(task, "outlets", None) or []),
+        "templates_dict": None,
+        "test_mode": False,
+        "task_instance_key_str": f"{ti.dag_id}__{ti.task_id}__{logical_date.strftime('%Y%m%d')}",
         "var": {"value": _VariableAccessor(access, False), "json": _VariableAccessor(access, True)},
         "conn": _ConnectionAccessor(access),
     }
+    manual = bool(getattr(run, "external_trigger", True))
+    context.update(dates.date_names(logical_date, interval_start, interval_end, manual=manual))
+    return context

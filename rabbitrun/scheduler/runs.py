@@ -263,8 +263,8 @@ def fail_timed_out_runs(
                 DagRun.state == DagRunState.RUNNING.value,
                 DagRun.start_date < now - timeout,
             )
-        ).scalars()
-        for run in list(late):
+        ).scalars().all()
+        for run in late:
             reason = f"dagrun_timeout {timeout} exceeded"
             transitions.mark_run(session, run.dag_id, run.run_id, TaskState.FAILED, now, reason)
             run.state, run.end_date = DagRunState.FAILED.value, now

@@ -1,0 +1,1 @@
+echo "file:{{ ds_nodash }}:{{ params.who }}:{{ macros.ds_add(ds, 1) }}"
