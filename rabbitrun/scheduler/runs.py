@@ -257,13 +257,17 @@ def fail_timed_out_runs(
         timeout = dag.dagrun_timeout
         if not isinstance(timeout, timedelta):
             continue
-        late = session.execute(
-            select(DagRun).where(
-                DagRun.dag_id == dag.dag_id,
-                DagRun.state == DagRunState.RUNNING.value,
-                DagRun.start_date < now - timeout,
+        late = (
+            session.execute(
+                select(DagRun).where(
+                    DagRun.dag_id == dag.dag_id,
+                    DagRun.state == DagRunState.RUNNING.value,
+                    DagRun.start_date < now - timeout,
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
         for run in late:
             reason = f"dagrun_timeout {timeout} exceeded"
             transitions.mark_run(session, run.dag_id, run.run_id, TaskState.FAILED, now, reason)
