@@ -10,6 +10,7 @@ from typing import Any
 
 from rabbitrun.client.db import sessions_for
 from rabbitrun.errors import DagError, DagNotFound
+from rabbitrun.keys import validate_run_id
 from rabbitrun.settings import Settings
 
 
@@ -45,8 +46,12 @@ def known_dag(settings: Settings, dag_id: str) -> None:
 
 
 def trigger(settings: Settings, dag_id: str, *, run_id: str | None = None, conf: dict[str, Any] | None = None) -> str:
-    """Create a QUEUED DAG run the scheduler will start; returns its run id."""
+    """Create a QUEUED DAG run the scheduler will start; returns its run id. A ``run_id`` outside
+    Airflow's character rules raises :class:`~rabbitrun.errors.InvalidRunId` before the DB is opened."""
     from rabbitrun.models.lean import LeanDB
+
+    if run_id is not None:
+        validate_run_id(run_id)
 
     lean = LeanDB.open(settings.database)  # a DAG the scheduler registered: no SQLAlchemy import (W1)
     if lean is not None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rabbitrun.keys import TaskInstanceKey, log_relpath
+from rabbitrun.keys import TaskInstanceKey, attempt_log_path
 from rabbitrun.names import Names, consumer_tag
 from rabbitrun.protocol import ControlRequest, Heartbeat
 from rabbitrun.settings import Settings
@@ -163,8 +163,9 @@ def build_handlers(parts: WorkerParts) -> dict[str, Handler]:
         return await parts.resize(parts.consumer.slots.capacity - (request.n or 1))
 
     async def read_log(request: ControlRequest) -> str | None:
+        # the path comes from the key alone, resolved inside the log folder (issue 17, finding 1)
         key = _needs(request.key, "dag_id, task_id, run_id and try_number")
-        path = Path(parts.settings.logging.base_log_folder) / log_relpath(key)
+        path = attempt_log_path(parts.settings.logging.base_log_folder, key)
         return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
 
     return {
