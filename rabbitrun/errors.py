@@ -124,6 +124,11 @@ class InvalidEnvelope(ProtocolError):
     pass
 
 
+class ControlRefused(ProtocolError):
+    """A control request is not executed: unsigned, wrongly signed, expired, replayed, or the
+    receiver holds no control key. ``reason`` says which (it is logged, never the message body)."""
+
+
 # --- broker ------------------------------------------------------------------
 
 

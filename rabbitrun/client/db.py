@@ -72,16 +72,29 @@ def ensure_fernet_key(settings: Settings) -> str | None:
 
     if settings.core.fernet_key:
         return None
+    return _add_generated_setting(settings, "core", "fernet_key", generate_key())
+
+
+def ensure_control_key(settings: Settings) -> str | None:
+    """On a home without ``[control] secret_key``, generate one into rabbitrun.toml (mode 0600), as
+    for the Fernet key: operators and workers sign and check control requests with it."""
+    import secrets
+
+    if settings.control.secret_key:
+        return None
+    return _add_generated_setting(settings, "control", "secret_key", secrets.token_urlsafe(32))
+
+
+def _add_generated_setting(settings: Settings, section: str, key: str, value: str) -> str | None:
     path = settings.config_file
     text = path.read_text() if path.exists() else ""
-    if "fernet_key" in text:
+    if f"\n{key} =" in f"\n{text}" and f"[{section}]" in text:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
-    block = f'\n[core]\nfernet_key = "{generate_key()}"\n' if "[core]" not in text else None
-    if block is None:
-        text = text.replace("[core]", f'[core]\nfernet_key = "{generate_key()}"', 1)
+    if f"[{section}]" in text:
+        text = text.replace(f"[{section}]", f'[{section}]\n{key} = "{value}"', 1)
     else:
-        text += block
+        text += f'\n[{section}]\n{key} = "{value}"\n'
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others, not even briefly
     with os.fdopen(fd, "w") as fh:
         fh.write(text)

@@ -156,11 +156,21 @@ def build_handlers(parts: WorkerParts) -> dict[str, Handler]:
         await parts.cancel_consumer(_needs(request.queue, "queue"))
         return sorted(parts.queues)
 
+    def _step(request: ControlRequest) -> int:
+        n = 1 if request.n is None else request.n
+        ceiling = parts.settings.worker.max_concurrency
+        if not 1 <= n <= ceiling:
+            raise ValueError(f"n must be between 1 and [worker] max_concurrency ({ceiling}), not {n}")
+        return n
+
     async def pool_grow(request: ControlRequest) -> int:
-        return await parts.resize(parts.consumer.slots.capacity + (request.n or 1))
+        target, ceiling = parts.consumer.slots.capacity + _step(request), parts.settings.worker.max_concurrency
+        if target > ceiling:
+            raise ValueError(f"the pool would reach {target}, above [worker] max_concurrency ({ceiling})")
+        return await parts.resize(target)
 
     async def pool_shrink(request: ControlRequest) -> int:
-        return await parts.resize(parts.consumer.slots.capacity - (request.n or 1))
+        return await parts.resize(parts.consumer.slots.capacity - _step(request))
 
     async def read_log(request: ControlRequest) -> str | None:
         # the path comes from the key alone, resolved inside the log folder (issue 17, finding 1)
