@@ -23,7 +23,23 @@ def db_init(settings: Settings) -> str:
     from rabbitrun.models.engine import make_engine
 
     Path(settings.core.dags_folder).mkdir(parents=True, exist_ok=True)
-    return migrate.upgrade(make_engine(settings.database, pooled=False))
+    revision = migrate.upgrade(make_engine(settings.database, pooled=False))
+    make_sqlite_private(str(settings.database.url))
+    return revision
+
+
+def make_sqlite_private(url: str) -> None:
+    """A SQLite DB made before the private umask (or copied in) may be world-readable: it holds
+    every encrypted secret and every XCom, so it and its journal files become 0600."""
+    from rabbitrun.models.urls import sqlite_file
+
+    name = sqlite_file(url)
+    if name is None:
+        return
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        path = Path(name + suffix)
+        if path.exists():
+            path.chmod(0o600)
 
 
 def db_check(settings: Settings) -> str:

@@ -5,6 +5,7 @@ the broker URL publishes forged, unsigned, expired and replayed control requests
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -101,3 +102,34 @@ def test_forged_unsigned_expired_replayed_and_oversized_control_requests_are_ref
     assert not reply.ok and "UnsafeLogPath" in reply.error and str(settings.control.secret_key) not in repr(reply)
     assert "Traceback" not in worker.log_path.read_text()  # type: ignore[attr-defined]
     assert worker.poll() is None
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_files_of_a_real_run_are_private_to_their_owner(env: Env, db_url: str) -> None:
+    """Issue 17, finding 6: another local account reads nothing rabbitrun wrote."""
+    from rabbitrun.models.urls import sqlite_file
+    from rabbitrun.models.wakeup import sqlite_socket
+    from tests.support.runs import run_dag
+
+    env.scheduler()
+    env.worker()
+    run_id, final = run_dag(env, "simple")
+    assert final.state == "success"
+    settings = env.settings()
+    socket_path = sqlite_socket(db_url)
+    assert socket_path is not None and socket_path.exists()
+    db_file = sqlite_file(db_url)
+    assert db_file is not None
+    logs = settings.home / "logs"
+    files = [
+        settings.config_file,
+        socket_path,
+        *(p for p in (db_file, db_file + "-wal", db_file + "-shm") if os.path.exists(p)),
+    ]
+    log_files = [p for p in logs.rglob("*") if p.is_file()]
+    assert log_files, "the run wrote task logs"
+    for path in [*files, *log_files]:
+        mode = os.stat(path).st_mode & 0o777
+        assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
+    for folder in [logs, *(p for p in logs.rglob("*") if p.is_dir())]:
+        assert folder.stat().st_mode & 0o077 == 0, f"{folder} is {oct(folder.stat().st_mode & 0o777)}"
