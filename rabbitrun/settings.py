@@ -74,6 +74,10 @@ class CoreSettings:
         "api_key",
         "apikey",
         "access_token",
+        "token",  # slack_token, github_token, ... (Airflow's list has it too)
+        "passphrase",
+        "private_key",
+        "credential",
     )
     # connection types accepted besides the built-in list (rabbitrun.data.connections.KNOWN_CONN_TYPES)
     extra_conn_types: tuple[str, ...] = ()
