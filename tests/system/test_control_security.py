@@ -133,3 +133,37 @@ def test_files_of_a_real_run_are_private_to_their_owner(env: Env, db_url: str) -
         assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
     for folder in [logs, *(p for p in logs.rglob("*") if p.is_dir())]:
         assert folder.stat().st_mode & 0o077 == 0, f"{folder} is {oct(folder.stat().st_mode & 0o777)}"
+
+
+async def move_envelope(env: Env, from_queue: str, to_queue: str) -> None:
+    """What a holder of the broker URL can do: take a real envelope and publish it elsewhere."""
+    names = Names(env.prefix)
+    connection = await aio_pika.connect(env.vars["RABBITRUN__BROKER__URL"])
+    async with connection:
+        channel = await connection.channel()
+        source = await channel.get_queue(names.task_queue(from_queue), ensure=False)
+        captured = await source.get(timeout=5)
+        assert captured is not None
+        await channel.default_exchange.publish(
+            aio_pika.Message(captured.body, reply_to=captured.reply_to, headers=captured.headers),
+            routing_key=names.task_queue(to_queue),
+        )
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_an_envelope_moved_into_another_queue_is_not_run_there(env: Env) -> None:
+    """Issue 17, finding 5: the task of a queue no worker consumes (an isolated queue) is not run
+    by a worker of another queue when its envelope is published there."""
+    from tests.support.runs import states, trigger
+
+    env.scheduler()
+    worker = env.worker()  # consumes "default" only
+    run_id = trigger(env, "stuck_queue")  # its task goes to high_priority
+    wait_until(
+        lambda: (row := states(env, "stuck_queue", run_id).get("never_consumed")) is not None and row.state == "queued",
+        30,
+        what="queued on high_priority",
+    )
+    asyncio.run(move_envelope(env, "high_priority", "default"))
+    wait_until(lambda: "came from another queue; refused" in worker.log_path.read_text(), 15, what="refused")  # type: ignore[attr-defined]
+    assert states(env, "stuck_queue", run_id)["never_consumed"].state == "queued"
