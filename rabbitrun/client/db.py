@@ -60,9 +60,10 @@ def clean_db(settings: Settings, before: datetime, tables: list[str], *, dry_run
     """Delete rows older than ``before`` from the named tables (xcom, task_attempt, dag_run)."""
     from rabbitrun.errors import ConfigError
     from rabbitrun.models import cleanup, xcom
+    from rabbitrun.models.xcom_backends import XCOM_FILES_FOLDER
 
     cleaners = {
-        "xcom": lambda s: xcom.clean(s, before, dry_run=dry_run),
+        "xcom": lambda s: xcom.clean(s, before, dry_run=dry_run, files_folder=settings.home / XCOM_FILES_FOLDER),
         "task_attempt": lambda s: cleanup.clean_task_attempts(s, before, dry_run=dry_run),
         "dag_run": lambda s: cleanup.clean_dag_runs(s, before, dry_run=dry_run),
     }

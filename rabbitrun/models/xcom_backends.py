@@ -13,6 +13,9 @@ from typing import Any
 from rabbitrun.errors import XComError
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models.xcom_values import REF, DatabaseXComBackend
+
+#: Under $RABBITRUN_HOME: the only folder `db clean` deletes XCom files from.
+XCOM_FILES_FOLDER = "xcom_files"
 from rabbitrun.settings import Settings
 
 
@@ -24,7 +27,7 @@ class FileXComBackend:
     THRESHOLD_BYTES = 1024
 
     def __init__(self, settings: Settings) -> None:
-        self.folder = settings.home / "xcom_files"
+        self.folder = settings.home / XCOM_FILES_FOLDER
         self._inner = DatabaseXComBackend(settings.core.enable_xcom_pickling)
 
     def store(self, value: Any, *, key: str, ti: TaskInstanceKey) -> tuple[bytes, str]:
