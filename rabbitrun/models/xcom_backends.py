@@ -13,10 +13,10 @@ from typing import Any
 from rabbitrun.errors import XComError
 from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models.xcom_values import REF, DatabaseXComBackend
+from rabbitrun.settings import Settings
 
 #: Under $RABBITRUN_HOME: the only folder `db clean` deletes XCom files from.
 XCOM_FILES_FOLDER = "xcom_files"
-from rabbitrun.settings import Settings
 
 
 class FileXComBackend:
