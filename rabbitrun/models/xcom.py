@@ -28,6 +28,7 @@ from rabbitrun.models.xcom_values import (
     XComBackend,
     deserialize,
     load_backend,
+    load_backend_without_pickle,
     serialize,
     too_big,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "get_rows",
     "get_xcoms",
     "load_backend",
+    "load_backend_without_pickle",
     "put_row",
     "serialize",
     "set_xcom",
@@ -111,6 +113,8 @@ def get_xcoms(
     """Values by (task_id, map_index) for the given task ids and key."""
     loader = backend or DatabaseXComBackend(allow_pickle)
     rows = get_rows(session, dag_id, run_id, task_ids, key)
+    if not allow_pickle and any(value_type == "pickle" for _, value_type in rows.values()):
+        raise XComError(f"XCom {key!r} of {', '.join(task_ids)} is pickled; it is not unpickled here")
     return {where: loader.load(data, value_type) for where, (data, value_type) in rows.items()}
 
 
