@@ -10,6 +10,7 @@ rendered copy of the operator is what runs, so retries render again from the ori
 from __future__ import annotations
 
 import copy
+import shlex
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,9 @@ import jinja2
 from rabbitrun.errors import DagDefinitionError
 
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+# `{{ params.x | shell_quote }}`: a value from dag_run.conf inside bash_command stays one word, never
+# shell syntax (issue 17, finding 7). Passing it through BashOperator(env=...) is safer still.
+_ENV.filters["shell_quote"] = lambda value: shlex.quote(str(value))
 
 
 class _Namespace:
