@@ -88,6 +88,24 @@ class UnsafeDagPath(DagError):
         self.path = path
 
 
+class InvalidRunId(DagError):
+    """A run_id breaks Airflow's character rules (it names a log folder, so no ``/`` and no ``..``)."""
+
+    def __init__(self, run_id: str, reason: str) -> None:
+        super().__init__(f"invalid run_id {run_id!r}: {reason}")
+        self.run_id = run_id
+
+
+class UnsafeLogPath(RabbitrunError):
+    """An attempt's key would name a log file outside the log folder (``..``, ``/``, a symlink out)."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"refusing the log path of {key}: {reason}")
+        self.key = key
+
+
 # --- protocol ----------------------------------------------------------------
 
 
@@ -113,6 +131,11 @@ class UnsupportedVersion(ProtocolError):
 
 class InvalidEnvelope(ProtocolError):
     pass
+
+
+class ControlRefused(ProtocolError):
+    """A control request is not executed: unsigned, wrongly signed, expired, replayed, or the
+    receiver holds no control key. ``reason`` says which (it is logged, never the message body)."""
 
 
 # --- broker ------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
@@ -19,8 +19,11 @@ from rabbitrun.names import TASK_LOGGER
 from rabbitrun.settings import Settings
 
 
-def configure_process_logging(settings: Settings, log_file: str | None = None) -> None:
-    """stderr, or a size-rotated file (``[logging] process_log_file`` / ``--log-file``)."""
+def configure_process_logging(
+    settings: Settings, log_file: str | None = None, filters: Sequence[logging.Filter] = ()
+) -> None:
+    """stderr, or a size-rotated file (``[logging] process_log_file`` / ``--log-file``); ``filters``
+    (the masking of the configuration's secrets) apply to every record."""
     path = log_file or settings.logging.process_log_file
     handler: logging.Handler
     if path:
@@ -34,6 +37,8 @@ def configure_process_logging(settings: Settings, log_file: str | None = None) -
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(name)s - %(message)s"))
+    for extra in filters:
+        handler.addFilter(extra)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.logging.level)

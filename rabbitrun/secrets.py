@@ -13,14 +13,18 @@ reaches the masker of the running attempt through a context variable.
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import re
 from collections.abc import Iterable
-from urllib.parse import quote
+from dataclasses import fields
+from typing import Any
+from urllib.parse import quote, urlsplit
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from rabbitrun.errors import SecretsError
+from rabbitrun.settings import Secret, Settings
 
 MASK = "***"
 _MIN_SECRET_LEN = 3  # masking "a" or "" would shred every log line
@@ -83,6 +87,46 @@ def is_sensitive(key: str, sensitive_names: Iterable[str]) -> bool:
     return any(name.lower() in lowered for name in sensitive_names)
 
 
+def sensitive_json_values(text: str, sensitive_names: Iterable[str]) -> list[str]:
+    """The values under sensitive keys anywhere inside a JSON document (a JSON Variable whose own
+    name is harmless, ``{"slack": {"token": "..."}}``); nothing when ``text`` is not JSON."""
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return []
+    names, found = tuple(sensitive_names), []
+
+    def walk(node: Any, sensitive: bool) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, sensitive or is_sensitive(str(key), names))
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, sensitive)
+        elif sensitive and node is not None and not isinstance(node, bool):
+            found.append(str(node))
+
+    walk(document, False)
+    return found
+
+
+def settings_masker(settings: Settings) -> SecretsMasker:
+    """A masker of the configuration's own secrets (DB and broker passwords, the Fernet and control
+    keys) for the logs of the scheduler and the worker."""
+    masker = SecretsMasker()
+    for section in (settings.core, settings.database, settings.broker, settings.control):
+        for f in fields(section):
+            value = getattr(section, f.name)
+            if not isinstance(value, Secret) or not value:
+                continue
+            if "://" in value:  # a URL: its password is the secret, the rest is shown (masked) anyway
+                masker.add(urlsplit(value).password)
+            else:  # a key, or a comma-separated list of keys (Fernet rotation)
+                for part in value.split(","):
+                    masker.add(part.strip())
+    return masker
+
+
 class SecretsMasker:
     """The values one attempt must never show, and a logging filter that hides them."""
 
@@ -96,6 +140,8 @@ class SecretsMasker:
         if len(text) < _MIN_SECRET_LEN or text in self._values:
             return
         self._values.update({text, quote(text, safe=""), repr(text)[1:-1]})
+        # a multi-line secret (a PEM key) is logged line by line too: each line is hidden on its own
+        self._values.update(line.strip() for line in text.splitlines() if len(line.strip()) >= _MIN_SECRET_LEN)
         alternatives = sorted(self._values, key=len, reverse=True)  # longest first: no partial leftovers
         self._pattern = re.compile("|".join(re.escape(v) for v in alternatives))
 

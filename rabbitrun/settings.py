@@ -78,6 +78,10 @@ class CoreSettings:
         "api_key",
         "apikey",
         "access_token",
+        "token",  # slack_token, github_token, ... (Airflow's list has it too)
+        "passphrase",
+        "private_key",
+        "credential",
     )
     # connection types accepted besides the built-in list (rabbitrun.data.connections.KNOWN_CONN_TYPES)
     extra_conn_types: tuple[str, ...] = ()
@@ -156,6 +160,16 @@ class WorkerSettings:
     kill_grace_s: float = 10.0
     # ack a long delivery once claimed so RabbitMQ's consumer_timeout cannot fire
     ack_running_after_s: float = 600.0
+    # the most task processes `control pool-grow` may reach; 0: max(64, 4 x concurrency, autoscale max)
+    max_concurrency: int = 0
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    # HMAC key of inspect/control requests: operators and workers hold it, task processes never do.
+    # `rabbitrun db init` generates one into rabbitrun.toml (0600); without it workers refuse every request
+    secret_key: Secret = Secret("")
+    request_ttl_s: float = 60.0  # a signed request is refused after this (and its nonce forgotten)
 
 
 @dataclass(frozen=True)
@@ -181,6 +195,7 @@ class Settings:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    control: ControlSettings = field(default_factory=ControlSettings)
     # RABBITRUN_VAR_<KEY> / RABBITRUN_CONN_<CONN_ID>, keyed in lower case: they win over the DB
     env_variables: Mapping[str, str] = field(default_factory=dict, repr=False)
     env_connections: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -239,6 +254,7 @@ SECTIONS: dict[str, type] = {
     "scheduler": SchedulerSettings,
     "worker": WorkerSettings,
     "metrics": MetricsSettings,
+    "control": ControlSettings,
 }
 
 
@@ -374,6 +390,14 @@ def _fill_defaults(s: Settings) -> Settings:
     host = default_hostname()
     scheduler = s.scheduler if s.scheduler.scheduler_id else dataclasses.replace(s.scheduler, scheduler_id=host)
     worker = s.worker if s.worker.hostname else dataclasses.replace(s.worker, hostname=f"worker@{host}")
+    if worker.max_concurrency == 0:
+        autoscale_max = worker.autoscale.split(",")[0].strip()
+        ceiling = max(64, 4 * worker.concurrency, int(autoscale_max) if autoscale_max.isdigit() else 0)
+        worker = dataclasses.replace(worker, max_concurrency=ceiling)
+    if worker.max_concurrency < worker.concurrency:
+        raise ConfigError("[worker] max_concurrency must be at least concurrency", key="worker.max_concurrency")
+    if not 0 < s.control.request_ttl_s <= 300:
+        raise ConfigError("[control] request_ttl_s must be in (0, 300]", key="control.request_ttl_s")
     if s.worker.concurrency < 1:
         raise ConfigError("[worker] concurrency must be at least 1", key="worker.concurrency")
     if s.core.max_map_length < 1:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shlex
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -28,6 +29,9 @@ from rabbitrun.errors import DagDefinitionError
 __all__ = ["Templated", "environment", "render", "rendered_copy", "template_context"]
 
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+# `{{ params.x | shell_quote }}`: a value from dag_run.conf inside bash_command stays one word, never
+# shell syntax (issue 17, finding 7). Passing it through BashOperator(env=...) is safer still.
+_ENV.filters["shell_quote"] = lambda value: shlex.quote(str(value))
 
 
 @runtime_checkable

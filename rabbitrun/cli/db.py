@@ -25,6 +25,9 @@ def init(ctx: click.Context) -> None:
     written = client.ensure_fernet_key(settings)
     if written:
         click.echo(f"generated a Fernet key for Variables and Connections into {written} (mode 0600)")
+    written = client.ensure_control_key(settings)
+    if written:
+        click.echo(f"generated the [control] secret_key that signs inspect/control requests into {written} (mode 0600)")
 
 
 @db.command("check")

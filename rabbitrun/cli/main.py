@@ -6,6 +6,7 @@ thin and import heavy modules inside their functions so `--help` is fast.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -69,7 +70,13 @@ def _register() -> None:
 _register()
 
 
+#: Everything rabbitrun creates (SQLite DB and its -wal/-shm, task logs and their folders, the wake-up
+#: socket, rabbitrun.toml) is for its owner alone: other local accounts read no secret from disk.
+PRIVATE_UMASK = 0o077
+
+
 def main() -> None:
+    os.umask(PRIVATE_UMASK)  # before any file is opened; task processes inherit it
     try:
         code = cli.main(standalone_mode=False)
     except click.exceptions.Abort:

@@ -14,9 +14,10 @@ def scheduler(ctx: click.Context, scheduler_id: str | None) -> None:
     """Run the scheduler: start runs, queue ready tasks, react to results."""
     from rabbitrun.logs import configure_process_logging
     from rabbitrun.scheduler.loop import run_scheduler
+    from rabbitrun.secrets import settings_masker
 
     settings = settings_from(ctx, {"scheduler": {"scheduler_id": scheduler_id}})
-    configure_process_logging(settings)
+    configure_process_logging(settings, filters=[settings_masker(settings).filter()])
     ctx.exit(run_scheduler(settings))
 
 
@@ -37,12 +38,13 @@ def worker(
 ) -> None:
     """Run a worker: consume task queues and fork one process per task."""
     from rabbitrun.logs import configure_process_logging
+    from rabbitrun.secrets import settings_masker
     from rabbitrun.worker.main import run_worker
 
     settings = settings_from(
         ctx, {"worker": {"queues": queues, "concurrency": concurrency, "hostname": hostname, "autoscale": autoscale}}
     )
-    configure_process_logging(settings, log_file)
+    configure_process_logging(settings, log_file, [settings_masker(settings).filter()])
     ctx.exit(run_worker(settings))
 
 
@@ -54,8 +56,9 @@ def standalone(ctx: click.Context, concurrency: int | None) -> None:
     from rabbitrun import client
     from rabbitrun.client.standalone import run_standalone
     from rabbitrun.logs import configure_process_logging
+    from rabbitrun.secrets import settings_masker
 
     settings = settings_from(ctx, {"worker": {"concurrency": concurrency}})
-    configure_process_logging(settings)
+    configure_process_logging(settings, filters=[settings_masker(settings).filter()])
     client.db_init(settings)
     ctx.exit(run_standalone(settings, concurrency))

@@ -13,6 +13,7 @@ from rabbitrun.client.db import (
     db_check,
     db_init,
     db_reset,
+    ensure_control_key,
     ensure_fernet_key,
     rotate_fernet_key,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "db_reset",
     "declare_topology",
     "delete_dag",
+    "ensure_control_key",
     "ensure_fernet_key",
     "export_topology",
     "follow",

@@ -12,6 +12,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -82,7 +83,8 @@ async def _control(
 
         await reply_queue.consume(on_reply, no_ack=True)
         exchange = await channel.get_exchange(names.control_exchange, ensure=False)
-        body = protocol.encode_message(request)
+        ttl_s = settings.control.request_ttl_s
+        body = sign_request(request, settings.control.secret_key, ttl_s)
         await exchange.publish(
             aio_pika.Message(
                 body,
@@ -102,6 +104,16 @@ async def _control(
     finally:
         await connection.close()
     return sorted(replies, key=lambda reply: reply.hostname)
+
+
+def sign_request(request: protocol.ControlRequest, secret_key: str, ttl_s: float) -> bytes:
+    """The signed bytes of ``request``; no key here is a ConfigError naming the remedy."""
+    from rabbitrun.errors import ConfigError, ControlRefused
+
+    try:
+        return protocol.sign_control_request(request, secret_key, now=datetime.now(UTC), ttl_s=ttl_s)
+    except ControlRefused as exc:
+        raise ConfigError(exc.reason, key="control.secret_key") from exc
 
 
 async def tail(

@@ -10,6 +10,7 @@ from typing import Any
 
 from rabbitrun.client.db import sessions_for
 from rabbitrun.errors import DagError, DagNotFound
+from rabbitrun.keys import validate_run_id
 from rabbitrun.settings import Settings
 
 
@@ -63,10 +64,13 @@ def trigger(
     interval start; by default both are the time of the trigger. A ``conf`` that violates one of
     the DAG's Params is refused here (ParamValidationError), before any run exists; checking it
     means parsing the dags folder, so only a trigger with a conf pays for it (a conf-less run uses
-    the defaults, which the DAG file itself checks).
+    the defaults, which the DAG file itself checks). A ``run_id`` outside Airflow's character rules
+    raises :class:`~rabbitrun.errors.InvalidRunId` before the DB is opened.
     """
     from rabbitrun.models.lean import LeanDB
 
+    if run_id is not None:
+        validate_run_id(run_id)
     if conf:
         check_conf(settings, dag_id, conf)
     if logical_date is not None:

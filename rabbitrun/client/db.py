@@ -23,7 +23,23 @@ def db_init(settings: Settings) -> str:
     from rabbitrun.models.engine import make_engine
 
     Path(settings.core.dags_folder).mkdir(parents=True, exist_ok=True)
-    return migrate.upgrade(make_engine(settings.database, pooled=False))
+    revision = migrate.upgrade(make_engine(settings.database, pooled=False))
+    make_sqlite_private(str(settings.database.url))
+    return revision
+
+
+def make_sqlite_private(url: str) -> None:
+    """A SQLite DB made before the private umask (or copied in) may be world-readable: it holds
+    every encrypted secret and every XCom, so it and its journal files become 0600."""
+    from rabbitrun.models.urls import sqlite_file
+
+    name = sqlite_file(url)
+    if name is None:
+        return
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        path = Path(name + suffix)
+        if path.exists():
+            path.chmod(0o600)
 
 
 def db_check(settings: Settings) -> str:
@@ -44,9 +60,10 @@ def clean_db(settings: Settings, before: datetime, tables: list[str], *, dry_run
     """Delete rows older than ``before`` from the named tables (xcom, task_attempt, dag_run)."""
     from rabbitrun.errors import ConfigError
     from rabbitrun.models import cleanup, xcom
+    from rabbitrun.models.xcom_backends import XCOM_FILES_FOLDER
 
     cleaners = {
-        "xcom": lambda s: xcom.clean(s, before, dry_run=dry_run),
+        "xcom": lambda s: xcom.clean(s, before, dry_run=dry_run, files_folder=settings.home / XCOM_FILES_FOLDER),
         "task_attempt": lambda s: cleanup.clean_task_attempts(s, before, dry_run=dry_run),
         "dag_run": lambda s: cleanup.clean_dag_runs(s, before, dry_run=dry_run),
     }
@@ -72,16 +89,29 @@ def ensure_fernet_key(settings: Settings) -> str | None:
 
     if settings.core.fernet_key:
         return None
+    return _add_generated_setting(settings, "core", "fernet_key", generate_key())
+
+
+def ensure_control_key(settings: Settings) -> str | None:
+    """On a home without ``[control] secret_key``, generate one into rabbitrun.toml (mode 0600), as
+    for the Fernet key: operators and workers sign and check control requests with it."""
+    import secrets
+
+    if settings.control.secret_key:
+        return None
+    return _add_generated_setting(settings, "control", "secret_key", secrets.token_urlsafe(32))
+
+
+def _add_generated_setting(settings: Settings, section: str, key: str, value: str) -> str | None:
     path = settings.config_file
     text = path.read_text() if path.exists() else ""
-    if "fernet_key" in text:
+    if f"\n{key} =" in f"\n{text}" and f"[{section}]" in text:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
-    block = f'\n[core]\nfernet_key = "{generate_key()}"\n' if "[core]" not in text else None
-    if block is None:
-        text = text.replace("[core]", f'[core]\nfernet_key = "{generate_key()}"', 1)
+    if f"[{section}]" in text:
+        text = text.replace(f"[{section}]", f'[{section}]\n{key} = "{value}"', 1)
     else:
-        text += block
+        text += f'\n[{section}]\n{key} = "{value}"\n'
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others, not even briefly
     with os.fdopen(fd, "w") as fh:
         fh.write(text)

@@ -17,7 +17,7 @@ from rabbitrun.client.dags import known_dag
 from rabbitrun.client.db import sessions_for
 from rabbitrun.client.runs import run_progress
 from rabbitrun.errors import DagRunNotFound, LogNotFound, ProtocolError, TaskNotFound, TopologyError
-from rabbitrun.keys import TaskInstanceKey, log_relpath
+from rabbitrun.keys import TaskInstanceKey, attempt_log_path
 from rabbitrun.names import Names, log_key, task_events_pattern
 from rabbitrun.settings import Settings
 from rabbitrun.states import TaskState
@@ -40,8 +40,8 @@ def read_log(
         if ti is None:
             raise TaskNotFound(dag_id, task_id) if dag_id else DagRunNotFound(dag_id, run_id)
         try_number = max(ti.try_number, 1)
-    path = Path(settings.logging.base_log_folder) / log_relpath(
-        TaskInstanceKey(dag_id, task_id, run_id, map_index, try_number)
+    path = attempt_log_path(
+        settings.logging.base_log_folder, TaskInstanceKey(dag_id, task_id, run_id, map_index, try_number)
     )
     if not path.is_file():
         raise LogNotFound(f"no log for {dag_id}.{task_id} run={run_id} try={try_number} at {path}")
@@ -65,7 +65,7 @@ def attempt_key(
 
 
 def log_path(settings: Settings, key: TaskInstanceKey) -> Path:
-    return Path(settings.logging.base_log_folder) / log_relpath(key)
+    return attempt_log_path(settings.logging.base_log_folder, key)
 
 
 def attempt_ended(settings: Settings, key: TaskInstanceKey) -> str | None:
@@ -109,7 +109,7 @@ async def remote_log(settings: Settings, key: TaskInstanceKey, timeout_s: float 
 
 async def read_attempt_log(settings: Settings, key: TaskInstanceKey) -> tuple[str, str] | None:
     """(where it came from, text) of an attempt's log: the local file, else a live worker's copy."""
-    path = Path(settings.logging.base_log_folder) / log_relpath(key)
+    path = attempt_log_path(settings.logging.base_log_folder, key)
     if path.is_file():
         return str(path), path.read_text(encoding="utf-8", errors="replace")
     try:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rabbitrun.errors import SecretsError, VariableNotFound
-from rabbitrun.secrets import Cipher, SecretsMasker, is_sensitive
+from rabbitrun.secrets import Cipher, SecretsMasker, is_sensitive, sensitive_json_values
 from rabbitrun.settings import Settings
 
 if TYPE_CHECKING:  # the DB types; imported where a store uses the DB (a task process never does)
@@ -69,8 +69,13 @@ class VariableStore:
             raise SecretsError(f"variable {key} is not valid JSON (read it without deserialize_json)") from exc
 
     def _mask_if_sensitive(self, key: str, value: str) -> None:
-        if self._masker is not None and is_sensitive(key, self._settings.core.sensitive_var_conn_names):
+        if self._masker is None:
+            return
+        names = self._settings.core.sensitive_var_conn_names
+        if is_sensitive(key, names):
             self._masker.add(value)
+        for secret in sensitive_json_values(value, names):  # {"slack": {"token": ...}} under any name
+            self._masker.add(secret)
 
     def set(self, key: str, value: Any, serialize_json: bool = False, description: str | None = None) -> None:
         self.set_many({key: (value, serialize_json, description)})

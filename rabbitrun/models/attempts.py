@@ -66,6 +66,7 @@ def claim(
     now: datetime,
     envelope_id: str | None = None,
     commit: bool = True,
+    queue: str | None = None,
 ) -> Claim:
     """QUEUED -> RUNNING for exactly this try_number, in one statement; commits.
 
@@ -78,7 +79,14 @@ def claim(
     them instead of appending duplicates: one round trip of work, one commit.
     """
     db = AttemptDB.of(session)
-    params = {**key_params(key), "p_now": now, "p_host": hostname, "p_pid": pid, "p_envelope": envelope_id}
+    params = {
+        **key_params(key),
+        "p_now": now,
+        "p_host": hostname,
+        "p_pid": pid,
+        "p_envelope": envelope_id,
+        "p_queue": queue,  # the envelope's queue: it must be the row's, or the claim loses
+    }
     won = _claim_statements(db, params, commit)
     if won is not None:
         return Claim(True, TaskState.RUNNING.value, key.try_number, *won)
@@ -284,13 +292,14 @@ def _record_end(session: Session, end: EndRecord, max_xcom_bytes: int) -> tuple[
 
 
 def claim_many(
-    db: AttemptDB, claims: Sequence[tuple[TaskInstanceKey, str]], *, hostname: str, pid: int, now: datetime
+    db: AttemptDB, claims: Sequence[tuple[TaskInstanceKey, str, str]], *, hostname: str, pid: int, now: datetime
 ) -> list[Claim]:
-    """Claim several attempts ((key, envelope id) each) in one transaction (committed): a worker
-    claims the deliveries it received together with one commit. A claim that loses writes nothing."""
+    """Claim several attempts ((key, envelope id, envelope queue) each) in one transaction
+    (committed): a worker claims the deliveries it received together with one commit. A claim that
+    loses writes nothing; one whose queue is not the row's loses."""
     results = [
-        claim(db, key, hostname=hostname, pid=pid, now=now, envelope_id=envelope_id, commit=False)
-        for key, envelope_id in claims
+        claim(db, key, hostname=hostname, pid=pid, now=now, envelope_id=envelope_id, commit=False, queue=queue)
+        for key, envelope_id, queue in claims
     ]
     db.commit()
     return results

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rabbitrun.errors import DagError, DatabaseUnavailable
+from rabbitrun.keys import validate_run_id
 from rabbitrun.models.urls import libpq_url, sqlite_file
 from rabbitrun.settings import DatabaseSettings, mask_url
 
@@ -66,6 +67,7 @@ class LeanDB:
     def insert_queued_run(self, dag_id: str, run_id: str, conf: dict[str, Any], now: datetime) -> None:
         """A QUEUED manual run, as ``models.runs.create_run`` writes it (logical date and data
         interval = now)."""
+        validate_run_id(run_id)
         when = self._timestamp(now)
         sql = (
             "INSERT INTO dag_run (dag_id, run_id, state, run_type, logical_date, conf, queued_at,"

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from rabbitrun.errors import DagRunNotFound
+from rabbitrun.keys import validate_run_id
 from rabbitrun.models.tables import DagRun, TaskInstance
 from rabbitrun.models.views import TaskStateRow
 from rabbitrun.states import DagRunState
@@ -30,7 +31,9 @@ def create_run(
     interval: Any = None,
     commit: bool = True,
 ) -> DagRun:
-    """A QUEUED run; scheduled and backfill runs carry their data interval (logical_date = its start)."""
+    """A QUEUED run; scheduled and backfill runs carry their data interval (logical_date = its start).
+    A run_id outside Airflow's character rules is refused (:class:`~rabbitrun.errors.InvalidRunId`)."""
+    validate_run_id(run_id)
     start, end = (interval.start, interval.end) if interval is not None else (now, now)
     run = DagRun(
         dag_id=dag_id,

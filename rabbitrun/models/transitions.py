@@ -467,6 +467,9 @@ def _claim_update() -> Any:
         update(_TI)
         .where(
             _ti_pk(),
+            # the envelope's queue must be the row's (p_queue NULL: in-process run, no envelope):
+            # a forged envelope cannot run an isolated queue's task elsewhere (issue 17, finding 5)
+            or_(bindparam("p_queue", type_=String).is_(None), _TI.c.queue == bindparam("p_queue", type_=String)),
             # ... or already ours: a retry after a commit whose answer was lost wins again
             or_(
                 *(_TI.c.state == s.value for s in sorted(CLAIMABLE_STATES)),
@@ -494,7 +497,7 @@ def _claim_update() -> Any:
     )
 
 
-#: QUEUED / SCHEDULED -> RUNNING for one try (binds k_* and p_now, p_host, p_pid, p_envelope).
+#: QUEUED / SCHEDULED -> RUNNING for one try (binds k_* and p_now, p_host, p_pid, p_envelope, p_queue).
 CLAIM_UPDATE = _claim_update()
 
 #: RUNNING (p_expect) -> the attempt's outcome (p_state): :func:`check_finish` the pair before running it.

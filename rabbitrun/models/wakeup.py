@@ -90,6 +90,7 @@ class Listener:
         except OSError as exc:  # e.g. a path longer than AF_UNIX allows: triggers wait for the poll
             log.warning("no wake-up socket at %s (%s): new runs are found by polling", path, exc)
             return
+        path.chmod(0o600)  # only this account nudges its scheduler
         self._socket = path
 
     async def _listen(self, pg_url: str) -> None:

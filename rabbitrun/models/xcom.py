@@ -8,6 +8,7 @@ names are re-exported here for the DB's callers.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from rabbitrun.models.xcom_values import (
     XComBackend,
     deserialize,
     load_backend,
+    load_backend_without_pickle,
     serialize,
     too_big,
 )
@@ -41,6 +43,7 @@ __all__ = [
     "get_rows",
     "get_xcoms",
     "load_backend",
+    "load_backend_without_pickle",
     "put_row",
     "serialize",
     "set_xcom",
@@ -110,6 +113,8 @@ def get_xcoms(
     """Values by (task_id, map_index) for the given task ids and key."""
     loader = backend or DatabaseXComBackend(allow_pickle)
     rows = get_rows(session, dag_id, run_id, task_ids, key)
+    if not allow_pickle and any(value_type == "pickle" for _, value_type in rows.values()):
+        raise XComError(f"XCom {key!r} of {', '.join(task_ids)} is pickled; it is not unpickled here")
     return {where: loader.load(data, value_type) for where, (data, value_type) in rows.items()}
 
 
@@ -128,11 +133,13 @@ def get_rows(
     return {(r[0], r[1]): (bytes(r[2]), r[3]) for r in rows}
 
 
-def clean(session: Session, before: datetime, *, dry_run: bool) -> int:
+def clean(session: Session, before: datetime, *, dry_run: bool, files_folder: Path | None = None) -> int:
     """Delete XComs older than ``before`` (rows counted, not deleted, on a dry run).
 
     Rows of type ``ref`` (a backend kept the value elsewhere) whose reference is a
-    JSON object with a ``path`` lose that file too, so cleaning frees the space.
+    JSON object with a ``path`` lose that file too, so cleaning frees the space, but only a file
+    that resolves inside ``files_folder`` (the file backend's own folder): a planted row naming
+    ``/home/me/.ssh/id_rsa`` deletes nothing (issue 17, finding 10).
     """
     query = select(func.count()).select_from(XComRow).where(XComRow.timestamp < before)
     count = int(session.execute(query).scalar_one())
@@ -145,14 +152,20 @@ def clean(session: Session, before: datetime, *, dry_run: bool) -> int:
         session.execute(delete(XComRow).where(XComRow.timestamp < before))
         session.commit()
         for ref in refs:  # after the commit: a failed delete must not lose the value of a kept row
-            _remove_ref_file(ref)
+            if files_folder is not None:
+                _remove_ref_file(ref, files_folder)
     return count
 
 
-def _remove_ref_file(ref: bytes) -> None:
+def _remove_ref_file(ref: bytes, folder: Path) -> None:
     try:
         path = json.loads(ref).get("path")
     except (ValueError, AttributeError):
         return
-    if isinstance(path, str):
-        Path(path).unlink(missing_ok=True)
+    if not isinstance(path, str):
+        return
+    resolved, base = Path(path).resolve(), folder.resolve()
+    if not resolved.is_relative_to(base) or resolved == base:
+        logging.getLogger("rabbitrun.xcom").warning("not deleting %s: outside the XCom files folder %s", path, base)
+        return
+    resolved.unlink(missing_ok=True)

@@ -15,6 +15,9 @@ from rabbitrun.keys import TaskInstanceKey
 from rabbitrun.models.xcom_values import REF, DatabaseXComBackend
 from rabbitrun.settings import Settings
 
+#: Under $RABBITRUN_HOME: the only folder `db clean` deletes XCom files from.
+XCOM_FILES_FOLDER = "xcom_files"
+
 
 class FileXComBackend:
     """Values larger than ``THRESHOLD_BYTES`` go to a file under ``$RABBITRUN_HOME/xcom_files``;
@@ -24,7 +27,7 @@ class FileXComBackend:
     THRESHOLD_BYTES = 1024
 
     def __init__(self, settings: Settings) -> None:
-        self.folder = settings.home / "xcom_files"
+        self.folder = settings.home / XCOM_FILES_FOLDER
         self._inner = DatabaseXComBackend(settings.core.enable_xcom_pickling)
 
     def store(self, value: Any, *, key: str, ti: TaskInstanceKey) -> tuple[bytes, str]:

@@ -9,6 +9,7 @@ A task process encodes and decodes values and runs the configured backend, but h
 from __future__ import annotations
 
 import base64
+import dataclasses
 import importlib
 import json
 import pickle
@@ -141,3 +142,10 @@ def load_backend(dotted_path: str, settings: Settings) -> XComBackend:
         ) from exc
     backend: XComBackend = cls(settings)
     return backend
+
+
+def load_backend_without_pickle(dotted_path: str, settings: Settings) -> XComBackend:
+    """``[core] xcom_backend`` as the scheduler must use it: with pickling off whatever the setting
+    says, so a task's XCom can never run code in the scheduler (issue 17, finding 9)."""
+    core = dataclasses.replace(settings.core, enable_xcom_pickling=False)
+    return load_backend(dotted_path, dataclasses.replace(settings, core=core))

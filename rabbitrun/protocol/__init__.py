@@ -40,6 +40,12 @@ from rabbitrun.protocol.control import (
     decode_control_reply,
     decode_control_request,
 )
+from rabbitrun.protocol.control_auth import (
+    NonceCache,
+    VerifiedRequest,
+    sign_control_request,
+    verify_control_request,
+)
 from rabbitrun.protocol.events import (
     Event,
     Heartbeat,
@@ -106,6 +112,7 @@ __all__ = [
     "Frame",
     "Heartbeat",
     "LogLines",
+    "NonceCache",
     "OutcomeFrame",
     "ReportFrame",
     "RunFrame",
@@ -119,6 +126,7 @@ __all__ = [
     "TaskRevoked",
     "TaskStarted",
     "TaskTimedOut",
+    "VerifiedRequest",
     "Wire",
     "WorkerOffline",
     "amqp_priority",
@@ -136,6 +144,8 @@ __all__ = [
     "encode_result",
     "envelope_properties",
     "result_properties",
+    "sign_control_request",
     "split_channel_frames",
     "split_frames",
+    "verify_control_request",
 ]

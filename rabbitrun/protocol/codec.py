@@ -14,7 +14,7 @@ from typing import Any
 import msgpack
 
 from rabbitrun.errors import DecodeError, InvalidEnvelope, UnsupportedVersion
-from rabbitrun.keys import TaskInstanceKey
+from rabbitrun.keys import TaskInstanceKey, key_problem
 
 VERSION = 1
 CONTENT_TYPE = "application/msgpack"
@@ -101,13 +101,17 @@ def key_from(obj: Mapping[str, Any]) -> TaskInstanceKey:
     map_index = get(obj, "map_index", int)
     if map_index < -1:
         raise InvalidEnvelope("field 'map_index' must be -1 (not mapped) or a position from 0")
-    return TaskInstanceKey(
+    key = TaskInstanceKey(
         dag_id=nonempty(obj, "dag_id"),
         task_id=nonempty(obj, "task_id"),
         run_id=nonempty(obj, "run_id"),
         map_index=map_index,
         try_number=try_number,
     )
+    problem = key_problem(key)  # these ids name log folders: no '/', no '..', no absolute path
+    if problem is not None:
+        raise InvalidEnvelope(f"bad task instance key: {problem}")
+    return key
 
 
 def strings(obj: Mapping[str, Any], name: str) -> tuple[str, ...]:

@@ -81,7 +81,14 @@ class ControlReply:
 
 
 def decode_control_request(body: bytes) -> ControlRequest:
+    """An unsigned request (tests and the decoder's own checks); workers accept only signed ones
+    (:func:`rabbitrun.protocol.control_auth.verify_control_request`)."""
     return _control_request(unpack(body))
+
+
+def control_request_from(obj: Mapping[str, Any]) -> ControlRequest:
+    """The request in an already unpacked map (the payload of a signed request)."""
+    return _control_request(obj)
 
 
 def decode_control_reply(body: bytes) -> ControlReply:

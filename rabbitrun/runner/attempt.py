@@ -258,7 +258,8 @@ def _execute(
             str(exc),
             _NO_VALUE,
         )
-    except Exception as exc:  # noqa: BLE001 - process boundary: user code may raise anything
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - process boundary: user code may raise anything
+        # sys.exit("...") fails the attempt like an exception: its text is masked with the rest
         log.error("Task failed with exception\n%s", traceback.format_exc().rstrip())
         reason = f"{type(exc).__name__}: {exc}"
         retry = not isinstance(exc, FailTask)

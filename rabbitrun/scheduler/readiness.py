@@ -224,7 +224,7 @@ def _expander(session: Session, settings: Settings, now: datetime, changes: tran
 
     def expand(ti: TaskInstance, task: MappedOperator) -> list[TaskInstance]:
         if not backends:
-            backends.append(xcom.load_backend(settings.core.xcom_backend, settings))
+            backends.append(xcom.load_backend_without_pickle(settings.core.xcom_backend, settings))  # never unpickle
         try:
             length = map_length(
                 session, task, ti.dag_id, ti.run_id, max_length=settings.core.max_map_length, backend=backends[0]

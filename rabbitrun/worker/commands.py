@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rabbitrun.keys import TaskInstanceKey, log_relpath
+from rabbitrun.keys import TaskInstanceKey, attempt_log_path
 from rabbitrun.names import Names, consumer_tag
 from rabbitrun.protocol import ControlRequest, Heartbeat
 from rabbitrun.settings import Settings
@@ -156,15 +156,26 @@ def build_handlers(parts: WorkerParts) -> dict[str, Handler]:
         await parts.cancel_consumer(_needs(request.queue, "queue"))
         return sorted(parts.queues)
 
+    def _step(request: ControlRequest) -> int:
+        n = 1 if request.n is None else request.n
+        ceiling = parts.settings.worker.max_concurrency
+        if not 1 <= n <= ceiling:
+            raise ValueError(f"n must be between 1 and [worker] max_concurrency ({ceiling}), not {n}")
+        return n
+
     async def pool_grow(request: ControlRequest) -> int:
-        return await parts.resize(parts.consumer.slots.capacity + (request.n or 1))
+        target, ceiling = parts.consumer.slots.capacity + _step(request), parts.settings.worker.max_concurrency
+        if target > ceiling:
+            raise ValueError(f"the pool would reach {target}, above [worker] max_concurrency ({ceiling})")
+        return await parts.resize(target)
 
     async def pool_shrink(request: ControlRequest) -> int:
-        return await parts.resize(parts.consumer.slots.capacity - (request.n or 1))
+        return await parts.resize(parts.consumer.slots.capacity - _step(request))
 
     async def read_log(request: ControlRequest) -> str | None:
+        # the path comes from the key alone, resolved inside the log folder (issue 17, finding 1)
         key = _needs(request.key, "dag_id, task_id, run_id and try_number")
-        path = Path(parts.settings.logging.base_log_folder) / log_relpath(key)
+        path = attempt_log_path(parts.settings.logging.base_log_folder, key)
         return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
 
     return {

@@ -27,7 +27,7 @@ from rabbitrun.keys import TaskInstanceKey, log_relpath
 from rabbitrun.metrics import Metrics
 from rabbitrun.models import attempts, transitions
 from rabbitrun.models.base import utcnow
-from rabbitrun.names import REASON_HEADER, Names, task_event_key
+from rabbitrun.names import REASON_HEADER, Names, consumer_tag, task_event_key
 from rabbitrun.states import OutcomeKind, TaskState
 from rabbitrun.worker.acks import EarlyAck, ack, nack
 from rabbitrun.worker.decisions import Action, Decision, decide
@@ -100,6 +100,15 @@ class Consumer:
             envelope = protocol.decode_envelope(message.body)
         except ProtocolError as exc:
             await self._dead_letter(message, exc.reason)
+            return
+        expected_tag = consumer_tag("worker", self._hostname, envelope.queue)
+        if message.consumer_tag is not None and message.consumer_tag != expected_tag:
+            # a forged envelope naming an isolated queue, published into one this worker consumes
+            # (issue 17, finding 5): never run, dead-lettered with the reason
+            log.warning(
+                "%s: envelope names queue %r but came from another queue; refused", envelope.key, envelope.queue
+            )
+            await self._dead_letter(message, f"envelope names queue {envelope.queue!r} but was delivered from another")
             return
         loop = asyncio.get_running_loop()
         settled: list[asyncio.Task[None]] = []

@@ -5,12 +5,17 @@ Each worker consumes an exclusive, auto-delete queue bound on the
 and replies on the requester's ``reply_to`` (RabbitMQ direct reply-to) with
 the request's ``correlation_id``. Handlers are plain async functions by command
 name, assembled by :mod:`rabbitrun.worker.main`.
+
+Only requests signed with ``[control] secret_key`` are executed
+(:mod:`rabbitrun.protocol.control_auth`); anything else is dropped with one
+warning line: whoever can publish to the exchange cannot steer the worker.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
@@ -24,9 +29,15 @@ log = logging.getLogger("rabbitrun.worker.control")
 
 
 class ControlServer:
-    def __init__(self, names: Names, hostname: str, handlers: Mapping[str, Handler]) -> None:
+    def __init__(self, names: Names, hostname: str, handlers: Mapping[str, Handler], secret_key: str) -> None:
         self._names, self._hostname, self._handlers = names, hostname, handlers
+        self._secret_key = secret_key
+        self._nonces = protocol.NonceCache()
         self._channel: AbstractChannel | None = None
+        if not secret_key:
+            log.warning(
+                "no [control] secret_key: every inspect/control request will be refused (run `rabbitrun db init`)"
+            )
 
     async def start(self, connection: AbstractConnection) -> None:
         self._channel = await connection.channel()
@@ -41,10 +52,15 @@ class ControlServer:
 
     async def _on_request(self, message: AbstractIncomingMessage) -> None:
         try:
-            request = protocol.decode_control_request(message.body)
-        except ProtocolError as exc:
-            log.warning("ignoring an unreadable control message: %s", exc.reason)
+            now = datetime.now(UTC)
+            verified = protocol.verify_control_request(message.body, self._secret_key, now=now)
+            self._nonces.admit(verified, now=now)
+        except ProtocolError as exc:  # never executed; no traceback, no message body in the log
+            log.warning(
+                "refused a control message (app_id=%r user_id=%r): %s", message.app_id, message.user_id, exc.reason
+            )
             return
+        request = verified.request
         command = request.command
         handler = self._handlers.get(command)
         try:

@@ -117,7 +117,7 @@ async def _serve(settings: Settings, options: WorkerOptions, supervisor: Supervi
         )
         for name in options.queues:
             await parts.add_consumer(name)
-        control = ControlServer(names, options.hostname, build_handlers(parts))
+        control = ControlServer(names, options.hostname, build_handlers(parts), str(settings.control.secret_key))
         await control.start(connection)
         await events.open(connection)
         background = [

@@ -57,14 +57,14 @@ class AttemptOwner:
 
     def __init__(self, settings: Settings, sessions: sessionmaker[Session], hostname: str) -> None:
         self._settings, self._sessions, self.hostname = settings, sessions, hostname
-        self.claims: Batcher[tuple[TaskInstanceKey, str], attempts.Claim] = Batcher(self._claim_batch)
+        self.claims: Batcher[tuple[TaskInstanceKey, str, str], attempts.Claim] = Batcher(self._claim_batch)
         self.ends: Batcher[attempts.EndRecord, tuple[attempts.Finish, bool]] = Batcher(self._end_batch)
 
     async def claim(self, envelope: protocol.TaskEnvelope) -> protocol.ClaimedAttempt | Lost:
         """QUEUED -> RUNNING for the envelope's try, in a batch with the claims arriving with it."""
         now = utcnow()  # start_date: the claim is when the attempt starts, as a task process claimed it
         try:
-            claim = await self.claims.submit((envelope.key, envelope.id))
+            claim = await self.claims.submit((envelope.key, envelope.id, envelope.queue))
         except DBAPIError as exc:  # the DB is down at task start: the delivery goes back, nothing started
             reason = f"metadata database unavailable at task start: {str(exc.orig or exc).strip().splitlines()[0]}"
             return Lost(protocol.OutcomeFrame("", OutcomeKind.DB_UNAVAILABLE, error=reason))
@@ -74,6 +74,8 @@ class AttemptOwner:
                 what = f"{key.dag_id}.{key.task_id} in run {key.run_id!r}"
                 return Lost(protocol.OutcomeFrame("", OutcomeKind.UNKNOWN, error=what))
             why = f"attempt is {claim.state} (try {claim.try_number})"
+            if claim.state == TaskState.QUEUED.value and claim.try_number == envelope.key.try_number:
+                why += f"; the envelope's queue {envelope.queue!r} is not the task's (a forged envelope?)"
             return Lost(protocol.OutcomeFrame("", OutcomeKind.NOT_CLAIMED, error=why))
         assert claim.run is not None
         return protocol.ClaimedAttempt(claim.max_tries, claim.queue, now, vars(claim.run))
@@ -81,7 +83,7 @@ class AttemptOwner:
     def service(self, envelope: protocol.TaskEnvelope, claimed: protocol.ClaimedAttempt) -> AttemptService:
         return AttemptService(self, envelope, claimed)
 
-    def _claim_batch(self, items: Sequence[tuple[TaskInstanceKey, str]]) -> list[attempts.Claim]:
+    def _claim_batch(self, items: Sequence[tuple[TaskInstanceKey, str, str]]) -> list[attempts.Claim]:
         now = utcnow()
         for attempt in retrying(self._settings.database):  # a claim that won is not repeated: committed
             with attempt, attempts.attempt_db(self._sessions) as db:

@@ -83,6 +83,7 @@ def test_a_dropped_connection_is_invalidated_and_the_next_checkout_reconnects(en
                 "p_host": "",
                 "p_pid": 0,
                 "p_envelope": None,
+                "p_queue": None,
             },
         ).connection.info.backend_pid
         db.rollback()
@@ -160,3 +161,14 @@ def test_the_pooled_connection_goes_back_transactional_after_claim_and_finish(en
         session.flush()
         session.rollback()
     assert _xcoms(sessions, key) == []
+
+
+def test_an_envelope_naming_another_queue_than_the_task_s_does_not_claim_it(env: Env) -> None:
+    """Issue 17, finding 5: a forged envelope cannot run an isolated queue's task from another queue."""
+    sessions, envelope = _queued(env)
+    key, queue = envelope.key, envelope.queue  # type: ignore[attr-defined]
+    now = datetime.now(UTC)
+    with attempts.attempt_db(sessions) as db:  # type: ignore[arg-type]
+        forged = attempts.claim(db, key, hostname="h1", pid=7, now=now, envelope_id="forged", queue=queue + "_other")
+        assert (forged.won, forged.state) == (False, "queued")
+        assert attempts.claim(db, key, hostname="h1", pid=7, now=now, envelope_id="e1", queue=queue).won

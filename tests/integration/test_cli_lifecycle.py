@@ -57,3 +57,11 @@ def test_unknown_dag_or_task_is_one_line_and_exit_2(env: Env) -> None:
         out = env.cli(*args)
         assert out.returncode == 2, (args, out.stderr)
         assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1
+
+
+def test_trigger_refuses_a_run_id_that_would_leave_the_log_folder(env: Env) -> None:
+    for bad in ("../../../tmp/x", "a/b", "has space"):
+        out = env.cli("dags", "trigger", "simple", "--run-id", bad)
+        assert out.returncode == 2 and "invalid run_id" in out.stderr, out.stderr
+    ok = env.cli("dags", "trigger", "simple", "--run-id", "mine.1~a:b+c-d")
+    assert ok.returncode == 0, ok.stderr

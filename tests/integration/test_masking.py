@@ -32,3 +32,25 @@ def test_a_variable_that_is_not_sensitive_is_logged_as_it_is(env: Env) -> None:
     run_id = queue_run(env, "secrets_dag")
     assert run_in_process(env, "secrets_dag", run_id, "read_vars").state == "success"
     assert "***" not in log_file(env, "secrets_dag", "read_vars", run_id).read_text()
+
+
+def test_token_names_json_values_multiline_keys_and_sys_exit_are_masked(env: Env) -> None:
+    """Issue 17 finding 4: none of these reach the log file, `tasks states` or the recorded reason."""
+    import json
+
+    pem = "-----BEGIN KEY-----\nAAAAline-one-secret\nBBBBline-two-secret\n-----END KEY-----"
+    raw = ("xoxb-slack-123", "json-nested-pw", "AAAAline-one-secret", "BBBBline-two-secret")
+    assert env.cli("variables", "set", "slack_token", "xoxb-slack-123").returncode == 0
+    cfg = json.dumps({"db": {"host": "h", "password": "json-nested-pw"}})
+    assert env.cli("variables", "set", "service_cfg", cfg).returncode == 0
+    assert env.cli("variables", "set", "--", "ssh_private_key", pem).returncode == 0
+    run_id = queue_run(env, "masking_gaps_dag")
+    outcome = run_in_process(env, "masking_gaps_dag", run_id, "exit_with_secrets")
+    assert outcome.state == "failed"
+    file_text = log_file(env, "masking_gaps_dag", "exit_with_secrets", run_id).read_text()
+    shown = env.cli("tasks", "states", "masking_gaps_dag", run_id)
+    reason = states(env, "masking_gaps_dag", run_id)["exit_with_secrets"].reason or ""
+    assert "SystemExit" in reason and "giving up with ***" in reason
+    for text in (file_text, shown.stdout + shown.stderr, outcome.error, reason):
+        assert not [s for s in raw if s in text], text
+    assert "token ***" in file_text and "db password ***" in file_text and "key line ***" in file_text

@@ -30,3 +30,13 @@ def test_undefined_names_fail_clearly() -> None:
     with pytest.raises(DagDefinitionError, match="cannot render t.bash_command: UndefinedError"):
         render("{{ nope }}", template_context({}), "t.bash_command")
     assert render(["{{ a }}", {"k": "{{ a }}"}, 3], {"a": "x"}, "w") == ["x", {"k": "x"}, 3]
+
+
+def test_shell_quote_keeps_a_conf_value_one_word_and_never_shell_syntax(tmp_path: object) -> None:
+    """Issue 17, finding 7: ``{{ params.x | shell_quote }}`` in bash_command cannot inject commands."""
+    import subprocess
+
+    evil = "x; touch /tmp/rabbitrun-pwned-$$; echo `id` $(id)"
+    command = render("printf '%s' {{ params.x | shell_quote }}", {"params": {"x": evil}}, "bash_command")
+    out = subprocess.run(["bash", "-c", command], capture_output=True, text=True, check=True)
+    assert out.stdout == evil  # printed as data, nothing run

@@ -106,3 +106,92 @@ def test_db_clean_dry_run_counts_and_a_real_run_deletes_rows_and_referenced_file
     assert env.cli("db", "clean", "--before", "yesterday").returncode == 2
     unknown = env.cli("db", "clean", "--before", future, "--tables", "xcom,users")
     assert unknown.returncode == 2 and "users" in unknown.stderr
+
+
+def test_db_clean_deletes_no_file_outside_the_xcom_files_folder(env: Env, tmp_path: Path) -> None:
+    """Issue 17, finding 10: a planted ``ref`` row naming another file (or ``..`` out of the
+    folder) loses its row, never that file."""
+    from sqlalchemy import update
+
+    from rabbitrun.models.tables import XComRow
+    from tests.support.secrets import raw_session
+
+    env.vars["RABBITRUN__CORE__XCOM_BACKEND"] = "rabbitrun.models.xcom_backends.FileXComBackend"
+    run_id = queue_run(env, "secrets_dag")
+    run_in_process(env, "secrets_dag", run_id, "big")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    sneaky = env.home / "xcom_files" / ".." / ".." / "victim.txt"
+    assert sneaky.resolve() == victim.resolve()
+    for planted in (victim, sneaky):
+        if not xcoms(env, run_id):  # the first round deleted the row: make another like it
+            with raw_session(env) as session:
+                session.add(
+                    XComRow(
+                        dag_id="secrets_dag",
+                        task_id="big",
+                        run_id=run_id,
+                        map_index=-1,
+                        key="return_value",
+                        value=b"{}",
+                        value_type="ref",
+                        timestamp=datetime.now(UTC),
+                    )
+                )
+                session.commit()
+        with raw_session(env) as session:
+            session.execute(
+                update(XComRow)
+                .where(XComRow.run_id == run_id, XComRow.task_id == "big")
+                .values(value=json.dumps({"path": str(planted), "type": "json", "bytes": 7}).encode())
+            )
+            session.commit()
+        future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+        out = env.cli("db", "clean", "--before", future, "--tables", "xcom")
+        assert out.returncode == 0 and "xcom: 1 row(s) deleted" in out.stdout, out.stderr
+        assert victim.read_text() == "keep me"
+
+
+class _Planted:
+    """Unpickling this creates a file: the proof that pickled bytes ran code."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (Path.write_text, (Path(self.path), "pwned"))  # type: ignore[return-value]
+
+
+def test_the_scheduler_never_unpickles_an_xcom_even_with_pickling_enabled(env: Env, tmp_path: Path) -> None:
+    """Issue 17, finding 9: the backend the scheduler reads mapping input with refuses pickle."""
+    import dataclasses
+    import pickle
+
+    from rabbitrun.models.tables import XComRow
+    from tests.support.secrets import raw_session
+
+    proof = tmp_path / "proof.txt"
+    run_id = queue_run(env, "secrets_dag")
+    with raw_session(env) as session:
+        session.add(
+            XComRow(
+                dag_id="secrets_dag",
+                task_id="p1",
+                run_id=run_id,
+                map_index=-1,
+                key="return_value",
+                value=pickle.dumps(_Planted(str(proof))),
+                value_type="pickle",
+                timestamp=datetime.now(UTC),
+            )
+        )
+        session.commit()
+    settings = env.settings()
+    settings = dataclasses.replace(settings, core=dataclasses.replace(settings.core, enable_xcom_pickling=True))
+    for dotted in ("", "rabbitrun.models.xcom_backends.FileXComBackend"):
+        backend = xcom.load_backend_without_pickle(dotted, settings)
+        with raw_session(env) as session, pytest.raises(XComError, match="pickl"):
+            xcom.get_xcoms(session, "secrets_dag", run_id, ["p1"], "return_value", allow_pickle=False, backend=backend)
+        with pytest.raises(XComError, match="pickling is disabled"):
+            backend.load(pickle.dumps(_Planted(str(proof))), "pickle")
+    assert not proof.exists()

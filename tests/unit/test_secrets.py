@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +85,31 @@ def test_a_malformed_key_or_rotation_without_a_key_is_a_clear_error() -> None:
         Cipher("not-a-key")
     with pytest.raises(SecretsError, match="rotate-fernet-key needs"):
         Cipher("").rotate("x", encrypted=False, what="variable x")
+
+
+def test_the_configuration_secrets_are_masked_in_process_logs(tmp_path: Path) -> None:
+    """Issue 17 finding 4: DB and broker passwords, the Fernet and control keys never reach the
+    scheduler's or worker's log."""
+    from rabbitrun.secrets import settings_masker
+    from rabbitrun.settings import load_settings
+
+    env = {
+        "RABBITRUN__DATABASE__URL": "postgresql+psycopg://u:db-pw-1@db/rr",
+        "RABBITRUN__BROKER__URL": "amqp://u:broker-pw-2@rabbit/",
+        "RABBITRUN__CORE__FERNET_KEY": "fernet-new-3,fernet-old-4",
+        "RABBITRUN__CONTROL__SECRET_KEY": "control-key-5",
+    }
+    masker = settings_masker(load_settings(home=tmp_path, env=env, read_file=False))
+    line = masker.redact("db-pw-1 broker-pw-2 fernet-new-3 fernet-old-4 control-key-5 host=rabbit")
+    assert line == "*** *** *** *** *** host=rabbit"
+
+
+def test_sensitive_values_inside_json_and_each_line_of_a_multiline_secret() -> None:
+    from rabbitrun.secrets import SecretsMasker, sensitive_json_values
+
+    doc = '{"slack": {"token": "t-1"}, "list": [{"password": "p-22"}], "name": "visible", "api": {"x": ["k-333"]}}'
+    assert sensitive_json_values(doc, ("token", "password", "api")) == ["t-1", "p-22", "k-333"]
+    assert sensitive_json_values("not json", ("token",)) == []
+    masker = SecretsMasker()
+    masker.add("line-one\nline-two")
+    assert masker.redact("a line-two b") == "a *** b"

@@ -289,16 +289,18 @@ def test_as_dict_masks_url_passwords_and_the_fernet_key(tmp_path: Path) -> None:
         "RABBITRUN__DATABASE__URL": "postgresql+psycopg://u:dbpw@db:5432/rr",
         "RABBITRUN__CORE__FERNET_KEY": "fernetsecret",
         "RABBITRUN__WORKER__QUEUES": "a,b",
+        "RABBITRUN__CONTROL__SECRET_KEY": "controlsecret",
     }
     s = load_settings(home=tmp_path, env=env, read_file=False)
     shown = s.as_dict(masked=True)
+    assert shown["control"]["secret_key"] == "***" and "controlsecret" not in repr(s)
     assert shown["broker"]["url"] == "amqp://u:***@rabbit:5672/vh"
     assert shown["broker"]["management_url"] == "http://admin:***@rabbit:15672/"
     assert shown["database"]["url"] == "postgresql+psycopg://u:***@db:5432/rr"
     assert shown["core"]["fernet_key"] == "***"
     assert shown["worker"]["queues"] == ["a", "b"]
     assert not any(pw in repr(shown) for pw in ("brokerpw", "mgmtpw", "dbpw", "fernetsecret"))
-    assert set(shown) == {"core", "database", "broker", "logging", "scheduler", "worker", "metrics"}
+    assert set(shown) == {"core", "database", "broker", "logging", "scheduler", "worker", "metrics", "control"}
 
 
 def test_as_dict_unmasked_shows_real_values_and_empty_secrets_stay_empty(tmp_path: Path) -> None:

@@ -75,3 +75,23 @@ with DAG("xcom_file_dag") as xcom_file_dag:
         return {"length": len(value["blob"]), "when_type": type(value["when"]).__name__}
 
     consume_big(produce_big())
+
+
+with DAG("masking_gaps_dag") as masking_gaps_dag:
+
+    @task
+    def exit_with_secrets():
+        """Issue 17 finding 4: a *token* name, a secret inside a JSON Variable, a multi-line key, and
+        sys.exit() with a secret in its message."""
+        import sys
+
+        token = Variable.get("slack_token")
+        cfg = Variable.get("service_cfg", deserialize_json=True)
+        key = Variable.get("ssh_private_key")
+        print(f"token {token}")
+        print(f"db password {cfg['db']['password']}")
+        for line in key.splitlines():
+            print(f"key line {line}")
+        sys.exit(f"giving up with {token} and {cfg['db']['password']}")
+
+    exit_with_secrets()
