@@ -266,7 +266,8 @@ def fail_timed_out_runs(
         for run in list(late):
             reason = f"dagrun_timeout {timeout} exceeded"
             transitions.mark_run(session, run.dag_id, run.run_id, TaskState.FAILED, now, reason)
-            run.state, run.end_date = DagRunState.FAILED.value, now
+            run.state = DagRunState.FAILED.value
+            run.end_date = now
             done.append(FinishedRun(run.dag_id, run.run_id, run.state))
             log.warning("DAG run %s of %s failed: %s", run.run_id, run.dag_id, reason)
     session.commit()
