@@ -250,8 +250,6 @@ def fail_timed_out_runs(
     so a worker still running one is fenced out by the state change). Commits."""
     from datetime import timedelta
 
-    from rabbitrun.models import transitions
-
     done: list[FinishedRun] = []
     for dag in dagbag.dags.values():
         timeout = dag.dagrun_timeout
@@ -269,15 +267,21 @@ def fail_timed_out_runs(
             .all()
         )
         for run in late:
-            reason = f"dagrun_timeout {timeout} exceeded"
-            transitions.mark_run(session, run.dag_id, run.run_id, TaskState.FAILED, now, reason)
-            run.state, run.end_date = DagRunState.FAILED.value, now
-            done.append(FinishedRun(run.dag_id, run.run_id, run.state))
-            log.warning("DAG run %s of %s failed: %s", run.run_id, run.dag_id, reason)
+            done.append(_fail_run(session, run, f"dagrun_timeout {timeout} exceeded", now))
     session.commit()
     if finished is not None:
         finished.extend(done)
     return done
+
+
+def _fail_run(session: Session, run: DagRun, reason: str, now: datetime) -> FinishedRun:
+    from rabbitrun.models import transitions
+
+    transitions.mark_run(session, run.dag_id, run.run_id, TaskState.FAILED, now, reason)
+    run.state = DagRunState.FAILED.value
+    run.end_date = now
+    log.warning("DAG run %s of %s failed: %s", run.run_id, run.dag_id, reason)
+    return FinishedRun(run.dag_id, run.run_id, run.state)
 
 
 def queued_runs_exist(session: Session) -> bool:

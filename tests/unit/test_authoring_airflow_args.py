@@ -40,13 +40,18 @@ def test_sla_is_refused_naming_the_replacement() -> None:
 
 
 def test_unimplemented_arguments_warn_once_per_name(caplog: pytest.LogCaptureFixture) -> None:
+    class WarnOnceProbeOperator(EmptyOperator):  # its own name: no earlier test warned for it
+        pass
+
     caplog.set_level(logging.WARNING, logger="rabbitrun.authoring")
     with DAG("d"):
-        EmptyOperator(task_id="a", run_as_user="someone-unique-1")
-        EmptyOperator(task_id="b", run_as_user="someone-unique-2")
-    warned = [r for r in caplog.records if "'run_as_user'" in r.getMessage()]
-    assert len(warned) <= 1  # once per process: an earlier test may have used it already
-    assert EmptyOperator.__name__ in (warned[0].getMessage() if warned else EmptyOperator.__name__)
+        WarnOnceProbeOperator(task_id="a", run_as_user="u1", email="x@y")
+        WarnOnceProbeOperator(task_id="b", run_as_user="u2")
+        WarnOnceProbeOperator(task_id="c")  # defaults: nothing to warn about
+    messages = [r.getMessage() for r in caplog.records if "WarnOnceProbeOperator" in r.getMessage()]
+    assert len([m for m in messages if "'run_as_user'" in m]) == 1
+    assert len([m for m in messages if "'email'" in m]) == 1
+    assert len(messages) == 2
 
 
 def test_dag_accepts_airflow_arguments_and_stores_them() -> None:
