@@ -99,7 +99,8 @@ class PythonOperator(BaseOperator):
 
     def execute_callable(self, args: Sequence[Any], kwargs: Mapping[str, Any], context: Context) -> Any:
         """Call the callable with resolved arguments; subclasses resolve, this calls."""
-        context = {**context, "templates_dict": getattr(self, "templates_dict", None)}
+        if getattr(self, "templates_dict", None) is not None:  # the runner's context has it as None otherwise
+            context = {**context, "templates_dict": self.templates_dict}
         call_kwargs = context_kwargs(self.python_callable, context, len(args), kwargs)
         result = self.python_callable(*args, **call_kwargs)
         if getattr(self, "show_return_value_in_logs", True):

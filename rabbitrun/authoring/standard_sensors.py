@@ -46,7 +46,8 @@ class PythonSensor(BaseSensorOperator):
         self.templates_dict = dict(templates_dict) if templates_dict is not None else None
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        context = {**context, "templates_dict": self.templates_dict}
+        if self.templates_dict is not None:
+            context = {**context, "templates_dict": self.templates_dict}
         kwargs = context_kwargs(self.python_callable, context, len(self.op_args), self.op_kwargs)
         self.log.info("Poking callable: %s", getattr(self.python_callable, "__name__", self.python_callable))
         result = self.python_callable(*self.op_args, **kwargs)

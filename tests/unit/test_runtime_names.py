@@ -97,3 +97,15 @@ def test_callable_source_drops_decorators_and_refuses_lambdas() -> None:
     with DAG("venv_defs2"), pytest.raises(DagDefinitionError, match="serializer"):
         PythonVirtualenvOperator(task_id="bad", python_callable=test_macros_ds_add_and_ds_format, serializer="x")
     assert is_venv_installed() is True
+
+
+def test_python_operator_passes_templates_dict_in_the_context() -> None:
+    from rabbitrun import PythonOperator
+
+    with DAG("tdict"):
+        op = PythonOperator(
+            task_id="t", python_callable=lambda templates_dict: templates_dict["q"], templates_dict={"q": "x"}
+        )
+        plain = PythonOperator(task_id="p", python_callable=lambda **ctx: ctx.get("templates_dict"))
+    assert op.execute({"templates_dict": None}) == "x"
+    assert plain.execute({"templates_dict": None}) is None
