@@ -143,7 +143,7 @@ def test_decorated_function_gets_context_by_name_and_by_var_keyword() -> None:
         op_named, op_all = named().operator, everything().operator
     ctx = {"ti": FakeTI(try_number=2), "ds": "2026-01-01", "run_id": "r"}
     assert op_named.execute(ctx) == "2:2026-01-01"
-    assert op_all.execute(ctx) == ["ds", "run_id", "templates_dict", "ti"]  # Airflow adds templates_dict
+    assert op_all.execute(ctx) == ["ds", "run_id", "ti"]
 
 
 def test_multiple_outputs_pushes_each_key_and_getitem_refers_to_it() -> None:

@@ -36,7 +36,7 @@ def test_python_operator_passes_only_context_keys_the_callable_names() -> None:
 def test_python_operator_passes_whole_context_to_var_keyword() -> None:
     seen: dict[str, Any] = {}
     PythonOperator(task_id="t", python_callable=lambda **kw: seen.update(kw)).execute(_context())
-    assert set(seen) == {"ti", "ds", "run_id", "params", "templates_dict"}  # as Airflow adds it
+    assert set(seen) == {"ti", "ds", "run_id", "params"}
 
 
 def test_op_kwargs_win_over_context_entries() -> None:
