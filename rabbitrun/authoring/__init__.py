@@ -7,6 +7,12 @@ importing DAG files and BashOperator's child process.
 from rabbitrun.authoring import current, macros
 from rabbitrun.authoring.baseoperator import BaseOperator, Context, Dependable
 from rabbitrun.authoring.branch_decorators import branch_task, short_circuit_task
+from rabbitrun.authoring.branch_variants import (
+    BranchExternalPythonOperator,
+    BranchPythonVirtualenvOperator,
+    branch_external_python,
+    branch_virtualenv,
+)
 from rabbitrun.authoring.branching import (
     BaseBranchOperator,
     BranchDateTimeOperator,
@@ -20,8 +26,10 @@ from rabbitrun.authoring.dag import DAG, get_current_dag
 from rabbitrun.authoring.dag_decorator import DagFactory, DagParam, dag
 from rabbitrun.authoring.dagbag import EXAMPLES_PREFIX, DagBag, ImportErrorInfo
 from rabbitrun.authoring.decorators import DecoratedPythonOperator, TaskDecorator, task
+from rabbitrun.authoring.deferred_fallbacks import DateTimeSensorAsync, TimeDeltaSensorAsync, TimeSensorAsync
 from rabbitrun.authoring.edges import EdgeModifier, Label
 from rabbitrun.authoring.empty import EmptyOperator
+from rabbitrun.authoring.external_marker import ExternalTaskMarker
 from rabbitrun.authoring.helpers import chain, chain_linear, cross_downstream
 from rabbitrun.authoring.mapped import MappedOperator
 from rabbitrun.authoring.operators import BashCommandFailed, BashOperator, PythonOperator
@@ -60,6 +68,8 @@ from rabbitrun.authoring.xcomarg import XComArg
 # on rabbitrun.authoring.decorators (which cannot import it back: no import circles)
 task.branch = branch_task  # type: ignore[attr-defined]
 task.short_circuit = short_circuit_task  # type: ignore[attr-defined]
+task.branch_virtualenv = branch_virtualenv  # type: ignore[attr-defined]
+task.branch_external_python = branch_external_python  # type: ignore[attr-defined]
 
 __all__ = [
     "DAG",
@@ -77,12 +87,15 @@ __all__ = [
     "BashSensor",
     "BranchDateTimeOperator",
     "BranchDayOfWeekOperator",
+    "BranchExternalPythonOperator",
     "BranchPythonOperator",
+    "BranchPythonVirtualenvOperator",
     "Context",
     "DagBag",
     "DagFactory",
     "DagParam",
     "DateTimeSensor",
+    "DateTimeSensorAsync",
     "DayOfWeekSensor",
     "Decision",
     "DecoratedPythonOperator",
@@ -90,6 +103,7 @@ __all__ = [
     "EdgeModifier",
     "EmptyOperator",
     "ExternalPythonOperator",
+    "ExternalTaskMarker",
     "FailTask",
     "FileSensor",
     "ImportErrorInfo",
@@ -114,7 +128,9 @@ __all__ = [
     "TaskSignal",
     "TaskTimeout",
     "TimeDeltaSensor",
+    "TimeDeltaSensorAsync",
     "TimeSensor",
+    "TimeSensorAsync",
     "TriggerRule",
     "WeekDay",
     "XComArg",

@@ -16,13 +16,21 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rabbitrun.authoring.baseoperator import BaseOperator, Context
-from rabbitrun.authoring.dagcontext import dag_for
+from rabbitrun.authoring.dagcontext import dag_for, unique_label
 from rabbitrun.authoring.operators import BashOperator, context_kwargs
 from rabbitrun.authoring.process_python import ExternalPythonOperator, PythonVirtualenvOperator
 from rabbitrun.authoring.standard_sensors import PythonSensor
 from rabbitrun.authoring.xcomarg import XComArg, resolve_xcom_args, xcom_args_in
 
-__all__ = ["DecoratedBashOperator", "DecoratedSensorOperator", "bash", "external_python", "sensor", "virtualenv"]
+__all__ = [
+    "DecoratedBashOperator",
+    "DecoratedSensorOperator",
+    "bash",
+    "external_python",
+    "sensor",
+    "variant_decorator",
+    "virtualenv",
+]
 
 
 def _depend_on_xcom_args(op: BaseOperator, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
@@ -121,7 +129,7 @@ class _Variant:
         dag = dag_for(op_kwargs)
         task_id = op_kwargs.pop("task_id", None) or self.function.__name__
         if dag is not None:
-            task_id = dag.unique_task_id(task_id)
+            task_id = unique_label(dag, task_id, op_kwargs.get("task_group"))
         operator = self.operator_class(
             task_id=task_id, python_callable=self.function, op_args=args, op_kwargs=kwargs, **op_kwargs
         )
@@ -131,7 +139,7 @@ class _Variant:
         return _Variant(self.operator_class, self.function, {**self.operator_kwargs, **operator_kwargs})
 
 
-def _decorator(operator_class: Callable[..., BaseOperator]) -> Callable[..., Any]:
+def variant_decorator(operator_class: Callable[..., BaseOperator]) -> Callable[..., Any]:
     def decorator(python_callable: Callable[..., Any] | None = None, /, **operator_kwargs: Any) -> Any:
         def decorate(function: Callable[..., Any]) -> _Variant:
             return _Variant(operator_class, function, operator_kwargs)
@@ -141,7 +149,7 @@ def _decorator(operator_class: Callable[..., BaseOperator]) -> Callable[..., Any
     return decorator
 
 
-bash = _decorator(DecoratedBashOperator)
-sensor = _decorator(DecoratedSensorOperator)
-virtualenv = _decorator(DecoratedVirtualenvOperator)
-external_python = _decorator(DecoratedExternalPythonOperator)
+bash = variant_decorator(DecoratedBashOperator)
+sensor = variant_decorator(DecoratedSensorOperator)
+virtualenv = variant_decorator(DecoratedVirtualenvOperator)
+external_python = variant_decorator(DecoratedExternalPythonOperator)

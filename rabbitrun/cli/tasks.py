@@ -64,10 +64,10 @@ def clear(
     dry_run: bool,
 ) -> None:
     """Re-run finished task instances: they get a new try and replace their XComs."""
-    from rabbitrun import client
     from rabbitrun.client.lookup import parse_date
+    from rabbitrun.client.runs import clear_following_markers
 
-    cleared = client.clear_tasks(
+    cleared = clear_following_markers(
         settings_from(ctx),
         dag_id,
         task_regex=task_regex,
@@ -77,8 +77,8 @@ def clear(
         start=parse_date(start_date) if start_date else None,
         end=parse_date(end_date) if end_date else None,
     )
-    for run, task in cleared:
-        click.echo(f"{'would clear' if dry_run else 'cleared'} {dag_id}.{task} run={run}")
+    for dag, run, task in cleared:  # an ExternalTaskMarker's clear reaches other DAGs
+        click.echo(f"{'would clear' if dry_run else 'cleared'} {dag}.{task} run={run}")
     click.echo(f"{len(cleared)} task instance(s)")
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from rabbitrun.client.dags import dagbag
 from rabbitrun.client.db import sessions_for
-from rabbitrun.errors import DagRunNotFound, RunWaitTimeout
+from rabbitrun.errors import DagDefinitionError, DagRunNotFound, RunWaitTimeout
 from rabbitrun.models.views import TaskStateRow
 from rabbitrun.settings import Settings
 
@@ -153,6 +153,90 @@ def clear_tasks(
         for one in wanted:
             cleared.extend(clearing.clear(session, dag_id, retries, run_id=one, dry_run=dry_run))
     return sorted(cleared)
+
+
+def clear_following_markers(
+    settings: Settings,
+    dag_id: str,
+    *,
+    task_regex: str = ".*",
+    run_id: str | None = None,
+    downstream: bool = False,
+    dry_run: bool = False,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[tuple[str, str, str]]:
+    """:func:`clear_tasks`, then, for each ExternalTaskMarker it cleared, the marked task (and its
+    downstream) in the other DAG's run at the marker's logical date, recursively up to the marker's
+    ``recursion_depth`` (Airflow's ``tasks clear`` of a marker). Returns (dag_id, run_id, task_id)."""
+    found = [
+        (dag_id, r, t)
+        for r, t in clear_tasks(
+            settings,
+            dag_id,
+            task_regex=task_regex,
+            run_id=run_id,
+            downstream=downstream,
+            dry_run=dry_run,
+            start=start,
+            end=end,
+        )
+    ]
+    return found + _follow_markers(settings, found, dry_run, depth=None)
+
+
+def _follow_markers(
+    settings: Settings, cleared: list[tuple[str, str, str]], dry_run: bool, depth: int | None
+) -> list[tuple[str, str, str]]:
+    import re
+
+    from rabbitrun.authoring import ExternalTaskMarker
+    from rabbitrun.client.lookup import run_ids_between
+
+    bag = dagbag(settings)
+    more: list[tuple[str, str, str]] = []
+    for dag_id, run_id, task_id in cleared:
+        marker = bag.get_dag(dag_id).get_task(task_id)
+        if not isinstance(marker, ExternalTaskMarker):
+            continue
+        left = marker.recursion_depth if depth is None else depth
+        if left < 1:
+            raise DagDefinitionError(
+                f"ExternalTaskMarker {dag_id}.{task_id}: clearing went deeper than its recursion_depth; "
+                "is there a cycle of markers?"
+            )
+        when = _marker_date(settings, marker, dag_id, run_id)
+        for other_run in run_ids_between(settings, marker.external_dag_id, when, when):
+            pairs = clear_tasks(
+                settings,
+                marker.external_dag_id,
+                task_regex=f"^{re.escape(marker.external_task_id)}$",
+                run_id=other_run,
+                downstream=True,
+                dry_run=dry_run,
+            )
+            found = [(marker.external_dag_id, r, t) for r, t in pairs]
+            more += found + _follow_markers(settings, found, dry_run, left - 1)
+    return more
+
+
+def _marker_date(settings: Settings, marker: Any, dag_id: str, run_id: str) -> datetime:
+    """The other run's logical date: the marker's ``logical_date`` template rendered with its run's
+    ``logical_date``, ``ds`` and ``ts`` (what Airflow's marker templates use)."""
+    from rabbitrun.authoring.templating import render
+    from rabbitrun.client.lookup import find_run
+
+    own = find_run(settings, dag_id, run_id).logical_date
+    if own.tzinfo is None:
+        own = own.replace(tzinfo=UTC)
+    text = marker.logical_date
+    if not text:
+        return own
+    rendered = render(
+        text, {"logical_date": own, "ds": own.strftime("%Y-%m-%d"), "ts": own.isoformat()}, "logical_date"
+    )
+    value = datetime.fromisoformat(str(rendered))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def set_task_state(
