@@ -164,8 +164,10 @@ class BaseOperator(Templated, metaclass=_OperatorMeta):
     outlets: Any
     on_execute_callback: Callable[[Context], Any] | None
     on_skipped_callback: Callable[[Context], Any] | None
-    pre_execute: Callable[[Context], Any] | None
-    post_execute: Callable[[Context, Any], Any] | None
+    # the pre_execute= / post_execute= callables: stored apart (as Airflow does), so a subclass's
+    # pre_execute / post_execute method is not shadowed by the argument's None (runner/execution.py)
+    _pre_execute_hook: Callable[[Context], Any] | None
+    _post_execute_hook: Callable[[Context, Any], Any] | None
     task_display_name: str | None
     map_index_template: str | None
     weight_rule: str
@@ -315,6 +317,7 @@ class BaseOperator(Templated, metaclass=_OperatorMeta):
         once for those nothing here implements."""
         for name in _STORED_ARGS:
             setattr(self, name, given[name])
+        self._pre_execute_hook, self._post_execute_hook = given["pre_execute"], given["post_execute"]
         self.doc_md, self.doc_rst, self.doc_json, self.doc_yaml = (
             given["doc_md"],
             given["doc_rst"],
@@ -515,8 +518,6 @@ _STORED_ARGS = (
     "outlets",
     "on_execute_callback",
     "on_skipped_callback",
-    "pre_execute",
-    "post_execute",
     "task_display_name",
     "map_index_template",
     "weight_rule",

@@ -7,6 +7,7 @@ import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pendulum
 import pytest
@@ -109,3 +110,28 @@ def test_python_operator_passes_templates_dict_in_the_context() -> None:
         plain = PythonOperator(task_id="p", python_callable=lambda **ctx: ctx.get("templates_dict"))
     assert op.execute({"templates_dict": None}) == "x"
     assert plain.execute({"templates_dict": None}) is None
+
+
+def test_pre_and_post_execute_run_whether_given_as_arguments_or_overridden_as_methods() -> None:
+    from rabbitrun import DAG, PythonOperator
+    from rabbitrun.runner.execution import execute
+
+    calls: list[str] = []
+
+    class Overridden(PythonOperator):
+        def pre_execute(self, context: Any) -> None:
+            calls.append("method pre")
+
+        def post_execute(self, context: Any, result: Any = None) -> None:
+            calls.append(f"method post {result}")
+
+    with DAG("hooks"):
+        given = PythonOperator(
+            task_id="given",
+            python_callable=lambda: "r1",
+            pre_execute=lambda context: calls.append("arg pre"),
+            post_execute=lambda context, result: calls.append(f"arg post {result}"),
+        )
+        overridden = Overridden(task_id="overridden", python_callable=lambda: "r2")
+    assert execute(given, {}) == "r1" and execute(overridden, {}) == "r2"
+    assert calls == ["arg pre", "arg post r1", "method pre", "method post r2"]
